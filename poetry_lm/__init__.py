@@ -1,0 +1,3 @@
+"""poetry_lm: a character-level LSTM language model of Tang poetry."""
+
+__version__ = "0.1.0"
