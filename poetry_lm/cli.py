@@ -117,6 +117,40 @@ def evaluate_command(checkpoint, split, poem_file, corpus, threads):
                f"(<unk> rate {100 * report.unk_rate:.2f}%)")
 
 
+@click.command("generate")
+@click.argument("chars", required=False, default="")
+@click.option("--start", "start_texts", multiple=True,
+              help="A start text for one poem (repeatable); CHARS gives one poem per character.")
+@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default=True)
+@click.option("-n", "--num", type=click.IntRange(1, 1000), default=1, show_default=True, help="Poems per start.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True)
+@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
+@click.option("--max-len", type=click.IntRange(1, 10000), default=128, show_default=True,
+              help="Most characters per poem.")
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed writes the same poems.")
+@threads_option
+def generate_command(chars, start_texts, checkpoint, num, temperature, top_k, top_p, greedy, max_len, seed, threads):
+    """Write poems that begin with each of CHARS (e.g. 日红山夜湖海月), or with each --start text.
+
+    Traditional characters are accepted and converted to simplified script."""
+    set_threads(threads)
+    import torch
+
+    from .checkpoint import load_model
+    from .corpus import to_simplified
+    from .sample import SampleOptions, generate, verses
+
+    starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
+    model, table, _ = run_or_exit(load_model, checkpoint)
+    generator = torch.Generator()
+    generator.manual_seed(seed if seed is not None else torch.seed())
+    opts = SampleOptions(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, max_len=max_len)
+    poems = run_or_exit(generate, model, table, [s for s in starts for _ in range(num)], opts, generator)
+    click.echo("\n\n".join("\n".join(verses(p)) for p in poems))
+
+
 @click.group()
 def main():
     """poetry_lm: a character-level LSTM that writes Tang poems."""
@@ -124,3 +158,4 @@ def main():
 
 main.add_command(train_command)
 main.add_command(evaluate_command)
+main.add_command(generate_command)

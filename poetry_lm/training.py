@@ -80,14 +80,15 @@ class Trainer:
         self.log = log
         out = Path(cfg.out_dir)
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
+        if resume:  # the run's own settings; only the limits may change
+            ckpt = read_checkpoint(self.last_path)
+            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, "max_minutes": cfg.max_minutes,
+                                 "max_epochs": cfg.max_epochs})
         splits = load_corpus(cfg.corpus)
         if cfg.limit_poems:
             splits = {k: v[:cfg.limit_poems] for k, v in splits.items()}
         self.texts = {k: [p.text for p in v] for k, v in splits.items()}
         if resume:
-            ckpt = read_checkpoint(self.last_path)
-            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, "max_minutes": cfg.max_minutes,
-                                 "max_epochs": cfg.max_epochs})
             self.vocab = ckpt["vocab"]
             model_cfg = ModelConfig(**ckpt["config"])
         else:
@@ -105,7 +106,7 @@ class Trainer:
         self.model = PoetryLM(model_cfg)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed_s": 0.0,
-                         "best_val_ppl": math.inf, "bad_epochs": 0, "done": False}
+                         "best_val_ppl": math.inf, "bad_epochs": 0}
         self.history: list[dict] = []
         if resume:
             self.model.load_state_dict(ckpt["model"])
@@ -133,19 +134,16 @@ class Trainer:
                  f"{self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M parameters, "
                  f"{torch.get_num_threads()} thread(s)")
         try:
-            while not p["done"] and p["epoch"] < cfg.max_epochs:
+            while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
                 train_loss = self.train_epoch()
                 self.end_epoch(train_loss)
         except Stop:
             self.log(f"time budget of {cfg.max_minutes} min spent; validating what there is")
             self.end_epoch(None, partial=True)
-            p["done"] = True
         except KeyboardInterrupt:
             self.save_last()
             self.log(f"interrupted: saved {self.last_path}; continue with --resume")
             raise
-        p["done"] = True
-        self.save_last()
         return self.finish()
 
     def train_epoch(self) -> float:
@@ -209,7 +207,6 @@ class Trainer:
             p["bad_epochs"] += 1
             if p["bad_epochs"] >= self.cfg.patience:
                 self.log(f"validation perplexity has not improved for {p['bad_epochs']} epochs: stopping early")
-                p["done"] = True
         self.log(f"epoch {record['epoch']:.2f}: train loss {train_loss:.4f}, valid ppl {report.perplexity:.2f}"
                  f"{' (best)' if improved else ''}, {record['elapsed_s'] / 60:.1f} min")
         self.save_last()

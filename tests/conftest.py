@@ -1,0 +1,19 @@
+import pytest
+import torch
+from click.testing import CliRunner
+
+from poetry_lm.cli import train_command
+
+torch.set_num_threads(1)  # tiny tensors: extra threads only contend
+
+TINY_TRAIN = ["--limit-poems", "200", "--embed-dim", "16", "--hidden-dim", "32", "--epochs", "2",
+              "--batch-size", "32", "--lr", "0.01", "--seq-len", "33", "--seq-step", "16"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A real (tiny) training run through the CLI; its folder holds best.pt and last.pt."""
+    out = tmp_path_factory.mktemp("run")
+    result = CliRunner().invoke(train_command, ["--out", str(out), *TINY_TRAIN])
+    assert result.exit_code == 0, result.output
+    return out
