@@ -43,6 +43,9 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
               help="Run folder: last.pt, best.pt, metrics.json, training.png.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default=True)
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
+@click.option("--activation", type=click.Choice(["tanh", "relu", "sigmoid"]), default="tanh", show_default=True,
+              help="Nonlinearity of --cell rnn.")
 @click.option("--embed-dim", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--hidden-dim", type=click.IntRange(1), default=512, show_default=True)
 @click.option("--layers", type=click.IntRange(1), default=1, show_default=True)
@@ -69,7 +72,7 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
               help="Use only the first N poems of each split (quick trials).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @threads_option
-def train_command(out_dir, resume, corpus, embed_dim, hidden_dim, layers, dropout, softmax, tie_weights,
+def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_dim, layers, dropout, softmax, tie_weights,
                   optimizer, lr, lr_schedule, clip, batch_size, seq_len, seq_step, min_freq, max_epochs,
                   patience, max_minutes, limit_poems, seed, threads):
     """Train a poem model; the defaults are the recipe of the shipped model."""
@@ -83,7 +86,8 @@ def train_command(out_dir, resume, corpus, embed_dim, hidden_dim, layers, dropou
     cfg = TrainConfig(out_dir=out_dir, corpus=corpus, seq_len=seq_len, seq_step=seq_step, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, lr_schedule=lr_schedule, clip=clip, max_epochs=max_epochs,
                       patience=patience, max_minutes=max_minutes, min_freq=min_freq, limit_poems=limit_poems,
-                      seed=seed, model=dict(embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=layers,
+                      seed=seed, model=dict(cell=cell, activation=activation, embed_dim=embed_dim,
+                                            hidden_dim=hidden_dim, num_layers=layers,
                                             dropout=dropout, softmax=softmax, tie_weights=tie_weights))
     trainer = run_or_exit(Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True))
     try:

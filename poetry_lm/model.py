@@ -1,8 +1,8 @@
-"""The language model: embedding → custom-parameter LSTM → softmax over the vocabulary.
+"""The language model: embedding → custom-parameter LSTM (or GRU, RNN) → softmax over the vocabulary.
 
-The LSTM declares its own ``nn.Parameter`` tensors in ``torch.nn.LSTM``'s layout (gates in the
-order i, f, g, o), so weights copy between the two and the equivalence test can use torch's
-LSTM as an independent oracle.
+Each recurrent layer declares its own ``nn.Parameter`` tensors in torch's layout (LSTM gates
+i, f, g, o; GRU gates r, z, n), so weights copy to and from ``torch.nn.LSTM``/``GRU``/``RNN`` and
+the equivalence tests can use torch's modules as independent oracles.
 """
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (B, H)
+State = list[tuple[torch.Tensor, ...]]  # per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
+CELLS = ("lstm", "gru", "rnn")
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
 @dataclass
@@ -26,6 +28,8 @@ class ModelConfig:
     softmax: str = "full"          # "full" or "adaptive" (torch's AdaptiveLogSoftmaxWithLoss)
     cutoffs: list[int] = field(default_factory=list)  # adaptive clusters, in frequency-sorted indices
     tie_weights: bool = False      # output layer shares the embedding matrix (full softmax only)
+    cell: str = "lstm"             # "lstm", "gru" or "rnn"
+    activation: str = "tanh"       # the plain RNN's nonlinearity: "tanh", "relu" or "sigmoid"
 
     def __post_init__(self):
         if self.softmax not in ("full", "adaptive"):
@@ -34,10 +38,99 @@ class ModelConfig:
             raise ValueError("an adaptive softmax needs cutoffs")
         if self.tie_weights and self.softmax != "full":
             raise ValueError("tied weights need the full softmax")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
 
 
-class LSTMLayer(nn.Module):
-    r"""One LSTM layer with declared parameters, computed step by step.
+class RecurrentLayer(nn.Module):
+    """A recurrent layer with declared parameters in torch's layout, computed step by step.
+
+    ``gates`` blocks of H rows are stacked in ``weight_ih`` (G·H, I) and ``weight_hh`` (G·H, H),
+    so weights copy to and from ``torch.nn.RNN``/``GRU``/``LSTM`` unchanged. Subclasses say how
+    many gates there are and what one step computes (``cell``).
+    """
+
+    gates = 1
+    state_size = 1  # tensors in the state: 2 for an LSTM's (h, c)
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        G = self.gates
+        self.weight_ih = nn.Parameter(torch.empty(G * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(G * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(G * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(G * hidden_size))
+        bound = 1.0 / math.sqrt(hidden_size)  # keeps pre-activations O(1) at the start, as torch does
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """W_ih x + b_ih + b_hh for all steps as one GEMM: (T, B, I) → (T, B, G·H)."""
+        return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+
+    def cell(self, xw_t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...],
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x (T, B, I), state → outputs h_1..h_T (T, B, H), final state.
+
+        ``keep`` (T, B, 1) is 0 at padding: the state is reset to zero there, so a poem padded
+        in front is encoded exactly as if it started at step 0 with a zero state.
+        """
+        outputs = []
+        # unbind, not xw[t]: indexing under autograd makes backward much slower
+        for t, xw_t in enumerate(self.input_gates(x).unbind(0)):
+            state = self.cell(xw_t, state)
+            if keep is not None:
+                state = tuple(s * keep[t] for s in state)
+            outputs.append(state[0])
+        return torch.stack(outputs), state
+
+
+class RNNLayer(RecurrentLayer):
+    r"""Elman RNN: :math:`h_t = \varphi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`."""
+
+    def __init__(self, input_size: int, hidden_size: int, activation: str = "tanh"):
+        super().__init__(input_size, hidden_size)
+        self.activation = ACTIVATIONS[activation]
+
+    def cell(self, xw_t, state):
+        (h,) = state
+        return (self.activation(xw_t + h @ self.weight_hh.T),)   # (B, H)
+
+
+class GRULayer(RecurrentLayer):
+    r"""GRU in torch's form (gates r, z, n):
+
+    .. math::
+        r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+    """
+
+    gates = 3
+
+    def input_gates(self, x):
+        # b_hn sits inside r ⊙ (·), so only the input bias folds into the big GEMM here
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def cell(self, xw_t, state):
+        (h,) = state
+        hw = torch.addmm(self.bias_hh, h, self.weight_hh.T)          # (B, 3H)
+        x_r, x_z, x_n = xw_t.chunk(3, dim=1)
+        h_r, h_z, h_n = hw.chunk(3, dim=1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return ((1 - z) * n + z * h,)
+
+
+class LSTMLayer(RecurrentLayer):
+    r"""LSTM (gates i, f, g, o):
 
     .. math::
         i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
@@ -48,61 +141,38 @@ class LSTMLayer(nn.Module):
         h_t &= o_t \odot \tanh(c_t)
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
-        super().__init__()
-        self.hidden_size = hidden_size
-        # torch's layout: the four gates' weights stacked along dim 0 as [i; f; g; o]
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
-        bound = 1.0 / math.sqrt(hidden_size)  # keeps gate pre-activations O(1) at the start
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+    gates = 4
+    state_size = 2
 
-    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
-        """W_ih x + b_ih + b_hh for all steps as one GEMM: (T, B, I) → (T, B, 4H)."""
-        return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
-
-    def cell(self, xw_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step from precomputed input gates xw_t (B, 4H) and the state (B, H) each."""
+    def cell(self, xw_t, state):
+        h, c = state
         gates = xw_t + h @ self.weight_hh.T                   # (B, 4H): one recurrent GEMM per step
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
-                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x (T, B, I), state (h, c) → outputs (T, B, H), final state.
 
-        ``keep`` (T, B, 1) is 0 at padding: the state is reset to zero there, so a poem padded
-        in front is encoded exactly as if it started at step 0 with a zero state.
-        """
-        h, c = state
-        outputs = []
-        # unbind, not xw[t]: indexing under autograd makes backward much slower
-        for t, xw_t in enumerate(self.input_gates(x).unbind(0)):
-            h, c = self.cell(xw_t, h, c)
-            if keep is not None:
-                h, c = h * keep[t], c * keep[t]
-            outputs.append(h)
-        return torch.stack(outputs), (h, c)
+def make_layer(cell: str, input_size: int, hidden_size: int, activation: str = "tanh") -> RecurrentLayer:
+    if cell == "rnn":
+        return RNNLayer(input_size, hidden_size, activation)
+    return {"lstm": LSTMLayer, "gru": GRULayer}[cell](input_size, hidden_size)
 
 
-class LSTM(nn.Module):
-    """Stacked ``LSTMLayer``s with dropout between layers; parameters named like nn.LSTM's."""
+class StackedRNN(nn.Module):
+    """Stacked recurrent layers of one cell type with dropout between layers."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0, activation: str = "tanh"):
         super().__init__()
         self.hidden_size = hidden_size
-        self.layers = nn.ModuleList(
-            LSTMLayer(input_size if k == 0 else hidden_size, hidden_size) for k in range(num_layers))
+        self.layers = nn.ModuleList(make_layer(cell, input_size if k == 0 else hidden_size, hidden_size, activation)
+                                    for k in range(num_layers))
         self.dropout = nn.Dropout(dropout)
 
     def initial_state(self, batch: int, like: torch.Tensor) -> State:
         zeros = like.new_zeros(batch, self.hidden_size)
-        return [(zeros, zeros) for _ in self.layers]
+        return [(zeros,) * layer.state_size for layer in self.layers]
 
     def forward(self, x: torch.Tensor, state: State | None = None,
                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
@@ -118,7 +188,7 @@ class LSTM(nn.Module):
 
 
 class PoetryLM(nn.Module):
-    """Character language model: embedding → LSTM → (dropout) → softmax over the vocabulary."""
+    """Character language model: embedding → recurrent layers → (dropout) → softmax over the vocabulary."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -126,7 +196,7 @@ class PoetryLM(nn.Module):
         E, H, V = config.embed_dim, config.hidden_dim, config.vocab_size
         self.embedding = nn.Embedding(V, E)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        self.lstm = LSTM(E, H, config.num_layers, config.dropout)
+        self.rnn = StackedRNN(config.cell, E, H, config.num_layers, config.dropout, config.activation)
         self.dropout = nn.Dropout(config.dropout)
         if config.softmax == "adaptive":
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, V, list(config.cutoffs), div_value=4.0)
@@ -141,7 +211,7 @@ class PoetryLM(nn.Module):
                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """tokens (T, B) → hidden features (T, B, H) for the output layer, and the state."""
         x = self.dropout(self.embedding(tokens))             # (T, B, E)
-        hidden, state = self.lstm(x, state, keep)
+        hidden, state = self.rnn(x, state, keep)
         return self.dropout(hidden), state
 
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -62,8 +62,7 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
         hidden, state = model(prefix)
         states.append(state)
         last_hidden.append(hidden[-1])                                      # (1, H)
-    state = [(torch.cat([s[k][0] for s in states]), torch.cat([s[k][1] for s in states]))
-             for k in range(len(states[0]))]
+    state = [tuple(torch.cat(parts) for parts in zip(*layer)) for layer in zip(*states)]  # per layer, (B, H) each
     hidden = torch.cat(last_hidden)                                          # (B, H)
     banned = torch.tensor([table.pad, table.bos, table.unk])
     poems = [list(text) for text in starts]

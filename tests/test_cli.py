@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -74,6 +75,18 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     ckpt = read_checkpoint(out / "last.pt")
     assert ckpt["progress"]["epoch"] == 2 and len(ckpt["history"]) == 2
     assert ckpt["train"]["model"]["hidden_dim"] == 32  # the run's own settings, not the defaults
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_train_evaluate_and_generate(cell, tmp_path):
+    out = tmp_path / cell
+    trained = invoke(train_command, "--out", out, *TINY_TRAIN, "--epochs", 1, "--cell", cell)
+    assert trained.exit_code == 0, trained.output
+    assert read_checkpoint(out / "best.pt")["config"]["cell"] == cell
+    evaluated = invoke(evaluate_command, out / "best.pt", "--split", "valid")
+    assert evaluated.exit_code == 0 and "perplexity" in evaluated.output, evaluated.output
+    written = invoke(generate_command, "春", "--model", out / "best.pt", "--seed", 1, "--max-len", 20)
+    assert written.exit_code == 0 and written.output.startswith("春"), written.output
 
 
 def test_user_errors_are_one_sentence_and_nonzero(tiny_run, tmp_path):

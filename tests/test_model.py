@@ -4,47 +4,52 @@ import pytest
 import torch
 
 from poetry_lm.evaluate import perplexity
-from poetry_lm.model import LSTM, ModelConfig, PoetryLM
+from poetry_lm.model import ModelConfig, PoetryLM, StackedRNN
 from poetry_lm.vocab import CharTable, build_vocabulary, vocabulary_to_list
 
-
-def copy_into_torch(mine: LSTM, ref: torch.nn.LSTM) -> None:
-    with torch.no_grad():
-        for k, layer in enumerate(mine.layers):
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(ref, f"{name}_l{k}").copy_(getattr(layer, name))
+PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+ORACLES = {"lstm": lambda I, H, L: torch.nn.LSTM(I, H, L), "gru": lambda I, H, L: torch.nn.GRU(I, H, L),
+           "rnn": lambda I, H, L: torch.nn.RNN(I, H, L, nonlinearity="tanh"),
+           "rnn-relu": lambda I, H, L: torch.nn.RNN(I, H, L, nonlinearity="relu")}
 
 
+@pytest.mark.parametrize("cell", ORACLES)
 @pytest.mark.parametrize("T,B,I,H,layers", [(7, 3, 5, 4, 1), (1, 1, 3, 6, 2), (12, 2, 8, 8, 3)])
-def test_custom_lstm_matches_torch_outputs_and_gradients(T, B, I, H, layers):
+def test_custom_cells_match_torch_outputs_and_gradients(cell, T, B, I, H, layers):
     torch.manual_seed(T * 100 + B)
-    mine, ref = LSTM(I, H, layers).double(), torch.nn.LSTM(I, H, layers).double()
-    copy_into_torch(mine, ref)
+    name, activation = (cell.split("-") + ["tanh"])[:2]
+    mine = StackedRNN(name, I, H, layers, activation=activation).double()
+    ref = ORACLES[cell](I, H, layers).double()
+    with torch.no_grad():  # the same weights in both
+        for k, layer in enumerate(mine.layers):
+            for p in PARAMS:
+                getattr(ref, f"{p}_l{k}").copy_(getattr(layer, p))
     x = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
     h0 = torch.randn(layers, B, H, dtype=torch.double, requires_grad=True)
     c0 = torch.randn(layers, B, H, dtype=torch.double, requires_grad=True)
-    out, state = mine(x, [(h0[k], c0[k]) for k in range(layers)])
-    ref_out, (ref_h, ref_c) = ref(x, (h0, c0))
+    is_lstm = name == "lstm"
+    out, state = mine(x, [(h0[k], c0[k]) if is_lstm else (h0[k],) for k in range(layers)])
+    ref_out, ref_state = ref(x, (h0, c0) if is_lstm else h0)
+    ref_state = ref_state if is_lstm else (ref_state,)
     torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(torch.stack([h for h, _ in state]), ref_h, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(torch.stack([c for _, c in state]), ref_c, rtol=1e-10, atol=1e-12)
-    # a loss that touches the outputs and both final states, so every path gets a gradient
+    for j, ref_s in enumerate(ref_state):
+        torch.testing.assert_close(torch.stack([s[j] for s in state]), ref_s, rtol=1e-10, atol=1e-12)
+    # a loss that touches the outputs and every final state, so every path gets a gradient
     w = torch.randn_like(out)
-    loss = (out * w).sum() + sum((h ** 2).sum() + c.sum() for h, c in state)
-    ref_loss = (ref_out * w).sum() + (ref_h ** 2).sum() + ref_c.sum()
-    mine_params = [getattr(l, n) for l in mine.layers for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    ref_params = [getattr(ref, f"{n}_l{k}") for k in range(layers)
-                  for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    grads = torch.autograd.grad(loss, [x, h0, c0, *mine_params])
-    ref_grads = torch.autograd.grad(ref_loss, [x, h0, c0, *ref_params])
+    loss = (out * w).sum() + sum((s[0] ** 2).sum() + s[-1].sum() for s in state)
+    ref_loss = (ref_out * w).sum() + (ref_state[0] ** 2).sum() + ref_state[-1].sum()
+    inputs = [x, h0] + ([c0] if is_lstm else [])
+    grads = torch.autograd.grad(loss, inputs + [getattr(l, p) for l in mine.layers for p in PARAMS])
+    ref_grads = torch.autograd.grad(ref_loss, inputs + [getattr(ref, f"{p}_l{k}") for k in range(layers) for p in PARAMS])
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
 
 
-def test_lstm_parameters_are_declared_and_initialised_in_range():
-    lstm = LSTM(5, 16, 2)
-    assert not any(isinstance(m, (torch.nn.LSTM, torch.nn.LSTMCell)) for m in lstm.modules())
-    for p in lstm.parameters():
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_parameters_are_declared_and_initialised_in_range(cell):
+    stack = StackedRNN(cell, 5, 16, 2)
+    assert not any(isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase)) for m in stack.modules())
+    for p in stack.parameters():
         assert p.abs().max() <= 1 / math.sqrt(16)
 
 
@@ -56,12 +61,13 @@ def tiny_lm(softmax="full", **kw) -> tuple[PoetryLM, CharTable]:
     return PoetryLM(cfg).eval(), CharTable(tokens)
 
 
-def test_front_padding_does_not_change_the_encoding():
-    model, table = tiny_lm()
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_front_padding_does_not_change_the_encoding(cell):
+    model, table = tiny_lm(cell=cell)
     ids = table.encode_poem("床前明月光。")
     plain = torch.tensor(ids).unsqueeze(1)
     padded = torch.tensor([table.pad] * 5 + ids).unsqueeze(1)
-    keep = (padded != table.pad).unsqueeze(-1).double().float()
+    keep = (padded != table.pad).unsqueeze(-1).float()
     out_plain, _ = model(plain)
     out_padded, _ = model(padded, keep=keep)
     torch.testing.assert_close(out_padded[5:], out_plain)
