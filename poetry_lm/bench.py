@@ -1,0 +1,256 @@
+"""Training-speed benchmark: ``python -m poetry_lm.bench [--threads N] [--quick]``.
+
+One run measures, and prints as markdown:
+
+1. the machine: threads, torch version, CPU model, and the single-process GEMM peak (a
+   1024×1024 float32 matmul) that the other sections are compared with;
+2. the recurrent layer, one training step (forward + backward, B = 64, T = 64): ``torch.nn.LSTM``
+   vs the step-by-step autograd loop vs the fused op (``poetry_lm.fused.lstm_sequence``), in
+   tokens/s, GFLOP/s and as a fraction of the GEMM peak;
+3. the output layer, one training step: full softmax (Linear H → V + cross-entropy) vs
+   ``torch.nn.AdaptiveLogSoftmaxWithLoss``, on Zipf-distributed targets.
+
+Every time is the median of several repetitions after a warm-up, with the implementations
+interleaved (A B C A B C …) so that load from other processes falls on all of them alike.
+A section is a function ``(Settings, results) → list of markdown lines`` in ``SECTIONS``; a new
+one (e.g. generation speed) is added by writing such a function and listing it there.
+"""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import click
+import torch
+import torch.nn.functional as F
+
+from poetry_lm.fused import lstm_sequence
+from poetry_lm.model import LSTMLayer
+
+
+@dataclass
+class Settings:
+    threads: int = 1
+    batch: int = 64                       # B: sequences per training step
+    steps: int = 64                       # T: time steps per sequence
+    lstm_sizes: list[tuple[int, int]] = field(                 # (E, H) pairs: input and hidden width
+        default_factory=lambda: [(256, 256), (256, 512), (512, 1024)])
+    reps: int = 5                         # timed repetitions per measurement (after 1 warm-up)
+    gemm_n: int = 1024                    # the peak is an n×n @ n×n float32 matmul
+    gemm_reps: int = 20
+    vocab: int = 6868                     # the poems' character vocabulary
+    softmax_hidden: int = 512             # ModelConfig's default hidden_dim
+    cutoffs: list[int] = field(default_factory=lambda: [800, 2500])
+    div_value: float = 4.0                # as PoetryLM uses
+
+
+QUICK = dict(batch=8, steps=8, lstm_sizes=[(32, 32), (32, 64)], reps=3, gemm_reps=5,
+             softmax_hidden=64)
+
+
+def clock_for(threads: int) -> tuple[Callable[[], float], str]:
+    """With one thread, the process's CPU time (user + system, page faults included): it does not
+    count the time the OS gives to other processes, so a shared machine reads the same as an idle
+    one. With more threads CPU time adds up the threads, so it falls back to wall time."""
+    if threads == 1:
+        return time.process_time, "process CPU time (1 thread: time-slicing by other processes is not counted)"
+    return time.perf_counter, "wall time"
+
+
+def median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1,
+                 clock: Callable[[], float] | None = None) -> dict[str, float]:
+    """Median time in seconds of each function (``clock_for`` the current thread count); the
+    functions run interleaved."""
+    clock = clock or clock_for(torch.get_num_threads())[0]
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            times[name].append(clock() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def gemm_peak(n: int, reps: int) -> float:
+    """GFLOP/s of an n×n @ n×n float32 matmul (2n³ FLOPs): the practical peak on this process."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    seconds = median_times({"gemm": lambda: torch.mm(a, b, out=out)}, reps, warmup=2)["gemm"]
+    return 2 * n ** 3 / seconds / 1e9
+
+
+def machine_section(s: Settings, results: dict) -> list[str]:
+    results["gemm_gflops"] = peak = gemm_peak(s.gemm_n, s.gemm_reps)
+    return [f"- threads: {torch.get_num_threads()}, torch {torch.__version__}, CPU: {cpu_model()}",
+            f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul, median of {s.gemm_reps}): "
+            f"{peak:.1f} GFLOP/s",
+            f"- timings: median of {s.reps} repetitions after 1 warm-up, implementations interleaved; "
+            f"clock: {clock_for(torch.get_num_threads())[1]}", ""]
+
+
+# ---------------------------------------------------------------------------------------------
+# The recurrent layer
+
+def lstm_flops_per_token(input_size: int, hidden_size: int) -> tuple[int, int]:
+    """(forward, training) FLOPs per token of one LSTM layer, counting only the matmuls.
+
+    Forward: 2·(4H·I + 4H·H) (input and recurrent GEMMs, a multiply-add = 2 FLOPs). Backward
+    costs twice that (one GEMM for the input gradient, one for the weight gradient, per matmul),
+    so a training step is 3× the forward. Elementwise gate work is O(H) and left out.
+    """
+    forward = 2 * (4 * hidden_size * input_size + 4 * hidden_size * hidden_size)
+    return forward, 3 * forward
+
+
+def autograd_loop(layer: LSTMLayer, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The step-by-step autograd LSTM, as ``LSTMLayer.forward`` computed it before the fused op:
+    one input GEMM for all steps, then per step one recurrent GEMM and the gates under autograd.
+    Written out here so the benchmark keeps measuring the loop once the layer calls the fused op."""
+    outputs = []
+    w_hh_t = layer.weight_hh.T
+    for xw_t in layer.input_gates(x).unbind(0):              # (B, 4H) per step
+        i, f, g, o = (xw_t + h @ w_hh_t).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs)                              # (T, B, H)
+
+
+def lstm_step_functions(E: int, H: int, B: int, T: int) -> dict[str, Callable[[], None]]:
+    """One training step (forward + backward of the layer alone, gradients for the weights and
+    the input x) for each implementation, all with the same weights and input."""
+    torch.manual_seed(0)
+    layer = LSTMLayer(E, H)
+    reference = torch.nn.LSTM(E, H)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(reference, f"{name}_l0").copy_(getattr(layer, name))
+    x = torch.randn(T, B, E, requires_grad=True)             # as if from the embedding: it gets a gradient
+    zeros = torch.zeros(B, H)
+    grad_out = torch.randn(T, B, H)                          # stands in for the output layer's gradient
+    params = [x, *layer.parameters(), *reference.parameters()]
+
+    def step(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run():
+            for p in params:
+                p.grad = None
+            forward().backward(grad_out)
+        return run
+
+    return {
+        "nn.LSTM": step(lambda: reference(x, (zeros[None], zeros[None]))[0]),
+        "autograd loop": step(lambda: autograd_loop(layer, x, zeros, zeros)),
+        "fused": step(lambda: lstm_sequence(layer.input_gates(x), zeros, zeros, layer.weight_hh)[0]),
+    }
+
+
+def lstm_section(s: Settings, results: dict) -> list[str]:
+    peak = results["gemm_gflops"]
+    tokens = s.batch * s.steps
+    lines = [f"### LSTM layer, one training step (forward + backward), B = {s.batch}, T = {s.steps}", "",
+             "| E | H | implementation | ms / step | tokens/s | GFLOP/s | % of GEMM peak | speed vs nn.LSTM |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|"]
+    results["lstm"] = []
+    for E, H in s.lstm_sizes:
+        _, flops = lstm_flops_per_token(E, H)
+        seconds = median_times(lstm_step_functions(E, H, s.batch, s.steps), s.reps)
+        for name, sec in seconds.items():
+            gflops = flops * tokens / sec / 1e9
+            ratio = seconds["nn.LSTM"] / sec
+            results["lstm"].append(dict(E=E, H=H, impl=name, seconds=sec, ratio=ratio, gflops=gflops))
+            lines.append(f"| {E} | {H} | {name} | {sec * 1e3:.1f} | {tokens / sec:,.0f} | {gflops:.1f} "
+                         f"| {100 * gflops / peak:.0f}% | {ratio:.2f}× |")
+    lines += ["", "FLOPs per token counted as 3 · 2·(4H·E + 4H·H) (forward matmuls, backward twice that); "
+              "speed vs nn.LSTM = nn.LSTM's time / this time (> 1 is faster).", ""]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# The output layer
+
+def zipf_targets(n: int, vocab: int, generator: torch.Generator) -> torch.Tensor:
+    """n token ids with p(rank) ∝ 1/rank, id = rank − 1: a stand-in for the corpus's character
+    frequencies, in the frequency-sorted order that the adaptive softmax's cutoffs assume."""
+    p = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float64)
+    return torch.multinomial(p / p.sum(), n, replacement=True, generator=generator)
+
+
+def softmax_section(s: Settings, results: dict) -> list[str]:
+    H, V, N = s.softmax_hidden, s.vocab, s.batch * s.steps
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    hidden = torch.randn(N, H, requires_grad=True)
+    targets = zipf_targets(N, V, gen)
+    full = torch.nn.Linear(H, V)
+    adaptive = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, s.cutoffs, div_value=s.div_value)
+    params = [hidden, *full.parameters(), *adaptive.parameters()]
+
+    def step(loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run():
+            for p in params:
+                p.grad = None
+            loss().backward()
+        return run
+
+    seconds = median_times({
+        "full softmax": step(lambda: F.cross_entropy(full(hidden), targets)),
+        "adaptive softmax": step(lambda: adaptive(hidden, targets).loss),
+    }, s.reps)
+    shares = [(targets < s.cutoffs[0]).double().mean().item()]
+    bounds = [*s.cutoffs, V]
+    shares += [((targets >= lo) & (targets < hi)).double().mean().item() for lo, hi in zip(bounds, bounds[1:])]
+    results["softmax"] = seconds
+    lines = [f"### Output layer, one training step (forward + backward), H = {H}, V = {V}, "
+             f"{N} tokens", "",
+             "| output layer | ms / step | tokens/s | speed vs full |", "|---|---:|---:|---:|"]
+    for name, sec in seconds.items():
+        lines.append(f"| {name} | {sec * 1e3:.1f} | {N / sec:,.0f} | {seconds['full softmax'] / sec:.2f}× |")
+    lines += ["", f"Adaptive: cutoffs {s.cutoffs}, div_value {s.div_value}. Targets drawn from a Zipf "
+              f"stand-in for the corpus frequencies, p(rank) ∝ 1/rank; share of targets per cluster "
+              f"(head, tails): {', '.join(f'{x:.1%}' for x in shares)}.", ""]
+    return lines
+
+
+SECTIONS: list[Callable[[Settings, dict], list[str]]] = [machine_section, lstm_section, softmax_section]
+
+
+def run_benchmark(settings: Settings, echo: Callable[[str], None] = print) -> dict:
+    """Run every section in order, echoing its markdown as soon as it is done; returns the numbers."""
+    torch.set_num_threads(settings.threads)
+    results: dict = {}
+    echo("## poetry_lm training-speed benchmark\n")
+    for section in SECTIONS:
+        echo("\n".join(section(settings, results)))
+    return results
+
+
+@click.command()
+@click.option("--threads", default=1, show_default=True, help="torch intra-op threads")
+@click.option("--quick", is_flag=True, help="tiny sizes and few repetitions: a smoke test, not a measurement")
+def bench_command(threads: int, quick: bool):
+    """Measure training-step speed of the LSTM layer and the output layer; print markdown."""
+    settings = Settings(threads=threads, **(QUICK if quick else {}))
+    start = time.perf_counter()
+    run_benchmark(settings, echo=click.echo)
+    click.echo(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    bench_command()

@@ -1,0 +1,129 @@
+"""The fused LSTM sequence op against torch.nn.LSTM, LSTMLayer's masked loop and finite differences."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from poetry_lm.fused import lstm_sequence
+from poetry_lm.model import LSTMLayer
+
+PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+def fused_layer(x, h0, c0, params, keep=None):
+    """x (T, B, I) → outputs, h_T, c_T through input_gates' GEMM (as LSTMLayer.input_gates) + the fused op."""
+    w_ih, w_hh, b_ih, b_hh = params
+    xw = F.linear(x, w_ih, b_ih + b_hh)                  # (T, B, 4H)
+    return lstm_sequence(xw, h0, c0, w_hh, keep)
+
+
+def touch_everything(out, h, c, w):
+    """A loss that reaches the outputs and both final states, so every path gets a gradient."""
+    return (out * w).sum() + (h ** 2).sum() + (c * 0.5).sum()
+
+
+@pytest.mark.parametrize("T,B,I,H", [(7, 3, 5, 4), (1, 1, 3, 6), (1, 4, 2, 3), (9, 1, 4, 5), (16, 5, 8, 8)])
+def test_matches_torch_lstm(T, B, I, H):
+    torch.manual_seed(T * 100 + B * 10 + H)
+    ref = torch.nn.LSTM(I, H).double()
+    params = [getattr(ref, f"{p}_l0").detach().clone().requires_grad_(True) for p in PARAMS]
+    x = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+
+    out, h, c = fused_layer(x, h0, c0, params)
+    ref_out, (ref_h, ref_c) = ref(x, (h0[None], c0[None]))
+    torch.testing.assert_close(out, ref_out, **TOL)
+    torch.testing.assert_close(h, ref_h[0], **TOL)
+    torch.testing.assert_close(c, ref_c[0], **TOL)
+
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad(touch_everything(out, h, c, w), [x, h0, c0, *params])
+    ref_grads = torch.autograd.grad(touch_everything(ref_out, ref_h[0], ref_c[0], w),
+                                    [x, h0, c0, *[getattr(ref, f"{p}_l0") for p in PARAMS]])
+    for name, g, r in zip(("x", "h0", "c0", *PARAMS), grads, ref_grads):
+        torch.testing.assert_close(g, r, **TOL, msg=lambda m: f"d{name}: {m}")
+
+
+@pytest.mark.parametrize("T,B,I,H", [(8, 4, 5, 6), (1, 1, 3, 4), (5, 3, 2, 3)])
+def test_matches_the_masked_loop_of_lstm_layer(T, B, I, H):
+    """keep has front padding (zeros at the start of some rows), a mid-sequence reset and an
+    all-zero column; the fused op must reproduce LSTMLayer.forward's state resets exactly."""
+    torch.manual_seed(7 + T + B)
+    layer = LSTMLayer(I, H).double()
+    keep = torch.ones(T, B, 1, dtype=torch.double)
+    for b in range(B):
+        keep[: (b * 2) % (T + 1), b] = 0                  # front padding, of different lengths
+    if T > 3 and B > 1:
+        keep[T // 2, 1] = 0                               # a reset inside a row
+    if B > 2:
+        keep[:, 2] = 0                                    # a row that is all padding
+    x = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+
+    xw = layer.input_gates(x)
+    out, h, c = lstm_sequence(xw, h0, c0, layer.weight_hh, keep)
+    ref_out, (ref_h, ref_c) = layer(x, (h0, c0), keep)
+    torch.testing.assert_close(out, ref_out, **TOL)
+    torch.testing.assert_close(h, ref_h, **TOL)
+    torch.testing.assert_close(c, ref_c, **TOL)
+    assert (out[keep.expand_as(out) == 0] == 0).all()
+
+    w = torch.randn_like(out)
+    wrt = [x, h0, c0, *[getattr(layer, p) for p in PARAMS]]
+    grads = torch.autograd.grad(touch_everything(out, h, c, w), wrt)
+    ref_grads = torch.autograd.grad(touch_everything(ref_out, ref_h, ref_c, w), wrt)
+    for name, g, r in zip(("x", "h0", "c0", *PARAMS), grads, ref_grads):
+        torch.testing.assert_close(g, r, **TOL, msg=lambda m: f"d{name}: {m}")
+
+
+def test_bool_keep_and_float32():
+    torch.manual_seed(3)
+    layer = LSTMLayer(4, 5)
+    x = torch.randn(6, 3, 4)
+    keep = torch.rand(6, 3, 1) > 0.3
+    zeros = torch.zeros(3, 5)
+    out, h, c = lstm_sequence(layer.input_gates(x), zeros, zeros, layer.weight_hh, keep)
+    ref_out, (ref_h, ref_c) = layer(x, (zeros, zeros), keep.float())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(c, ref_c)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_gradcheck(masked):
+    torch.manual_seed(11)
+    T, B, H = 4, 2, 3
+    xw = torch.randn(T, B, 4 * H, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+    w_hh = (torch.randn(4 * H, H, dtype=torch.double) * 0.5).requires_grad_(True)
+    keep = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.double)[..., None] \
+        if masked else None
+    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep), (xw, h0, c0, w_hh))
+
+
+def test_unused_outputs_and_frozen_inputs():
+    """Only h_T used (dout and dc_T arrive as zeros); weight_hh not requiring grad is skipped."""
+    torch.manual_seed(5)
+    T, B, H = 5, 2, 3
+    xw = torch.randn(T, B, 4 * H, dtype=torch.double, requires_grad=True)
+    h0 = torch.zeros(B, H, dtype=torch.double)
+    w_hh = torch.randn(4 * H, H, dtype=torch.double)
+    _, h, _ = lstm_sequence(xw, h0, h0, w_hh)
+    (g,) = torch.autograd.grad(h.sum(), [xw])
+    assert is_one_node(h) and g.shape == xw.shape
+    xw_ref = xw.detach().clone().requires_grad_(True)
+    hr, cr = h0, h0
+    for t in range(T):                                   # the LSTM step written out under autograd
+        i, f, gg, o = (xw_ref[t] + hr @ w_hh.T).chunk(4, dim=1)
+        cr = torch.sigmoid(f) * cr + torch.sigmoid(i) * torch.tanh(gg)
+        hr = torch.sigmoid(o) * torch.tanh(cr)
+    (g_ref,) = torch.autograd.grad(hr.sum(), [xw_ref])
+    torch.testing.assert_close(g, g_ref, **TOL)
+
+
+def is_one_node(t):
+    """The whole sequence is one autograd node (its name comes from the Function's class)."""
+    return type(t.grad_fn).__name__ == "LSTMSequenceBackward"
