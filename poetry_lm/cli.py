@@ -71,11 +71,15 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.option("--limit-poems", type=click.IntRange(1), default=None,
               help="Use only the first N poems of each split (quick trials).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast on CUDA.")
 @threads_option
 def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_dim, layers, dropout, softmax, tie_weights,
                   optimizer, lr, lr_schedule, clip, batch_size, seq_len, seq_step, min_freq, max_epochs,
-                  patience, max_minutes, limit_poems, seed, threads):
-    """Train a poem model; the defaults are the recipe of the shipped model."""
+                  patience, max_minutes, limit_poems, seed, device, bf16, threads):
+    """Train a poem model; the defaults are the recipe of the shipped model.
+
+    Under ``torchrun --nproc_per_node=N train.py …`` each process takes 1/N of every batch."""
     set_threads(threads)
     from .training import TrainConfig, Trainer
 
@@ -86,7 +90,7 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
     cfg = TrainConfig(out_dir=out_dir, corpus=corpus, seq_len=seq_len, seq_step=seq_step, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, lr_schedule=lr_schedule, clip=clip, max_epochs=max_epochs,
                       patience=patience, max_minutes=max_minutes, min_freq=min_freq, limit_poems=limit_poems,
-                      seed=seed, model=dict(cell=cell, activation=activation, embed_dim=embed_dim,
+                      seed=seed, device=device, bf16=bf16, model=dict(cell=cell, activation=activation, embed_dim=embed_dim,
                                             hidden_dim=hidden_dim, num_layers=layers,
                                             dropout=dropout, softmax=softmax, tie_weights=tie_weights))
     trainer = run_or_exit(Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True))
@@ -94,7 +98,8 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
         result = trainer.fit()
     except KeyboardInterrupt:
         sys.exit(130)
-    click.echo(json.dumps(result))
+    if result:  # rank 0 of a distributed run, or the only process
+        click.echo(json.dumps(result))
 
 
 @click.command("evaluate")

@@ -16,7 +16,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
+from . import distributed
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .corpus import DEFAULT_CORPUS, load_corpus
 from .data import make_windows, window_batches
@@ -44,7 +46,20 @@ class TrainConfig:
     min_freq: int = 2
     limit_poems: int | None = None  # use only the first N poems of each split (quick experiments, tests)
     seed: int = 0
+    device: str = "cpu"             # "cpu" or "cuda"
+    bf16: bool = False              # bfloat16 autocast (CUDA)
     model: dict = field(default_factory=dict)  # ModelConfig fields other than vocab_size
+
+
+class SequenceLoss(nn.Module):
+    """The model's summed sequence NLL as ``forward``, the call DistributedDataParallel hooks into."""
+
+    def __init__(self, model: PoetryLM, pad: int):
+        super().__init__()
+        self.model, self.pad = model, pad
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return self.model.sequence_nll(tokens, self.pad)
 
 
 class Stop(Exception):
@@ -77,7 +92,8 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print):
-        self.log = log
+        self.ctx = distributed.init(cfg.device)
+        self.log = log if self.ctx.is_main else (lambda msg: None)
         out = Path(cfg.out_dir)
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
         if resume:  # the run's own settings; only the limits may change
@@ -100,10 +116,12 @@ class Trainer:
             if model_args.get("softmax") == "adaptive" and not model_args.get("cutoffs"):
                 model_args["cutoffs"] = adaptive_cutoffs([fnlp_vocab.word_count.get(tok, 0) for tok in self.vocab])
             model_cfg = ModelConfig(vocab_size=len(self.vocab), **model_args)
+        cfg.device, cfg.bf16 = self.ctx.device.type, cfg.bf16 and self.ctx.device.type == "cuda"
         self.cfg = cfg
         self.table = CharTable(self.vocab)
-        torch.manual_seed(cfg.seed)
-        self.model = PoetryLM(model_cfg)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        self.model = PoetryLM(model_cfg).to(self.ctx.device)
+        self.loss = self.ctx.wrap(SequenceLoss(self.model, self.table.pad), find_unused=model_cfg.softmax == "adaptive")
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed_s": 0.0,
                          "best_val_ppl": math.inf, "bad_epochs": 0}
@@ -114,12 +132,16 @@ class Trainer:
             self.progress.update(ckpt["progress"])
             self.history = ckpt["history"]
             torch.set_rng_state(ckpt["rng"])
+        if self.ctx.world > 1:  # different dropout masks on each rank
+            torch.manual_seed(cfg.seed * 1009 + self.ctx.rank * 7919 + self.progress["global_step"])
         encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
         self.windows = make_windows(encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
         self.steps_per_epoch = math.ceil(len(self.windows) / cfg.batch_size)
 
     # -- checkpoints ---------------------------------------------------------------
     def save(self, path: Path, **extra) -> None:
+        if not self.ctx.is_main:
+            return
         save_checkpoint(path, self.model, self.vocab, train=asdict(self.cfg), progress=dict(self.progress),
                         history=list(self.history), **extra)
 
@@ -132,7 +154,7 @@ class Trainer:
         n_params = sum(t.numel() for t in self.model.parameters())
         self.log(f"vocabulary {len(self.vocab)}, {len(self.windows)} windows of {cfg.seq_len}, "
                  f"{self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M parameters, "
-                 f"{torch.get_num_threads()} thread(s)")
+                 f"{torch.get_num_threads()} thread(s) × {self.ctx.world} process(es) on {self.ctx.device}")
         try:
             while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
                 train_loss = self.train_epoch()
@@ -144,7 +166,9 @@ class Trainer:
             self.save_last()
             self.log(f"interrupted: saved {self.last_path}; continue with --resume")
             raise
-        return self.finish()
+        finally:
+            distributed.finish(self.ctx)
+        return self.finish() if self.ctx.is_main else {}
 
     def train_epoch(self) -> float:
         cfg, p = self.cfg, self.progress
@@ -155,7 +179,7 @@ class Trainer:
         total_steps = cfg.max_epochs * self.steps_per_epoch
         bar = tqdm(window_batches(self.windows, cfg.batch_size, order, p["step_in_epoch"]),
                    total=self.steps_per_epoch, initial=p["step_in_epoch"], desc=f"epoch {p['epoch'] + 1}",
-                   unit="step", dynamic_ncols=True,
+                   unit="step", dynamic_ncols=True, disable=not self.ctx.is_main,
                    mininterval=0.5 if sys.stderr.isatty() else 60)  # a log file gets a line a minute
         loss_sum, loss_tokens = 0.0, 0
         started, last_save = time.monotonic(), time.monotonic()
@@ -163,21 +187,26 @@ class Trainer:
         for batch in bar:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, p["global_step"], total_steps)
-            nll, n = self.model.sequence_nll(batch, self.table.pad)
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                nll, n = self.loss(self.ctx.shard(batch))
+            now = time.monotonic()
+            over_budget = cfg.max_minutes is not None and elapsed0 + now - started > cfg.max_minutes * 60
+            # one collective: global token count and summed NLL, and whether any rank is out of time
+            total_nll, total_n, stop = self.ctx.all_sum([float(nll.detach()), n, float(over_budget)])
             self.optimizer.zero_grad(set_to_none=True)
-            (nll / n).backward()
+            # DDP averages gradients over ranks; scaling by world/total makes that the global token mean
+            (nll * (self.ctx.world / total_n)).backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.optimizer.step()
-            loss_sum, loss_tokens, tokens_seen = loss_sum + float(nll.detach()), loss_tokens + n, tokens_seen + n
+            loss_sum, loss_tokens, tokens_seen = loss_sum + total_nll, loss_tokens + total_n, tokens_seen + total_n
             p["step_in_epoch"] += 1
             p["global_step"] += 1
-            now = time.monotonic()
             p["elapsed_s"] = elapsed0 + now - started
             bar.set_postfix(loss=f"{loss_sum / loss_tokens:.3f}", tok_s=f"{tokens_seen / (now - started):.0f}", refresh=False)
             if now - last_save > cfg.save_every_minutes * 60:
                 self.save_last()
                 last_save = now
-            if cfg.max_minutes is not None and p["elapsed_s"] > cfg.max_minutes * 60:
+            if stop:
                 self.epoch_loss = loss_sum / max(loss_tokens, 1)
                 raise Stop
         bar.close()
@@ -226,6 +255,8 @@ class Trainer:
         return result
 
     def write_metrics(self, result: dict | None = None) -> None:
+        if not self.ctx.is_main:
+            return
         out = Path(self.cfg.out_dir)
         metrics = {"train": asdict(self.cfg), "history": self.history, "result": result}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
