@@ -27,8 +27,7 @@ import click
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.fused import lstm_sequence
-from poetry_lm.model import LSTMLayer
+from poetry_lm.model import LSTMLayer, RecurrentLayer
 
 
 @dataclass
@@ -119,20 +118,6 @@ def lstm_flops_per_token(input_size: int, hidden_size: int) -> tuple[int, int]:
     return forward, 3 * forward
 
 
-def autograd_loop(layer: LSTMLayer, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """The step-by-step autograd LSTM, as ``LSTMLayer.forward`` computed it before the fused op:
-    one input GEMM for all steps, then per step one recurrent GEMM and the gates under autograd.
-    Written out here so the benchmark keeps measuring the loop once the layer calls the fused op."""
-    outputs = []
-    w_hh_t = layer.weight_hh.T
-    for xw_t in layer.input_gates(x).unbind(0):              # (B, 4H) per step
-        i, f, g, o = (xw_t + h @ w_hh_t).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outputs.append(h)
-    return torch.stack(outputs)                              # (T, B, H)
-
-
 def lstm_step_functions(E: int, H: int, B: int, T: int) -> dict[str, Callable[[], None]]:
     """One training step (forward + backward of the layer alone, gradients for the weights and
     the input x) for each implementation, all with the same weights and input."""
@@ -156,8 +141,9 @@ def lstm_step_functions(E: int, H: int, B: int, T: int) -> dict[str, Callable[[]
 
     return {
         "nn.LSTM": step(lambda: reference(x, (zeros[None], zeros[None]))[0]),
-        "autograd loop": step(lambda: autograd_loop(layer, x, zeros, zeros)),
-        "fused": step(lambda: lstm_sequence(layer.input_gates(x), zeros, zeros, layer.weight_hh)[0]),
+        # the generic step-by-step loop every cell inherits, which LSTMLayer overrides with the fused op
+        "autograd loop": step(lambda: RecurrentLayer.forward(layer, x, (zeros, zeros))[0]),
+        "fused": step(lambda: layer(x, (zeros, zeros))[0]),
     }
 
 

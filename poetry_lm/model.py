@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import lstm_sequence
+
 State = list[tuple[torch.Tensor, ...]]  # per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
 CELLS = ("lstm", "gru", "rnn")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
@@ -143,6 +145,12 @@ class LSTMLayer(RecurrentLayer):
 
     gates = 4
     state_size = 2
+
+    def forward(self, x, state, keep=None):
+        """As ``RecurrentLayer.forward``, but the recurrence is one autograd node with the
+        hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster backward)."""
+        out, h, c = lstm_sequence(self.input_gates(x), *state, self.weight_hh, keep)
+        return out, (h, c)
 
     def cell(self, xw_t, state):
         h, c = state
