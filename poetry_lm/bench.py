@@ -8,12 +8,12 @@ One run measures, and prints as markdown:
    vs the step-by-step autograd loop vs the fused op (``poetry_lm.fused.lstm_sequence``), in
    tokens/s, GFLOP/s and as a fraction of the GEMM peak;
 3. the output layer, one training step: full softmax (Linear H → V + cross-entropy) vs
-   ``torch.nn.AdaptiveLogSoftmaxWithLoss``, on Zipf-distributed targets.
+   ``torch.nn.AdaptiveLogSoftmaxWithLoss``, on Zipf-distributed targets;
+4. generation: time per 32-character poem, alone and in a batch of 100.
 
 Every time is the median of several repetitions after a warm-up, with the implementations
 interleaved (A B C A B C …) so that load from other processes falls on all of them alike.
-A section is a function ``(Settings, results) → list of markdown lines`` in ``SECTIONS``; a new
-one (e.g. generation speed) is added by writing such a function and listing it there.
+A section is a function ``(Settings, results) → list of markdown lines`` in ``SECTIONS``.
 """
 from __future__ import annotations
 
@@ -44,10 +44,12 @@ class Settings:
     softmax_hidden: int = 512             # ModelConfig's default hidden_dim
     cutoffs: list[int] = field(default_factory=lambda: [800, 2500])
     div_value: float = 4.0                # as PoetryLM uses
+    gen_embed: int = 256                  # generation model's embedding width
+    gen_batch: int = 100                  # poems decoded together in the batched timing
 
 
 QUICK = dict(batch=8, steps=8, lstm_sizes=[(32, 32), (32, 64)], reps=3, gemm_reps=5,
-             softmax_hidden=64)
+             softmax_hidden=64, gen_embed=16, gen_batch=4)
 
 
 def clock_for(threads: int) -> tuple[Callable[[], float], str]:
@@ -214,7 +216,32 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     return lines
 
 
-SECTIONS: list[Callable[[Settings, dict], list[str]]] = [machine_section, lstm_section, softmax_section]
+def generation_section(s: Settings, results: dict) -> list[str]:
+    """Time to write a 七绝-length poem (28 characters + 4 marks = 32) with the shipped model's
+    shape (E = 256, H = softmax_hidden, adaptive softmax, V = vocab), alone and as a batch."""
+    from poetry_lm.model import ModelConfig, PoetryLM
+    from poetry_lm.sample import SampleOptions, generate
+    from poetry_lm.vocab import SPECIALS, CharTable
+
+    table = CharTable([*SPECIALS, *(chr(0x4E00 + i) for i in range(s.vocab - len(SPECIALS)))])
+    torch.manual_seed(0)
+    model = PoetryLM(ModelConfig(vocab_size=s.vocab, embed_dim=s.gen_embed, hidden_dim=s.softmax_hidden,
+                                 softmax="adaptive", cutoffs=s.cutoffs)).eval()
+    opts = SampleOptions(max_len=32)
+    runs = {f"{n} poem{'s' if n > 1 else ''}": (lambda n=n: generate(model, table, ["月"] * n, opts,
+                                                                      torch.Generator().manual_seed(0)))
+            for n in (1, s.gen_batch)}
+    seconds = median_times(runs, s.reps)
+    results["generation"] = seconds
+    lines = [f"### Generation, 32-character poems, E = {s.gen_embed}, H = {s.softmax_hidden}, V = {s.vocab}, "
+             "adaptive softmax", "", "| batch | ms in all | ms / poem |", "|---|---:|---:|"]
+    for (name, sec), n in zip(seconds.items(), (1, s.gen_batch)):
+        lines.append(f"| {name} | {sec * 1e3:.1f} | {sec * 1e3 / n:.2f} |")
+    return lines + [""]
+
+
+SECTIONS: list[Callable[[Settings, dict], list[str]]] = [machine_section, lstm_section, softmax_section,
+                                                         generation_section]
 
 
 def run_benchmark(settings: Settings, echo: Callable[[str], None] = print) -> dict:

@@ -33,6 +33,10 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     assert all(number(c) > 0 for cells in softmax.values() for c in cells)
     assert "Zipf" in out
 
+    generation = {r[0]: r[1:] for r in rows if len(r) == 3 and r[0].split()[0].isdigit()}
+    assert set(generation) == {"1 poem", f"{QUICK['gen_batch']} poems"}
+    assert all(number(c) > 0 for cells in generation.values() for c in cells)
+
 
 def test_flops_per_token():
     assert lstm_flops_per_token(256, 256) == (2 * (4 * 256 * 256 * 2), 6 * (4 * 256 * 256 * 2))
