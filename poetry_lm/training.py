@@ -91,15 +91,15 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
+                 limits: dict | None = None):
         self.ctx = distributed.init(cfg.device)
         self.log = log if self.ctx.is_main else (lambda msg: None)
         out = Path(cfg.out_dir)
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
-        if resume:  # the run's own settings; only the limits may change
+        if resume:  # the run's own settings; only the limits given in ``limits`` change
             ckpt = read_checkpoint(self.last_path)
-            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, "max_minutes": cfg.max_minutes,
-                                 "max_epochs": cfg.max_epochs})
+            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, **(limits or {})})
         splits = load_corpus(cfg.corpus)
         if cfg.limit_poems:
             splits = {k: v[:cfg.limit_poems] for k, v in splits.items()}

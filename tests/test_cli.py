@@ -1,7 +1,9 @@
 """The product path through the command line: train → evaluate → generate, and user errors."""
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,22 @@ def test_scripts_run_as_a_user_would(tiny_run):
     bad = subprocess.run([sys.executable, "generate.py", "ω", "--model", str(tiny_run / "best.pt")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_ctrl_c_saves_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "train.py", "--out", str(out), *TINY_TRAIN, "--limit-poems", "3000", "--epochs", "1"]
+    proc = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait until the training loop has started
+        if "steps/epoch" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted: saved" in rest and "Traceback" not in rest
+    ckpt = read_checkpoint(out / "last.pt")
+    assert 0 < ckpt["progress"]["step_in_epoch"] and ckpt["progress"]["epoch"] == 0
+    resumed = invoke(train_command, "--out", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert read_checkpoint(out / "last.pt")["progress"]["epoch"] == 1
