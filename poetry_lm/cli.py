@@ -1,4 +1,4 @@
-"""Command-line interface: ``train``, ``evaluate`` and ``generate``.
+"""Command-line interface: ``train``, ``evaluate``, ``generate`` and ``score``.
 
 Errors a user can cause end in one sentence on stderr and exit status 1 or 2, never a traceback.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from itertools import islice
 from pathlib import Path
 
 import click
@@ -126,38 +127,123 @@ def evaluate_command(checkpoint, split, poem_file, corpus, threads):
                f"(<unk> rate {100 * report.unk_rate:.2f}%)")
 
 
+def form_option(ctx, param, value):
+    from .forms import parse_form
+
+    try:
+        return parse_form(value) if value else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
 @click.command("generate")
 @click.argument("chars", required=False, default="")
 @click.option("--start", "start_texts", multiple=True,
               help="A start text for one poem (repeatable); CHARS gives one poem per character.")
 @click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default=True)
 @click.option("-n", "--num", type=click.IntRange(1, 1000), default=1, show_default=True, help="Poems per start.")
+@click.option("--form", callback=form_option, default=None,
+              help="五绝, 七绝, 五律 or 七律 (wujue, qijue, wulv, qilv): 4 or 8 lines of 5 or 7 characters.")
+@click.option("--acrostic", default="", help="Line i begins with the i-th character (藏头诗).")
+@click.option("--rhyme/--no-rhyme", default=None, help="Even lines end in one 平水韵 group [default: on with --form].")
+@click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
+@click.option("--tones", is_flag=True, help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters.")
+@click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
+@click.option("--best-of", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sample K candidates per poem in one batch; keep the likeliest (per token).")
+@click.option("--beam", type=click.IntRange(0, 64), default=0, help="Beam search of width N instead of sampling (0: sample).")
+@click.option("--prime", default="", help="Read this first, as earlier verses of the poem, without printing it.")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True)
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True)
 @click.option("--greedy", is_flag=True, help="Always take the most likely character.")
 @click.option("--max-len", type=click.IntRange(1, 10000), default=128, show_default=True,
-              help="Most characters per poem.")
+              help="Most characters per poem without --form.")
+@click.option("--script", type=click.Choice(["simplified", "traditional"]), default="simplified", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per line with text, lines, form, rhyme, per-character log-probabilities.")
+@click.option("-v", "--verbose", is_flag=True, help="On stderr: each poem's rhyme, score and dropped constraints.")
 @click.option("--seed", type=int, default=None, help="Random seed: the same seed writes the same poems.")
 @threads_option
-def generate_command(chars, start_texts, checkpoint, num, temperature, top_k, top_p, greedy, max_len, seed, threads):
+def generate_command(chars, start_texts, checkpoint, num, form, acrostic, rhyme, rhyme_first, tones, no_repeat,
+                     best_of, beam, prime, temperature, top_k, top_p, greedy, max_len, script, fmt, verbose, seed,
+                     threads):
     """Write poems that begin with each of CHARS (e.g. 日红山夜湖海月), or with each --start text.
 
-    Traditional characters are accepted and converted to simplified script."""
+    Input in either script is accepted and read as simplified script."""
     set_threads(threads)
     import torch
 
     from .checkpoint import load_model
     from .corpus import to_simplified
-    from .sample import SampleOptions, generate, verses
+    from .forms import Constraints
+    from .sample import SampleOptions, generate, to_traditional, verses
 
+    if beam and best_of > 1:
+        raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")
     starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
+    cons = run_or_exit(Constraints, form, to_simplified(acrostic), form is not None if rhyme is None else rhyme,
+                       rhyme_first, tones, no_repeat)
     model, table, _ = run_or_exit(load_model, checkpoint)
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
-    opts = SampleOptions(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, max_len=max_len)
-    poems = run_or_exit(generate, model, table, [s for s in starts for _ in range(num)], opts, generator)
-    click.echo("\n\n".join("\n".join(verses(p)) for p in poems))
+    opts = SampleOptions(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, max_len=max_len,
+                         best_of=best_of, beam=beam, prime=to_simplified(prime))
+    poems = run_or_exit(generate, model, table, [s for s in starts for _ in range(num)], opts, generator, cons)
+    script_of = to_traditional if script == "traditional" else str
+    for i, poem in enumerate(poems, 1):
+        if verbose:
+            click.echo(f"poem {i}: mean log-probability {poem.score:.3f}"
+                       + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
+                       + "".join(f"; {event}" for event in poem.backoffs), err=True)
+    if fmt == "json":
+        for poem in poems:
+            text = script_of(poem.text)
+            click.echo(json.dumps({"text": text, "lines": verses(text), "form": form and form.name,
+                                   "rhyme": [script_of(g) for g in poem.rhyme], "score": round(poem.score, 4),
+                                   "logprobs": [round(lp, 4) for lp in poem.logprobs]}, ensure_ascii=False))
+    else:
+        click.echo("\n\n".join("\n".join(verses(script_of(p.text))) for p in poems))
+
+
+@click.command("score")
+@click.argument("poem", required=False)
+@click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None,
+              help="Score every poem of this UTF-8 file (one per line) instead of POEM.")
+@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default=True)
+@click.option("--top", type=click.IntRange(0), default=5, show_default=True, help="Most surprising characters to list.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@threads_option
+def score_command(poem, poem_file, checkpoint, top, fmt, threads):
+    """How Tang-like is POEM (either script): per-character surprisal and perplexity under the model."""
+    set_threads(threads)
+    from .checkpoint import load_model
+    from .corpus import read_poem_file, to_simplified
+    from .sample import verses
+    from .score import score_poem
+
+    if (poem is None) == (poem_file is None):
+        raise click.UsageError("give a POEM or --file, one of the two")
+    texts = run_or_exit(read_poem_file, poem_file) if poem_file else ["".join(to_simplified(poem).split())]
+    if not texts[0]:
+        raise click.ClickException("the poem is empty")
+    model, table, _ = run_or_exit(load_model, checkpoint)
+    for text in texts:
+        s = score_poem(model, table, text)
+        r = s.report
+        if fmt == "json":
+            click.echo(json.dumps({"text": text, "perplexity": round(r.perplexity, 3), "surprisal": round(r.nll, 3),
+                                   "tokens": r.tokens, "unknown": r.unk_tokens,
+                                   "per_token": [[tok, round(nats, 3)] for tok, nats in s.surprisal],
+                                   "most_surprising": [[tok, round(nats, 3)] for tok, nats in s.most_surprising(top)]},
+                                  ensure_ascii=False))
+            continue
+        click.echo(f"{text}\n  perplexity {r.perplexity:.2f}, surprisal {r.nll:.2f} nats over {r.tokens} tokens "
+                   f"(the end included), {r.unk_tokens} unknown to the model")
+        click.echo("  most surprising: " + ", ".join(f"{tok} {nats:.2f}" for tok, nats in s.most_surprising(top)))
+        tokens = iter(s.surprisal)
+        for chunk in [*(islice(tokens, len(line)) for line in verses(text)), tokens]:  # a verse a line, then the end
+            click.echo("  " + "  ".join(f"{tok} {nats:.2f}" for tok, nats in chunk))
 
 
 @click.group()
@@ -168,3 +254,4 @@ def main():
 main.add_command(train_command)
 main.add_command(evaluate_command)
 main.add_command(generate_command)
+main.add_command(score_command)
