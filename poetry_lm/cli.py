@@ -42,8 +42,10 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.command("train")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/default", show_default=True,
               help="Run folder: last.pt, best.pt, metrics.json, training.png.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
-@click.option("--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default=True)
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last.pt, with its own settings; --epochs and "
+                   "--max-minutes may be changed.")
+@click.option("--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default="corpus/tang.jsonl.xz")
 @click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
 @click.option("--activation", type=click.Choice(["tanh", "relu", "sigmoid"]), default="tanh", show_default=True,
               help="Nonlinearity of --cell rnn.")
@@ -94,7 +96,11 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
                       seed=seed, device=device, bf16=bf16, model=dict(cell=cell, activation=activation, embed_dim=embed_dim,
                                             hidden_dim=hidden_dim, num_layers=layers,
                                             dropout=dropout, softmax=softmax, tie_weights=tie_weights))
-    trainer = run_or_exit(Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True))
+    # with --resume, the run keeps its own settings; only limits given on this command line change
+    ctx = click.get_current_context()
+    limits = {name: value for name, value in (("max_epochs", max_epochs), ("max_minutes", max_minutes))
+              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    trainer = run_or_exit(Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True), limits=limits)
     try:
         result = trainer.fit()
     except KeyboardInterrupt:
@@ -108,7 +114,7 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None,
               help="Score this UTF-8 file of poems (one per line) instead of a corpus split.")
-@click.option("--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default=True)
+@click.option("--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default="corpus/tang.jsonl.xz")
 @threads_option
 def evaluate_command(checkpoint, split, poem_file, corpus, threads):
     """Print the perplexity of CHECKPOINT on a corpus split or on a file of poems."""
@@ -140,7 +146,7 @@ def form_option(ctx, param, value):
 @click.argument("chars", required=False, default="")
 @click.option("--start", "start_texts", multiple=True,
               help="A start text for one poem (repeatable); CHARS gives one poem per character.")
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default=True)
+@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default="models/poetry_lm.pt")
 @click.option("-n", "--num", type=click.IntRange(1, 1000), default=1, show_default=True, help="Poems per start.")
 @click.option("--form", callback=form_option, default=None,
               help="五绝, 七绝, 五律 or 七律 (wujue, qijue, wulv, qilv): 4 or 8 lines of 5 or 7 characters.")
@@ -210,7 +216,7 @@ def generate_command(chars, start_texts, checkpoint, num, form, acrostic, rhyme,
 @click.argument("poem", required=False)
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None,
               help="Score every poem of this UTF-8 file (one per line) instead of POEM.")
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default=True)
+@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default="models/poetry_lm.pt")
 @click.option("--top", type=click.IntRange(0), default=5, show_default=True, help="Most surprising characters to list.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @threads_option
