@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,34 @@ class Choice:
         self.open = torch.where(narrowed.any(1, keepdim=True), narrowed, self.open)
 
 
+@dataclass(frozen=True)
+class TokenMasks:
+    """(V,) or (K, V) boolean masks over a vocabulary's tokens, the special tokens never set."""
+    ordinary: torch.Tensor      # every character and mark
+    ideographs: torch.Tensor
+    verse_ends: torch.Tensor    # ，。？！；
+    marks: torch.Tensor         # (2, V): ， and 。
+    tone_fits: torch.Tensor     # (2, V): may be read 平, may be read 仄
+    group_names: list[str]      # the 平 rhyme groups …
+    group_fits: torch.Tensor    # (groups, V): … and their characters
+
+
+@lru_cache(maxsize=4)
+def token_masks(table: CharTable) -> TokenMasks:
+    """Classify a vocabulary once (a Python pass over V tokens), not at every generate call."""
+    def having(test) -> torch.Tensor:                            # (V,) tokens that pass test
+        return torch.tensor([tok not in SPECIALS and test(tok) for tok in table.tokens])
+
+    groups = [g for g in rhyme_groups() if g.tone == PING]
+    return TokenMasks(
+        ordinary=having(lambda tok: True), ideographs=having(is_ideograph),
+        verse_ends=having(lambda tok: tok in VERSE_ENDS),
+        marks=torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")]),
+        tone_fits=torch.stack([having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]),
+        group_names=[g.name for g in groups],
+        group_fits=torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]))
+
+
 class Rules:
     """Per-step masks for a batch of poems under one set of constraints.
 
@@ -114,27 +143,21 @@ class Rules:
         self.done = torch.zeros(B, dtype=torch.bool)
         self.backoffs: list[list[str]] = [[] for _ in range(B)]
 
-        def having(test) -> torch.Tensor:                       # (V,) tokens that pass test
-            return torch.tensor([tok not in SPECIALS and test(tok) for tok in table.tokens])
-
+        masks = token_masks(table)
         self.eos = F.one_hot(torch.tensor(table.eos), V).bool()
-        self.ideographs = having(is_ideograph)
+        self.ideographs = masks.ideographs
         self.heads = F.one_hot(torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V).bool()
         if cons.form:                                           # a form: ideographs, then ，/。 by line
-            self.inner, self.ends = self.ideographs, having(lambda tok: tok in "，。")
-            self.marks = torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")])
+            self.inner, self.ends, self.marks = masks.ideographs, masks.marks.any(0), masks.marks
         else:                                                   # free: anything; with an acrostic, the end only after it
-            self.inner = having(lambda tok: True) | (self.eos & (not cons.acrostic))
-            self.ends = having(lambda tok: tok in VERSE_ENDS)
+            self.inner = masks.ordinary | (self.eos & (not cons.acrostic))
+            self.ends = masks.verse_ends
         self.used = torch.zeros(B, V, dtype=torch.bool)         # no-repeat: the ideographs each poem wrote
         if cons.form:
             self.rhymed = rhyme_lines(cons.form, cons.rhyme_first)
-            self.tone_fits = torch.stack([having(lambda tok: PING in tones_of(tok)),
-                                          having(lambda tok: ZE in tones_of(tok))])
+            self.tone_fits = masks.tone_fits
             self.keys = Choice(B, torch.ones(2, dtype=torch.bool))
-            groups = [g for g in rhyme_groups() if g.tone == PING]
-            self.group_names = [g.name for g in groups]
-            self.group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups])
+            self.group_names, self.group_fits = masks.group_names, masks.group_fits
             # a group with fewer characters than the poem has rhymes is never chosen
             self.groups = Choice(B, self.group_fits.sum(1) >= len(self.rhymed))
         self.pending: list[tuple[Choice, torch.Tensor]] = []    # choices the next tokens settle

@@ -102,7 +102,7 @@ class RNNLayer(RecurrentLayer):
 
     def cell(self, xw_t, state):
         (h,) = state
-        return (self.activation(xw_t + h @ self.weight_hh.T),)   # (B, H)
+        return (self.activation(xw_t + F.linear(h, self.weight_hh)),)   # (B, H)
 
 
 class GRULayer(RecurrentLayer):
@@ -154,7 +154,7 @@ class LSTMLayer(RecurrentLayer):
 
     def cell(self, xw_t, state):
         h, c = state
-        gates = xw_t + h @ self.weight_hh.T                   # (B, 4H): one recurrent GEMM per step
+        gates = xw_t + F.linear(h, self.weight_hh)            # (B, 4H): one recurrent GEMM per step
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
