@@ -208,6 +208,7 @@ class Trainer:
                 last_save = now
             if stop:
                 self.epoch_loss = loss_sum / max(loss_tokens, 1)
+                self.tokens_per_s = tokens_seen / max(now - started, 1e-9)
                 raise Stop
         bar.close()
         self.tokens_per_s = tokens_seen / max(time.monotonic() - started, 1e-9)
