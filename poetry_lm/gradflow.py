@@ -89,7 +89,7 @@ def plot(results: list[tuple[str, bool, torch.Tensor]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colours = {name: f"C{i}" for i, name in enumerate(UNTRAINED)}  # a cell keeps its colour in both panels
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)  # own y-scales: trained norms span far less
     for ax, trained in zip(axes, (False, True)):
         lines = [(name, norms) for name, is_trained, norms in results if is_trained == trained]
         for name, norms in lines:
