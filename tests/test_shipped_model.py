@@ -1,0 +1,32 @@
+"""The model in models/ is the one README and models/README.md describe: it loads, it is trained,
+and it writes poems."""
+from pathlib import Path
+
+import torch
+
+from poetry_lm.checkpoint import load_model
+from poetry_lm.corpus import load_corpus
+from poetry_lm.evaluate import perplexity
+from poetry_lm.forms import Constraints, parse_form
+from poetry_lm.sample import SampleOptions, generate
+
+MODEL = Path(__file__).resolve().parent.parent / "models" / "poetry_lm.pt"
+
+
+def test_shipped_model_is_small_self_contained_and_trained():
+    assert MODEL.stat().st_size <= 30 * 2 ** 20
+    model, table, ckpt = load_model(MODEL)
+    assert "optimizer" not in ckpt  # a model to use, not a run to resume
+    assert len(table) == ckpt["config"]["vocab_size"] == 6868
+    # 300 test poems: an untrained model scores about the vocabulary size (6868)
+    report = perplexity(model, table, [p.text for p in load_corpus()["test"][:300]])
+    assert report.perplexity < 130
+
+
+def test_shipped_model_writes_a_seven_character_quatrain():
+    model, table, _ = load_model(MODEL)
+    poems = generate(model, table, ["月"], SampleOptions(temperature=0.8, top_p=0.95),
+                     torch.Generator().manual_seed(0), Constraints(form=parse_form("七绝"), rhyme=True))
+    lines = poems[0].lines
+    assert len(lines) == 4 and lines[0].startswith("月")
+    assert [len(line) for line in lines] == [8, 8, 8, 8] and lines[1][-1] == lines[3][-1] == "。"
