@@ -181,9 +181,9 @@ def generate_command(chars, start_texts, checkpoint, num, form, acrostic, rhyme,
     import torch
 
     from .checkpoint import load_model
-    from .corpus import to_simplified
+    from .corpus import to_simplified, to_traditional
     from .forms import Constraints
-    from .sample import SampleOptions, generate, to_traditional, verses
+    from .sample import SampleOptions, generate, verses
 
     if beam and best_of > 1:
         raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")

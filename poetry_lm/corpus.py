@@ -49,15 +49,19 @@ def is_poem_char(ch: str) -> bool:
     return ch in PUNCTUATION or is_ideograph(ch)
 
 
-@lru_cache(maxsize=1)
-def _t2s():
+@lru_cache(maxsize=2)
+def _opencc(config: str):
     import opencc  # imported lazily: only conversion needs it
 
-    return opencc.OpenCC("t2s")
+    return opencc.OpenCC(config)
 
 
 def to_simplified(text: str) -> str:
-    return _t2s().convert(text)
+    return _opencc("t2s").convert(text)
+
+
+def to_traditional(text: str) -> str:
+    return _opencc("s2t").convert(text)
 
 
 def strip_annotations(text: str) -> str | None:

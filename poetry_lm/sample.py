@@ -9,7 +9,6 @@ log-probability of each token written, the end token included, averaged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -181,14 +180,3 @@ def verses(poem: str) -> list[str]:
             lines.append(current)
             current = ""
     return lines + [current] if current else lines
-
-
-@lru_cache(maxsize=1)
-def _s2t():
-    import opencc  # imported lazily: only traditional output needs it
-
-    return opencc.OpenCC("s2t")
-
-
-def to_traditional(text: str) -> str:
-    return _s2t().convert(text)

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from poetry_lm.checkpoint import load_model
 from poetry_lm.cli import generate_command, score_command
-from poetry_lm.corpus import is_ideograph
+from poetry_lm.corpus import is_ideograph, to_traditional
 from poetry_lm.evaluate import perplexity
 from poetry_lm.forms import Constraints, Rules, parse_form
 from poetry_lm.rhyme import TABLE_PATH
-from poetry_lm.sample import SampleOptions, generate, to_traditional
+from poetry_lm.sample import SampleOptions, generate
 from poetry_lm.vocab import SPECIALS, CharTable
 
 SHAPES = {"五绝": (4, 5), "七绝": (4, 7), "五律": (8, 5), "七律": (8, 7)}
