@@ -1,4 +1,6 @@
 """The fused LSTM sequence op against torch.nn.LSTM, LSTMLayer's masked loop and finite differences."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,3 +129,34 @@ def test_unused_outputs_and_frozen_inputs():
 def is_one_node(t):
     """The whole sequence is one autograd node (its name comes from the Function's class)."""
     return type(t.grad_fn).__name__ == "LSTMSequenceBackward"
+
+
+def test_training_with_the_fused_op_follows_the_step_by_step_loop(monkeypatch):
+    """30 Adam steps of a whole model, dropout and front padding included, give the same losses
+    whether LSTMLayer runs the fused op or the generic autograd loop."""
+    from poetry_lm.model import ModelConfig, PoetryLM
+
+    torch.manual_seed(0)
+    start = PoetryLM(ModelConfig(vocab_size=300, embed_dim=32, hidden_dim=64, dropout=0.15,
+                                 softmax="adaptive", cutoffs=[50, 150]))
+    tokens = torch.randint(4, 300, (33, 16))
+    tokens[:5, :4] = 0  # front padding
+
+    def losses() -> list[float]:
+        model = copy.deepcopy(start)
+        optimizer = torch.optim.Adam(model.parameters(), 2e-3)
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        out = []
+        for _ in range(30):
+            nll, n = model.sequence_nll(tokens, 0)
+            optimizer.zero_grad()
+            (nll / n).backward()
+            optimizer.step()
+            out.append(float(nll.detach()) / n)
+        return out
+
+    fused = losses()
+    monkeypatch.setattr(LSTMLayer, "forward", RecurrentLayer.forward)
+    loop = losses()
+    assert fused[-1] < fused[0] - 1.0  # it learned
+    assert fused == pytest.approx(loop, rel=1e-4)
