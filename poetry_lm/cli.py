@@ -35,6 +35,8 @@ def run_or_exit(fn, *args, **kwargs):
         raise click.ClickException(str(err)) from None
 
 
+model_option = click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL),
+                            show_default="models/poetry_lm.pt", help="The checkpoint to use.")
 threads_option = click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
                               help="CPU threads for torch (more rarely helps on a busy 2-core machine).")
 
@@ -146,7 +148,7 @@ def form_option(ctx, param, value):
 @click.argument("chars", required=False, default="")
 @click.option("--start", "start_texts", multiple=True,
               help="A start text for one poem (repeatable); CHARS gives one poem per character.")
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default="models/poetry_lm.pt")
+@model_option
 @click.option("-n", "--num", type=click.IntRange(1, 1000), default=1, show_default=True, help="Poems per start.")
 @click.option("--form", callback=form_option, default=None,
               help="五绝, 七绝, 五律 or 七律 (wujue, qijue, wulv, qilv): 4 or 8 lines of 5 or 7 characters.")
@@ -216,7 +218,7 @@ def generate_command(chars, start_texts, checkpoint, num, form, acrostic, rhyme,
 @click.argument("poem", required=False)
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None,
               help="Score every poem of this UTF-8 file (one per line) instead of POEM.")
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL), show_default="models/poetry_lm.pt")
+@model_option
 @click.option("--top", type=click.IntRange(0), default=5, show_default=True, help="Most surprising characters to list.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @threads_option

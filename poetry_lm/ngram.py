@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import click
+
+from .cli import model_option, run_or_exit
 
 class KneserNey:
     def __init__(self, poems: list[list[int]], order: int, bos: int, vocab_size: int):
@@ -82,14 +83,12 @@ class KneserNey:
 
 @click.command()
 @click.option("--order", type=click.IntRange(1, 9), default=5, show_default=True)
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False),
-              default=str(Path(__file__).resolve().parent.parent / "models" / "poetry_lm.pt"),
-              show_default="models/poetry_lm.pt", help="Whose vocabulary to use.")
+@model_option  # whose vocabulary to use
 @click.option("--split", "splits", multiple=True, type=click.Choice(["valid", "test"]), default=["valid", "test"])
 def main(order: int, checkpoint: str, splits: tuple[str, ...]) -> None:
-    """Train a Kneser-Ney n-gram model on the train split and print its perplexity."""
+    """Train a Kneser-Ney n-gram model on the train split, with the vocabulary of --model, and print
+    its perplexity."""
     from .checkpoint import read_checkpoint
-    from .cli import run_or_exit
     from .corpus import load_corpus
     from .vocab import CharTable
 
