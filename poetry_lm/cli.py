@@ -66,6 +66,9 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--seq-len", type=click.IntRange(2), default=65, show_default=True)
 @click.option("--seq-step", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batching", type=click.Choice(["windows", "streams"]), default="windows", show_default=True,
+              help="windows: each poem front-padded or cut into --seq-len windows every --seq-step tokens; "
+                   "streams: whole poems end to end in --batch-size columns, read --seq-len at a time with the state carried.")
 @click.option("--min-freq", type=click.IntRange(1), default=2, show_default=True,
               help="Characters rarer than this in train become <unk>.")
 @click.option("--epochs", "max_epochs", type=click.IntRange(1), default=8, show_default=True)
@@ -80,7 +83,7 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast on CUDA.")
 @threads_option
 def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_dim, layers, dropout, softmax, tie_weights,
-                  optimizer, lr, lr_schedule, clip, batch_size, seq_len, seq_step, min_freq, max_epochs,
+                  optimizer, lr, lr_schedule, clip, batch_size, seq_len, seq_step, batching, min_freq, max_epochs,
                   patience, max_minutes, limit_poems, seed, device, bf16, threads):
     """Train a poem model; the defaults are the recipe of the shipped model.
 
@@ -92,7 +95,7 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
         raise click.BadParameter("--seq-step cannot exceed --seq-len", param_hint="--seq-step")
     if tie_weights and softmax != "full":
         raise click.BadParameter("--tie-weights needs --softmax full", param_hint="--tie-weights")
-    cfg = TrainConfig(out_dir=out_dir, corpus=corpus, seq_len=seq_len, seq_step=seq_step, batch_size=batch_size,
+    cfg = TrainConfig(out_dir=out_dir, corpus=corpus, seq_len=seq_len, seq_step=seq_step, batching=batching, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, lr_schedule=lr_schedule, clip=clip, max_epochs=max_epochs,
                       patience=patience, max_minutes=max_minutes, min_freq=min_freq, limit_poems=limit_poems,
                       seed=seed, device=device, bf16=bf16, model=dict(cell=cell, activation=activation, embed_dim=embed_dim,

@@ -1,6 +1,7 @@
-"""Poems → tensors: front-padded training windows and whole-poem evaluation batches."""
+"""Poems → tensors: front-padded training windows, poem streams, and whole-poem evaluation batches."""
 from __future__ import annotations
 
+import heapq
 from typing import Iterator
 
 import numpy as np
@@ -33,6 +34,35 @@ def window_batches(windows: np.ndarray, batch_size: int, order: np.ndarray,
     """Batches of windows, time-major (T, B), following ``order`` from batch ``start`` on."""
     for first in range(start * batch_size, len(order), batch_size):
         yield torch.from_numpy(windows[order[first:first + batch_size]].T.copy())
+
+
+def make_streams(poems: list[list[int]], batch_size: int, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Encoded poems, shuffled and laid end to end in ``batch_size`` columns: an (L, B) int array.
+
+    Each poem is followed by one pad, which resets the recurrent state, and goes whole into the
+    currently shortest column, so the columns end within one poem of each other and the pad
+    filling them to a common length is a fraction of a percent. Read in consecutive chunks
+    with the state carried over (truncated BPTT), every token is scored exactly once, with all
+    of its poem before it as context, and nothing is computed on padding beyond those pads.
+    """
+    columns: list[list[int]] = [[] for _ in range(batch_size)]
+    shortest = [(0, b) for b in range(batch_size)]  # heap of (length, column)
+    for i in rng.permutation(len(poems)):
+        length, b = heapq.heappop(shortest)
+        columns[b].extend(poems[i])
+        columns[b].append(pad)
+        heapq.heappush(shortest, (len(columns[b]), b))
+    out = np.full((max(len(c) for c in columns), batch_size), pad, dtype=np.int64)
+    for b, column in enumerate(columns):
+        out[:len(column), b] = column
+    return out
+
+
+def stream_chunks(streams: np.ndarray, seq_len: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """Consecutive (seq_len, B) slices of the streams from chunk ``start`` on, overlapping by one
+    row: the last input row of one chunk is followed by the first input row of the next."""
+    for first in range(start * (seq_len - 1), len(streams) - 1, seq_len - 1):
+        yield torch.from_numpy(streams[first:first + seq_len].copy())
 
 
 def poem_batches(poems: list[list[int]], pad: int, max_tokens: int = 16384) -> Iterator[torch.Tensor]:

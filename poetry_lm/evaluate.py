@@ -37,7 +37,7 @@ def perplexity(model: PoetryLM, table: CharTable, poems: list[str], max_tokens: 
     nll, tokens = 0.0, 0
     device = model.embedding.weight.device
     for batch in poem_batches(encoded, table.pad, max_tokens):
-        batch_nll, batch_tokens = model.sequence_nll(batch.to(device), table.pad)
+        batch_nll, batch_tokens, _ = model.sequence_nll(batch.to(device), table.pad)
         nll += float(batch_nll)
         tokens += batch_tokens
     model.train(was_training)

@@ -1,51 +1,66 @@
-r"""A hand-fused LSTM sequence op: the whole time loop as one autograd node.
+r"""A hand-fused LSTM layer: the input GEMM and the whole time loop as one autograd node.
 
-``LSTMLayer`` in ``model.py`` loops over steps under autograd, so every step records about a
-dozen graph nodes and backward walks them one by one. ``LSTMSequence`` runs the same loop with
-autograd off, keeps only what its hand-written backward needs in buffers allocated once per
-call, and forms the recurrent weight gradient as ONE GEMM over all steps.
+``RecurrentLayer.forward`` in ``model.py`` loops over steps under autograd, so every step
+records about a dozen graph nodes and backward walks them one by one. ``LSTMSequence`` runs the
+same computation with autograd off, in one (T, B, 4H) buffer that it fills with the input GEMM
+and activates in place step by step; its hand-written backward computes the gate gradients
+step by step and then forms every weight gradient as ONE GEMM over all steps.
 
 Notation as in ``docs/bptt.md`` and ``poetry_lm/reference/cells.py``: rows are batch items,
-gates in torch's order i, f, g, o, primes mark the state a step produces. Step t reads the
-precomputed input gates ``xw[t] = x_t W_ihᵀ + b_ih + b_hh`` (``LSTMLayer.input_gates``) and
+gates in torch's order i, f, g, o, primes mark the state a step produces. With
+``b = b_ih + b_hh``, step t computes
 
-    a   = xw[t] + h W_hhᵀ                         [a_i | a_f | a_g | a_o], (B, 4H)
+    a   = x_t W_ihᵀ + b + h W_hhᵀ                 [a_i | a_f | a_g | a_o], (B, 4H)
     i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
     c'  = f ⊙ c + i ⊙ g
     h'  = o ⊙ tanh(c')
     h_t = k_t ⊙ h',   c_t = k_t ⊙ c'              k = keep[t] (B, 1); k ≡ 1 without a mask
 
-so a zero in ``keep`` resets the state, exactly as ``LSTMLayer.forward`` does, and the gradient
-through a masked step is multiplied by the same k_t. ``outputs[t] = h_t``.
+so a zero in ``keep`` resets the state, exactly as ``RecurrentLayer.forward`` does, and the
+gradient through a masked step is multiplied by the same k_t. ``outputs[t] = h_t``.
 
-Because xw enters ``a`` additively, ∂L/∂xw[t] = da_t: the gate gradients *are* the gradient of
-xw, and autograd carries them on into W_ih, the biases and x through ``input_gates``' GEMM.
+Speed (``docs/performance.md``): the per-step recurrent GEMM is the hot loop, so on a CPU with
+MKL its weight is packed once per call (``torch.ops.mkl``) instead of once per step, as a plain
+matmul does; elsewhere (CUDA, float64, no MKL) it is a plain matmul.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
 
+def recurrent_matmul(weight: torch.Tensor, rows: int, like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``m ↦ m @ weightᵀ`` for (rows, ·) inputs, repeated every step: weight packed once when MKL can."""
+    if like.device.type == "cpu" and like.dtype == torch.float32 and torch.backends.mkl.is_available():
+        weight = weight.contiguous()
+        packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
+        return lambda m: torch.ops.mkl._mkl_linear(m, packed, weight, None, rows)
+    return lambda m: m @ weight.t()
+
+
 class LSTMSequence(torch.autograd.Function):
-    """forward(xw (T, B, 4H), h0 (B, H), c0 (B, H), weight_hh (4H, H), keep (T, B, 1) | None)
-    → (outputs (T, B, H), h_T (B, H), c_T (B, H)). Not twice differentiable. outputs is a view of
-    a saved buffer: torch refuses to modify it in place (RuntimeError), so it cannot corrupt backward."""
+    """forward(x (T, B, I), h0 (B, H), c0 (B, H), weight_ih (4H, I), bias (4H,), weight_hh (4H, H),
+    keep (T, B, 1) | None) → (outputs (T, B, H), h_T (B, H), c_T (B, H)). Not twice
+    differentiable. outputs is a view of a saved buffer: torch refuses to modify it in place
+    (RuntimeError), so it cannot corrupt backward."""
 
     @staticmethod
-    def forward(ctx, xw, h0, c0, weight_hh, keep):
-        T, B, H4 = xw.shape
-        H = H4 // 4
-        gates = xw.new_empty(T, B, H4)         # (T, B, 4H) activated [i | f | g | o] per step
-        hs = xw.new_empty(T + 1, B, H)         # (T+1, B, H) h_{-1}=h0, h_0 … h_{T-1} (after the mask)
-        cs = xw.new_empty(T + 1, B, H)         # (T+1, B, H) c_{-1}=c0, c_0 … c_{T-1} (after the mask)
-        tanh_c = xw.new_empty(T, B, H)         # (T, B, H) tanh(c') before the mask
-        gates.copy_(xw)                        # xw for all steps; each step adds its h W_hhᵀ in place
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # under bf16 autocast the recurrence stays float32
+    def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, keep):
+        T, B, I = x.shape
+        H = weight_hh.shape[1]
+        # the input GEMM for all steps, straight into the buffer each step then completes in place
+        gates = torch.addmm(bias, x.reshape(T * B, I), weight_ih.t()).view(T, B, 4 * H)  # (T, B, 4H)
+        hs = x.new_empty(T + 1, B, H)          # (T+1, B, H) h_{-1}=h0, h_0 … h_{T-1} (after the mask)
+        cs = x.new_empty(T + 1, B, H)          # (T+1, B, H) c_{-1}=c0, c_0 … c_{T-1} (after the mask)
+        tanh_c = x.new_empty(T, B, H)          # (T, B, H) tanh(c') before the mask
         hs[0].copy_(h0)
         cs[0].copy_(c0)
-        w_t = weight_hh.t().contiguous()       # (H, 4H) copied once: per-step GEMMs run ~30% faster than on the view
+        h_times_w = recurrent_matmul(weight_hh, B, x)           # h ↦ h W_hhᵀ  (B, 4H)
         for t in range(T):
             a = gates[t]                                       # (B, 4H) view into the buffer
-            a.addmm_(hs[t], w_t)                               # a = xw[t] + h W_hhᵀ
+            a += h_times_w(hs[t])                              # a = x_t W_ihᵀ + b + h W_hhᵀ
             a[:, :2 * H].sigmoid_()                            # i = σ(a_i), f = σ(a_f)
             a[:, 2 * H:3 * H].tanh_()                          # g = tanh(a_g)
             a[:, 3 * H:].sigmoid_()                            # o = σ(a_o)
@@ -58,77 +73,66 @@ class LSTMSequence(torch.autograd.Function):
             if keep is not None:
                 c_new.mul_(keep[t])                            # c_t = k_t ⊙ c'   (reset at padding)
                 h_new.mul_(keep[t])                            # h_t = k_t ⊙ h'
-        ctx.save_for_backward(gates, hs, cs, tanh_c, weight_hh, keep)
+        ctx.save_for_backward(x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep)
         return hs[1:], hs[T].clone(), cs[T].clone()
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, dout, dh_T, dc_T):
-        r"""BPTT from t = T−1 down to 0 (see docs/bptt.md, LSTM), with the mask folded in.
-
-        The loop-invariant factors are computed for all steps at once, before the loop:
-
-            D = [g ⊙ i(1−i) | c ⊙ f(1−f) | i ⊙ (1−g²) | tanh(c') ⊙ o(1−o)]     (T, B, 4H)
-            P = o ⊙ (1 − tanh²(c'))                                             (T, B, H)
-
-        so that, given dh' and the full dc', the gate gradients are only two products:
-
-            da = [dc' | dc' | dc' | dh'] ⊙ D
-
-        which the loop writes in place over D. The step loop then is
+        r"""BPTT from t = T−1 down to 0 (see docs/bptt.md, LSTM), with the mask folded in:
 
             dh' = k_t ⊙ (dout[t] + dh_{t+1→t})        dh_{t+1→t} = da_{t+1} W_hh  (dh_T at t = T−1)
-            dc' = k_t ⊙ dc_t + dh' ⊙ P_t              the part through h' = o ⊙ tanh(c')
-            da  = [dc' | dc' | dc' | dh'] ⊙ D_t
-            dc_{t−1} = dc' ⊙ f,    dh_{t→t−1} = da W_hh
+            dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
+            da_i = dc' ⊙ g ⊙ i(1−i)     da_f = dc' ⊙ c ⊙ f(1−f)
+            da_g = dc' ⊙ i ⊙ (1−g²)     da_o = dh' ⊙ tanh(c') ⊙ o(1−o)
+            dc_{t−1} = dc' ⊙ f,         dh_{t→t−1} = da W_hh
 
-        and the weight gradient, summed over steps, is one GEMM: dW_hh = Σ_t da_tᵀ h_{t−1}.
+        and then, summed over steps, each weight gradient is one GEMM:
+        dW_hh = Σ_t da_tᵀ h_{t−1}, dW_ih = Σ_t da_tᵀ x_t, db = Σ_t da_t, and dx_t = da_t W_ih.
+        σ'(y) = y(1−y) is computed as y − y² (``addcmul`` with value −1).
         """
-        gates, hs, cs, tanh_c, weight_hh, keep = ctx.saved_tensors
+        x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep = ctx.saved_tensors
         T, B, H4 = gates.shape
         H = H4 // 4
-        i, f, g, o = gates.split(H, dim=2)                     # (T, B, H) views each
-
-        # D, all steps at once (whole-tensor ops first: no temporaries); it becomes da (= dxw) in place
-        da = torch.mul(gates, gates)                           # (T, B, 4H) y²
-        torch.sub(gates, da, out=da)                           # y − y² = y(1−y): σ' in the i, f, o blocks
-        d_i, d_f, d_g, d_o = da.split(H, dim=2)                # (T, B, H) views each
-        d_g.add_(1).sub_(g)                                    # g(1−g) + 1 − g = 1 − g²: tanh' in the g block
-        d_i.mul_(g)                                            # g ⊙ i(1−i)
-        d_f.mul_(cs[:-1])                                      # c_{t−1} ⊙ f(1−f)
-        d_g.mul_(i)                                            # i ⊙ (1−g²)
-        d_o.mul_(tanh_c)                                       # tanh(c') ⊙ o(1−o)
-        P = torch.mul(tanh_c, tanh_c).mul_(o)                  # (T, B, H) o ⊙ tanh²(c')
-        torch.sub(o, P, out=P)                                 #   → o ⊙ (1 − tanh²(c'))
-
+        dh_times_w = recurrent_matmul(weight_hh.t(), B, dh_T)  # da ↦ da W_hh  (B, H)
+        da = torch.empty_like(gates)                           # (T, B, 4H) gate gradients of every step
         dh = torch.empty_like(dh_T)                            # (B, H) dh' of the current step
-        dh_rec = dh_T.clone()                                  # (B, H) gradient reaching h_t from later
-        dc = dc_T.clone()                                      # (B, H) dc_t, then dc' in place
+        dh_rec = dh_T                                          # (B, H) gradient reaching h_t from later
+        dc = dc_T.clone()                                      # (B, H) dc_t, then dc', then dc_{t−1}, in place
+        tmp = torch.empty_like(dc)                             # (B, H) scratch
         for t in range(T - 1, -1, -1):
-            if keep is None:
-                torch.add(dout[t], dh_rec, out=dh)             # dh' = dout[t] + dh_{t+1→t}
-            else:
-                torch.add(dout[t], dh_rec, out=dh).mul_(keep[t])  # dh' = k_t ⊙ (dout[t] + dh_{t+1→t})
+            i, f, g, o = gates[t].split(H, dim=1)              # (B, H) views each: activated gates
+            da_i, da_f, da_g, da_o = da[t].split(H, dim=1)     # (B, H) views each: their gradients
+            torch.add(dout[t], dh_rec, out=dh)                 # dh' = dout[t] + dh_{t+1→t}
+            if keep is not None:
+                dh.mul_(keep[t])                               # … ⊙ k_t
                 dc.mul_(keep[t])                               # k_t ⊙ dc_t
-            dc.addcmul_(dh, P[t])                              # dc' += dh' ⊙ P_t
-            da_t = da[t]                                       # (B, 4H)
-            da_t.view(B, 4, H)[:, :3].mul_(dc.unsqueeze(1))    # [da_i | da_f | da_g] = dc' ⊙ D
-            da_t[:, 3 * H:].mul_(dh)                           # da_o = dh' ⊙ D
-            dc.mul_(f[t])                                      # dc_{t−1} = dc' ⊙ f
-            torch.mm(da_t, weight_hh, out=dh_rec)              # dh_{t→t−1} = da W_hh   (B, H)
+            torch.mul(tanh_c[t], tanh_c[t], out=tmp).neg_().add_(1).mul_(o)   # o ⊙ (1 − tanh²(c'))
+            dc.addcmul_(dh, tmp)                               # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
+            torch.addcmul(o, o, o, value=-1, out=da_o).mul_(tanh_c[t]).mul_(dh)   # dh' ⊙ tanh(c') ⊙ o(1−o)
+            torch.addcmul(f, f, f, value=-1, out=da_f).mul_(cs[t]).mul_(dc)       # dc' ⊙ c ⊙ f(1−f)
+            torch.addcmul(i, i, i, value=-1, out=da_i).mul_(g).mul_(dc)           # dc' ⊙ g ⊙ i(1−i)
+            torch.mul(g, g, out=da_g).neg_().add_(1).mul_(i).mul_(dc)             # dc' ⊙ i ⊙ (1−g²)
+            dc.mul_(f)                                         # dc_{t−1} = dc' ⊙ f
+            dh_rec = dh_times_w(da[t])                         # dh_{t→t−1} = da W_hh   (B, H)
 
-        dw = None
-        if ctx.needs_input_grad[3]:                            # dW_hh = Σ_t da_tᵀ h_{t−1}: one GEMM
-            dw = da.view(T * B, H4).t() @ hs[:-1].reshape(T * B, H)   # (4H, T·B) @ (T·B, H) → (4H, H)
-        return da, dh_rec, dc, dw, None                        # dxw = da, dh0, dc0, dW_hh, keep
+        da = da.view(T * B, H4)
+        needs = ctx.needs_input_grad
+        dx = (da @ weight_ih).view(T, B, -1) if needs[0] else None            # (T, B, I)
+        dw_ih = da.t() @ x.reshape(T * B, -1) if needs[3] else None           # (4H, T·B) @ (T·B, I)
+        db = da.sum(0) if needs[4] else None                                   # (4H,)
+        dw_hh = da.t() @ hs[:-1].reshape(T * B, H) if needs[5] else None       # (4H, T·B) @ (T·B, H)
+        return dx, dh_rec, dc, dw_ih, db, dw_hh, None
 
 
-def lstm_sequence(xw: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, weight_hh: torch.Tensor,
+def lstm_sequence(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, weight_ih: torch.Tensor,
+                  bias: torch.Tensor, weight_hh: torch.Tensor,
                   keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the LSTM recurrence over precomputed input gates; same result as ``LSTMLayer``'s loop.
+    """One LSTM layer over a whole sequence; the same result as ``RecurrentLayer.forward``'s loop.
 
-    xw (T, B, 4H) = ``LSTMLayer.input_gates(x)``, h0 and c0 (B, H), weight_hh (4H, H), keep
-    (T, B, 1) with 0 at padding (state reset) or None → outputs (T, B, H), h_T, c_T (B, H).
+    x (T, B, I), h0 and c0 (B, H), weight_ih (4H, I), bias = b_ih + b_hh (4H,), weight_hh
+    (4H, H), keep (T, B, 1) with 0 at padding (state reset) or None → outputs (T, B, H), h_T, c_T.
     """
     if keep is not None:
-        keep = keep.to(xw.dtype)
-    return LSTMSequence.apply(xw, h0, c0, weight_hh, keep)
+        keep = keep.to(x.dtype)
+    return LSTMSequence.apply(x, h0, c0, weight_ih, bias, weight_hh, keep)

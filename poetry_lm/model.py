@@ -147,9 +147,9 @@ class LSTMLayer(RecurrentLayer):
     state_size = 2
 
     def forward(self, x, state, keep=None):
-        """As ``RecurrentLayer.forward``, but the recurrence is one autograd node with the
-        hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster backward)."""
-        out, h, c = lstm_sequence(self.input_gates(x), *state, self.weight_hh, keep)
+        """As ``RecurrentLayer.forward``, but the input GEMM and the recurrence are one autograd
+        node with the hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster)."""
+        out, h, c = lstm_sequence(x, *state, self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh, keep)
         return out, (h, c)
 
     def cell(self, xw_t, state):
@@ -238,12 +238,14 @@ class PoetryLM(nn.Module):
             hidden = self.projection(hidden)
         return F.cross_entropy(self.output(hidden), targets, reduction="none")
 
-    def sequence_nll(self, tokens: torch.Tensor, pad: int) -> tuple[torch.Tensor, int]:
+    def sequence_nll(self, tokens: torch.Tensor, pad: int,
+                     state: State | None = None) -> tuple[torch.Tensor, int, State]:
         """tokens (T, B), padding anywhere → (summed NLL of every non-pad token after the
-        first position, number of such tokens). Padding is never scored and never feeds the state."""
+        first position, number of such tokens, state after the last input). Padding is never
+        scored and never feeds the state; ``state`` continues a stream from its previous chunk."""
         keep = (tokens != pad).unsqueeze(-1).to(self.embedding.weight.dtype)  # (T, B, 1)
-        hidden, _ = self(tokens[:-1], keep=keep[:-1])
+        hidden, state = self(tokens[:-1], state, keep=keep[:-1])
         targets = tokens[1:]
         scored = (targets != pad) & (tokens[:-1] != pad)       # (T-1, B): a real token after a real token
         nll = self.target_nll(hidden[scored], targets[scored])
-        return nll.sum(), int(scored.sum())
+        return nll.sum(), int(scored.sum()), state

@@ -1,4 +1,4 @@
-"""The training loop: windows → Adam/SGD steps → per-epoch validation → early stopping.
+"""The training loop: windows or poem streams → Adam/SGD steps → per-epoch validation → early stopping.
 
 Everything needed to continue lives in ``<out>/last.pt`` (weights, optimizer, epoch, the
 position inside the epoch, RNG state, history); the best model by validation perplexity is
@@ -21,7 +21,7 @@ from torch import nn
 from . import distributed
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .corpus import DEFAULT_CORPUS, load_corpus
-from .data import make_windows, window_batches
+from .data import make_streams, make_windows, stream_chunks, window_batches
 from .evaluate import perplexity
 from .model import ModelConfig, PoetryLM
 from .vocab import CharTable, build_vocabulary, vocabulary_to_list
@@ -33,6 +33,7 @@ class TrainConfig:
     corpus: str = str(DEFAULT_CORPUS)
     seq_len: int = 65              # tokens per training window (input = first 64, target = last 64)
     seq_step: int = 32             # stride between windows of a long poem
+    batching: str = "windows"      # "windows" (front-padded, strided) or "streams" (whole poems end to end, carried state)
     batch_size: int = 64
     optimizer: str = "adam"         # "adam" or "sgd" (momentum 0.9)
     lr: float = 2e-3
@@ -58,8 +59,8 @@ class SequenceLoss(nn.Module):
         super().__init__()
         self.model, self.pad = model, pad
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
-        return self.model.sequence_nll(tokens, self.pad)
+    def forward(self, tokens: torch.Tensor, state=None):
+        return self.model.sequence_nll(tokens, self.pad, state)
 
 
 class Stop(Exception):
@@ -134,9 +135,22 @@ class Trainer:
             torch.set_rng_state(ckpt["rng"])
         if self.ctx.world > 1:  # different dropout masks on each rank
             torch.manual_seed(cfg.seed * 1009 + self.ctx.rank * 7919 + self.progress["global_step"])
-        encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
-        self.windows = make_windows(encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
-        self.steps_per_epoch = math.ceil(len(self.windows) / cfg.batch_size)
+        if cfg.batching not in ("windows", "streams"):
+            raise ValueError(f"batching must be 'windows' or 'streams', not {cfg.batching!r}")
+        self.encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
+        if cfg.batching == "windows":
+            self.windows = make_windows(self.encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
+        self.steps_per_epoch = self.epoch_batches(0)[1]
+
+    def epoch_batches(self, epoch: int, start: int = 0):
+        """This epoch's shuffled (T, B) batches from step ``start`` on, and its number of steps."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, epoch])
+        if cfg.batching == "streams":
+            streams = make_streams(self.encoded, cfg.batch_size, self.table.pad, rng)
+            return stream_chunks(streams, cfg.seq_len, start), math.ceil((len(streams) - 1) / (cfg.seq_len - 1))
+        order = rng.permutation(len(self.windows))
+        return window_batches(self.windows, cfg.batch_size, order, start), math.ceil(len(self.windows) / cfg.batch_size)
 
     # -- checkpoints ---------------------------------------------------------------
     def save(self, path: Path, **extra) -> None:
@@ -152,7 +166,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg, p = self.cfg, self.progress
         n_params = sum(t.numel() for t in self.model.parameters())
-        self.log(f"vocabulary {len(self.vocab)}, {len(self.windows)} windows of {cfg.seq_len}, "
+        self.log(f"vocabulary {len(self.vocab)}, {len(self.encoded)} poems as {cfg.batching} of {cfg.seq_len}, "
                  f"{self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M parameters, "
                  f"{torch.get_num_threads()} thread(s) × {self.ctx.world} process(es) on {self.ctx.device}")
         try:
@@ -175,20 +189,22 @@ class Trainer:
         from tqdm import tqdm
 
         self.model.train()
-        order = np.random.default_rng([cfg.seed, p["epoch"]]).permutation(len(self.windows))
+        batches, self.steps_per_epoch = self.epoch_batches(p["epoch"], p["step_in_epoch"])
         total_steps = cfg.max_epochs * self.steps_per_epoch
-        bar = tqdm(window_batches(self.windows, cfg.batch_size, order, p["step_in_epoch"]),
-                   total=self.steps_per_epoch, initial=p["step_in_epoch"], desc=f"epoch {p['epoch'] + 1}",
+        bar = tqdm(batches, total=self.steps_per_epoch, initial=p["step_in_epoch"], desc=f"epoch {p['epoch'] + 1}",
                    unit="step", dynamic_ncols=True, disable=not self.ctx.is_main,
                    mininterval=0.5 if sys.stderr.isatty() else 60)  # a log file gets a line a minute
         loss_sum, loss_tokens = 0.0, 0
         started, last_save = time.monotonic(), time.monotonic()
         elapsed0, tokens_seen = p["elapsed_s"], 0
+        state = None  # streams carry it from chunk to chunk (restarting from zero after a resume)
         for batch in bar:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, p["global_step"], total_steps)
             with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                nll, n = self.loss(self.ctx.shard(batch))
+                nll, n, state = self.loss(self.ctx.shard(batch), state)
+            # truncated BPTT: the next chunk starts from this state but backpropagates no further
+            state = [tuple(s.detach() for s in layer) for layer in state] if cfg.batching == "streams" else None
             now = time.monotonic()
             over_budget = cfg.max_minutes is not None and elapsed0 + now - started > cfg.max_minutes * 60
             # one collective: global token count and summed NLL, and whether any rank is out of time
@@ -243,15 +259,13 @@ class Trainer:
         self.write_metrics()
 
     def finish(self) -> dict:
-        from .checkpoint import load_model
-
-        model, table, best = load_model(self.best_path)
-        test = perplexity(model, table, self.texts["test"])
-        result = {"best_val_ppl": best["progress"]["best_val_ppl"], "test_ppl": test.perplexity,
-                  "test_tokens": test.tokens, "test_unk_rate": test.unk_rate,
+        """The run's result. The test split is left alone: it is for the one model that ships,
+        scored once with ``python -m poetry_lm evaluate <out>/best.pt``."""
+        best = read_checkpoint(self.best_path)
+        result = {"best_val_ppl": best["progress"]["best_val_ppl"],
                   "train_minutes": self.progress["elapsed_s"] / 60}
-        self.log(f"best checkpoint {self.best_path}: valid ppl {result['best_val_ppl']:.2f}, "
-                 f"test ppl {test.perplexity:.2f} over {test.tokens} tokens")
+        self.log(f"best checkpoint {self.best_path}: valid ppl {result['best_val_ppl']:.2f} "
+                 f"after {result['train_minutes']:.1f} min")
         self.write_metrics(result)
         return result
 

@@ -34,7 +34,7 @@ def test_two_processes_match_one_process(tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_ppl"] == pytest.approx(a["val_ppl"], rel=1e-4)
     # only rank 0 writes, and its result line is the only one
-    assert double.stdout.count("test_ppl") == 1
+    assert double.stdout.count("best_val_ppl") == 1
     # a checkpoint written by two processes resumes in one
     resumed = subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "two"), "--resume", "--epochs", "3"],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)

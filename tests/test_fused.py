@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from poetry_lm.fused import lstm_sequence
 from poetry_lm.model import LSTMLayer, RecurrentLayer
@@ -13,10 +12,9 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 
 
 def fused_layer(x, h0, c0, params, keep=None):
-    """x (T, B, I) → outputs, h_T, c_T through input_gates' GEMM (as LSTMLayer.input_gates) + the fused op."""
+    """x (T, B, I) → outputs, h_T, c_T of the fused op, with torch's four parameters."""
     w_ih, w_hh, b_ih, b_hh = params
-    xw = F.linear(x, w_ih, b_ih + b_hh)                  # (T, B, 4H)
-    return lstm_sequence(xw, h0, c0, w_hh, keep)
+    return lstm_sequence(x, h0, c0, w_ih, b_ih + b_hh, w_hh, keep)
 
 
 def touch_everything(out, h, c, w):
@@ -64,8 +62,7 @@ def test_matches_the_masked_loop_of_lstm_layer(T, B, I, H):
     h0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
     c0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
 
-    xw = layer.input_gates(x)
-    out, h, c = lstm_sequence(xw, h0, c0, layer.weight_hh, keep)
+    out, (h, c) = layer(x, (h0, c0), keep)                                    # the fused op
     ref_out, (ref_h, ref_c) = RecurrentLayer.forward(layer, x, (h0, c0), keep)  # the step-by-step loop
     torch.testing.assert_close(out, ref_out, **TOL)
     torch.testing.assert_close(h, ref_h, **TOL)
@@ -86,7 +83,7 @@ def test_bool_keep_and_float32():
     x = torch.randn(6, 3, 4)
     keep = torch.rand(6, 3, 1) > 0.3
     zeros = torch.zeros(3, 5)
-    out, h, c = lstm_sequence(layer.input_gates(x), zeros, zeros, layer.weight_hh, keep)
+    out, (h, c) = layer(x, (zeros, zeros), keep)
     ref_out, (ref_h, ref_c) = RecurrentLayer.forward(layer, x, (zeros, zeros), keep.float())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref_out)
@@ -96,33 +93,36 @@ def test_bool_keep_and_float32():
 @pytest.mark.parametrize("masked", [False, True])
 def test_gradcheck(masked):
     torch.manual_seed(11)
-    T, B, H = 4, 2, 3
-    xw = torch.randn(T, B, 4 * H, dtype=torch.double, requires_grad=True)
+    T, B, I, H = 4, 2, 3, 3
+    x = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
     h0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
     c0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
+    w_ih = (torch.randn(4 * H, I, dtype=torch.double) * 0.5).requires_grad_(True)
+    bias = torch.randn(4 * H, dtype=torch.double, requires_grad=True)
     w_hh = (torch.randn(4 * H, H, dtype=torch.double) * 0.5).requires_grad_(True)
     keep = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.double)[..., None] \
         if masked else None
-    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep), (xw, h0, c0, w_hh))
+    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep), (x, h0, c0, w_ih, bias, w_hh))
 
 
 def test_unused_outputs_and_frozen_inputs():
-    """Only h_T used (dout and dc_T arrive as zeros); weight_hh not requiring grad is skipped."""
+    """Only h_T used (dout and dc_T arrive as zeros); weights not requiring grad are skipped."""
     torch.manual_seed(5)
-    T, B, H = 5, 2, 3
-    xw = torch.randn(T, B, 4 * H, dtype=torch.double, requires_grad=True)
+    T, B, I, H = 5, 2, 4, 3
+    x = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
     h0 = torch.zeros(B, H, dtype=torch.double)
-    w_hh = torch.randn(4 * H, H, dtype=torch.double)
-    _, h, _ = lstm_sequence(xw, h0, h0, w_hh)
-    (g,) = torch.autograd.grad(h.sum(), [xw])
-    assert is_one_node(h) and g.shape == xw.shape
-    xw_ref = xw.detach().clone().requires_grad_(True)
+    w_ih, bias, w_hh = torch.randn(4 * H, I, dtype=torch.double), torch.randn(4 * H, dtype=torch.double), \
+        torch.randn(4 * H, H, dtype=torch.double)
+    _, h, _ = lstm_sequence(x, h0, h0, w_ih, bias, w_hh)
+    (g,) = torch.autograd.grad(h.sum(), [x])
+    assert is_one_node(h) and g.shape == x.shape
+    x_ref = x.detach().clone().requires_grad_(True)
     hr, cr = h0, h0
     for t in range(T):                                   # the LSTM step written out under autograd
-        i, f, gg, o = (xw_ref[t] + hr @ w_hh.T).chunk(4, dim=1)
+        i, f, gg, o = (x_ref[t] @ w_ih.T + bias + hr @ w_hh.T).chunk(4, dim=1)
         cr = torch.sigmoid(f) * cr + torch.sigmoid(i) * torch.tanh(gg)
         hr = torch.sigmoid(o) * torch.tanh(cr)
-    (g_ref,) = torch.autograd.grad(hr.sum(), [xw_ref])
+    (g_ref,) = torch.autograd.grad(hr.sum(), [x_ref])
     torch.testing.assert_close(g, g_ref, **TOL)
 
 
@@ -148,7 +148,7 @@ def test_training_with_the_fused_op_follows_the_step_by_step_loop(monkeypatch):
         torch.manual_seed(1)  # the same dropout masks in both runs
         out = []
         for _ in range(30):
-            nll, n = model.sequence_nll(tokens, 0)
+            nll, n, _ = model.sequence_nll(tokens, 0)
             optimizer.zero_grad()
             (nll / n).backward()
             optimizer.step()

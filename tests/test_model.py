@@ -71,8 +71,8 @@ def test_front_padding_does_not_change_the_encoding(cell):
     out_plain, _ = model(plain)
     out_padded, _ = model(padded, keep=keep)
     torch.testing.assert_close(out_padded[5:], out_plain)
-    nll_plain, n_plain = model.sequence_nll(plain, table.pad)
-    nll_padded, n_padded = model.sequence_nll(padded, table.pad)
+    nll_plain, n_plain, _ = model.sequence_nll(plain, table.pad)
+    nll_padded, n_padded, _ = model.sequence_nll(padded, table.pad)
     assert n_plain == n_padded == len(ids) - 1
     torch.testing.assert_close(nll_padded, nll_plain)
 

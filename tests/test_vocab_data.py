@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from poetry_lm.checkpoint import load_model, save_checkpoint
-from poetry_lm.data import make_windows, poem_batches
+from poetry_lm.data import make_streams, make_windows, poem_batches, stream_chunks
 from poetry_lm.model import ModelConfig, PoetryLM
 from poetry_lm.vocab import SPECIALS, CharTable, build_vocabulary, vocabulary_from_list, vocabulary_to_list
 
@@ -62,3 +63,41 @@ def test_poem_batches_hold_each_poem_once_padded_at_the_end():
             n = int((col != 0).sum())
             assert (col[:n] != 0).all() and (col[n:] == 0).all()
     assert isinstance(batches[0], torch.Tensor) and np.issubdtype(batches[0].numpy().dtype, np.integer)
+
+
+def test_streams_hold_each_poem_once_whole_and_balanced():
+    pad = 0
+    poems = [[1, 100 + i] + [7] * (i % 9) + [2] for i in range(50)]  # begin, a poem id, body, end
+    streams = make_streams(poems, batch_size=4, pad=pad, rng=np.random.default_rng(0))
+    assert streams.shape[1] == 4
+    found = []
+    for b in range(4):
+        column, current = streams[:, b].tolist(), []
+        for token in column:  # poems are separated by one pad each; the column ends in pads
+            if token == pad:
+                found += [current] if current else []
+                current = []
+            else:
+                current.append(token)
+        used = len(column) - column[::-1].index(2)  # up to the last end token
+        assert len(column) - used <= max(map(len, poems)) + 1  # columns end within one poem of each other
+    assert sorted(found) == sorted(poems)
+
+
+def test_stream_chunks_with_carried_state_score_every_token_once():
+    """Reading the streams chunk by chunk, state carried, gives the NLL of scoring each poem whole."""
+    tokens = vocabulary_to_list(build_vocabulary(POEMS))
+    table = CharTable(tokens)
+    torch.manual_seed(0)
+    model = PoetryLM(ModelConfig(vocab_size=len(tokens), embed_dim=6, hidden_dim=8)).double().eval()
+    encoded = [table.encode_poem(p) for p in POEMS * 3]
+    streams = make_streams(encoded, batch_size=2, pad=table.pad, rng=np.random.default_rng(1))
+    total, n, state = 0.0, 0, None
+    with torch.no_grad():
+        for chunk in stream_chunks(streams, seq_len=5):
+            nll, k, state = model.sequence_nll(chunk, table.pad, state)
+            total, n = total + float(nll), n + k
+        whole = [model.sequence_nll(torch.tensor(ids).unsqueeze(1), table.pad) for ids in encoded]
+    assert n == sum(k for _, k, _ in whole) == sum(len(ids) - 1 for ids in encoded)
+    assert total == pytest.approx(sum(float(nll) for nll, _, _ in whole), rel=1e-10)
+    assert len(list(stream_chunks(streams, seq_len=5, start=2))) == len(list(stream_chunks(streams, seq_len=5))) - 2
