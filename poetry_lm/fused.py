@@ -30,9 +30,14 @@ from typing import Callable
 import torch
 
 
-def recurrent_matmul(weight: torch.Tensor, rows: int, like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``m ↦ m @ weightᵀ`` for (rows, ·) inputs, repeated every step: weight packed once when MKL can."""
-    if like.device.type == "cpu" and like.dtype == torch.float32 and torch.backends.mkl.is_available():
+PACK_FROM_STEPS = 32  # packing costs about as much as 10–30 unpacked steps' GEMMs save, so short runs skip it
+
+
+def recurrent_matmul(weight: torch.Tensor, rows: int, steps: int,
+                     like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``m ↦ m @ weightᵀ`` for (rows, ·) inputs, repeated ``steps`` times: weight packed once when MKL can."""
+    if (steps >= PACK_FROM_STEPS and like.device.type == "cpu" and like.dtype == torch.float32
+            and torch.backends.mkl.is_available()):
         weight = weight.contiguous()
         packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
         return lambda m: torch.ops.mkl._mkl_linear(m, packed, weight, None, rows)
@@ -57,7 +62,7 @@ class LSTMSequence(torch.autograd.Function):
         tanh_c = x.new_empty(T, B, H)          # (T, B, H) tanh(c') before the mask
         hs[0].copy_(h0)
         cs[0].copy_(c0)
-        h_times_w = recurrent_matmul(weight_hh, B, x)           # h ↦ h W_hhᵀ  (B, 4H)
+        h_times_w = recurrent_matmul(weight_hh, B, T, x)           # h ↦ h W_hhᵀ  (B, 4H)
         for t in range(T):
             a = gates[t]                                       # (B, 4H) view into the buffer
             a += h_times_w(hs[t])                              # a = x_t W_ihᵀ + b + h W_hhᵀ
@@ -94,7 +99,7 @@ class LSTMSequence(torch.autograd.Function):
         x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep = ctx.saved_tensors
         T, B, H4 = gates.shape
         H = H4 // 4
-        dh_times_w = recurrent_matmul(weight_hh.t(), B, dh_T)  # da ↦ da W_hh  (B, H)
+        dh_times_w = recurrent_matmul(weight_hh.t(), B, T, dh_T)  # da ↦ da W_hh  (B, H)
         da = torch.empty_like(gates)                           # (T, B, 4H) gate gradients of every step
         dh = torch.empty_like(dh_T)                            # (B, H) dh' of the current step
         dh_rec = dh_T                                          # (B, H) gradient reaching h_t from later

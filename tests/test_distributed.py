@@ -18,8 +18,10 @@ def history(out: Path) -> list[dict]:
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed beside this Python")
-def test_two_processes_match_one_process(tmp_path):
-    args = [*TINY_TRAIN, "--limit-poems", "100", "--batch-size", "16", "--dropout", "0"]
+@pytest.mark.parametrize("batching", ["windows", "streams"])
+def test_two_processes_match_one_process(tmp_path, batching):
+    """Streams: each process carries the state of its own columns from chunk to chunk."""
+    args = [*TINY_TRAIN, "--limit-poems", "100", "--batch-size", "16", "--dropout", "0", "--batching", batching]
     single = subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "one"), *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
