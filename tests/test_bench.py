@@ -19,7 +19,7 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     assert peak and float(peak.group(1)) > 0
 
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
-            if line.startswith("| ") and not line.startswith("| E ") and not line.startswith("| output layer")]
+            if line.startswith("| ") and not line.startswith(("| E ", "| output layer", "| poem "))]
     lstm = {(int(r[0]), int(r[1]), r[2]): r[3:] for r in rows if len(r) == 8}
     expected = {(E, H, impl) for E, H in QUICK["lstm_sizes"] for impl in ("nn.LSTM", "autograd loop", "fused")}
     assert set(lstm) == expected
@@ -28,13 +28,13 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
         assert number(percent) >= 0                       # tiny sizes may round to 0%
     assert all(number(lstm[(E, H, "nn.LSTM")][-1]) == 1.0 for E, H in QUICK["lstm_sizes"])
 
-    softmax = {r[0]: r[1:] for r in rows if len(r) == 4}
+    softmax = {r[0]: r[1:] for r in rows if r[0].endswith("softmax")}
     assert set(softmax) == {"full softmax", "adaptive softmax"}
     assert all(number(c) > 0 for cells in softmax.values() for c in cells)
     assert "Zipf" in out
 
-    generation = {r[0]: r[1:] for r in rows if len(r) == 3 and r[0].split()[0].isdigit()}
-    assert set(generation) == {"1 poem", f"{QUICK['gen_batch']} poems"}
+    generation = {(r[0], int(r[1])): r[2:] for r in rows if len(r) == 4 and not r[0].endswith("softmax")}
+    assert set(generation) == {(kind, n) for kind in ("free, 32 tokens", "七绝, rhymed") for n in (1, QUICK["gen_batch"])}
     assert all(number(c) > 0 for cells in generation.values() for c in cells)
 
 
