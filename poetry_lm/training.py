@@ -31,7 +31,7 @@ from .vocab import CharTable, build_vocabulary, vocabulary_to_list
 class TrainConfig:
     out_dir: str = "runs/default"
     corpus: str = str(DEFAULT_CORPUS)
-    seq_len: int = 65              # tokens per training window (input = first 64, target = last 64)
+    seq_len: int = 65              # tokens per window or stream chunk (input = first 64, target = last 64)
     seq_step: int = 32             # stride between windows of a long poem
     batching: str = "windows"      # "windows" (front-padded, strided) or "streams" (whole poems end to end, carried state)
     batch_size: int = 64

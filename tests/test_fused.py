@@ -160,3 +160,27 @@ def test_training_with_the_fused_op_follows_the_step_by_step_loop(monkeypatch):
     loop = losses()
     assert fused[-1] < fused[0] - 1.0  # it learned
     assert fused == pytest.approx(loop, rel=1e-4)
+
+
+def test_packed_recurrent_weight_gives_the_same_numbers():
+    """float32 sequences of 32+ steps on a CPU with MKL take the packed-weight GEMM; it must
+    agree with the step-by-step loop as closely as any float32 reordering of sums does."""
+    from poetry_lm.fused import PACK_FROM_STEPS
+
+    torch.manual_seed(2)
+    T, B, I, H = PACK_FROM_STEPS + 3, 3, 5, 8
+    layer = LSTMLayer(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    keep = (torch.rand(T, B, 1) > 0.1).float()
+    zeros = torch.zeros(B, H)
+    out, (h, c) = layer(x, (zeros, zeros), keep)
+    ref_out, (ref_h, ref_c) = RecurrentLayer.forward(layer, x, (zeros, zeros), keep)
+    assert is_one_node(out)
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(c, ref_c)
+    w = torch.randn_like(out)
+    wrt = [x, *[getattr(layer, p) for p in PARAMS]]
+    grads = torch.autograd.grad((out * w).sum() + h.sum(), wrt)
+    ref_grads = torch.autograd.grad((ref_out * w).sum() + ref_h.sum(), wrt)
+    for name, g, r in zip(("x", *PARAMS), grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5, msg=lambda m: f"d{name}: {m}")
