@@ -37,24 +37,28 @@ def window_batches(windows: np.ndarray, batch_size: int, order: np.ndarray,
 
 
 def make_streams(poems: list[list[int]], batch_size: int, pad: int, rng: np.random.Generator) -> np.ndarray:
-    """Encoded poems, shuffled and laid end to end in ``batch_size`` columns: an (L, B) int array.
+    """Encoded poems laid end to end in ``batch_size`` columns, in a random order: an (L, B) int array.
 
-    Each poem is followed by one pad, which resets the recurrent state, and goes whole into the
-    currently shortest column, so the columns end within one poem of each other and the pad
-    filling them to a common length is a fraction of a percent. Read in consecutive chunks
-    with the state carried over (truncated BPTT), every token is scored exactly once, with all
-    of its poem before it as context, and nothing is computed on padding beyond those pads.
+    Each poem is followed by one pad, which resets the recurrent state. Poems are dealt longest
+    first, each to the currently shortest column, so the columns end within one short poem of
+    each other; then each column's poems are shuffled. Read in consecutive chunks with the state
+    carried over (truncated BPTT), every token is scored exactly once, with all of its poem
+    before it as context, and every chunk but the last is full. (Dealt in random order instead,
+    a column could end a long poem later than the others, and the last dozen chunks of an epoch
+    would hold one or two poems each: a dozen noisy full-size Adam steps.)
     """
-    columns: list[list[int]] = [[] for _ in range(batch_size)]
-    shortest = [(0, b) for b in range(batch_size)]  # heap of (length, column)
-    for i in rng.permutation(len(poems)):
+    order = sorted(rng.permutation(len(poems)), key=lambda i: -len(poems[i]))  # equal lengths in random order
+    columns: list[list[int]] = [[] for _ in range(batch_size)]   # poem indices per column
+    shortest = [(0, b) for b in range(batch_size)]               # heap of (tokens so far, column)
+    for i in order:
         length, b = heapq.heappop(shortest)
-        columns[b].extend(poems[i])
-        columns[b].append(pad)
-        heapq.heappush(shortest, (len(columns[b]), b))
-    out = np.full((max(len(c) for c in columns), batch_size), pad, dtype=np.int64)
+        columns[b].append(i)
+        heapq.heappush(shortest, (length + len(poems[i]) + 1, b))
+    out = np.full((max(length for length, _ in shortest), batch_size), pad, dtype=np.int64)
     for b, column in enumerate(columns):
-        out[:len(column), b] = column
+        rng.shuffle(column)
+        tokens = [t for i in column for t in (*poems[i], pad)]
+        out[:len(tokens), b] = tokens
     return out
 
 

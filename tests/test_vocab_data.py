@@ -70,7 +70,7 @@ def test_streams_hold_each_poem_once_whole_and_balanced():
     poems = [[1, 100 + i] + [7] * (i % 9) + [2] for i in range(50)]  # begin, a poem id, body, end
     streams = make_streams(poems, batch_size=4, pad=pad, rng=np.random.default_rng(0))
     assert streams.shape[1] == 4
-    found = []
+    found, ends = [], []
     for b in range(4):
         column, current = streams[:, b].tolist(), []
         for token in column:  # poems are separated by one pad each; the column ends in pads
@@ -79,9 +79,11 @@ def test_streams_hold_each_poem_once_whole_and_balanced():
                 current = []
             else:
                 current.append(token)
-        used = len(column) - column[::-1].index(2)  # up to the last end token
-        assert len(column) - used <= max(map(len, poems)) + 1  # columns end within one poem of each other
+        ends.append(len(column) - column[::-1].index(2))  # up to the last end token
     assert sorted(found) == sorted(poems)
+    assert max(ends) - min(ends) <= min(map(len, poems)) + 1  # the columns end within one short poem
+    again = make_streams(poems, batch_size=4, pad=pad, rng=np.random.default_rng(1))
+    assert not np.array_equal(again, streams)  # another epoch, another order
 
 
 def test_stream_chunks_with_carried_state_score_every_token_once():
