@@ -52,9 +52,9 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.option("--activation", type=click.Choice(["tanh", "relu", "sigmoid"]), default="tanh", show_default=True,
               help="Nonlinearity of --cell rnn.")
 @click.option("--embed-dim", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--hidden-dim", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--hidden-dim", type=click.IntRange(1), default=768, show_default=True)
 @click.option("--layers", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.15, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True)
 @click.option("--softmax", type=click.Choice(["full", "adaptive"]), default="adaptive", show_default=True)
 @click.option("--tie-weights", is_flag=True, help="Share embedding and output weights (full softmax).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
@@ -66,12 +66,12 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--seq-len", type=click.IntRange(2), default=65, show_default=True)
 @click.option("--seq-step", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--batching", type=click.Choice(["windows", "streams"]), default="windows", show_default=True,
+@click.option("--batching", type=click.Choice(["windows", "streams"]), default="streams", show_default=True,
               help="windows: each poem front-padded or cut into --seq-len windows every --seq-step tokens; "
                    "streams: whole poems end to end in --batch-size columns, read --seq-len at a time with the state carried.")
 @click.option("--min-freq", type=click.IntRange(1), default=2, show_default=True,
               help="Characters rarer than this in train become <unk>.")
-@click.option("--epochs", "max_epochs", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--epochs", "max_epochs", type=click.IntRange(1), default=9, show_default=True)
 @click.option("--patience", type=click.IntRange(1), default=2, show_default=True,
               help="Stop after this many epochs without a better validation perplexity.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,

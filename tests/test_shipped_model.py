@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from poetry_lm.checkpoint import load_model
+from poetry_lm.checkpoint import load_model, read_checkpoint
+from poetry_lm.cli import train_command
 from poetry_lm.corpus import load_corpus
 from poetry_lm.evaluate import perplexity
 from poetry_lm.forms import Constraints, parse_form
@@ -30,3 +31,15 @@ def test_shipped_model_writes_a_seven_character_quatrain():
     lines = poems[0].lines
     assert len(lines) == 4 and lines[0].startswith("月")
     assert [len(line) for line in lines] == [8, 8, 8, 8] and lines[1][-1] == lines[3][-1] == "。"
+
+
+def test_train_py_defaults_are_the_shipped_recipe():
+    """So that `python train.py` trains the shipped model again."""
+    ckpt = read_checkpoint(MODEL)
+    defaults = {param.name: param.default for param in train_command.params}
+    for name in ("batching", "seq_len", "seq_step", "batch_size", "optimizer", "lr", "lr_schedule", "clip",
+                 "min_freq", "max_epochs", "patience", "seed"):
+        assert ckpt["train"][name] == defaults[name], name
+    for option, field in (("cell", "cell"), ("embed_dim", "embed_dim"), ("hidden_dim", "hidden_dim"),
+                          ("layers", "num_layers"), ("dropout", "dropout"), ("softmax", "softmax")):
+        assert ckpt["config"][field] == defaults[option], option
