@@ -2,7 +2,9 @@
 
 perplexity = exp( total NLL / N ), where N counts every token after the begin token of each
 poem (characters, punctuation and the end token), each exactly once; padding is never counted.
-Poems are scored whole, each from a zero state, never as overlapping windows.
+Poems are scored whole, each from a zero state, never as overlapping windows: by the model's
+sequence path, or one token at a time through generation's :class:`~poetry_lm.stepper.Stepper`,
+which shows what its int8 weights cost.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 
 from .data import poem_batches
 from .model import PoetryLM
+from .stepper import Stepper
 from .vocab import CharTable
 
 
@@ -29,15 +32,31 @@ class PerplexityReport:
         return self.unk_tokens / max(self.tokens, 1)
 
 
+def stepped_nll(step: Stepper, tokens: torch.Tensor, pad: int) -> tuple[float, int]:
+    """As ``PoetryLM.sequence_nll`` for poems (T, B) padded at the end, read one token at a time."""
+    state, nll, count = None, 0.0, 0
+    for current, target in zip(tokens[:-1], tokens[1:]):              # each (B,)
+        logp, state = step(current, state)
+        scored = (current != pad) & (target != pad)
+        nll -= float(logp[scored].gather(1, target[scored, None]).sum())
+        count += int(scored.sum())
+    return nll, count
+
+
 @torch.inference_mode()
-def perplexity(model: PoetryLM, table: CharTable, poems: list[str], max_tokens: int = 16384) -> PerplexityReport:
+def perplexity(model: PoetryLM, table: CharTable, poems: list[str], max_tokens: int = 16384,
+               step: Stepper | None = None) -> PerplexityReport:
+    """Perplexity of ``poems`` under ``model``; with ``step`` (a Stepper of the model), as generation reads it."""
     was_training = model.training
     model.eval()
     encoded = [table.encode_poem(p) for p in poems]
     nll, tokens = 0.0, 0
     device = model.embedding.weight.device
     for batch in poem_batches(encoded, table.pad, max_tokens):
-        batch_nll, batch_tokens, _ = model.sequence_nll(batch.to(device), table.pad)
+        if step is None:
+            batch_nll, batch_tokens, _ = model.sequence_nll(batch.to(device), table.pad)
+        else:
+            batch_nll, batch_tokens = stepped_nll(step, batch, table.pad)
         nll += float(batch_nll)
         tokens += batch_tokens
     model.train(was_training)

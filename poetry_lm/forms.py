@@ -138,6 +138,8 @@ class Rules:
         B, V = len(starts), len(table)
         self.table, self.cons, self.starts, self.max_len = table, cons, starts, max_len
         self.t = 0                                              # tokens written by every poem so far
+        form = cons.form                                        # the most tokens a poem takes, its end included:
+        self.max_steps = form.lines * (form.chars + 1) + 1 if form else max_len
         self.line = torch.zeros(B, dtype=torch.long)            # per poem: lines finished
         self.col = torch.zeros(B, dtype=torch.long)             # characters in the current line
         self.done = torch.zeros(B, dtype=torch.bool)
@@ -165,16 +167,22 @@ class Rules:
     def structure(self) -> torch.Tensor:
         """(B, V): what the poem's shape allows next (line length, closing marks, heads, start text, end)."""
         form, heads = self.cons.form, len(self.heads)
-        if form:
-            limit, lines, ends = form.chars, form.lines, self.marks[self.line % 2]
+        if form:  # every poem of a form is at the same place, that of poem 0: one row serves all
+            line, col = int(self.line[0]), int(self.col[0])
+            if line >= form.lines:
+                row = self.eos
+            elif heads and col == 0:
+                row = self.heads[line]
+            else:
+                row = self.marks[line % 2] if col >= form.chars else self.inner
+            mask = row.repeat(len(self.done), 1)
         else:  # free verse has a shape only under an acrostic
             limit, lines = (FREE_VERSE_MAX, heads) if heads else (math.inf, math.inf)
-            ends = self.ends
-        mask = torch.where((self.col >= limit)[:, None], ends, self.inner)
-        if heads:
-            head = self.heads[self.line.clamp(max=heads - 1)]
-            mask = torch.where(((self.col == 0) & (self.line < heads))[:, None], head, mask)
-        mask = torch.where((self.done | (self.line >= lines))[:, None], self.eos, mask)
+            mask = torch.where((self.col >= limit)[:, None], self.ends, self.inner)
+            if heads:
+                head = self.heads[self.line.clamp(max=heads - 1)]
+                mask = torch.where(((self.col == 0) & (self.line < heads))[:, None], head, mask)
+            mask = torch.where((self.done | (self.line >= lines))[:, None], self.eos, mask)
         for b, start in enumerate(self.starts):                 # the start text is written as given
             if self.t < len(start) and not self.done[b]:
                 if not mask[b, start[self.t]]:
@@ -229,7 +237,8 @@ class Rules:
         ends = live & self.ends[tokens]
         self.line += ends
         self.col = torch.where(ends, 0, self.col + live)
-        self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
+        if self.cons.no_repeat:
+            self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
         self.done |= live & (tokens == self.table.eos)
         self.t += 1
         if not self.cons.form:

@@ -73,7 +73,7 @@ def hidden_grad_norms(model: PoetryLM, tokens: torch.Tensor) -> torch.Tensor:
         x, _ = layer(x, layer_state)
     top_state, hs = state[-1], []
     for xw_t in top.input_gates(x).unbind(0):
-        top_state = top.cell(xw_t, top_state)
+        top_state = top.cell(xw_t, top.recurrent_gates(top_state[0]), top_state)
         hs.append(top_state[0])
     nll = model.target_nll(hs[-1], target)            # (B,): L_b
     grads = torch.autograd.grad(nll.sum(), hs)        # d/dh_k of Σ_b L_b is ∂L_b/∂h_k⁽ᵇ⁾ row by row

@@ -69,11 +69,24 @@ class RecurrentLayer(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
-        """W_ih x + b_ih + b_hh for all steps as one GEMM: (T, B, I) → (T, B, G·H)."""
-        return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+    def input_bias(self) -> torch.Tensor:
+        """The bias added to W_ih x: both biases, which an LSTM and an RNN only ever sum."""
+        return self.bias_ih + self.bias_hh
 
-    def cell(self, xw_t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def recurrent_bias(self) -> torch.Tensor | None:
+        """The bias added to W_hh h (none: it is folded into ``input_bias``)."""
+        return None
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """W_ih x + input bias for all steps as one GEMM: (T, B, I) → (T, B, G·H)."""
+        return F.linear(x, self.weight_ih, self.input_bias())
+
+    def recurrent_gates(self, h: torch.Tensor) -> torch.Tensor:
+        """W_hh h + recurrent bias, the one product per step that cannot be batched over time: (B, H) → (B, G·H)."""
+        return F.linear(h, self.weight_hh, self.recurrent_bias())
+
+    def cell(self, xw_t: torch.Tensor, hw_t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """One step from the input and recurrent products (B, G·H) and the state → the new state."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...],
@@ -86,7 +99,7 @@ class RecurrentLayer(nn.Module):
         outputs = []
         # unbind, not xw[t]: indexing under autograd makes backward much slower
         for t, xw_t in enumerate(self.input_gates(x).unbind(0)):
-            state = self.cell(xw_t, state)
+            state = self.cell(xw_t, self.recurrent_gates(state[0]), state)
             if keep is not None:
                 state = tuple(s * keep[t] for s in state)
             outputs.append(state[0])
@@ -100,9 +113,8 @@ class RNNLayer(RecurrentLayer):
         super().__init__(input_size, hidden_size)
         self.activation = ACTIVATIONS[activation]
 
-    def cell(self, xw_t, state):
-        (h,) = state
-        return (self.activation(xw_t + F.linear(h, self.weight_hh)),)   # (B, H)
+    def cell(self, xw_t, hw_t, state):
+        return (self.activation(xw_t + hw_t),)   # (B, H)
 
 
 class GRULayer(RecurrentLayer):
@@ -117,15 +129,17 @@ class GRULayer(RecurrentLayer):
 
     gates = 3
 
-    def input_gates(self, x):
-        # b_hn sits inside r ⊙ (·), so only the input bias folds into the big GEMM here
-        return F.linear(x, self.weight_ih, self.bias_ih)
+    # b_hn sits inside r ⊙ (·), so each bias stays with its own product
+    def input_bias(self):
+        return self.bias_ih
 
-    def cell(self, xw_t, state):
+    def recurrent_bias(self):
+        return self.bias_hh
+
+    def cell(self, xw_t, hw_t, state):
         (h,) = state
-        hw = torch.addmm(self.bias_hh, h, self.weight_hh.T)          # (B, 3H)
-        x_r, x_z, x_n = xw_t.chunk(3, dim=1)
-        h_r, h_z, h_n = hw.chunk(3, dim=1)
+        x_r, x_z, x_n = xw_t.chunk(3, dim=1)                          # each (B, H)
+        h_r, h_z, h_n = hw_t.chunk(3, dim=1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
         n = torch.tanh(x_n + r * h_n)
         return ((1 - z) * n + z * h,)
@@ -149,15 +163,17 @@ class LSTMLayer(RecurrentLayer):
     def forward(self, x, state, keep=None):
         """As ``RecurrentLayer.forward``, but the input GEMM and the recurrence are one autograd
         node with the hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster)."""
-        out, h, c = lstm_sequence(x, *state, self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh, keep)
+        out, h, c = lstm_sequence(x, *state, self.weight_ih, self.input_bias(), self.weight_hh, keep)
         return out, (h, c)
 
-    def cell(self, xw_t, state):
+    def cell(self, xw_t, hw_t, state):
         h, c = state
-        gates = xw_t + F.linear(h, self.weight_hh)            # (B, 4H): one recurrent GEMM per step
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        gates = xw_t + hw_t                                   # (B, 4H)
+        H = self.hidden_size
+        # one σ over all four gates (g's is unused): at generation's batch of one, calls cost more than arithmetic
+        i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)
+        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * H:3 * H]))
+        h = o * torch.tanh(c)
         return h, c
 
 

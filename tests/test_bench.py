@@ -33,8 +33,9 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     assert all(number(c) > 0 for cells in softmax.values() for c in cells)
     assert "Zipf" in out
 
-    generation = {(r[0], int(r[1])): r[2:] for r in rows if len(r) == 4 and not r[0].endswith("softmax")}
-    assert set(generation) == {(kind, n) for kind in ("free, 32 tokens", "七绝, rhymed") for n in (1, QUICK["gen_batch"])}
+    generation = {(r[0], int(r[1]), r[2]): r[3:] for r in rows if len(r) == 5}
+    assert set(generation) == {(kind, n, weights) for kind in ("free, 32 tokens", "七绝, rhymed")
+                               for n in (1, QUICK["gen_batch"]) for weights in ("int8", "float32")}
     assert all(number(c) > 0 for cells in generation.values() for c in cells)
 
 

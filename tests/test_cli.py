@@ -43,6 +43,9 @@ def test_evaluate_reports_perplexity_tokens_and_unk_rate(tiny_run, tmp_path):
     result = invoke(evaluate_command, tiny_run / "best.pt", "--file", poems)
     assert result.exit_code == 0, result.output
     assert "over 26 tokens in 2 poems" in result.output  # 2 × (12 characters + end)
+    as_generated = invoke(evaluate_command, tiny_run / "best.pt", "--file", poems, "--as-generated")
+    whole, stepped = (float(r.output.split("perplexity ")[1].split()[0]) for r in (result, as_generated))
+    assert as_generated.exit_code == 0 and abs(stepped - whole) < 0.01 * whole, as_generated.output
 
 
 def test_generate_starts_each_poem_with_its_character_and_is_seeded(tiny_run):

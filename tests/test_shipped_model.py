@@ -10,6 +10,7 @@ from poetry_lm.corpus import load_corpus
 from poetry_lm.evaluate import perplexity
 from poetry_lm.forms import Constraints, parse_form
 from poetry_lm.sample import SampleOptions, generate
+from poetry_lm.stepper import Stepper
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "poetry_lm.pt"
 
@@ -22,6 +23,8 @@ def test_shipped_model_is_small_self_contained_and_trained():
     # 300 test poems: an untrained model scores about the vocabulary size (6868)
     report = perplexity(model, table, [p.text for p in load_corpus()["test"][:300]])
     assert report.perplexity < 130
+    as_generated = perplexity(model, table, [p.text for p in load_corpus()["test"][:300]], step=Stepper(model))
+    assert abs(as_generated.perplexity - report.perplexity) < 0.002 * report.perplexity  # int8 weights cost little
 
 
 def test_shipped_model_writes_a_seven_character_quatrain():

@@ -1,0 +1,110 @@
+"""Reading one token at a time, as generation does, with every weight packed once for it.
+
+Writing a poem feeds one token per step to a batch of a few rows, so each step multiplies a
+few vectors by every weight matrix: it reads all the weights (~17 MB in float32 at E 256,
+H 768) for two FLOPs per weight, which makes its speed the speed of memory, not of
+arithmetic. :class:`Int8Linear` keeps each matrix as int8 with one scale per output row,
+a quarter of the bytes, packed once for fbgemm's dynamically quantised product (the input
+is quantised on the fly, the sums are int32, the result float32). It raises the shipped
+model's validation perplexity by about 0.05% (``evaluate --as-generated``, measured in
+``docs/performance.md``). Where fbgemm is missing (not x86), the products stay float32.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from .model import PoetryLM, State
+
+INT8_KERNEL = "fbgemm" in torch.backends.quantized.supported_engines
+
+
+class Int8Linear:
+    """x (B, I) → x Wᵀ + b (B, O), W (O, I) read as int8 (float32 without fbgemm or with ``int8=False``)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = True):
+        weight, bias = weight.detach().float(), None if bias is None else bias.detach().float()
+        self.weight, self.bias, self.packed = weight, bias, None
+        if int8 and INT8_KERNEL:
+            scale = (weight.abs().amax(1) / 127).clamp(min=1e-12).double()      # (O,): row max → ±127
+            zero = torch.zeros(len(weight), dtype=torch.long)
+            with warnings.catch_warnings():  # torch marks quantized tensors deprecated; fbgemm's kernels take only them
+                warnings.simplefilter("ignore", UserWarning)
+                rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(rows, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, self.bias)
+        # reduce_range: 7-bit inputs, so that no CPU's 16-bit intermediate sums can overflow
+        return torch.ops.quantized.linear_dynamic.default(x, self.packed, True)
+
+
+class Stepper:
+    """Advance a CPU model one token at a time, keeping the state (inference only, no dropout).
+
+    ``int8=False`` keeps float32 weights: the model's own numbers, for tests and comparisons.
+    No (V, G·H) table of first-layer input gates is precomputed: building it costs one
+    V×E×G·H GEMM (~0.1 s at V=6868, E=256, H=768 on one core), more than the per-step input
+    products of a whole batch of poems.
+    """
+
+    def __init__(self, model: PoetryLM, int8: bool = True):
+        self.model, self.layers = model, model.rnn.layers
+        with torch.no_grad():
+            self.input = [Int8Linear(layer.weight_ih, layer.input_bias(), int8) for layer in self.layers]
+            self.recurrent = [Int8Linear(layer.weight_hh, layer.recurrent_bias(), int8) for layer in self.layers]
+            if model.config.softmax == "adaptive":
+                adaptive = model.adaptive
+                self.cutoffs = adaptive.cutoffs                      # [c_0, …, V]: shortlist, then the clusters
+                # the head and each cluster's projection all read h: one product of their stacked rows
+                firsts = [adaptive.head.weight, *(proj.weight for proj, _ in adaptive.tail)]
+                self.splits = [len(w) for w in firsts]               # c_0 + clusters, H/4, H/16 …
+                bias = adaptive.head.bias
+                if bias is not None:
+                    bias = torch.cat([bias, bias.new_zeros(sum(self.splits[1:]))])
+                self.first = Int8Linear(torch.cat(firsts), bias, int8)
+                self.tails = [Int8Linear(out.weight, None, int8) for _, out in adaptive.tail]
+            else:
+                proj = model.projection
+                self.projection = None if proj is None else Int8Linear(proj.weight, proj.bias, int8)
+                self.output = Int8Linear(model.output.weight, model.output.bias, int8)
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """Top hidden state (B, H) → log-probabilities over the vocabulary (B, V), as
+        ``PoetryLM.log_probs`` computes them."""
+        if self.model.config.softmax == "full":
+            if self.projection is not None:
+                h = self.projection(h)
+            return F.log_softmax(self.output(h), dim=-1)
+        # adaptive: log p(w) = log p(cluster of w | h) + log p(w | cluster, h); the shortlist is cluster 0
+        c = self.cutoffs
+        head, *projected = self.first(h).split(self.splits, dim=1)  # (B, c_0 + clusters), (B, H/4) …
+        head = F.log_softmax(head, dim=-1)
+        out = h.new_empty(len(h), c[-1])                             # (B, V)
+        out[:, :c[0]] = head[:, :c[0]]
+        for i, (z, output) in enumerate(zip(projected, self.tails)):
+            cluster = F.log_softmax(output(z.contiguous()), dim=-1)  # (B, c_{i+1} - c_i)
+            torch.add(cluster, head[:, c[0] + i, None], out=out[:, c[i]:c[i + 1]])
+        return out
+
+    def __call__(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """tokens (B,) and state (None: zeros) → log-probabilities of the next token (B, V), new state."""
+        x = F.embedding(tokens, self.model.embedding.weight)         # (B, E); the module call costs more than the lookup
+        state = state or self.model.rnn.initial_state(len(tokens), x)
+        new_state = []
+        for k, layer in enumerate(self.layers):
+            layer_state = layer.cell(self.input[k](x), self.recurrent[k](state[k][0]), state[k])
+            new_state.append(layer_state)
+            x = layer_state[0]                                       # (B, H)
+        return self.log_probs(x), new_state
+
+    def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:
+        """Read one prefix (bos, prime …) once → log-probabilities of the next token and the
+        state, each repeated for ``rows`` rows: (rows, V), state of (rows, H) tensors."""
+        state = None
+        for token in tokens:
+            logp, state = self(torch.tensor([token]), state)
+        return logp.expand(rows, -1), [tuple(s.expand(rows, -1).contiguous() for s in layer) for layer in state]

@@ -1,0 +1,101 @@
+"""Generation's one-token step and its sampler: float32 weights give the model's own
+log-probabilities, int8 weights move them little, and the sampler keeps exactly the top-k /
+top-p candidates and draws by the inverse CDF."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from poetry_lm.evaluate import perplexity
+from poetry_lm.model import ModelConfig, PoetryLM
+from poetry_lm.sample import SampleOptions, nucleus_floor, sample_step
+from poetry_lm.stepper import INT8_KERNEL, Stepper
+from poetry_lm.vocab import SPECIALS, CharTable
+
+V, T, B = 50, 9, 3
+
+
+def model_of(cell="lstm", layers=1, softmax="adaptive", tie=False, embed=12, hidden=16) -> PoetryLM:
+    torch.manual_seed(0)
+    return PoetryLM(ModelConfig(vocab_size=V, embed_dim=embed, hidden_dim=hidden, num_layers=layers, softmax=softmax,
+                                cutoffs=[10, 30] if softmax == "adaptive" else [], tie_weights=tie,
+                                cell=cell)).eval()
+
+
+def stepped(step: Stepper, tokens: torch.Tensor) -> torch.Tensor:
+    """tokens (T, B) fed one step at a time → log-probabilities after each (T, B, V)."""
+    state, out = None, []
+    for t in range(len(tokens)):
+        logp, state = step(tokens[t], state)
+        out.append(logp)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("cell, layers, softmax, tie", [("lstm", 2, "adaptive", False), ("lstm", 1, "full", True),
+                                                        ("gru", 2, "full", False), ("rnn", 1, "adaptive", False)])
+@torch.inference_mode()
+def test_float32_step_is_the_model(cell, layers, softmax, tie):
+    model = model_of(cell, layers, softmax, tie)
+    tokens = torch.randint(0, V, (T, B), generator=torch.Generator().manual_seed(1))
+    hidden, _ = model(tokens)                                                   # (T, B, H), whole sequences
+    expected = model.log_probs(hidden.reshape(T * B, -1)).reshape(T, B, V)
+    torch.testing.assert_close(stepped(Stepper(model, int8=False), tokens), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_perplexity_read_step_by_step_is_the_perplexity():
+    table = CharTable([*SPECIALS, *"，。春眠不觉晓处闻啼鸟夜来风雨声花落知多少"])
+    model = PoetryLM(ModelConfig(vocab_size=len(table), embed_dim=8, hidden_dim=12, num_layers=2)).eval()
+    poems = ["春眠不觉晓，处处闻啼鸟。", "夜来风雨声，花落知多少。", "春眠。", "花落知多少"]
+    whole = perplexity(model, table, poems, max_tokens=40)                 # several batches, padding in each
+    stepped = perplexity(model, table, poems, max_tokens=40, step=Stepper(model, int8=False))
+    assert stepped.tokens == whole.tokens == 13 + 13 + 4 + 6                # characters and the end, per poem
+    assert math.isclose(stepped.perplexity, whole.perplexity, rel_tol=1e-5)
+
+
+@torch.inference_mode()
+def test_read_gives_every_row_the_prefix_state():
+    model = model_of()
+    step = Stepper(model, int8=False)
+    prefix = [3, 7, 11]
+    logp, state = step.read(prefix, rows=4)
+    alone = stepped(step, torch.tensor(prefix)[:, None])[-1]                     # (1, V)
+    assert logp.shape == (4, V) and all(s.shape == (4, 16) for s in state[0])
+    torch.testing.assert_close(logp, alone.expand(4, -1))
+
+
+@pytest.mark.skipif(not INT8_KERNEL, reason="no fbgemm on this machine: the step stays float32")
+@torch.inference_mode()
+def test_int8_step_stays_close_to_float32():
+    model = model_of("lstm", 2, "adaptive", embed=32, hidden=64)
+    for p in model.parameters():   # larger weights than the initialisation, so that the distributions are peaked
+        p.mul_(2)
+    quantised = Stepper(model)
+    assert quantised.recurrent[0].packed is not None                           # int8 is really in use
+    tokens = torch.randint(0, V, (T, B), generator=torch.Generator().manual_seed(2))
+    exact, approx = stepped(Stepper(model, int8=False), tokens), stepped(quantised, tokens)
+    assert exact.exp().sum(-1).sub(1).abs().max() < 1e-5 and approx.exp().sum(-1).sub(1).abs().max() < 1e-5
+    gap = (exact - approx).abs()
+    assert 0 < gap.max() < 0.05 and gap.mean() < 0.005                         # different, but only just
+    nll = [-lp[:-1].gather(-1, tokens[1:, :, None]).mean() for lp in (exact, approx)]
+    assert abs(nll[0] - nll[1]) < 0.005
+
+
+def test_nucleus_keeps_top_k_then_top_p_of_what_it_keeps():
+    probs = np.array([[0.125, 0.5, 0.125, 0.25], [0.25, 0.0, 0.25, 0.5]])   # sums exact in binary
+    floor = lambda **kw: nucleus_floor(probs, SampleOptions(**kw)).tolist()  # noqa: E731
+    assert floor(top_p=0.7) == [0.25, 0.25]            # 0.5 + 0.25 ≥ 0.7 in both rows
+    assert floor(top_k=1) == [0.5, 0.5]
+    assert floor(top_k=3, top_p=0.9) == [0.125, 0.25]  # 0.9 of the 0.875 kept needs a third; a tie is kept
+    assert floor(top_p=1.0) == [0.125, 0.25]           # all, down to the last token with any mass
+
+
+def test_sample_step_draws_by_inverse_cdf_inside_the_nucleus():
+    logp = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), float("-inf")]] * 4)
+    opts = SampleOptions(top_p=0.7)                    # keeps tokens 0 and 1: cdf 0.625, 1.0 after renormalising
+    drawn = sample_step(logp, np.array([0.0, 0.6, 0.7, 1.0]), opts).tolist()
+    assert drawn == [0, 0, 1, 1]                       # u = 1 takes the last possible token, never a cut one
+    everything = sample_step(logp, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions()).tolist()
+    assert everything == [1, 2, 2, 2]                  # -inf (masked) is never drawn
+    cold = sample_step(logp, np.array([0.9]), SampleOptions(temperature=0.01))
+    assert cold.tolist() == [0]                        # a low temperature leaves only the likeliest
