@@ -30,6 +30,10 @@ from typing import Callable
 import torch
 
 
+# u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a), each one fused kernel, written into grad_input
+sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+tanh_backward = torch.ops.aten.tanh_backward.grad_input
+
 PACK_FROM_STEPS = 32  # packing costs about as much as 10–30 unpacked steps' GEMMs save, so short runs skip it
 
 
@@ -94,7 +98,8 @@ class LSTMSequence(torch.autograd.Function):
 
         and then, summed over steps, each weight gradient is one GEMM:
         dW_hh = Σ_t da_tᵀ h_{t−1}, dW_ih = Σ_t da_tᵀ x_t, db = Σ_t da_t, and dx_t = da_t W_ih.
-        σ'(y) = y(1−y) is computed as y − y² (``addcmul`` with value −1).
+        Each "upstream ⊙ derivative" is one kernel: torch's own ``sigmoid_backward(u, y) = u ⊙ y(1−y)``
+        and ``tanh_backward(u, y) = u ⊙ (1−y²)``, which take the activation's output y.
         """
         x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep = ctx.saved_tensors
         T, B, H4 = gates.shape
@@ -112,12 +117,12 @@ class LSTMSequence(torch.autograd.Function):
             if keep is not None:
                 dh.mul_(keep[t])                               # … ⊙ k_t
                 dc.mul_(keep[t])                               # k_t ⊙ dc_t
-            torch.mul(tanh_c[t], tanh_c[t], out=tmp).neg_().add_(1).mul_(o)   # o ⊙ (1 − tanh²(c'))
-            dc.addcmul_(dh, tmp)                               # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
-            torch.addcmul(o, o, o, value=-1, out=da_o).mul_(tanh_c[t]).mul_(dh)   # dh' ⊙ tanh(c') ⊙ o(1−o)
-            torch.addcmul(f, f, f, value=-1, out=da_f).mul_(cs[t]).mul_(dc)       # dc' ⊙ c ⊙ f(1−f)
-            torch.addcmul(i, i, i, value=-1, out=da_i).mul_(g).mul_(dc)           # dc' ⊙ g ⊙ i(1−i)
-            torch.mul(g, g, out=da_g).neg_().add_(1).mul_(i).mul_(dc)             # dc' ⊙ i ⊙ (1−g²)
+            tanh_backward(torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp)   # dh' ⊙ o ⊙ (1 − tanh²(c'))
+            dc.add_(tmp)                                       # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
+            sigmoid_backward(torch.mul(dh, tanh_c[t], out=da_o), o, grad_input=da_o)  # dh' ⊙ tanh(c') ⊙ o(1−o)
+            sigmoid_backward(torch.mul(dc, cs[t], out=da_f), f, grad_input=da_f)      # dc' ⊙ c ⊙ f(1−f)
+            sigmoid_backward(torch.mul(dc, g, out=da_i), i, grad_input=da_i)          # dc' ⊙ g ⊙ i(1−i)
+            tanh_backward(torch.mul(dc, i, out=da_g), g, grad_input=da_g)             # dc' ⊙ i ⊙ (1−g²)
             dc.mul_(f)                                         # dc_{t−1} = dc' ⊙ f
             dh_rec = dh_times_w(da[t])                         # dh_{t→t−1} = da W_hh   (B, H)
 

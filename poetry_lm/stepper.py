@@ -18,7 +18,9 @@ import torch.nn.functional as F
 
 from .model import PoetryLM, State
 
-INT8_KERNEL = "fbgemm" in torch.backends.quantized.supported_engines
+# fbgemm is x86-only, and torch has deprecated the quantized tensors its packing takes: check for both
+INT8_KERNEL = ("fbgemm" in torch.backends.quantized.supported_engines and hasattr(torch, "quantize_per_channel")
+               and hasattr(torch.ops.quantized, "linear_dynamic"))
 
 
 class Int8Linear:
