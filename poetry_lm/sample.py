@@ -55,31 +55,28 @@ def check_start(table: CharTable, text: str, what: str = "start") -> None:
             raise UnknownCharacterError(f"the model does not know the character {ch!r}; choose another {what}")
 
 
-def nucleus_floor(probs: np.ndarray, opts: SampleOptions) -> np.ndarray:
-    """probs (B, V), unnormalised → the smallest probability each row keeps (B,) under top-k,
-    then top-p of what top-k keeps: the k likeliest, cut to the fewest whose mass reaches p of theirs."""
-    ranked = -np.sort(-probs, axis=1)                                            # (B, V), descending
-    mass = torch.from_numpy(ranked).cumsum(1).numpy()                            # (B, V); torch's cumsum is faster
-    k = min(opts.top_k or probs.shape[1], probs.shape[1])
-    # per row, as np.searchsorted is 1-D: a row costs a microsecond, a batched call ten
-    kept = [min(np.searchsorted(row, row[k - 1] * opts.top_p), k - 1) for row in mass]
-    return ranked[np.arange(len(ranked)), kept]
+def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
+    """One row's masked log-probabilities (V,) and a uniform draw → a token, drawn by inverse CDF
+    at the temperature from the k likeliest (top-k), cut to the fewest whose mass reaches p of
+    theirs (top-p); a tie at the cut is kept."""
+    ranked = -np.sort(-logp)                                              # (V,) descending, masked (-inf) last
+    weight = np.exp((ranked - ranked[0]) / opts.temperature)              # unnormalised probabilities
+    mass = torch.from_numpy(weight).cumsum(0).numpy()                     # torch's cumsum is faster than numpy's
+    k = min(opts.top_k or len(logp), len(logp))
+    last = min(np.searchsorted(mass, mass[k - 1] * opts.top_p), k - 1)    # rank of the least likely kept
+    kept = np.flatnonzero(logp >= ranked[last])                           # token ids, in vocabulary order
+    cdf = np.cumsum(np.exp((logp[kept] - ranked[0]) / opts.temperature))
+    # a u·total rounded up to the total takes the last kept token
+    return int(kept[min(np.searchsorted(cdf, u * cdf[-1], "right"), len(kept) - 1)])
 
 
 def sample_step(logp: torch.Tensor, u: np.ndarray, opts: SampleOptions) -> torch.Tensor:
-    """Masked log-probabilities (B, V) and uniform draws (B,) → one token per row (B,). In numpy:
-    on rows of a few thousand numbers its calls cost a fraction of torch's, and there are a dozen per step."""
+    """Masked log-probabilities (B, V) and uniform draws (B,) → one token per row (B,). Row by
+    row in numpy: on rows of a few thousand numbers its calls cost a fraction of torch's, and
+    sorting is needed only up to the nucleus's edge, found in log space."""
     if opts.greedy:
         return logp.argmax(-1)
-    x = logp.numpy() / opts.temperature
-    probs = np.exp(x - x.max(1, keepdims=True))                                  # (B, V), unnormalised, 0 where masked
-    if opts.top_k or opts.top_p < 1.0:
-        probs[probs < nucleus_floor(probs, opts)[:, None]] = 0.0
-    cdf = torch.from_numpy(probs).cumsum(1).numpy()                              # (B, V)
-    # inverse CDF, far cheaper than multinomial: the first token whose cdf passes u·total; a u·total
-    # rounded up to the total takes the last possible token
-    return torch.tensor([min(np.searchsorted(row, u_b * row[-1], "right"), np.searchsorted(row, row[-1]))
-                         for row, u_b in zip(cdf, u)])
+    return torch.tensor([sample_row(row, u_b, opts) for row, u_b in zip(logp.numpy(), u)])
 
 
 def beam_step(beams: torch.Tensor, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 
 from poetry_lm.evaluate import perplexity
 from poetry_lm.model import ModelConfig, PoetryLM
-from poetry_lm.sample import SampleOptions, nucleus_floor, sample_step
+from poetry_lm.sample import SampleOptions, sample_row, sample_step
 from poetry_lm.stepper import INT8_KERNEL, Stepper
 from poetry_lm.vocab import SPECIALS, CharTable
 
@@ -81,21 +81,29 @@ def test_int8_step_stays_close_to_float32():
     assert abs(nll[0] - nll[1]) < 0.005
 
 
-def test_nucleus_keeps_top_k_then_top_p_of_what_it_keeps():
-    probs = np.array([[0.125, 0.5, 0.125, 0.25], [0.25, 0.0, 0.25, 0.5]])   # sums exact in binary
-    floor = lambda **kw: nucleus_floor(probs, SampleOptions(**kw)).tolist()  # noqa: E731
-    assert floor(top_p=0.7) == [0.25, 0.25]            # 0.5 + 0.25 ≥ 0.7 in both rows
-    assert floor(top_k=1) == [0.5, 0.5]
-    assert floor(top_k=3, top_p=0.9) == [0.125, 0.25]  # 0.9 of the 0.875 kept needs a third; a tie is kept
-    assert floor(top_p=1.0) == [0.125, 0.25]           # all, down to the last token with any mass
+def reachable(probs: list[float], **options) -> set[int]:
+    """The tokens a row yields over a fine grid of uniform draws in (0, 1)."""
+    with np.errstate(divide="ignore"):                # log 0 = -inf: a masked token
+        logp = np.log(np.array(probs, dtype=np.float32))
+    return {sample_row(logp, u, SampleOptions(**options)) for u in np.linspace(0, 1, 1002)[1:-1]}
 
 
-def test_sample_step_draws_by_inverse_cdf_inside_the_nucleus():
+def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
+    probs = [0.1, 0.5, 0.15, 0.25]                     # ranks: token 1, 3, 2, 0
+    assert reachable(probs) == {0, 1, 2, 3}
+    assert reachable(probs, top_p=0.7) == {1, 3}       # 0.5 + 0.25 ≥ 0.7
+    assert reachable(probs, top_k=2) == {1, 3}
+    assert reachable(probs, top_k=3, top_p=0.9) == {1, 2, 3}   # 0.9 of the 0.9 kept needs all three
+    assert reachable(probs, top_k=3, top_p=0.8) == {1, 3}      # 0.75 ≥ 0.8 × 0.9
+    assert reachable([0.25, 0.25, 0.5], top_k=2) == {0, 1, 2}  # a tie at the cut is kept
+    assert reachable(probs, temperature=0.05) == {1}   # a low temperature leaves only the likeliest
+    assert reachable([0.5, 0.0, 0.5]) == {0, 2}        # masked (-inf) is never drawn
+
+
+def test_sample_step_draws_by_inverse_cdf_in_vocabulary_order():
     logp = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), float("-inf")]] * 4)
     opts = SampleOptions(top_p=0.7)                    # keeps tokens 0 and 1: cdf 0.625, 1.0 after renormalising
-    drawn = sample_step(logp, np.array([0.0, 0.6, 0.7, 1.0]), opts).tolist()
-    assert drawn == [0, 0, 1, 1]                       # u = 1 takes the last possible token, never a cut one
+    assert sample_step(logp, np.array([0.0, 0.6, 0.7, 1.0]), opts).tolist() == [0, 0, 1, 1]
     everything = sample_step(logp, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions()).tolist()
-    assert everything == [1, 2, 2, 2]                  # -inf (masked) is never drawn
-    cold = sample_step(logp, np.array([0.9]), SampleOptions(temperature=0.01))
-    assert cold.tolist() == [0]                        # a low temperature leaves only the likeliest
+    assert everything == [1, 2, 2, 2]                  # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible token
+    assert sample_step(logp, np.zeros(4), SampleOptions(greedy=True)).tolist() == [0] * 4
