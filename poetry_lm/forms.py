@@ -175,7 +175,7 @@ class Rules:
                 row = self.heads[line]
             else:
                 row = self.marks[line % 2] if col >= form.chars else self.inner
-            mask = row.repeat(len(self.done), 1)
+            mask = row.expand(len(self.done), -1)               # a view: copied only if a start text writes to it
         else:  # free verse has a shape only under an acrostic
             limit, lines = (FREE_VERSE_MAX, heads) if heads else (math.inf, math.inf)
             mask = torch.where((self.col >= limit)[:, None], self.ends, self.inner)
@@ -183,11 +183,14 @@ class Rules:
                 head = self.heads[self.line.clamp(max=heads - 1)]
                 mask = torch.where(((self.col == 0) & (self.line < heads))[:, None], head, mask)
             mask = torch.where((self.done | (self.line >= lines))[:, None], self.eos, mask)
-        for b, start in enumerate(self.starts):                 # the start text is written as given
-            if self.t < len(start) and not self.done[b]:
-                if not mask[b, start[self.t]]:
-                    raise ValueError(f"the start text {self.table.decode(start)!r} does not fit {form.name}")
-                mask[b] = F.one_hot(torch.tensor(start[self.t]), mask.shape[1]).bool()
+        forced = [b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]]
+        if forced:                                              # the start text is written as given
+            mask = mask.clone()                                 # never into the shared rows it may view
+            for b in forced:
+                token = self.starts[b][self.t]
+                if not mask[b, token]:
+                    raise ValueError(f"the start text {self.table.decode(self.starts[b])!r} does not fit {form.name}")
+                mask[b] = F.one_hot(torch.tensor(token), mask.shape[1]).bool()
         return mask
 
     def layers(self) -> list[tuple[str, torch.Tensor]]:

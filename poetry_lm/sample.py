@@ -59,7 +59,7 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
     """One row's masked log-probabilities (V,) and a uniform draw → a token, drawn by inverse CDF
     at the temperature from the k likeliest (top-k), cut to the fewest whose mass reaches p of
     theirs (top-p); a tie at the cut is kept."""
-    ranked = -np.sort(-logp)                                              # (V,) descending, masked (-inf) last
+    ranked = np.sort(logp)[::-1]                                          # (V,) descending view, masked (-inf) last
     weight = np.exp((ranked - ranked[0]) / opts.temperature)              # unnormalised probabilities
     mass = torch.from_numpy(weight).cumsum(0).numpy()                     # torch's cumsum is faster than numpy's
     k = min(opts.top_k or len(logp), len(logp))

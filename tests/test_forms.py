@@ -14,7 +14,7 @@ from poetry_lm.checkpoint import load_model
 from poetry_lm.cli import generate_command, score_command
 from poetry_lm.corpus import is_ideograph, to_traditional
 from poetry_lm.evaluate import perplexity
-from poetry_lm.forms import Constraints, Rules, parse_form
+from poetry_lm.forms import Constraints, Rules, parse_form, token_masks
 from poetry_lm.rhyme import TABLE_PATH
 from poetry_lm.sample import SampleOptions, generate
 from poetry_lm.vocab import SPECIALS, CharTable
@@ -104,6 +104,20 @@ def test_every_poem_obeys_form_acrostic_rhyme_and_tones(tiny, form):
             assert not poem.backoffs and len(poem.logprobs) == len(poem.text)
             second_end = poem.text[2 * SHAPES[form][1]]  # the last character of line 2
             assert poem.rhyme and all(second_end in LEVEL_GROUPS[group] for group in poem.rhyme)
+
+
+@pytest.mark.parametrize("best_of", [1, 3])
+def test_a_start_text_begins_the_poem_and_leaves_the_shared_masks_alone(tiny, best_of):
+    model, table = tiny
+    masks = token_masks(table)
+    before = [masks.ideographs.clone(), masks.marks.clone()]
+    first, second = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)][:2]
+    for seed in range(3):
+        poem, = generate(model, table, [first + second], SampleOptions(best_of=best_of),
+                         torch.Generator().manual_seed(seed), Constraints(parse_form("五绝"), rhyme=True))
+        check_poem(poem.text, "五绝")
+        assert poem.text.startswith(first + second)
+    assert torch.equal(masks.ideographs, before[0]) and torch.equal(masks.marks, before[1])
 
 
 def test_free_acrostic_and_no_rhyme(tiny):
