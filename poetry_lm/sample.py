@@ -119,8 +119,7 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
     chosen = torch.zeros(len(rows), rules.max_steps)                      # … their unmasked log-probabilities
     live = torch.zeros(len(rows), rules.max_steps, dtype=torch.bool)      # … written before the row ended
     uniforms = torch.rand(rules.max_steps, len(rows), generator=generator).numpy()   # one draw per row and step
-    t = 0
-    while not rules.done.all():
+    for t in range(rules.max_steps):
         mask = rules.allowed()
         logp = torch.where(mask, logp, float("-inf"))
         if opts.beam:  # a finished hypothesis may only repeat the end token, at no cost to its score
@@ -128,15 +127,18 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
             rules.select(index)
             logp, tokens, chosen, live = logp[index], tokens[index], chosen[index], live[index]
             state = [tuple(s[index] for s in layer) for layer in state]
+        elif bool((mask.sum(1) == 1).all()):  # every row's token is forced (a mark, the end, a start text)
+            next_ids = logp.argmax(-1)
         else:
             next_ids = sample_step(logp, uniforms[t], opts)
         tokens[:, t] = next_ids
         chosen[:, t] = logp.gather(1, next_ids[:, None])[:, 0]
         live[:, t] = ~rules.done
         rules.advance(next_ids)
+        if rules.done.all():                                              # no model step after the last token
+            break
         logp, state = step(next_ids, state)
-        t += 1
-    tokens, chosen, live = tokens[:, :t], chosen[:, :t], live[:, :t]
+    tokens, chosen, live = tokens[:, :t + 1], chosen[:, :t + 1], live[:, :t + 1]
     poems = []
     for first in range(0, len(rows), width):                             # keep each poem's likeliest row
         best = max(range(first, first + width), key=lambda b: float(chosen[b][live[b]].mean()))
