@@ -72,8 +72,7 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
 
 def sample_step(logp: torch.Tensor, u: np.ndarray, opts: SampleOptions) -> torch.Tensor:
     """Masked log-probabilities (B, V) and uniform draws (B,) → one token per row (B,). Row by
-    row in numpy: on rows of a few thousand numbers its calls cost a fraction of torch's, and
-    sorting is needed only up to the nucleus's edge, found in log space."""
+    row in numpy: on rows of a few thousand numbers its calls cost a fraction of torch's."""
     if opts.greedy:
         return logp.argmax(-1)
     return torch.tensor([sample_row(row, u_b, opts) for row, u_b in zip(logp.numpy(), u)])
@@ -105,8 +104,7 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
         check_start(table, text, what)
     if cons.acrostic and any(starts):
         raise ValueError("an acrostic sets the first character of every line; give no start text")
-    if model.training:
-        model.eval()
+    model.eval()
     width = opts.beam or opts.best_of
     rows = [s for s in starts for _ in range(width)]
     rules = Rules(table, cons, [table.encode(s) for s in rows], opts.max_len)
