@@ -63,7 +63,7 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True)
 @click.option("--clip", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="Maximum global gradient norm.")
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--seq-len", type=click.IntRange(2), default=65, show_default=True)
 @click.option("--seq-step", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--batching", type=click.Choice(["windows", "streams"]), default="streams", show_default=True,

@@ -6,7 +6,7 @@ H 768) for two FLOPs per weight, which makes its speed the speed of memory, not 
 arithmetic. :class:`Int8Linear` keeps each matrix as int8 with one scale per output row,
 a quarter of the bytes, packed once for fbgemm's dynamically quantised product (the input
 is quantised on the fly, the sums are int32, the result float32). It raises the shipped
-model's validation perplexity by about 0.05% (``evaluate --as-generated``, measured in
+model's validation perplexity by less than 0.1% (``evaluate --as-generated``, measured in
 ``docs/performance.md``). Where fbgemm is missing (not x86), the products stay float32.
 """
 from __future__ import annotations
