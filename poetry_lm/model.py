@@ -169,10 +169,9 @@ class LSTMLayer(RecurrentLayer):
     def cell(self, xw_t, hw_t, state):
         h, c = state
         gates = xw_t + hw_t                                   # (B, 4H)
-        H = self.hidden_size
         # one σ over all four gates (g's is unused): at generation's batch of one, calls cost more than arithmetic
         i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)
-        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * H:3 * H]))
+        c = torch.addcmul(f * c, i, torch.tanh(gates.chunk(4, dim=1)[2]))
         h = o * torch.tanh(c)
         return h, c
 

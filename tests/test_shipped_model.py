@@ -21,9 +21,10 @@ def test_shipped_model_is_small_self_contained_and_trained():
     assert "optimizer" not in ckpt  # a model to use, not a run to resume
     assert len(table) == ckpt["config"]["vocab_size"] == 6868
     # 300 test poems: an untrained model scores about the vocabulary size (6868)
-    report = perplexity(model, table, [p.text for p in load_corpus()["test"][:300]])
+    poems = [p.text for p in load_corpus()["test"][:300]]
+    report = perplexity(model, table, poems)
     assert report.perplexity < 130
-    as_generated = perplexity(model, table, [p.text for p in load_corpus()["test"][:300]], step=Stepper(model))
+    as_generated = perplexity(model, table, poems, step=Stepper(model))
     assert abs(as_generated.perplexity - report.perplexity) < 0.002 * report.perplexity  # int8 weights cost little
 
 
