@@ -143,6 +143,7 @@ class Rules:
         self.line = torch.zeros(B, dtype=torch.long)            # per poem: lines finished
         self.col = torch.zeros(B, dtype=torch.long)             # characters in the current line
         self.done = torch.zeros(B, dtype=torch.bool)
+        self.forced = False                                     # this step allows every poem one token (structure)
         self.backoffs: list[list[str]] = [[] for _ in range(B)]
 
         masks = token_masks(table)
@@ -164,11 +165,17 @@ class Rules:
             self.groups = Choice(B, self.group_fits.sum(1) >= len(self.rhymed))
         self.pending: list[tuple[Choice, torch.Tensor]] = []    # choices the next tokens settle
 
+    def place(self, t: int | None = None) -> tuple[int, int]:
+        """(line, column) after t tokens (default: those written), the same for every poem of a
+        form: its lines are form.chars characters and a mark, and a start text must fit them."""
+        return divmod(self.t if t is None else t, self.cons.form.chars + 1)
+
     def structure(self) -> torch.Tensor:
-        """(B, V): what the poem's shape allows next (line length, closing marks, heads, start text, end)."""
+        """(B, V): what the poem's shape allows next (line length, closing marks, heads, start text, end).
+        Sets ``forced``: True when it allows every poem one token only, which no layer can widen."""
         form, heads = self.cons.form, len(self.heads)
-        if form:  # every poem of a form is at the same place, that of poem 0: one row serves all
-            line, col = int(self.line[0]), int(self.col[0])
+        if form:  # every poem of a form is at the same place: one row serves all
+            line, col = self.place()
             if line >= form.lines:
                 row = self.eos
             elif heads and col == 0:
@@ -176,6 +183,7 @@ class Rules:
             else:
                 row = self.marks[line % 2] if col >= form.chars else self.inner
             mask = row.expand(len(self.done), -1)               # a view: copied only if a start text writes to it
+            self.forced = row is not self.inner                 # the end, a line's head, its mark: one token each
         else:  # free verse has a shape only under an acrostic
             limit, lines = (FREE_VERSE_MAX, heads) if heads else (math.inf, math.inf)
             mask = torch.where((self.col >= limit)[:, None], self.ends, self.inner)
@@ -183,10 +191,12 @@ class Rules:
                 head = self.heads[self.line.clamp(max=heads - 1)]
                 mask = torch.where(((self.col == 0) & (self.line < heads))[:, None], head, mask)
             mask = torch.where((self.done | (self.line >= lines))[:, None], self.eos, mask)
-        forced = [b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]]
-        if forced:                                              # the start text is written as given
+            self.forced = False                                 # (not known without counting)
+        writing = [b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]]
+        if writing:                                             # the start text is written as given
+            self.forced |= len(writing) == len(self.done)
             mask = mask.clone()                                 # never into the shared rows it may view
-            for b in forced:
+            for b in writing:
                 token = self.starts[b][self.t]
                 if not mask[b, token]:
                     raise ValueError(f"the start text {self.table.decode(self.starts[b])!r} does not fit {form.name}")
@@ -196,8 +206,8 @@ class Rules:
     def layers(self) -> list[tuple[str, torch.Tensor]]:
         """The narrowing constraints at this step, in back-off order: (name, (B, V) mask)."""
         cons, self.pending, layers = self.cons, [], []
-        if cons.form:  # every poem of a form is at the same place: line and column of poem 0
-            line, col = int(self.line[0]), int(self.col[0])
+        if cons.form:
+            line, col = self.place()
             rule = tone_rule(cons.form, self.rhymed, line, col) if line < cons.form.lines else None
             if cons.tones and rule:
                 fits = self.tone_fits[list(rule)]
@@ -237,9 +247,13 @@ class Rules:
         live = ~self.done
         for choice, fits in self.pending:
             choice.settle(fits, tokens)
-        ends = live & self.ends[tokens]
-        self.line += ends
-        self.col = torch.where(ends, 0, self.col + live)
+        if self.cons.form:
+            line, col = self.place(self.t + 1)
+            self.line.fill_(line), self.col.fill_(col)
+        else:
+            ends = live & self.ends[tokens]
+            self.line += ends
+            self.col = torch.where(ends, 0, self.col + live)
         if self.cons.no_repeat:
             self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
         self.done |= live & (tokens == self.table.eos)

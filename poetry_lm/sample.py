@@ -59,13 +59,22 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
     """One row's masked log-probabilities (V,) and a uniform draw → a token, drawn by inverse CDF
     at the temperature from the k likeliest (top-k), cut to the fewest whose mass reaches p of
     theirs (top-p); a tie at the cut is kept."""
-    ranked = np.sort(logp)[::-1]                                          # (V,) descending view, masked (-inf) last
-    weight = np.exp((ranked - ranked[0]) / opts.temperature)              # unnormalised probabilities
-    mass = torch.from_numpy(weight).cumsum(0).numpy()                     # torch's cumsum is faster than numpy's
-    k = min(opts.top_k or len(logp), len(logp))
-    last = min(np.searchsorted(mass, mass[k - 1] * opts.top_p), k - 1)    # rank of the least likely kept
-    kept = np.flatnonzero(logp >= ranked[last])                           # token ids, in vocabulary order
-    cdf = np.cumsum(np.exp((logp[kept] - ranked[0]) / opts.temperature))
+    V = len(logp)
+    weight = np.exp((logp - logp.max()) * (1 / opts.temperature))         # (V,) unnormalised probabilities, masked 0
+    k = min(opts.top_k or V, V)
+    if k == V and opts.top_p == 1:
+        kept = np.flatnonzero(weight)                                      # token ids, in vocabulary order
+    else:
+        if k < V:                                                          # the k likeliest, ties at the cut included
+            pool = np.flatnonzero(weight >= np.partition(weight, V - k)[V - k])
+        else:  # lighter than (1 - p)/V of the mass: all such tokens together fall short of 1 - p, so none is kept
+            pool = np.flatnonzero(weight >= (1 - opts.top_p) / V * weight.sum())
+        ranked = np.sort(weight[pool])[::-1]                               # the pool's weights, descending
+        mass = np.cumsum(ranked)
+        last = min(np.searchsorted(mass, mass[k - 1] * opts.top_p if k < V else weight.sum() * opts.top_p),
+                   len(ranked) - 1)                                        # rank of the least likely kept
+        kept = pool[weight[pool] >= ranked[last]]
+    cdf = np.cumsum(weight[kept])
     # a u·total rounded up to the total takes the last kept token
     return int(kept[min(np.searchsorted(cdf, u * cdf[-1], "right"), len(kept) - 1)])
 
@@ -125,7 +134,7 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
             rules.select(index)
             logp, tokens, chosen, live = logp[index], tokens[index], chosen[index], live[index]
             state = [tuple(s[index] for s in layer) for layer in state]
-        elif bool((mask.sum(1) == 1).all()):  # every row's token is forced (a mark, the end, a start text)
+        elif rules.forced:                    # every row's token is forced (a mark, the end, a start text)
             next_ids = logp.argmax(-1)
         else:
             next_ids = sample_step(logp, uniforms[t], opts)
