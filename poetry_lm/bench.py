@@ -17,6 +17,7 @@ A section is a function ``(Settings, results) → list of markdown lines`` in ``
 """
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -27,6 +28,7 @@ import click
 import torch
 import torch.nn.functional as F
 
+from poetry_lm.checkpoint import SHIPPED_MODEL
 from poetry_lm.model import LSTMLayer, RecurrentLayer
 
 
@@ -44,13 +46,14 @@ class Settings:
     softmax_hidden: int = 512             # the output layer's input width in its section
     cutoffs: list[int] = field(default_factory=lambda: [800, 2500])
     div_value: float = 4.0                # as PoetryLM uses
-    gen_embed: int = 256                  # generation model: the shipped model's embedding width
-    gen_hidden: int = 768                 # and its hidden width
+    gen_model: str = str(SHIPPED_MODEL)   # generation: this checkpoint, or where it is missing an untrained
+    gen_embed: int = 256                  # model of this embedding width
+    gen_hidden: int = 768                 # and hidden width
     gen_batch: int = 100                  # poems decoded together in the batched timing
 
 
 QUICK = dict(batch=8, steps=8, lstm_sizes=[(32, 32), (32, 64)], reps=3, gemm_reps=5,
-             softmax_hidden=64, gen_embed=16, gen_hidden=32, gen_batch=4)
+             softmax_hidden=64, gen_model="", gen_embed=16, gen_hidden=32, gen_batch=4)
 
 
 def clock_for(threads: int) -> tuple[Callable[[], float], str]:
@@ -217,21 +220,33 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     return lines
 
 
-def generation_section(s: Settings, results: dict) -> list[str]:
-    """Time to write a 32-token free poem and a rhymed 七绝 (28 characters + 4 marks) with the
-    shipped model's shape (E = gen_embed, H = gen_hidden, adaptive softmax, V = vocab) and the
-    command line's sampling defaults, alone and as a batch."""
-    from poetry_lm.forms import Constraints, parse_form
+def generation_model(s: Settings):
+    """The shipped model and its characters where ``s.gen_model`` names a file, else an untrained
+    model (E = gen_embed, H = gen_hidden, adaptive softmax, V = vocab) over real ideographs
+    (一, 丁, 丂 …), so that the 七绝's rhyme and line rules have characters to use."""
+    from poetry_lm.checkpoint import load_model
     from poetry_lm.model import ModelConfig, PoetryLM
-    from poetry_lm.sample import SampleOptions, generate
-    from poetry_lm.stepper import Stepper
     from poetry_lm.vocab import SPECIALS, CharTable
 
-    # real ideographs (一, 丁, 丂 …), so that the 七绝's rhyme and line rules have characters to use
+    if s.gen_model and os.path.isfile(s.gen_model):
+        model, table, _ = load_model(s.gen_model)
+        return model, table, os.path.basename(s.gen_model)
     table = CharTable([*SPECIALS, "，", "。", *(chr(0x4E00 + i) for i in range(s.vocab - len(SPECIALS) - 2))])
     torch.manual_seed(0)
     model = PoetryLM(ModelConfig(vocab_size=s.vocab, embed_dim=s.gen_embed, hidden_dim=s.gen_hidden,
                                  softmax="adaptive", cutoffs=s.cutoffs)).eval()
+    return model, table, "an untrained model"
+
+
+def generation_section(s: Settings, results: dict) -> list[str]:
+    """Time to write a 32-token free poem and a rhymed 七绝 (28 characters + 4 marks) with the
+    command line's sampling defaults, alone and as a batch."""
+    from poetry_lm.forms import Constraints, parse_form
+    from poetry_lm.sample import SampleOptions, generate
+    from poetry_lm.stepper import Stepper
+
+    model, table, source = generation_model(s)
+    config = model.config
     opts = SampleOptions(temperature=0.8, top_p=0.95, max_len=32)
     kinds = {"free, 32 tokens": Constraints(), "七绝, rhymed": Constraints(form=parse_form("七绝"), rhyme=True)}
     steppers = {"int8": Stepper(model), "float32": Stepper(model, int8=False)}   # weights packed once, as the CLI does
@@ -240,8 +255,8 @@ def generation_section(s: Settings, results: dict) -> list[str]:
             for kind, cons in kinds.items() for n in (1, s.gen_batch) for weights, step in steppers.items()}
     seconds = median_times(runs, s.reps)
     results["generation"] = seconds
-    lines = [f"### Generation, E = {s.gen_embed}, H = {s.gen_hidden}, V = {s.vocab}, adaptive softmax, "
-             "temperature 0.8, top-p 0.95", "",
+    lines = [f"### Generation from {source} (E = {config.embed_dim}, H = {config.hidden_dim}, "
+             f"V = {config.vocab_size}, {config.softmax} softmax), temperature 0.8, top-p 0.95", "",
              "| poem | batch | weights read as | ms in all | ms / poem |", "|---|---:|---|---:|---:|"]
     for (kind, n, weights), sec in seconds.items():
         lines.append(f"| {kind} | {n} | {weights} | {sec * 1e3:.1f} | {sec * 1e3 / n:.2f} |")

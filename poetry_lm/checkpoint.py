@@ -18,6 +18,7 @@ from .model import ModelConfig, PoetryLM
 from .vocab import CharTable
 
 FORMAT = "poetry_lm/1"
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "poetry_lm.pt"
 
 
 class CheckpointError(ValueError):

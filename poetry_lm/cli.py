@@ -12,10 +12,9 @@ from pathlib import Path
 
 import click
 
-from .checkpoint import CheckpointError
+from .checkpoint import SHIPPED_MODEL, CheckpointError
 from .corpus import DEFAULT_CORPUS, CorpusError
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "poetry_lm.pt"
 USER_ERRORS = (CheckpointError, CorpusError, ValueError, OSError)
 
 
@@ -35,7 +34,7 @@ def run_or_exit(fn, *args, **kwargs):
         raise click.ClickException(str(err)) from None
 
 
-model_option = click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL),
+model_option = click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=str(SHIPPED_MODEL),
                             show_default="models/poetry_lm.pt", help="The checkpoint to use.")
 threads_option = click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
                               help="CPU threads for torch (more rarely helps on a busy 2-core machine).")
@@ -115,7 +114,7 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
 
 
 @click.command("evaluate")
-@click.argument("checkpoint", type=click.Path(dir_okay=False), default=str(DEFAULT_MODEL))
+@click.argument("checkpoint", type=click.Path(dir_okay=False), default=str(SHIPPED_MODEL))
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None,
               help="Score this UTF-8 file of poems (one per line) instead of a corpus split.")

@@ -90,18 +90,20 @@ class Choice:
         self.open = open_options.expand(batch, -1).clone()
 
     def allows(self, fits: torch.Tensor) -> torch.Tensor:
-        """fits (K, V): option k admits character v here → (B, V): characters that fit an open option."""
-        return (self.open.float() @ fits.float()) > 0
+        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit an open option."""
+        return (self.open.float() @ fits) > 0
 
     def settle(self, fits: torch.Tensor, tokens: torch.Tensor) -> None:
         """Close the options each written token does not fit, unless it fits none (forced or backed off)."""
-        narrowed = self.open & fits[:, tokens].T
+        narrowed = self.open & (fits[:, tokens].T > 0)
         self.open = torch.where(narrowed.any(1, keepdim=True), narrowed, self.open)
 
 
 @dataclass(frozen=True)
 class TokenMasks:
-    """(V,) or (K, V) boolean masks over a vocabulary's tokens, the special tokens never set."""
+    """(V,) or (K, V) masks over a vocabulary's tokens, the special tokens never set: boolean, but
+    the fits are 0/1 floats, ready for ``Choice.allows``'s product (converting 30 × V at each
+    rhyme would cost more than the product)."""
     ordinary: torch.Tensor      # every character and mark
     ideographs: torch.Tensor
     verse_ends: torch.Tensor    # ，。？！；
@@ -122,9 +124,9 @@ def token_masks(table: CharTable) -> TokenMasks:
         ordinary=having(lambda tok: True), ideographs=having(is_ideograph),
         verse_ends=having(lambda tok: tok in VERSE_ENDS),
         marks=torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")]),
-        tone_fits=torch.stack([having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]),
+        tone_fits=torch.stack([having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]).float(),
         group_names=[g.name for g in groups],
-        group_fits=torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]))
+        group_fits=torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float())
 
 
 class Rules:

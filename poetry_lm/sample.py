@@ -79,12 +79,17 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
     return int(kept[min(np.searchsorted(cdf, u * cdf[-1], "right"), len(kept) - 1)])
 
 
-def sample_step(logp: torch.Tensor, u: np.ndarray, opts: SampleOptions) -> torch.Tensor:
-    """Masked log-probabilities (B, V) and uniform draws (B,) → one token per row (B,). Row by
-    row in numpy: on rows of a few thousand numbers its calls cost a fraction of torch's."""
-    if opts.greedy:
-        return logp.argmax(-1)
-    return torch.tensor([sample_row(row, u_b, opts) for row, u_b in zip(logp.numpy(), u)])
+def sample_step(logp: torch.Tensor, mask: torch.Tensor, u: np.ndarray, opts: SampleOptions,
+                forced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (B, V), the tokens allowed (B, V) and uniform draws (B,) → one token per
+    row (B,) and its log-probability (B,). ``forced``: every row allows one token, so none is
+    drawn. In numpy: on rows of a few thousand numbers its calls cost a fraction of torch's."""
+    masked = np.where(mask.numpy(), logp.numpy(), np.float32(-np.inf))  # (B, V)
+    if forced or opts.greedy:
+        ids = masked.argmax(1)
+    else:
+        ids = np.array([sample_row(row, u_b, opts) for row, u_b in zip(masked, u)])
+    return torch.from_numpy(ids), torch.from_numpy(masked[np.arange(len(ids)), ids])
 
 
 def beam_step(beams: torch.Tensor, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,7 +118,6 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
         check_start(table, text, what)
     if cons.acrostic and any(starts):
         raise ValueError("an acrostic sets the first character of every line; give no start text")
-    model.eval()
     width = opts.beam or opts.best_of
     rows = [s for s in starts for _ in range(width)]
     rules = Rules(table, cons, [table.encode(s) for s in rows], opts.max_len)
@@ -126,25 +130,26 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
     chosen = torch.zeros(len(rows), rules.max_steps)                      # … their unmasked log-probabilities
     live = torch.zeros(len(rows), rules.max_steps, dtype=torch.bool)      # … written before the row ended
     uniforms = torch.rand(rules.max_steps, len(rows), generator=generator).numpy()   # one draw per row and step
+    mask = rules.allowed()
     for t in range(rules.max_steps):
-        mask = rules.allowed()
-        logp = torch.where(mask, logp, float("-inf"))
         if opts.beam:  # a finished hypothesis may only repeat the end token, at no cost to its score
+            logp = torch.where(mask, logp, float("-inf"))
             next_ids, index, beams = beam_step(beams, logp.masked_fill(mask & rules.done[:, None], 0.0))
             rules.select(index)
-            logp, tokens, chosen, live = logp[index], tokens[index], chosen[index], live[index]
+            tokens, chosen, live = tokens[index], chosen[index], live[index]
             state = [tuple(s[index] for s in layer) for layer in state]
-        elif rules.forced:                    # every row's token is forced (a mark, the end, a start text)
-            next_ids = logp.argmax(-1)
+            logp_written = logp[index, next_ids]
         else:
-            next_ids = sample_step(logp, uniforms[t], opts)
+            next_ids, logp_written = sample_step(logp, mask, uniforms[t], opts, rules.forced)
         tokens[:, t] = next_ids
-        chosen[:, t] = logp.gather(1, next_ids[:, None])[:, 0]
+        chosen[:, t] = logp_written
         live[:, t] = ~rules.done
         rules.advance(next_ids)
         if rules.done.all():                                              # no model step after the last token
             break
-        logp, state = step(next_ids, state)
+        mask = rules.allowed()
+        # a forced mark or end needs only its own log-probability: skip the clusters where it is in the shortlist
+        logp, state = step(next_ids, state, rules.forced and not mask[:, step.shortlist:].any())
     tokens, chosen, live = tokens[:, :t + 1], chosen[:, :t + 1], live[:, :t + 1]
     poems = []
     for first in range(0, len(rows), width):                             # keep each poem's likeliest row

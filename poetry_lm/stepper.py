@@ -48,23 +48,23 @@ class Stepper:
     """Advance a CPU model one token at a time, keeping the state (inference only, no dropout).
 
     ``int8=False`` keeps float32 weights: the model's own numbers, for tests and comparisons.
-    The first layer's input gates are looked up, not computed: a (V, G·H) table of
-    W_ih e_v + b for every token v, built by one V×E×G·H GEMM (~60 ms at V=6868, E=256, H=768
-    on one core), turns a product that streams all of W_ih at every step into reading one row.
-    With ``int8`` it is kept in float16 (42 MB at those sizes; float32 would take 84).
+    The first layer's input gates are looked up, not computed: a float32 (V, G·H) table of
+    W_ih e_v + b for every token v (84 MB at V=6868, H=768), built by one V×E×G·H GEMM (~60 ms
+    at E=256 on one core), turns a product that streams all of W_ih at every step into reading
+    one row.
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
         self.model, self.layers = model, model.rnn.layers
         with torch.no_grad():
             first = self.layers[0]
-            table = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())   # (V, G·H)
-            self.table = table.half() if int8 else table
+            self.table = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())   # (V, G·H)
             self.input = [Int8Linear(layer.weight_ih, layer.input_bias(), int8) for layer in self.layers[1:]]
             self.recurrent = [Int8Linear(layer.weight_hh, layer.recurrent_bias(), int8) for layer in self.layers]
             if model.config.softmax == "adaptive":
                 adaptive = model.adaptive
                 self.cutoffs = adaptive.cutoffs                      # [c_0, …, V]: shortlist, then the clusters
+                self.shortlist = self.cutoffs[0]
                 # the head and each cluster's projection all read h: one product of their stacked rows
                 firsts = [adaptive.head.weight, *(proj.weight for proj, _ in adaptive.tail)]
                 self.splits = [len(w) for w in firsts]               # c_0 + clusters, H/4, H/16 …
@@ -74,13 +74,16 @@ class Stepper:
                 self.first = Int8Linear(torch.cat(firsts), bias, int8)
                 self.tails = [Int8Linear(out.weight, None, int8) for _, out in adaptive.tail]
             else:
+                self.shortlist = model.config.vocab_size             # a full softmax: every token is scored alike
                 proj = model.projection
                 self.projection = None if proj is None else Int8Linear(proj.weight, proj.bias, int8)
                 self.output = Int8Linear(model.output.weight, model.output.bias, int8)
 
-    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+    def log_probs(self, h: torch.Tensor, only_shortlist: bool = False) -> torch.Tensor:
         """Top hidden state (B, H) → log-probabilities over the vocabulary (B, V), as
-        ``PoetryLM.log_probs`` computes them."""
+        ``PoetryLM.log_probs`` computes them. ``only_shortlist`` leaves the tokens past
+        ``self.shortlist`` at -inf, their clusters never computed: for a step whose token is
+        already known to be in the shortlist (an adaptive softmax's; a full one scores all)."""
         if self.model.config.softmax == "full":
             if self.projection is not None:
                 h = self.projection(h)
@@ -89,13 +92,17 @@ class Stepper:
         c = self.cutoffs
         head, *projected = self.first(h).split(self.splits, dim=1)  # (B, c_0 + clusters), (B, H/4) …
         head = F.log_softmax(head, dim=-1)
-        clusters = [F.log_softmax(output(z.contiguous()), dim=-1) + head[:, c[0] + i, None]   # (B, c_{i+1} - c_i)
+        if only_shortlist:
+            return F.pad(head[:, :c[0]], (0, c[-1] - c[0]), value=float("-inf"))
+        clusters = [F.log_softmax(output(z.contiguous()), dim=-1).add_(head[:, c[0] + i, None])   # (B, c_{i+1} - c_i)
                     for i, (z, output) in enumerate(zip(projected, self.tails))]
         return torch.cat([head[:, :c[0]], *clusters], dim=1)        # (B, V)
 
-    def __call__(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """tokens (B,) and state (None: zeros) → log-probabilities of the next token (B, V), new state."""
-        xw = F.embedding(tokens, self.table).float()                # (B, G·H); the module call costs more than the lookup
+    def __call__(self, tokens: torch.Tensor, state: State | None = None,
+                 only_shortlist: bool = False) -> tuple[torch.Tensor, State]:
+        """tokens (B,) and state (None: zeros) → log-probabilities of the next token (B, V), new
+        state. ``only_shortlist``: as in :meth:`log_probs`."""
+        xw = F.embedding(tokens, self.table)                        # (B, G·H); the module call costs more than the lookup
         state = state or self.model.rnn.initial_state(len(tokens), xw)
         new_state = []
         for k, layer in enumerate(self.layers):
@@ -104,7 +111,7 @@ class Stepper:
             layer_state = layer.cell(xw, self.recurrent[k](state[k][0]), state[k])
             new_state.append(layer_state)
             x = layer_state[0]                                       # (B, H)
-        return self.log_probs(x), new_state
+        return self.log_probs(x, only_shortlist), new_state
 
     def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:
         """Read one prefix (bos, prime …) once → log-probabilities of the next token and the

@@ -17,6 +17,7 @@ from poetry_lm.evaluate import perplexity
 from poetry_lm.forms import Constraints, Rules, parse_form, token_masks
 from poetry_lm.rhyme import TABLE_PATH
 from poetry_lm.sample import SampleOptions, generate
+from poetry_lm.stepper import Stepper
 from poetry_lm.vocab import SPECIALS, CharTable
 
 SHAPES = {"五绝": (4, 5), "七绝": (4, 7), "五律": (8, 5), "七律": (8, 7)}
@@ -104,6 +105,32 @@ def test_every_poem_obeys_form_acrostic_rhyme_and_tones(tiny, form):
             assert not poem.backoffs and len(poem.logprobs) == len(poem.text)
             second_end = poem.text[2 * SHAPES[form][1]]  # the last character of line 2
             assert poem.rhyme and all(second_end in LEVEL_GROUPS[group] for group in poem.rhyme)
+
+
+def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
+    """Before a forced mark, end or acrostic head the step may skip the clusters (when the token
+    is in the shortlist): poems, log-probabilities and scores are those of scoring every token."""
+    model, table = tiny
+    skipped = []
+
+    class Counting(Stepper):
+        def __call__(self, tokens, state=None, only_shortlist=False):
+            skipped.append(only_shortlist)
+            return super().__call__(tokens, state, only_shortlist)
+
+    class EveryCluster(Stepper):
+        def __call__(self, tokens, state=None, only_shortlist=False):
+            return super().__call__(tokens, state)
+
+    ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
+    heads = ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]   # frequent and rare: in and past the shortlist
+    opts = SampleOptions(best_of=2)
+    for cons, starts in [(Constraints(parse_form("七绝"), rhyme=True), ["", ideographs[5]]),
+                         (Constraints(parse_form("五绝"), acrostic=heads, tones=True), [""])]:
+        fast, slow = (generate(model, table, starts, opts, torch.Generator().manual_seed(0), cons, step(model, int8=False))
+                      for step in (Counting, EveryCluster))
+        assert fast == slow
+    assert Stepper(model).shortlist < len(table) and 0 < sum(skipped) < len(skipped)
 
 
 @pytest.mark.parametrize("best_of", [1, 3])

@@ -54,6 +54,17 @@ def test_perplexity_read_step_by_step_is_the_perplexity():
 
 
 @torch.inference_mode()
+def test_only_shortlist_scores_the_shortlist_alike_and_nothing_past_it():
+    model = model_of()                                                          # adaptive, cutoffs 10 and 30
+    step = Stepper(model, int8=False)
+    every, state = step(torch.tensor([3, 7, 11]))
+    short, short_state = step(torch.tensor([3, 7, 11]), only_shortlist=True)
+    assert step.shortlist == 10 and every[:, 10:].isfinite().all()
+    assert torch.equal(short[:, :10], every[:, :10]) and short[:, 10:].isneginf().all()
+    assert all(torch.equal(a, b) for a, b in zip(state[0], short_state[0]))   # the state does not depend on it
+
+
+@torch.inference_mode()
 def test_read_gives_every_row_the_prefix_state():
     model = model_of()
     step = Stepper(model, int8=False)
@@ -101,9 +112,15 @@ def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
 
 
 def test_sample_step_draws_by_inverse_cdf_in_vocabulary_order():
-    logp = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.2), float("-inf")]] * 4)
+    logp = torch.tensor([[math.log(0.45), math.log(0.27), math.log(0.18), math.log(0.1)]] * 4)
+    mask = torch.tensor([[True, True, True, False]] * 4)   # 0.5, 0.3, 0.2 … after renormalising
     opts = SampleOptions(top_p=0.7)                    # keeps tokens 0 and 1: cdf 0.625, 1.0 after renormalising
-    assert sample_step(logp, np.array([0.0, 0.6, 0.7, 1.0]), opts).tolist() == [0, 0, 1, 1]
-    everything = sample_step(logp, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions()).tolist()
-    assert everything == [1, 2, 2, 2]                  # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible token
-    assert sample_step(logp, np.zeros(4), SampleOptions(greedy=True)).tolist() == [0] * 4
+    tokens, written = sample_step(logp, mask, np.array([0.0, 0.6, 0.7, 1.0]), opts)
+    assert tokens.tolist() == [0, 0, 1, 1]
+    assert torch.equal(written, logp[0, tokens])       # the model's own log-probability, not renormalised
+    everything, _ = sample_step(logp, mask, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions())
+    assert everything.tolist() == [1, 2, 2, 2]         # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible token
+    greedy, _ = sample_step(logp, ~mask, np.zeros(4), SampleOptions(greedy=True))
+    assert greedy.tolist() == [3] * 4                  # the likeliest allowed token
+    forced, _ = sample_step(logp, mask & torch.tensor([False, False, True, False]), np.full(4, 0.5), opts, forced=True)
+    assert forced.tolist() == [2] * 4
