@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from itertools import islice
-from pathlib import Path
 
 import click
 

@@ -102,16 +102,16 @@ class Stepper:
                  only_shortlist: bool = False) -> tuple[torch.Tensor, State]:
         """tokens (B,) and state (None: zeros) → log-probabilities of the next token (B, V), new
         state. ``only_shortlist``: as in :meth:`log_probs`."""
-        xw = F.embedding(tokens, self.table)                        # (B, G·H); the module call costs more than the lookup
+        xw = F.embedding(tokens, self.table)                        # (B, G·H): the first layer's input gates
         state = state or self.model.rnn.initial_state(len(tokens), xw)
         new_state = []
         for k, layer in enumerate(self.layers):
-            if k:
-                xw = self.input[k - 1](x)                            # (B, G·H) from the layer below
             layer_state = layer.cell(xw, self.recurrent[k](state[k][0]), state[k])
             new_state.append(layer_state)
-            x = layer_state[0]                                       # (B, H)
-        return self.log_probs(x, only_shortlist), new_state
+            h = layer_state[0]                                       # (B, H)
+            if k + 1 < len(self.layers):
+                xw = self.input[k](h)                                # the next layer's input gates (B, G·H)
+        return self.log_probs(h, only_shortlist), new_state
 
     def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:
         """Read one prefix (bos, prime …) once → log-probabilities of the next token and the
