@@ -249,19 +249,18 @@ class Rules:
         live = ~self.done
         for choice, fits in self.pending:
             choice.settle(fits, tokens)
-        if self.cons.form:
-            line, col = self.place(self.t + 1)
+        if self.cons.no_repeat:
+            self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
+        self.t += 1
+        if self.cons.form:  # every poem is at the same place, and all end on the last step, with the end token
+            line, col = self.place()
             self.line.fill_(line), self.col.fill_(col)
+            self.done.fill_(self.t == self.max_steps)
         else:
             ends = live & self.ends[tokens]
             self.line += ends
             self.col = torch.where(ends, 0, self.col + live)
-        if self.cons.no_repeat:
-            self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
-        self.done |= live & (tokens == self.table.eos)
-        self.t += 1
-        if not self.cons.form:
-            self.done |= self.t >= self.max_len
+            self.done |= live & (tokens == self.table.eos) | (self.t >= self.max_len)
 
     def select(self, index: torch.Tensor) -> None:
         """Reorder the batch (beam search): poem b becomes the former poem index[b]."""
