@@ -101,9 +101,10 @@ class Choice:
 
 @dataclass(frozen=True)
 class TokenMasks:
-    """(V,) or (K, V) masks over a vocabulary's tokens, the special tokens never set: boolean, but
-    the fits are 0/1 floats, ready for ``Choice.allows``'s product (converting 30 × V at each
-    rhyme would cost more than the product)."""
+    """(V,) or (K, V) masks over a vocabulary's tokens, the special tokens set only in ``end``:
+    boolean, but the fits are 0/1 floats, ready for ``Choice.allows``'s product (converting 30 × V
+    at each rhyme would cost more than the product)."""
+    end: torch.Tensor           # the end token alone
     ordinary: torch.Tensor      # every character and mark
     ideographs: torch.Tensor
     verse_ends: torch.Tensor    # ，。？！；
@@ -111,6 +112,7 @@ class TokenMasks:
     tone_fits: torch.Tensor     # (2, V): may be read 平, may be read 仄
     group_names: list[str]      # the 平 rhyme groups …
     group_fits: torch.Tensor    # (groups, V): … and their characters
+    group_sizes: torch.Tensor   # (groups,)
 
 
 @lru_cache(maxsize=4)
@@ -120,13 +122,14 @@ def token_masks(table: CharTable) -> TokenMasks:
         return torch.tensor([tok not in SPECIALS and test(tok) for tok in table.tokens])
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
+    group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()
     return TokenMasks(
+        end=F.one_hot(torch.tensor(table.eos), len(table)).bool(),
         ordinary=having(lambda tok: True), ideographs=having(is_ideograph),
         verse_ends=having(lambda tok: tok in VERSE_ENDS),
         marks=torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")]),
         tone_fits=torch.stack([having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]).float(),
-        group_names=[g.name for g in groups],
-        group_fits=torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float())
+        group_names=[g.name for g in groups], group_fits=group_fits, group_sizes=group_fits.sum(1))
 
 
 class Rules:
@@ -149,7 +152,7 @@ class Rules:
         self.backoffs: list[list[str]] = [[] for _ in range(B)]
 
         masks = token_masks(table)
-        self.eos = F.one_hot(torch.tensor(table.eos), V).bool()
+        self.eos = masks.end
         self.ideographs = masks.ideographs
         self.heads = F.one_hot(torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V).bool()
         if cons.form:                                           # a form: ideographs, then ，/。 by line
@@ -164,13 +167,13 @@ class Rules:
             self.keys = Choice(B, torch.ones(2, dtype=torch.bool))
             self.group_names, self.group_fits = masks.group_names, masks.group_fits
             # a group with fewer characters than the poem has rhymes is never chosen
-            self.groups = Choice(B, self.group_fits.sum(1) >= len(self.rhymed))
+            self.groups = Choice(B, masks.group_sizes >= len(self.rhymed))
         self.pending: list[tuple[Choice, torch.Tensor]] = []    # choices the next tokens settle
 
-    def place(self, t: int | None = None) -> tuple[int, int]:
-        """(line, column) after t tokens (default: those written), the same for every poem of a
-        form: its lines are form.chars characters and a mark, and a start text must fit them."""
-        return divmod(self.t if t is None else t, self.cons.form.chars + 1)
+    def place(self) -> tuple[int, int]:
+        """(line, column) of the next token, the same for every poem of a form: its lines are
+        form.chars characters and a mark, and a start text must fit them."""
+        return divmod(self.t, self.cons.form.chars + 1)
 
     def structure(self) -> torch.Tensor:
         """(B, V): what the poem's shape allows next (line length, closing marks, heads, start text, end).

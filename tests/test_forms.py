@@ -137,14 +137,14 @@ def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
 def test_a_start_text_begins_the_poem_and_leaves_the_shared_masks_alone(tiny, best_of):
     model, table = tiny
     masks = token_masks(table)
-    before = [masks.ideographs.clone(), masks.marks.clone()]
+    before = [masks.ideographs.clone(), masks.marks.clone(), masks.end.clone()]
     first, second = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)][:2]
     for seed in range(3):
         poem, = generate(model, table, [first + second], SampleOptions(best_of=best_of),
                          torch.Generator().manual_seed(seed), Constraints(parse_form("五绝"), rhyme=True))
         check_poem(poem.text, "五绝")
         assert poem.text.startswith(first + second)
-    assert torch.equal(masks.ideographs, before[0]) and torch.equal(masks.marks, before[1])
+    assert all(torch.equal(now, then) for now, then in zip([masks.ideographs, masks.marks, masks.end], before))
 
 
 def test_free_acrostic_and_no_rhyme(tiny):
