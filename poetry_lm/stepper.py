@@ -48,49 +48,60 @@ class Stepper:
     """Advance a CPU model one token at a time, keeping the state (inference only, no dropout).
 
     ``int8=False`` keeps float32 weights: the model's own numbers, for tests and comparisons.
-    The first layer's input gates are looked up, not computed: a float32 (V, G·H) table of
-    W_ih e_v + b for every token v (84 MB at V=6868, H=768), built by one V×E×G·H GEMM (~60 ms
-    at E=256 on one core), turns a product that streams all of W_ih at every step into reading
-    one row.
+
+    Two things make a step cheaper than the model's own loop:
+
+    - the first layer's input gates are looked up, not computed: a float32 (V, G·H) table of
+      W_ih e_v + b for every token v (84 MB at V=6868, H=768), built by one V×E×G·H GEMM
+      (~60 ms at E=256 on one core), turns a product that streams all of W_ih into one row;
+    - the top layer's new h feeds two products, its own recurrence at the next step (W_hh h)
+      and the output layer: they are one product of the stacked matrices (each product call
+      costs ~15 µs before any arithmetic), and W_hh h waits in the state for the next step,
+      whose top layer therefore carries one tensor more than the cell's: (h, c, W_hh h + b).
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
-        self.model, self.layers = model, model.rnn.layers
+        self.model, self.layers = model, list(model.rnn.layers)    # a list: slicing a ModuleList builds a module
+        *lower, top = self.layers
         with torch.no_grad():
             first = self.layers[0]
             self.table = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())   # (V, G·H)
             self.input = [Int8Linear(layer.weight_ih, layer.input_bias(), int8) for layer in self.layers[1:]]
-            self.recurrent = [Int8Linear(layer.weight_hh, layer.recurrent_bias(), int8) for layer in self.layers]
+            self.recurrent = [Int8Linear(layer.weight_hh, layer.recurrent_bias(), int8) for layer in lower]
+            # the rows that read the top h: W_hh, then the output layer's first matrices
+            rows, biases = [top.weight_hh], [top.recurrent_bias()]
             if model.config.softmax == "adaptive":
                 adaptive = model.adaptive
                 self.cutoffs = adaptive.cutoffs                      # [c_0, …, V]: shortlist, then the clusters
                 self.shortlist = self.cutoffs[0]
-                # the head and each cluster's projection all read h: one product of their stacked rows
-                firsts = [adaptive.head.weight, *(proj.weight for proj, _ in adaptive.tail)]
-                self.splits = [len(w) for w in firsts]               # c_0 + clusters, H/4, H/16 …
-                bias = adaptive.head.bias
-                if bias is not None:
-                    bias = torch.cat([bias, bias.new_zeros(sum(self.splits[1:]))])
-                self.first = Int8Linear(torch.cat(firsts), bias, int8)
+                rows += [adaptive.head.weight, *(proj.weight for proj, _ in adaptive.tail)]
+                biases += [adaptive.head.bias] + [None] * len(adaptive.tail)
                 self.tails = [Int8Linear(out.weight, None, int8) for _, out in adaptive.tail]
             else:
                 self.shortlist = model.config.vocab_size             # a full softmax: every token is scored alike
-                proj = model.projection
-                self.projection = None if proj is None else Int8Linear(proj.weight, proj.bias, int8)
-                self.output = Int8Linear(model.output.weight, model.output.bias, int8)
+                proj = model.projection                              # tied weights with E ≠ H: H → E, then E → V
+                first_out = model.output if proj is None else proj
+                rows.append(first_out.weight)
+                biases.append(first_out.bias)
+                self.output = None if proj is None else Int8Linear(model.output.weight, model.output.bias, int8)
+            self.splits = [len(w) for w in rows]                     # G·H; c_0 + clusters, H/4, H/16 … or V (or E)
+            bias = torch.cat([w.new_zeros(len(w)) if b is None else b for w, b in zip(rows, biases)])
+            self.top = Int8Linear(torch.cat(rows), bias, int8)
+            self.first_recurrent = bias[:len(top.weight_hh)]         # W_hh h + b at h = 0
 
-    def log_probs(self, h: torch.Tensor, only_shortlist: bool = False) -> torch.Tensor:
-        """Top hidden state (B, H) → log-probabilities over the vocabulary (B, V), as
-        ``PoetryLM.log_probs`` computes them. ``only_shortlist`` leaves the tokens past
-        ``self.shortlist`` at -inf, their clusters never computed: for a step whose token is
-        already known to be in the shortlist (an adaptive softmax's; a full one scores all)."""
+    def log_probs(self, first: list[torch.Tensor], only_shortlist: bool = False) -> torch.Tensor:
+        """The output layer's first products of the top h (adaptive: head (B, c_0 + clusters) and
+        one (B, ·) per cluster; full: logits (B, V) or the tied projection (B, E)) →
+        log-probabilities over the vocabulary (B, V), as ``PoetryLM.log_probs`` computes them.
+        ``only_shortlist`` leaves the tokens past ``self.shortlist`` at -inf, their clusters
+        never computed: for a step whose token is already known to be in the shortlist (an
+        adaptive softmax's; a full one scores all)."""
         if self.model.config.softmax == "full":
-            if self.projection is not None:
-                h = self.projection(h)
-            return F.log_softmax(self.output(h), dim=-1)
+            logits, = first
+            return F.log_softmax(logits if self.output is None else self.output(logits), dim=-1)
         # adaptive: log p(w) = log p(cluster of w | h) + log p(w | cluster, h); the shortlist is cluster 0
         c = self.cutoffs
-        head, *projected = self.first(h).split(self.splits, dim=1)  # (B, c_0 + clusters), (B, H/4) …
+        head, *projected = first
         head = F.log_softmax(head, dim=-1)
         if only_shortlist:
             return F.pad(head[:, :c[0]], (0, c[-1] - c[0]), value=float("-inf"))
@@ -98,24 +109,31 @@ class Stepper:
                     for i, (z, output) in enumerate(zip(projected, self.tails))]
         return torch.cat([head[:, :c[0]], *clusters], dim=1)        # (B, V)
 
+    def initial_state(self, rows: int) -> State:
+        """The state before any token: zeros, and the top layer's W_hh h + b for h = 0."""
+        zeros = self.table.new_zeros(rows, self.layers[0].hidden_size)
+        state = [(zeros,) * layer.state_size for layer in self.layers]
+        return state[:-1] + [(*state[-1], self.first_recurrent.expand(rows, -1))]
+
     def __call__(self, tokens: torch.Tensor, state: State | None = None,
                  only_shortlist: bool = False) -> tuple[torch.Tensor, State]:
-        """tokens (B,) and state (None: zeros) → log-probabilities of the next token (B, V), new
-        state. ``only_shortlist``: as in :meth:`log_probs`."""
+        """tokens (B,) and state (None: the initial state) → log-probabilities of the next token
+        (B, V) and the new state. ``only_shortlist``: as in :meth:`log_probs`."""
         xw = F.embedding(tokens, self.table)                        # (B, G·H): the first layer's input gates
-        state = state or self.model.rnn.initial_state(len(tokens), xw)
+        state = state or self.initial_state(len(tokens))
         new_state = []
-        for k, layer in enumerate(self.layers):
+        for k, layer in enumerate(self.layers[:-1]):  # the layers below the top
             layer_state = layer.cell(xw, self.recurrent[k](state[k][0]), state[k])
             new_state.append(layer_state)
-            h = layer_state[0]                                       # (B, H)
-            if k + 1 < len(self.layers):
-                xw = self.input[k](h)                                # the next layer's input gates (B, G·H)
-        return self.log_probs(h, only_shortlist), new_state
+            xw = self.input[k](layer_state[0])                       # the next layer's input gates (B, G·H)
+        *top_state, hw = state[-1]                                   # hw = W_hh h + b, from the previous step
+        top_state = self.layers[-1].cell(xw, hw, tuple(top_state))
+        hw, *first = self.top(top_state[0]).split(self.splits, dim=1)   # (B, G·H), then the output layer's
+        return self.log_probs(first, only_shortlist), new_state + [(*top_state, hw)]
 
     def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:
         """Read one prefix (bos, prime …) once → log-probabilities of the next token and the
-        state, each repeated for ``rows`` rows: (rows, V), state of (rows, H) tensors."""
+        state, each repeated for ``rows`` rows: (rows, V), state of (rows, ·) tensors."""
         state = None
         for token in tokens:
             logp, state = self(torch.tensor([token]), state)

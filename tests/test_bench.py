@@ -33,10 +33,12 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     assert all(number(c) > 0 for cells in softmax.values() for c in cells)
     assert "Zipf" in out
 
-    generation = {(r[0], int(r[1]), r[2]): r[3:] for r in rows if len(r) == 5}
-    assert set(generation) == {(kind, n, weights) for kind in ("free, 32 tokens", "七绝, rhymed")
+    generation = {(r[0], int(r[1]), r[2]): r[3:] for r in rows if len(r) == 6}
+    assert set(generation) == {(kind, n, weights) for kind in ("free, ≤ 32 characters", "七绝, rhymed")
                                for n in (1, QUICK["gen_batch"]) for weights in ("int8", "float32")}
     assert all(number(c) > 0 for cells in generation.values() for c in cells)
+    assert all(number(cells[0]) == 32 for (kind, _, _), cells in generation.items() if kind == "七绝, rhymed")
+    assert all(number(cells[0]) <= 32 for cells in generation.values())
 
 
 def test_flops_per_token():

@@ -71,7 +71,8 @@ def test_read_gives_every_row_the_prefix_state():
     prefix = [3, 7, 11]
     logp, state = step.read(prefix, rows=4)
     alone = stepped(step, torch.tensor(prefix)[:, None])[-1]                     # (1, V)
-    assert logp.shape == (4, V) and all(s.shape == (4, 16) for s in state[0])
+    h, c, hw = state[0]                                                         # the top layer's: hw = W_hh h + b
+    assert logp.shape == (4, V) and h.shape == c.shape == (4, 16) and hw.shape == (4, 4 * 16)
     torch.testing.assert_close(logp, alone.expand(4, -1))
 
 
