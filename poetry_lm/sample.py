@@ -109,7 +109,7 @@ def generate(model: PoetryLM, table: CharTable, starts: list[str], opts: SampleO
              step: Stepper | None = None) -> list[Poem]:
     """One poem per start text (``""`` lets the model choose its first character), decoded as one batch.
 
-    ``step``: a :class:`Stepper` of ``model``, so that many calls pack its weights once (~0.1 s).
+    ``step``: a :class:`Stepper` of ``model``, so that many calls build it once (~0.15 s).
 
     Without a form, writing stops at the end token or ``opts.max_len`` characters; padding,
     begin and ``<unk>`` can never be drawn.
