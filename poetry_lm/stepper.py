@@ -28,7 +28,7 @@ class Int8Linear:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = True):
         weight, bias = weight.detach().float(), None if bias is None else bias.detach().float()
-        self.weight, self.bias, self.packed = weight, bias, None
+        self.packed = None
         if int8 and INT8_KERNEL:
             scale = (weight.abs().amax(1) / 127).clamp(min=1e-12).double()      # (O,): row max → ±127
             zero = torch.zeros(len(weight), dtype=torch.long)
@@ -36,6 +36,7 @@ class Int8Linear:
                 warnings.simplefilter("ignore", UserWarning)
                 rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(rows, bias)
+        self.weight, self.bias = (weight, bias) if self.packed is None else (None, None)   # packed: a copy of its own
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
@@ -53,7 +54,7 @@ class Stepper:
 
     - the first layer's input gates are looked up, not computed: a float32 (V, G·H) table of
       W_ih e_v + b for every token v (84 MB at V=6868, H=768), built by one V×E×G·H GEMM
-      (~60 ms at E=256 on one core), turns a product that streams all of W_ih into one row;
+      (~0.1 s at E=256 on one core), turns a product that streams all of W_ih into one row;
     - the top layer's new h feeds two products, its own recurrence at the next step (W_hh h)
       and the output layer: they are one product of the stacked matrices (each product call
       costs ~15 µs before any arithmetic), and W_hh h waits in the state for the next step,
