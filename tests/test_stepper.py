@@ -83,7 +83,8 @@ def test_int8_step_stays_close_to_float32():
     for p in model.parameters():   # larger weights than the initialisation, so that the distributions are peaked
         p.mul_(2)
     quantised = Stepper(model)
-    assert quantised.recurrent[0].packed is not None                           # int8 is really in use
+    assert all(linear.packed is not None for linear in [*quantised.recurrent, *quantised.input, quantised.top,
+                                                        *quantised.tails])   # int8 is really in use
     tokens = torch.randint(0, V, (T, B), generator=torch.Generator().manual_seed(2))
     exact, approx = stepped(Stepper(model, int8=False), tokens), stepped(quantised, tokens)
     assert exact.exp().sum(-1).sub(1).abs().max() < 1e-5 and approx.exp().sum(-1).sub(1).abs().max() < 1e-5
