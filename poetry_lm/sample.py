@@ -65,14 +65,15 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
     if k == V and opts.top_p == 1:
         kept = np.flatnonzero(weight)                                      # token ids, in vocabulary order
     else:
+        total = weight.sum()
         if k < V:                                                          # the k likeliest, ties at the cut included
             pool = np.flatnonzero(weight >= np.partition(weight, V - k)[V - k])
         else:  # lighter than (1 - p)/V of the mass: all such tokens together fall short of 1 - p, so none is kept
-            pool = np.flatnonzero(weight >= (1 - opts.top_p) / V * weight.sum())
+            pool = np.flatnonzero(weight >= (1 - opts.top_p) / V * total)
         ranked = np.sort(weight[pool])[::-1]                               # the pool's weights, descending
         mass = np.cumsum(ranked)
-        last = min(np.searchsorted(mass, mass[k - 1] * opts.top_p if k < V else weight.sum() * opts.top_p),
-                   len(ranked) - 1)                                        # rank of the least likely kept
+        target = (mass[k - 1] if k < V else total) * opts.top_p            # p of the k likeliest's mass
+        last = min(np.searchsorted(mass, target), len(ranked) - 1)         # rank of the least likely kept
         kept = pool[weight[pool] >= ranked[last]]
     cdf = np.cumsum(weight[kept])
     # a u·total rounded up to the total takes the last kept token
