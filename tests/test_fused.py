@@ -102,7 +102,36 @@ def test_gradcheck(masked):
     w_hh = (torch.randn(4 * H, H, dtype=torch.double) * 0.5).requires_grad_(True)
     keep = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.double)[..., None] \
         if masked else None
-    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep), (x, h0, c0, w_ih, bias, w_hh))
+    # gradcheck backpropagates each graph several times, so the saved gates must stay intact
+    assert torch.autograd.gradcheck(lambda *a: lstm_sequence(*a, keep, retain_graph=True),
+                                    (x, h0, c0, w_ih, bias, w_hh))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_overwriting_the_saved_gates_gives_the_same_gradients_once(masked):
+    """By default the backward writes the gate gradients over the saved gates: every gradient is
+    the same as with a separate buffer, and a second backward through the graph is refused."""
+    torch.manual_seed(3)
+    T, B, I, H = 6, 3, 4, 5
+    inputs = [torch.randn(T, B, I, dtype=torch.double), torch.randn(B, H, dtype=torch.double),
+              torch.randn(B, H, dtype=torch.double), torch.randn(4 * H, I, dtype=torch.double),
+              torch.randn(4 * H, dtype=torch.double), torch.randn(4 * H, H, dtype=torch.double)]
+    inputs = [t.requires_grad_(True) for t in inputs]
+    keep = (torch.rand(T, B, 1) > 0.3).double() if masked else None
+    w = torch.randn(T, B, H, dtype=torch.double)
+    grads = {}
+    for retain in (False, True):
+        loss = touch_everything(*lstm_sequence(*inputs, keep, retain_graph=retain), w)
+        grads[retain] = torch.autograd.grad(loss, inputs, retain_graph=True)
+        if retain:
+            again = torch.autograd.grad(loss, inputs)
+            for a, b in zip(again, grads[retain]):
+                torch.testing.assert_close(a, b, **TOL)
+        else:
+            with pytest.raises(RuntimeError, match="runs once per forward"):
+                torch.autograd.grad(loss, inputs)
+    for a, b in zip(grads[False], grads[True]):
+        torch.testing.assert_close(a, b, **TOL)
 
 
 def test_unused_outputs_and_frozen_inputs():
