@@ -1,19 +1,21 @@
-"""Training-speed benchmark: ``python -m poetry_lm.bench [--threads N] [--quick]``.
+"""Training-speed benchmark: ``python -m poetry_lm.bench [--threads N] [--quick] [--device cuda]``.
 
 One run measures, and prints as markdown:
 
-1. the machine: threads, torch version, CPU model, and the single-process GEMM peak (a
-   1024×1024 float32 matmul) that the other sections are compared with;
+1. the machine: threads, torch version, CPU model (or GPU), and the single-process GEMM peak (a
+   1024×1024 float32 matmul; 4096×4096 on a GPU) that the other sections are compared with;
 2. the recurrent layer, one training step (forward + backward, B = 64, T = 64): ``torch.nn.LSTM``
    vs the step-by-step autograd loop vs the fused op (``poetry_lm.fused.lstm_sequence``), in
    tokens/s, GFLOP/s and as a fraction of the GEMM peak;
 3. the output layer, one training step: full softmax (Linear H → V + cross-entropy) vs
    ``torch.nn.AdaptiveLogSoftmaxWithLoss``, on Zipf-distributed targets;
 4. generation: time per free poem (up to 32 characters) and per rhymed 七绝, alone and in a batch of
-   100, with the shipped model.
+   100, with the shipped model (on the CPU only: its int8 stepper is a CPU path).
 
 Every time is the median of several repetitions after a warm-up, with the implementations
 interleaved (A B C A B C …) so that load from other processes falls on all of them alike.
+With ``--device cuda`` sections 2 and 3 run on the GPU, ``nn.LSTM`` there being cuDNN's, and each
+repetition waits for the GPU to finish (wall time).
 A section is a function ``(Settings, results) → list of markdown lines`` in ``SECTIONS``.
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ from poetry_lm.model import LSTMLayer, RecurrentLayer
 @dataclass
 class Settings:
     threads: int = 1
+    device: str = "cpu"                   # "cpu" or "cuda": where sections 2 and 3 run
     batch: int = 64                       # B: sequences per training step
     steps: int = 64                       # T: time steps per sequence
     lstm_sizes: list[tuple[int, int]] = field(                 # (E, H) pairs: input and hidden width
@@ -55,12 +58,19 @@ class Settings:
 
 QUICK = dict(batch=8, steps=8, lstm_sizes=[(32, 32), (32, 64)], reps=3, gemm_reps=5,
              softmax_hidden=64, gen_model="", gen_embed=16, gen_hidden=32, gen_batch=4)
+ON_GPU = dict(gemm_n=4096)  # a 1024² matmul is too small to keep a GPU busy
 
 
-def clock_for(threads: int) -> tuple[Callable[[], float], str]:
-    """With one thread, the process's CPU time (user + system, page faults included): it does not
-    count the time the OS gives to other processes, so a shared machine reads the same as an idle
-    one. With more threads CPU time adds up the threads, so it falls back to wall time."""
+def clock_for(threads: int, device: str = "cpu") -> tuple[Callable[[], float], str]:
+    """With one thread on the CPU, the process's CPU time (user + system, page faults included):
+    it does not count the time the OS gives to other processes, so a shared machine reads the same
+    as an idle one. With more threads CPU time adds up the threads, and a GPU works while the CPU
+    waits, so both fall back to wall time (on a GPU after waiting for its queued work)."""
+    if device == "cuda":
+        def gpu_clock() -> float:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+        return gpu_clock, "wall time, after the GPU has finished its queued work"
     if threads == 1:
         return time.process_time, "process CPU time (1 thread: time-slicing by other processes is not counted)"
     return time.perf_counter, "wall time"
@@ -68,8 +78,8 @@ def clock_for(threads: int) -> tuple[Callable[[], float], str]:
 
 def median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1,
                  clock: Callable[[], float] | None = None) -> dict[str, float]:
-    """Median time in seconds of each function (``clock_for`` the current thread count); the
-    functions run interleaved."""
+    """Median time in seconds of each function (``clock_for`` the current thread count on the
+    CPU); the functions run interleaved."""
     clock = clock or clock_for(torch.get_num_threads())[0]
     for _ in range(warmup):
         for fn in fns.values():
@@ -94,21 +104,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def gemm_peak(n: int, reps: int) -> float:
+def gemm_peak(n: int, reps: int, device: str = "cpu") -> float:
     """GFLOP/s of an n×n @ n×n float32 matmul (2n³ FLOPs): the practical peak on this process."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    seconds = median_times({"gemm": lambda: torch.mm(a, b, out=out)}, reps, warmup=2)["gemm"]
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    clock = clock_for(torch.get_num_threads(), device)[0]
+    seconds = median_times({"gemm": lambda: torch.mm(a, b, out=out)}, reps, warmup=2, clock=clock)["gemm"]
     return 2 * n ** 3 / seconds / 1e9
 
 
 def machine_section(s: Settings, results: dict) -> list[str]:
-    results["gemm_gflops"] = peak = gemm_peak(s.gemm_n, s.gemm_reps)
-    return [f"- threads: {torch.get_num_threads()}, torch {torch.__version__}, CPU: {cpu_model()}",
-            f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul, median of {s.gemm_reps}): "
-            f"{peak:.1f} GFLOP/s",
-            f"- timings: median of {s.reps} repetitions after 1 warm-up, implementations interleaved; "
-            f"clock: {clock_for(torch.get_num_threads())[1]}", ""]
+    results["gemm_gflops"] = peak = gemm_peak(s.gemm_n, s.gemm_reps, s.device)
+    lines = [f"- threads: {torch.get_num_threads()}, torch {torch.__version__}, CPU: {cpu_model()}"]
+    if s.device == "cuda":
+        tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
+        lines.append(f"- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, cuDNN "
+                     f"{torch.backends.cudnn.version()}; TF32 matmuls {tf32} (torch's default), so float32 is float32")
+    return lines + [f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul on {s.device}, median of {s.gemm_reps}): "
+                    f"{peak:.1f} GFLOP/s",
+                    f"- timings: median of {s.reps} repetitions after 1 warm-up, implementations interleaved; "
+                    f"clock: {clock_for(torch.get_num_threads(), s.device)[1]}", ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,18 +140,18 @@ def lstm_flops_per_token(input_size: int, hidden_size: int) -> tuple[int, int]:
     return forward, 3 * forward
 
 
-def lstm_step_functions(E: int, H: int, B: int, T: int) -> dict[str, Callable[[], None]]:
+def lstm_step_functions(E: int, H: int, B: int, T: int, device: str = "cpu") -> dict[str, Callable[[], None]]:
     """One training step (forward + backward of the layer alone, gradients for the weights and
     the input x) for each implementation, all with the same weights and input."""
     torch.manual_seed(0)
-    layer = LSTMLayer(E, H)
-    reference = torch.nn.LSTM(E, H)
+    layer = LSTMLayer(E, H).to(device)
+    reference = torch.nn.LSTM(E, H).to(device)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(reference, f"{name}_l0").copy_(getattr(layer, name))
-    x = torch.randn(T, B, E, requires_grad=True)             # as if from the embedding: it gets a gradient
-    zeros = torch.zeros(B, H)
-    grad_out = torch.randn(T, B, H)                          # stands in for the output layer's gradient
+    x = torch.randn(T, B, E, device=device, requires_grad=True)  # as if from the embedding: it gets a gradient
+    zeros = torch.zeros(B, H, device=device)
+    grad_out = torch.randn(T, B, H, device=device)           # stands in for the output layer's gradient
     params = [x, *layer.parameters(), *reference.parameters()]
 
     def step(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -157,13 +172,14 @@ def lstm_step_functions(E: int, H: int, B: int, T: int) -> dict[str, Callable[[]
 def lstm_section(s: Settings, results: dict) -> list[str]:
     peak = results["gemm_gflops"]
     tokens = s.batch * s.steps
-    lines = [f"### LSTM layer, one training step (forward + backward), B = {s.batch}, T = {s.steps}", "",
+    lines = [f"### LSTM layer on {s.device}, one training step (forward + backward), B = {s.batch}, T = {s.steps}", "",
              "| E | H | implementation | ms / step | tokens/s | GFLOP/s | % of GEMM peak | speed vs nn.LSTM |",
              "|---:|---:|---|---:|---:|---:|---:|---:|"]
     results["lstm"] = []
     for E, H in s.lstm_sizes:
         _, flops = lstm_flops_per_token(E, H)
-        seconds = median_times(lstm_step_functions(E, H, s.batch, s.steps), s.reps)
+        seconds = median_times(lstm_step_functions(E, H, s.batch, s.steps, s.device), s.reps,
+                               clock=clock_for(s.threads, s.device)[0])
         for name, sec in seconds.items():
             gflops = flops * tokens / sec / 1e9
             ratio = seconds["nn.LSTM"] / sec
@@ -189,10 +205,10 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     H, V, N = s.softmax_hidden, s.vocab, s.batch * s.steps
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    hidden = torch.randn(N, H, requires_grad=True)
-    targets = zipf_targets(N, V, gen)
-    full = torch.nn.Linear(H, V)
-    adaptive = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, s.cutoffs, div_value=s.div_value)
+    hidden = torch.randn(N, H, device=s.device, requires_grad=True)
+    targets = zipf_targets(N, V, gen).to(s.device)
+    full = torch.nn.Linear(H, V).to(s.device)
+    adaptive = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, s.cutoffs, div_value=s.div_value).to(s.device)
     params = [hidden, *full.parameters(), *adaptive.parameters()]
 
     def step(loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -205,12 +221,12 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     seconds = median_times({
         "full softmax": step(lambda: F.cross_entropy(full(hidden), targets)),
         "adaptive softmax": step(lambda: adaptive(hidden, targets).loss),
-    }, s.reps)
+    }, s.reps, clock=clock_for(s.threads, s.device)[0])
     shares = [(targets < s.cutoffs[0]).double().mean().item()]
     bounds = [*s.cutoffs, V]
     shares += [((targets >= lo) & (targets < hi)).double().mean().item() for lo, hi in zip(bounds, bounds[1:])]
     results["softmax"] = seconds
-    lines = [f"### Output layer, one training step (forward + backward), H = {H}, V = {V}, "
+    lines = [f"### Output layer on {s.device}, one training step (forward + backward), H = {H}, V = {V}, "
              f"{N} tokens", "",
              "| output layer | ms / step | tokens/s | speed vs full |", "|---|---:|---:|---:|"]
     for name, sec in seconds.items():
@@ -241,7 +257,10 @@ def generation_model(s: Settings):
 
 def generation_section(s: Settings, results: dict) -> list[str]:
     """Time to write a free poem (up to 32 characters) and a rhymed 七绝 (28 characters + 4
-    marks) with the command line's sampling defaults, alone and as a batch."""
+    marks) with the command line's sampling defaults, alone and as a batch, on the CPU."""
+    if s.device != "cpu":
+        return ["### Generation", "", "Generation runs on the CPU (an int8 stepper): run the benchmark "
+                "without `--device cuda` to time it.", ""]
     from poetry_lm.forms import Constraints, parse_form
     from poetry_lm.sample import SampleOptions, generate
     from poetry_lm.stepper import Stepper
@@ -286,9 +305,14 @@ def run_benchmark(settings: Settings, echo: Callable[[str], None] = print) -> di
 @click.command()
 @click.option("--threads", default=1, show_default=True, help="torch intra-op threads")
 @click.option("--quick", is_flag=True, help="tiny sizes and few repetitions: a smoke test, not a measurement")
-def bench_command(threads: int, quick: bool):
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="where the LSTM and output-layer sections run (generation is timed on the CPU only)")
+def bench_command(threads: int, quick: bool, device: str):
     """Measure training-step speed of the LSTM layer and the output layer; print markdown."""
-    settings = Settings(threads=threads, **(QUICK if quick else {}))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda was asked for, but torch sees no CUDA device")
+    settings = Settings(threads=threads, device=device, **(QUICK if quick else {}),
+                        **(ON_GPU if device == "cuda" and not quick else {}))
     start = time.perf_counter()
     run_benchmark(settings, echo=click.echo)
     click.echo(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
