@@ -43,3 +43,10 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
 
 def test_flops_per_token():
     assert lstm_flops_per_token(256, 256) == (2 * (4 * 256 * 256 * 2), 6 * (4 * 256 * 256 * 2))
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = CliRunner().invoke(bench_command, ["--quick", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "torch sees no CUDA device" in result.output and "Traceback" not in result.output
