@@ -93,6 +93,9 @@ def train_command(out_dir, resume, corpus, cell, activation, embed_dim, hidden_d
         raise click.BadParameter("--seq-step cannot exceed --seq-len", param_hint="--seq-step")
     if tie_weights and softmax != "full":
         raise click.BadParameter("--tie-weights needs --softmax full", param_hint="--tie-weights")
+    if bf16 and device != "cuda":
+        raise click.BadParameter("--bf16 needs --device cuda (bfloat16 autocast is a GPU option here)",
+                                 param_hint="--bf16")
     cfg = TrainConfig(out_dir=out_dir, corpus=corpus, seq_len=seq_len, seq_step=seq_step, batching=batching, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, lr_schedule=lr_schedule, clip=clip, max_epochs=max_epochs,
                       patience=patience, max_minutes=max_minutes, min_freq=min_freq, limit_poems=limit_poems,

@@ -115,7 +115,9 @@ def test_user_errors_are_one_sentence_and_nonzero(tiny_run, tmp_path):
     assert bad_option.exit_code == 2
     bad_window = invoke(train_command, "--out", tmp_path / "x", "--seq-len", 8, "--seq-step", 9)
     assert bad_window.exit_code == 2 and "--seq-step" in bad_window.output
-    for result in (unknown, missing, damaged, bad_file, bad_option, bad_window):
+    bf16_on_cpu = invoke(train_command, "--out", tmp_path / "x", "--bf16")
+    assert bf16_on_cpu.exit_code == 2 and "--bf16 needs --device cuda" in bf16_on_cpu.output
+    for result in (unknown, missing, damaged, bad_file, bad_option, bad_window, bf16_on_cpu):
         assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
 
 
