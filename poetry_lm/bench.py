@@ -77,10 +77,10 @@ def clock_for(threads: int, device: str = "cpu") -> tuple[Callable[[], float], s
 
 
 def median_times(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1,
-                 clock: Callable[[], float] | None = None) -> dict[str, float]:
-    """Median time in seconds of each function (``clock_for`` the current thread count on the
-    CPU); the functions run interleaved."""
-    clock = clock or clock_for(torch.get_num_threads())[0]
+                 device: str = "cpu") -> dict[str, float]:
+    """Median time in seconds of each function, by ``clock_for`` the current thread count and
+    the device the functions run on; the functions run interleaved."""
+    clock = clock_for(torch.get_num_threads(), device)[0]
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -108,8 +108,7 @@ def gemm_peak(n: int, reps: int, device: str = "cpu") -> float:
     """GFLOP/s of an n×n @ n×n float32 matmul (2n³ FLOPs): the practical peak on this process."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     out = torch.empty(n, n, device=device)
-    clock = clock_for(torch.get_num_threads(), device)[0]
-    seconds = median_times({"gemm": lambda: torch.mm(a, b, out=out)}, reps, warmup=2, clock=clock)["gemm"]
+    seconds = median_times({"gemm": lambda: torch.mm(a, b, out=out)}, reps, warmup=2, device=device)["gemm"]
     return 2 * n ** 3 / seconds / 1e9
 
 
@@ -178,8 +177,7 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
     results["lstm"] = []
     for E, H in s.lstm_sizes:
         _, flops = lstm_flops_per_token(E, H)
-        seconds = median_times(lstm_step_functions(E, H, s.batch, s.steps, s.device), s.reps,
-                               clock=clock_for(s.threads, s.device)[0])
+        seconds = median_times(lstm_step_functions(E, H, s.batch, s.steps, s.device), s.reps, device=s.device)
         for name, sec in seconds.items():
             gflops = flops * tokens / sec / 1e9
             ratio = seconds["nn.LSTM"] / sec
@@ -221,7 +219,7 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     seconds = median_times({
         "full softmax": step(lambda: F.cross_entropy(full(hidden), targets)),
         "adaptive softmax": step(lambda: adaptive(hidden, targets).loss),
-    }, s.reps, clock=clock_for(s.threads, s.device)[0])
+    }, s.reps, device=s.device)
     shares = [(targets < s.cutoffs[0]).double().mean().item()]
     bounds = [*s.cutoffs, V]
     shares += [((targets >= lo) & (targets < hi)).double().mean().item() for lo, hi in zip(bounds, bounds[1:])]

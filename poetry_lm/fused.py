@@ -122,7 +122,8 @@ class LSTMSequence(torch.autograd.Function):
         T, B, H4 = gates.shape
         H = H4 // 4
         dh_times_w = recurrent_matmul(weight_hh.t(), B, T, dh_T)  # da ↦ da W_hh  (B, H)
-        da = gates if not ctx.retain_graph else torch.empty_like(gates)  # (T, B, 4H) every step's gate gradients
+        # every step's gate gradients (T, B, 4H), written over the gates unless retain_graph
+        da = gates if not ctx.retain_graph else torch.empty_like(gates)
         dh = torch.empty_like(dh_T)                            # (B, H) dh' of the current step
         dh_rec = dh_T                                          # (B, H) gradient reaching h_t from later
         dc = dc_T.clone()                                      # (B, H) dc_t, then dc' of the current step
@@ -130,7 +131,7 @@ class LSTMSequence(torch.autograd.Function):
         tmp, tmp2 = torch.empty_like(dc), torch.empty_like(dc)  # (B, H) scratch
         for t in range(T - 1, -1, -1):
             i, f, g, o = gates[t].split(H, dim=1)              # (B, H) views each: activated gates
-            da_i, da_f, da_g, da_o = da[t].split(H, dim=1)     # (B, H) views each: their gradients (maybe the same)
+            da_i, da_f, da_g, da_o = da[t].split(H, dim=1)     # (B, H) views each: their gradients
             torch.add(dout[t], dh_rec, out=dh)                 # dh' = dout[t] + dh_{t+1→t}
             if keep is not None:
                 dh.mul_(keep[t])                               # … ⊙ k_t
