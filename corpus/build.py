@@ -1,8 +1,9 @@
 """Rebuild corpus/tang.jsonl.xz from the upstream chinese-poetry package.
 
-    npm pack chinese-poetry@2.0.1 && tar xzf chinese-poetry-2.0.1.tgz
-    python corpus/build.py package/dist/quantangshi
+npm pack chinese-poetry@2.0.1 && tar xzf chinese-poetry-2.0.1.tgz
+python corpus/build.py package/dist/quantangshi
 """
+
 import json
 import lzma
 import sys
@@ -12,12 +13,17 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from poetry_lm.corpus import DEFAULT_CORPUS, clean_text, split_of, to_simplified  # noqa: E402
+from poetry_lm.text.corpus import DEFAULT_CORPUS, clean_text, split_of, to_simplified  # noqa: E402
 
 
 @click.command()
 @click.argument("upstream", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CORPUS, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CORPUS,
+    show_default=True,
+)
 def main(upstream: Path, out: Path) -> None:
     files = sorted(upstream.glob("poet.tang.*.json"), key=lambda p: int(p.stem.split(".")[-1]))
     if not files:
@@ -38,8 +44,14 @@ def main(upstream: Path, out: Path) -> None:
             seen.add(text)
             counts["kept"] += 1
             counts[f"kept in {split_of(poem['id'])}"] += 1
-            records.append({"id": poem["id"], "author": to_simplified(poem.get("author") or ""),
-                            "title": to_simplified(poem.get("title") or ""), "text": text})
+            records.append(
+                {
+                    "id": poem["id"],
+                    "author": to_simplified(poem.get("author") or ""),
+                    "title": to_simplified(poem.get("title") or ""),
+                    "text": text,
+                }
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     with lzma.open(tmp, "wt", encoding="utf-8", preset=9) as f:

@@ -1,3 +1,3 @@
-from .cli import main
+from poetry_lm.cli import main
 
 main()

@@ -2,12 +2,28 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.cli import train_command
+from poetry_lm.cli.train import train_command
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend
 
-TINY_TRAIN = ["--limit-poems", "200", "--embed-dim", "16", "--hidden-dim", "32", "--epochs", "2",
-              "--batch-size", "32", "--lr", "0.01", "--seq-len", "33", "--seq-step", "16"]
+TINY_TRAIN = [
+    "--limit-poems",
+    "200",
+    "--embed-dim",
+    "16",
+    "--hidden-dim",
+    "32",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.01",
+    "--seq-len",
+    "33",
+    "--seq-step",
+    "16",
+]
 
 
 @pytest.fixture(scope="session")

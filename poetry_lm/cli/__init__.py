@@ -1,0 +1,42 @@
+"""The ``poetry-lm`` command group (also ``python -m poetry_lm``).
+
+Each command lives in its own module and is imported only when it runs, so ``generate`` never
+pays for what ``train`` or the lab tools import (fastNLP, matplotlib): click's lazy-group pattern.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute"; product commands first, then the lab's research tools
+COMMANDS = {
+    "train": "poetry_lm.cli.train:train_command",
+    "generate": "poetry_lm.cli.generate:generate_command",
+    "evaluate": "poetry_lm.cli.evaluate:evaluate_command",
+    "score": "poetry_lm.cli.score:score_command",
+    "bench": "poetry_lm.lab.bench:bench_command",
+    "gradcheck": "poetry_lm.lab.gradcheck:main",
+    "gradflow": "poetry_lm.lab.gradflow:main",
+    "ngram": "poetry_lm.lab.ngram:main",
+    "compare": "poetry_lm.lab.compare:main",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
+def main():
+    """poetry_lm: a character-level LSTM that writes Tang poems."""

@@ -1,0 +1,58 @@
+"""What every command shares: user errors as one sentence, thread settings, common options.
+
+Errors a user can cause end in one sentence on stderr and exit status 1 or 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from poetry_lm.model.checkpoint import CheckpointError
+from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.text.corpus import CorpusError
+
+USER_ERRORS = (CheckpointError, CorpusError, ValueError, OSError)
+
+
+def set_threads(threads: int) -> None:
+    """Fix torch's thread count: on a small shared machine extra threads mostly contend."""
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def run_or_exit(fn, *args, **kwargs):
+    """Call fn; a user-caused error becomes one clear sentence and exit status 1."""
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from None
+
+
+model_option = click.option(
+    "--model",
+    "checkpoint",
+    type=click.Path(dir_okay=False),
+    default=str(SHIPPED_MODEL),
+    show_default="models/poetry_lm.pt",
+    help="The checkpoint to use.",
+)
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="CPU threads for torch (more rarely helps on a busy 2-core machine).",
+)
+
+
+def form_option(ctx, param, value):
+    from poetry_lm.prosody.forms import parse_form
+
+    try:
+        return parse_form(value) if value else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None

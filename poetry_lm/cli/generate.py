@@ -1,0 +1,197 @@
+"""``poetry-lm generate``: write poems."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_threads, threads_option
+
+
+@click.command("generate")
+@click.argument("chars", required=False, default="")
+@click.option(
+    "--start",
+    "start_texts",
+    multiple=True,
+    help="A start text for one poem (repeatable); CHARS gives one poem per character.",
+)
+@model_option
+@click.option(
+    "-n",
+    "--num",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Poems per start.",
+)
+@click.option(
+    "--form",
+    callback=form_option,
+    default=None,
+    help="五绝, 七绝, 五律 or 七律 (wujue, qijue, wulv, qilv): 4 or 8 lines of 5 or 7 characters.",
+)
+@click.option("--acrostic", default="", help="Line i begins with the i-th character (藏头诗).")
+@click.option(
+    "--rhyme/--no-rhyme",
+    default=None,
+    help="Even lines end in one 平水韵 group [default: on with --form].",
+)
+@click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
+@click.option(
+    "--tones",
+    is_flag=True,
+    help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters.",
+)
+@click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
+@click.option(
+    "--best-of",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sample K candidates per poem in one batch; keep the likeliest (per token).",
+)
+@click.option(
+    "--beam",
+    type=click.IntRange(0, 64),
+    default=0,
+    help="Beam search of width N instead of sampling (0: sample).",
+)
+@click.option(
+    "--prime",
+    default="",
+    help="Read this first, as earlier verses of the poem, without printing it.",
+)
+@click.option(
+    "--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True
+)
+@click.option(
+    "--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character."
+)
+@click.option(
+    "--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True
+)
+@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
+@click.option(
+    "--max-len",
+    type=click.IntRange(1, 10000),
+    default=128,
+    show_default=True,
+    help="Most characters per poem without --form.",
+)
+@click.option(
+    "--script",
+    type=click.Choice(["simplified", "traditional"]),
+    default="simplified",
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line with text, lines, form, rhyme, per-character log-probabilities.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="On stderr: each poem's rhyme, score and dropped constraints.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Random seed: the same seed writes the same poems."
+)
+@threads_option
+def generate_command(
+    chars,
+    start_texts,
+    checkpoint,
+    num,
+    form,
+    acrostic,
+    rhyme,
+    rhyme_first,
+    tones,
+    no_repeat,
+    best_of,
+    beam,
+    prime,
+    temperature,
+    top_k,
+    top_p,
+    greedy,
+    max_len,
+    script,
+    fmt,
+    verbose,
+    seed,
+    threads,
+):
+    """Write poems that begin with each of CHARS (e.g. 日红山夜湖海月), or with each --start text.
+
+    Input in either script is accepted and read as simplified script."""
+    set_threads(threads)
+    import torch
+
+    from poetry_lm.decoding.generate import SampleOptions, generate, verses
+    from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.prosody.forms import Constraints
+    from poetry_lm.text.corpus import to_simplified, to_traditional
+
+    if beam and best_of > 1:
+        raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")
+    starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
+    cons = run_or_exit(
+        Constraints,
+        form,
+        to_simplified(acrostic),
+        form is not None if rhyme is None else rhyme,
+        rhyme_first,
+        tones,
+        no_repeat,
+    )
+    model, table, _ = run_or_exit(load_model, checkpoint)
+    generator = torch.Generator()
+    generator.manual_seed(seed if seed is not None else torch.seed())
+    opts = SampleOptions(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        max_len=max_len,
+        best_of=best_of,
+        beam=beam,
+        prime=to_simplified(prime),
+    )
+    poems = run_or_exit(
+        generate, model, table, [s for s in starts for _ in range(num)], opts, generator, cons
+    )
+    script_of = to_traditional if script == "traditional" else str
+    for i, poem in enumerate(poems, 1):
+        if verbose:
+            click.echo(
+                f"poem {i}: mean log-probability {poem.score:.3f}"
+                + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
+                + "".join(f"; {event}" for event in poem.backoffs),
+                err=True,
+            )
+    if fmt == "json":
+        for poem in poems:
+            text = script_of(poem.text)
+            click.echo(
+                json.dumps(
+                    {
+                        "text": text,
+                        "lines": verses(text),
+                        "form": form and form.name,
+                        "rhyme": [script_of(g) for g in poem.rhyme],
+                        "score": round(poem.score, 4),
+                        "logprobs": [round(lp, 4) for lp in poem.logprobs],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+    else:
+        click.echo("\n\n".join("\n".join(verses(script_of(p.text))) for p in poems))

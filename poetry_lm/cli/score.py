@@ -1,0 +1,86 @@
+"""``poetry-lm score``: per-character surprisal and perplexity of poems."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+
+import click
+
+from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
+
+
+@click.command("score")
+@click.argument("poem", required=False)
+@click.option(
+    "--file",
+    "poem_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Score every poem of this UTF-8 file (one per line) instead of POEM.",
+)
+@model_option
+@click.option(
+    "--top",
+    type=click.IntRange(0),
+    default=5,
+    show_default=True,
+    help="Most surprising characters to list.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@threads_option
+def score_command(poem, poem_file, checkpoint, top, fmt, threads):
+    """How Tang-like is POEM (either script): per-character surprisal and perplexity under the model."""
+    set_threads(threads)
+    from poetry_lm.decoding.generate import verses
+    from poetry_lm.evaluation.score import score_poem
+    from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.text.corpus import read_poem_file, to_simplified
+
+    if (poem is None) == (poem_file is None):
+        raise click.UsageError("give a POEM or --file, one of the two")
+    texts = (
+        run_or_exit(read_poem_file, poem_file)
+        if poem_file
+        else ["".join(to_simplified(poem).split())]
+    )
+    if not texts[0]:
+        raise click.ClickException("the poem is empty")
+    model, table, _ = run_or_exit(load_model, checkpoint)
+    for text in texts:
+        s = score_poem(model, table, text)
+        r = s.report
+        if fmt == "json":
+            click.echo(
+                json.dumps(
+                    {
+                        "text": text,
+                        "perplexity": round(r.perplexity, 3),
+                        "surprisal": round(r.nll, 3),
+                        "tokens": r.tokens,
+                        "unknown": r.unk_tokens,
+                        "per_token": [[tok, round(nats, 3)] for tok, nats in s.surprisal],
+                        "most_surprising": [
+                            [tok, round(nats, 3)] for tok, nats in s.most_surprising(top)
+                        ],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            continue
+        click.echo(
+            f"{text}\n  perplexity {r.perplexity:.2f}, surprisal {r.nll:.2f} nats over {r.tokens} tokens "
+            f"(the end included), {r.unk_tokens} unknown to the model"
+        )
+        click.echo(
+            "  most surprising: "
+            + ", ".join(f"{tok} {nats:.2f}" for tok, nats in s.most_surprising(top))
+        )
+        tokens = iter(s.surprisal)
+        for chunk in [
+            *(islice(tokens, len(line)) for line in verses(text)),
+            tokens,
+        ]:  # a verse a line, then the end
+            click.echo("  " + "  ".join(f"{tok} {nats:.2f}" for tok, nats in chunk))

@@ -1,0 +1,1 @@
+"""Decoding: the one-token stepper, sampling and beam search under the prosody rules."""

@@ -1,0 +1,1 @@
+"""Evaluation: perplexity by its one definition, per-character surprisal."""

@@ -1,0 +1,70 @@
+"""Perplexity, with one definition used everywhere.
+
+perplexity = exp( total NLL / N ), where N counts every token after the begin token of each
+poem (characters, punctuation and the end token), each exactly once; padding is never counted.
+Poems are scored whole, each from a zero state, never as overlapping windows: by the model's
+sequence path, or one token at a time through generation's :class:`~poetry_lm.decoding.stepper.Stepper`,
+which shows what its int8 weights cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.model.lm import PoetryLM
+from poetry_lm.text.batching import poem_batches
+from poetry_lm.text.vocab import CharTable
+
+
+@dataclass
+class PerplexityReport:
+    perplexity: float
+    nll: float  # summed negative log-likelihood, nats
+    tokens: int  # scored tokens
+    unk_tokens: int  # scored tokens that are <unk> (characters outside the vocabulary)
+    poems: int
+
+    @property
+    def unk_rate(self) -> float:
+        return self.unk_tokens / max(self.tokens, 1)
+
+
+def stepped_nll(step: Stepper, tokens: torch.Tensor, pad: int) -> tuple[float, int]:
+    """As ``PoetryLM.sequence_nll`` for poems (T, B) padded at the end, read one token at a time."""
+    state, nll, count = None, 0.0, 0
+    for current, target in zip(tokens[:-1], tokens[1:]):  # each (B,)
+        logp, state = step(current, state)
+        scored = (current != pad) & (target != pad)
+        nll -= float(logp[scored].gather(1, target[scored, None]).sum())
+        count += int(scored.sum())
+    return nll, count
+
+
+@torch.inference_mode()
+def perplexity(
+    model: PoetryLM,
+    table: CharTable,
+    poems: list[str],
+    max_tokens: int = 16384,
+    step: Stepper | None = None,
+) -> PerplexityReport:
+    """Perplexity of ``poems`` under ``model``; with ``step`` (a Stepper of the model), as generation reads it."""
+    was_training = model.training
+    model.eval()
+    encoded = [table.encode_poem(p) for p in poems]
+    nll, tokens = 0.0, 0
+    device = model.embedding.weight.device
+    for batch in poem_batches(encoded, table.pad, max_tokens):
+        if step is None:
+            batch_nll, batch_tokens, _ = model.sequence_nll(batch.to(device), table.pad)
+        else:
+            batch_nll, batch_tokens = stepped_nll(step, batch, table.pad)
+        nll += float(batch_nll)
+        tokens += batch_tokens
+    model.train(was_training)
+    unk = sum(ids[1:].count(table.unk) for ids in encoded)
+    return PerplexityReport(math.exp(nll / max(tokens, 1)), nll, tokens, unk, len(poems))

@@ -1,0 +1,261 @@
+"""Measured gradient flow: how far back in time the loss gradient reaches, per cell.
+
+    python -m poetry_lm gradflow [--checkpoint NAME=PATH ...] [--steps 50] [--poems 64]
+
+The batch is the first ``--poems`` valid-split poems of at least T + 1 tokens (T = ``--steps``),
+each cut to its first T + 1 tokens x_0 … x_T (as ``CharTable.encode_poem``: begin, characters,
+end). The model reads x_0 … x_{T−1} from a zero state; the top recurrent layer's hidden states
+are h_0 … h_{T−1}, and t = T − 1 is the last step. The loss is the NLL of the last target only,
+
+    L = (1/B) Σ_b −log p(x_T⁽ᵇ⁾ | x_0⁽ᵇ⁾ … x_{T−1}⁽ᵇ⁾),
+
+and the measured quantity at distance d = t − k is the batch mean of one sample's gradient norm,
+
+    g(d) = (1/B) Σ_b ‖∂L_b/∂h_k⁽ᵇ⁾‖₂,      L_b = the b-th term of L, k = t − d, d = 0 … T − 1,
+
+where ∂L/∂h_k is the total derivative through every later use of h_k (for an LSTM, with c_k
+held as a separate node: the gradient that leaves step k + 1 towards h_k). Because the samples
+are independent, ∂L/∂h_k⁽ᵇ⁾ = ∂L_b/∂h_k⁽ᵇ⁾ / B; the 1/B is the same at every distance. Dropout is
+off (eval mode) and the arithmetic is float64. The printed ratios are g(d) / g(0). See docs/bptt.md for why they fall or grow.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import click
+import torch
+
+from poetry_lm.cli.common import run_or_exit
+from poetry_lm.model.checkpoint import load_model
+from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.vocab import SPECIALS, CharTable
+
+# untrained model name → (cell, the plain RNN's activation)
+UNTRAINED = {
+    "rnn-tanh": ("rnn", "tanh"),
+    "rnn-relu": ("rnn", "relu"),
+    "rnn-sigmoid": ("rnn", "sigmoid"),
+    "lstm": ("lstm", "tanh"),
+    "gru": ("gru", "tanh"),
+}
+RATIO_DISTANCES = (10, 30, 49)
+
+
+def untrained_model(
+    name: str, vocab_size: int, embed_dim: int, hidden_dim: int, seed: int = 0
+) -> PoetryLM:
+    """A freshly initialised one-layer model of the cell ``name`` (a key of UNTRAINED), seeded."""
+    cell, activation = UNTRAINED[name]
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        vocab_size,
+        embed_dim,
+        hidden_dim,
+        num_layers=1,
+        dropout=0.0,
+        softmax="full",
+        cell=cell,
+        activation=activation,
+    )
+    return PoetryLM(config).eval()
+
+
+def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> torch.Tensor:
+    """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1 → (steps + 1, B)."""
+    encoded = [ids[: steps + 1] for ids in map(table.encode_poem, texts) if len(ids) > steps][
+        :count
+    ]
+    if not encoded:
+        raise ValueError(f"no poem has {steps + 1} tokens")
+    return torch.tensor(encoded).T
+
+
+def hidden_grad_norms(model: PoetryLM, tokens: torch.Tensor) -> torch.Tensor:
+    """tokens (T + 1, B) → g(d) for d = 0 … T − 1 (T,): the batch-mean ‖∂L_b/∂h_{t−d}‖ of the top layer.
+
+    L is the NLL of tokens[T] after reading tokens[:T] (module docstring). Lower layers run as
+    usual; the top layer runs one step at a time so that every h_k is a node of the graph.
+    Computed on a float64 copy of the model: float32 underflows to 0 below ~1e-45, which a
+    sigmoid RNN reaches within 50 steps.
+    """
+    model = copy.deepcopy(model).double().eval()
+    inputs, target = tokens[:-1], tokens[-1]
+    x = model.embedding(inputs)
+    *lower, top = model.rnn.layers
+    state = model.rnn.initial_state(inputs.shape[1], x)
+    for layer, layer_state in zip(lower, state):
+        x, _ = layer(x, layer_state)
+    top_state, hs = state[-1], []
+    for xw_t in top.input_gates(x).unbind(0):
+        top_state = top.cell(xw_t, top.recurrent_gates(top_state[0]), top_state)
+        hs.append(top_state[0])
+    nll = model.target_nll(hs[-1], target)  # (B,): L_b
+    grads = torch.autograd.grad(nll.sum(), hs)  # d/dh_k of Σ_b L_b is ∂L_b/∂h_k⁽ᵇ⁾ row by row
+    norms = torch.stack([g.norm(dim=1).mean() for g in grads])
+    return norms.flip(0).detach()  # index k → distance t − k
+
+
+def plot(results: list[tuple[str, bool, torch.Tensor]], path: Path) -> None:
+    """Two panels, untrained | trained: g(d) against d on a log y-axis, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {
+        name: f"C{i}" for i, name in enumerate(UNTRAINED)
+    }  # a cell keeps its colour in both panels
+    fig, axes = plt.subplots(
+        1, 2, figsize=(11, 4.5), sharex=True
+    )  # own y-scales: trained norms span far less
+    for ax, trained in zip(axes, (False, True)):
+        lines = [(name, norms) for name, is_trained, norms in results if is_trained == trained]
+        for name, norms in lines:
+            ax.plot(range(len(norms)), norms.numpy(), label=name, color=colours.get(name))
+        ax.set_yscale("log")
+        ax.set_title("trained checkpoints" if trained else "untrained (seeded init)")
+        ax.set_xlabel("distance d = t − k (steps back from the loss)")
+        ax.grid(True, which="both", alpha=0.3)
+        if lines:
+            ax.legend()
+        else:
+            ax.text(
+                0.5, 0.5, "no checkpoints given", ha="center", va="center", transform=ax.transAxes
+            )
+    axes[0].set_ylabel(r"batch mean of $\|\partial L_b / \partial h_{t-d}\|$  (last target's NLL)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_csv(results: list[tuple[str, bool, torch.Tensor]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "trained", "distance", "grad_norm"])
+        for name, trained, norms in results:
+            writer.writerows(
+                (name, int(trained), d, f"{g:.6e}") for d, g in enumerate(norms.tolist())
+            )
+
+
+def parse_checkpoint(ctx, param, values):
+    """'NAME=PATH' options → [(name, path)]."""
+    pairs = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{value!r} is not NAME=PATH")
+        pairs.append((name, path))
+    return pairs
+
+
+@click.command()
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    callback=parse_checkpoint,
+    metavar="NAME=PATH",
+    help="A trained model to measure, e.g. lstm=runs/cmp-lstm/best.pt (repeatable).",
+)
+@click.option(
+    "--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default=True
+)
+@click.option(
+    "--embed-dim",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Untrained models' E.",
+)
+@click.option(
+    "--hidden-dim",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Untrained models' H.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(2),
+    default=50,
+    show_default=True,
+    help="T: input steps per poem.",
+)
+@click.option(
+    "--poems",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="B: valid poems in the batch.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Initialisation seed of the untrained models.",
+)
+@click.option(
+    "--out-png",
+    type=click.Path(dir_okay=False),
+    default="docs/gradient_flow.png",
+    show_default=True,
+)
+@click.option(
+    "--out-csv",
+    type=click.Path(dir_okay=False),
+    default="docs/gradient_flow.csv",
+    show_default=True,
+)
+def main(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_png, out_csv):
+    """Plot the gradient norm of the last step's loss w.r.t. each earlier hidden state."""
+    torch.set_num_threads(1)
+    run_or_exit(
+        measure, checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_png, out_csv
+    )
+
+
+def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_png, out_csv):
+    """Measure every model, write the PNG and CSV, print the ratio table."""
+    loaded = [(name, *load_model(path)[:2]) for name, path in checkpoints]
+    texts = [poem.text for poem in load_corpus(corpus)["valid"]]
+    # the untrained models need some vocabulary; its order does not matter to them
+    table = (
+        loaded[0][2]
+        if loaded
+        else CharTable([*SPECIALS, *sorted({ch for text in texts for ch in text})])
+    )
+    models = [
+        (name, False, untrained_model(name, len(table), embed_dim, hidden_dim, seed), table)
+        for name in UNTRAINED
+    ]
+    models += [(name, True, model, model_table) for name, model, model_table in loaded]
+
+    results = [
+        (name, trained, hidden_grad_norms(model, poem_batch(texts, model_table, steps, poems)))
+        for name, trained, model, model_table in models
+    ]
+    plot(results, Path(out_png))
+    write_csv(results, Path(out_csv))
+
+    ks = [k for k in RATIO_DISTANCES if k < steps]
+    click.echo("ratio g(k)/g(0) = ‖∂L/∂h_{t−k}‖ / ‖∂L/∂h_t‖ (batch means)")
+    click.echo(f"{'model':<16}{'trained':<9}" + "".join(f"{f'k={k}':>11}" for k in ks))
+    for name, trained, norms in results:
+        click.echo(
+            f"{name:<16}{'yes' if trained else 'no':<9}"
+            + "".join(f"{norms[k] / norms[0]:>11.2e}" for k in ks)
+        )
+    click.echo(f"wrote {out_png} and {out_csv}")
+
+
+if __name__ == "__main__":
+    main()

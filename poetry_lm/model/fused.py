@@ -1,0 +1,199 @@
+r"""A hand-fused LSTM layer: the input GEMM and the whole time loop as one autograd node.
+
+``RecurrentLayer.forward`` in ``model.py`` loops over steps under autograd, so every step
+records about a dozen graph nodes and backward walks them one by one. ``LSTMSequence`` runs the
+same computation with autograd off, in one (T, B, 4H) buffer that it fills with the input GEMM
+and activates in place step by step; its hand-written backward computes the gate gradients
+step by step and then forms every weight gradient as ONE GEMM over all steps.
+
+The backward writes each step's gate gradients over that step's saved gate activations, which it
+has just read for the last time. A second (T, B, 4H) buffer would be fresh memory every call, and
+the kernel maps fresh memory page by page on first touch: that cost ~4 ms of a 115 ms step at
+H = 256. So by default the backward runs once per forward; ``retain_graph=True`` keeps the saved
+activations intact for a graph that is backpropagated more than once (``gradcheck`` does that).
+
+Notation as in ``docs/bptt.md`` and ``poetry_lm/reference/cells.py``: rows are batch items,
+gates in torch's order i, f, g, o, primes mark the state a step produces. With
+``b = b_ih + b_hh``, step t computes
+
+    a   = x_t W_ihᵀ + b + h W_hhᵀ                 [a_i | a_f | a_g | a_o], (B, 4H)
+    i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
+    c'  = f ⊙ c + i ⊙ g
+    h'  = o ⊙ tanh(c')
+    h_t = k_t ⊙ h',   c_t = k_t ⊙ c'              k = keep[t] (B, 1); k ≡ 1 without a mask
+
+so a zero in ``keep`` resets the state, exactly as ``RecurrentLayer.forward`` does, and the
+gradient through a masked step is multiplied by the same k_t. ``outputs[t] = h_t``.
+
+Speed (``docs/performance.md``): the per-step recurrent GEMM is the hot loop, so on a CPU with
+MKL its weight is packed once per call (``torch.ops.mkl``) instead of once per step, as a plain
+matmul does; elsewhere (CUDA, float64, no MKL) it is a plain matmul. On a GPU the loop's ~23
+small kernels per step leave the GPU waiting on their launches: 0.15× cuDNN's LSTM there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a), each one fused kernel, written into grad_input
+sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+tanh_backward = torch.ops.aten.tanh_backward.grad_input
+
+PACK_FROM_STEPS = (
+    32  # packing costs about as much as 10–30 unpacked steps' GEMMs save, so short runs skip it
+)
+
+
+def recurrent_matmul(
+    weight: torch.Tensor,
+    rows: int,
+    steps: int,
+    like: torch.Tensor,
+    bias: torch.Tensor | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``m ↦ m @ weightᵀ (+ bias)`` for (rows, ·) inputs, repeated ``steps`` times: weight packed
+    once when MKL can."""
+    if (
+        steps >= PACK_FROM_STEPS
+        and like.device.type == "cpu"
+        and like.dtype == torch.float32
+        and torch.backends.mkl.is_available()
+    ):
+        weight = weight.contiguous()
+        packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
+        return lambda m: torch.ops.mkl._mkl_linear(m, packed, weight, bias, rows)
+    if bias is not None:
+        return lambda m: torch.addmm(bias, m, weight.t())
+    return lambda m: m @ weight.t()
+
+
+class LSTMSequence(torch.autograd.Function):
+    """forward(x (T, B, I), h0 (B, H), c0 (B, H), weight_ih (4H, I), bias (4H,), weight_hh (4H, H),
+    keep (T, B, 1) | None, retain_graph) → (outputs (T, B, H), h_T (B, H), c_T (B, H)). Not twice
+    differentiable. outputs is a view of a saved buffer: torch refuses to modify it in place
+    (RuntimeError), so it cannot corrupt backward."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(
+        device_type="cuda", cast_inputs=torch.float32
+    )  # under bf16 autocast the recurrence stays float32
+    def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, keep, retain_graph):
+        T, B, I = x.shape
+        H = weight_hh.shape[1]
+        # the input GEMM for all steps, straight into the buffer each step then completes in place;
+        # the bias rides on the small per-step GEMM (free there) instead of a (T·B, 4H) broadcast copy
+        gates = torch.mm(x.reshape(T * B, I), weight_ih.t()).view(T, B, 4 * H)  # (T, B, 4H)
+        hs = x.new_empty(T + 1, B, H)  # (T+1, B, H) h_{-1}=h0, h_0 … h_{T-1} (after the mask)
+        cs = x.new_empty(T + 1, B, H)  # (T+1, B, H) c_{-1}=c0, c_0 … c_{T-1} (after the mask)
+        tanh_c = x.new_empty(T, B, H)  # (T, B, H) tanh(c') before the mask
+        hs[0].copy_(h0)
+        cs[0].copy_(c0)
+        h_times_w = recurrent_matmul(weight_hh, B, T, x, bias)  # h ↦ h W_hhᵀ + b  (B, 4H)
+        for t in range(T):
+            a = gates[t]  # (B, 4H) view into the buffer
+            a += h_times_w(hs[t])  # a = x_t W_ihᵀ + (h W_hhᵀ + b)
+            a[:, : 2 * H].sigmoid_()  # i = σ(a_i), f = σ(a_f)
+            a[:, 2 * H : 3 * H].tanh_()  # g = tanh(a_g)
+            a[:, 3 * H :].sigmoid_()  # o = σ(a_o)
+            i, f, g, o = a.split(H, dim=1)  # (B, H) views each
+            c_new, h_new = cs[t + 1], hs[t + 1]  # (B, H) views into the buffers
+            torch.mul(f, cs[t], out=c_new)  # c' = f ⊙ c ...
+            c_new.addcmul_(i, g)  #      ... + i ⊙ g
+            torch.tanh(c_new, out=tanh_c[t])  # tanh(c'), kept for backward
+            torch.mul(o, tanh_c[t], out=h_new)  # h' = o ⊙ tanh(c')
+            if keep is not None:
+                c_new.mul_(keep[t])  # c_t = k_t ⊙ c'   (reset at padding)
+                h_new.mul_(keep[t])  # h_t = k_t ⊙ h'
+        ctx.save_for_backward(x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep)
+        ctx.retain_graph, ctx.gates_overwritten = retain_graph, False
+        return hs[1:], hs[T].clone(), cs[T].clone()
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, dout, dh_T, dc_T):
+        r"""BPTT from t = T−1 down to 0 (see docs/bptt.md, LSTM), with the mask folded in:
+
+            dh' = k_t ⊙ (dout[t] + dh_{t+1→t})        dh_{t+1→t} = da_{t+1} W_hh  (dh_T at t = T−1)
+            dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
+            da_i = dc' ⊙ g ⊙ i(1−i)     da_f = dc' ⊙ c ⊙ f(1−f)
+            da_g = dc' ⊙ i ⊙ (1−g²)     da_o = dh' ⊙ tanh(c') ⊙ o(1−o)
+            dc_{t−1} = dc' ⊙ f,         dh_{t→t−1} = da W_hh
+
+        and then, summed over steps, each weight gradient is one GEMM:
+        dW_hh = Σ_t da_tᵀ h_{t−1}, dW_ih = Σ_t da_tᵀ x_t, db = Σ_t da_t, and dx_t = da_t W_ih.
+        Each "upstream ⊙ derivative" is one kernel: torch's own ``sigmoid_backward(u, y) = u ⊙ y(1−y)``
+        and ``tanh_backward(u, y) = u ⊙ (1−y²)``, which take the activation's output y. Writing
+        the result over y itself is safe: each element is read before it is written.
+        """
+        if (
+            ctx.gates_overwritten
+        ):  # (torch would refuse too, in less plain words: a saved tensor changed)
+            raise RuntimeError(
+                "lstm_sequence's backward overwrites its saved gates, so it runs once per "
+                "forward; call lstm_sequence with retain_graph=True to backpropagate twice"
+            )
+        x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep = ctx.saved_tensors
+        ctx.gates_overwritten = not ctx.retain_graph
+        T, B, H4 = gates.shape
+        H = H4 // 4
+        dh_times_w = recurrent_matmul(weight_hh.t(), B, T, dh_T)  # da ↦ da W_hh  (B, H)
+        # every step's gate gradients (T, B, 4H), written over the gates unless retain_graph
+        da = gates if not ctx.retain_graph else torch.empty_like(gates)
+        dh = torch.empty_like(dh_T)  # (B, H) dh' of the current step
+        dh_rec = dh_T  # (B, H) gradient reaching h_t from later
+        dc = dc_T.clone()  # (B, H) dc_t, then dc' of the current step
+        dc_prev = torch.empty_like(dc)  # (B, H) dc_{t−1}, then swapped with dc
+        tmp, tmp2 = torch.empty_like(dc), torch.empty_like(dc)  # (B, H) scratch
+        for t in range(T - 1, -1, -1):
+            i, f, g, o = gates[t].split(H, dim=1)  # (B, H) views each: activated gates
+            da_i, da_f, da_g, da_o = da[t].split(H, dim=1)  # (B, H) views each: their gradients
+            torch.add(dout[t], dh_rec, out=dh)  # dh' = dout[t] + dh_{t+1→t}
+            if keep is not None:
+                dh.mul_(keep[t])  # … ⊙ k_t
+                dc.mul_(keep[t])  # k_t ⊙ dc_t
+            tanh_backward(
+                torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp
+            )  # dh' ⊙ o ⊙ (1 − tanh²(c'))
+            dc.add_(tmp)  # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
+            sigmoid_backward(
+                torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o
+            )  # dh' ⊙ tanh(c') ⊙ o(1−o)
+            # each gate is read for the last time by the line that writes its gradient
+            torch.mul(dc, g, out=tmp)  # dc' ⊙ g, kept while g's gradient replaces g
+            tanh_backward(torch.mul(dc, i, out=tmp2), g, grad_input=da_g)  # dc' ⊙ i ⊙ (1−g²)
+            sigmoid_backward(tmp, i, grad_input=da_i)  # dc' ⊙ g ⊙ i(1−i)
+            torch.mul(dc, f, out=dc_prev)  # dc_{t−1} = dc' ⊙ f
+            sigmoid_backward(torch.mul(dc, cs[t], out=tmp), f, grad_input=da_f)  # dc' ⊙ c ⊙ f(1−f)
+            dc, dc_prev = dc_prev, dc
+            dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
+
+        da = da.view(T * B, H4)
+        needs = ctx.needs_input_grad
+        dx = (da @ weight_ih).view(T, B, -1) if needs[0] else None  # (T, B, I)
+        dw_ih = da.t() @ x.reshape(T * B, -1) if needs[3] else None  # (4H, T·B) @ (T·B, I)
+        db = da.sum(0) if needs[4] else None  # (4H,)
+        dw_hh = da.t() @ hs[:-1].reshape(T * B, H) if needs[5] else None  # (4H, T·B) @ (T·B, H)
+        return dx, dh_rec, dc, dw_ih, db, dw_hh, None, None
+
+
+def lstm_sequence(
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    weight_ih: torch.Tensor,
+    bias: torch.Tensor,
+    weight_hh: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    retain_graph: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One LSTM layer over a whole sequence; the same result as ``RecurrentLayer.forward``'s loop.
+
+    x (T, B, I), h0 and c0 (B, H), weight_ih (4H, I), bias = b_ih + b_hh (4H,), weight_hh
+    (4H, H), keep (T, B, 1) with 0 at padding (state reset) or None → outputs (T, B, H), h_T, c_T.
+    retain_graph=True: the backward may run more than once (it then needs one more buffer).
+    """
+    if keep is not None:
+        keep = keep.to(x.dtype)
+    return LSTMSequence.apply(x, h0, c0, weight_ih, bias, weight_hh, keep, retain_graph)

@@ -1,0 +1,298 @@
+"""The language model: embedding → custom-parameter LSTM (or GRU, RNN) → softmax over the vocabulary.
+
+Each recurrent layer declares its own ``nn.Parameter`` tensors in torch's layout (LSTM gates
+i, f, g, o; GRU gates r, z, n), so weights copy to and from ``torch.nn.LSTM``/``GRU``/``RNN`` and
+the equivalence tests can use torch's modules as independent oracles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poetry_lm.model.fused import lstm_sequence
+
+State = list[
+    tuple[torch.Tensor, ...]
+]  # per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
+CELLS = ("lstm", "gru", "rnn")
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 1
+    dropout: float = 0.1  # on the embeddings, between layers and before the output layer
+    softmax: str = "full"  # "full" or "adaptive" (torch's AdaptiveLogSoftmaxWithLoss)
+    cutoffs: list[int] = field(
+        default_factory=list
+    )  # adaptive clusters, in frequency-sorted indices
+    tie_weights: bool = False  # output layer shares the embedding matrix (full softmax only)
+    cell: str = "lstm"  # "lstm", "gru" or "rnn"
+    activation: str = "tanh"  # the plain RNN's nonlinearity: "tanh", "relu" or "sigmoid"
+
+    def __post_init__(self):
+        if self.softmax not in ("full", "adaptive"):
+            raise ValueError(f"softmax must be 'full' or 'adaptive', not {self.softmax!r}")
+        if self.softmax == "adaptive" and not self.cutoffs:
+            raise ValueError("an adaptive softmax needs cutoffs")
+        if self.tie_weights and self.softmax != "full":
+            raise ValueError("tied weights need the full softmax")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
+            )
+
+
+class RecurrentLayer(nn.Module):
+    """A recurrent layer with declared parameters in torch's layout, computed step by step.
+
+    ``gates`` blocks of H rows are stacked in ``weight_ih`` (G·H, I) and ``weight_hh`` (G·H, H),
+    so weights copy to and from ``torch.nn.RNN``/``GRU``/``LSTM`` unchanged. Subclasses say how
+    many gates there are and what one step computes (``cell``).
+    """
+
+    gates = 1
+    state_size = 1  # tensors in the state: 2 for an LSTM's (h, c)
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        G = self.gates
+        self.weight_ih = nn.Parameter(torch.empty(G * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(G * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(G * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(G * hidden_size))
+        bound = 1.0 / math.sqrt(
+            hidden_size
+        )  # keeps pre-activations O(1) at the start, as torch does
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def input_bias(self) -> torch.Tensor:
+        """The bias added to W_ih x: both biases, which an LSTM and an RNN only ever sum."""
+        return self.bias_ih + self.bias_hh
+
+    def recurrent_bias(self) -> torch.Tensor | None:
+        """The bias added to W_hh h (none: it is folded into ``input_bias``)."""
+        return None
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """W_ih x + input bias for all steps as one GEMM: (T, B, I) → (T, B, G·H)."""
+        return F.linear(x, self.weight_ih, self.input_bias())
+
+    def recurrent_gates(self, h: torch.Tensor) -> torch.Tensor:
+        """W_hh h + recurrent bias, the one product per step that cannot be batched over time: (B, H) → (B, G·H)."""
+        return F.linear(h, self.weight_hh, self.recurrent_bias())
+
+    def cell(
+        self, xw_t: torch.Tensor, hw_t: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """One step from the input and recurrent products (B, G·H) and the state → the new state."""
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...], keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x (T, B, I), state → outputs h_1..h_T (T, B, H), final state.
+
+        ``keep`` (T, B, 1) is 0 at padding: the state is reset to zero there, so a poem padded
+        in front is encoded exactly as if it started at step 0 with a zero state.
+        """
+        outputs = []
+        # unbind, not xw[t]: indexing under autograd makes backward much slower
+        for t, xw_t in enumerate(self.input_gates(x).unbind(0)):
+            state = self.cell(xw_t, self.recurrent_gates(state[0]), state)
+            if keep is not None:
+                state = tuple(s * keep[t] for s in state)
+            outputs.append(state[0])
+        return torch.stack(outputs), state
+
+
+class RNNLayer(RecurrentLayer):
+    r"""Elman RNN: :math:`h_t = \varphi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`."""
+
+    def __init__(self, input_size: int, hidden_size: int, activation: str = "tanh"):
+        super().__init__(input_size, hidden_size)
+        self.activation = ACTIVATIONS[activation]
+
+    def cell(self, xw_t, hw_t, state):
+        return (self.activation(xw_t + hw_t),)  # (B, H)
+
+
+class GRULayer(RecurrentLayer):
+    r"""GRU in torch's form (gates r, z, n):
+
+    .. math::
+        r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+    """
+
+    gates = 3
+
+    # b_hn sits inside r ⊙ (·), so each bias stays with its own product
+    def input_bias(self):
+        return self.bias_ih
+
+    def recurrent_bias(self):
+        return self.bias_hh
+
+    def cell(self, xw_t, hw_t, state):
+        (h,) = state
+        x_r, x_z, x_n = xw_t.chunk(3, dim=1)  # each (B, H)
+        h_r, h_z, h_n = hw_t.chunk(3, dim=1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return ((1 - z) * n + z * h,)
+
+
+class LSTMLayer(RecurrentLayer):
+    r"""LSTM (gates i, f, g, o):
+
+    .. math::
+        i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t)
+    """
+
+    gates = 4
+    state_size = 2
+
+    def forward(self, x, state, keep=None):
+        """As ``RecurrentLayer.forward``, but the input GEMM and the recurrence are one autograd
+        node with the hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster)."""
+        out, h, c = lstm_sequence(
+            x, *state, self.weight_ih, self.input_bias(), self.weight_hh, keep
+        )
+        return out, (h, c)
+
+    def cell(self, xw_t, hw_t, state):
+        h, c = state
+        gates = xw_t + hw_t  # (B, 4H)
+        # one σ over all four gates (g's is unused): at generation's batch of one, calls cost more than arithmetic
+        i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)
+        c = torch.addcmul(f * c, i, torch.tanh(gates.chunk(4, dim=1)[2]))
+        h = o * torch.tanh(c)
+        return h, c
+
+
+def make_layer(
+    cell: str, input_size: int, hidden_size: int, activation: str = "tanh"
+) -> RecurrentLayer:
+    if cell == "rnn":
+        return RNNLayer(input_size, hidden_size, activation)
+    return {"lstm": LSTMLayer, "gru": GRULayer}[cell](input_size, hidden_size)
+
+
+class StackedRNN(nn.Module):
+    """Stacked recurrent layers of one cell type with dropout between layers."""
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        activation: str = "tanh",
+    ):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.layers = nn.ModuleList(
+            make_layer(cell, input_size if k == 0 else hidden_size, hidden_size, activation)
+            for k in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def initial_state(self, batch: int, like: torch.Tensor) -> State:
+        zeros = like.new_zeros(batch, self.hidden_size)
+        return [(zeros,) * layer.state_size for layer in self.layers]
+
+    def forward(
+        self, x: torch.Tensor, state: State | None = None, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """x (T, B, I) → top layer's outputs (T, B, H) and the final state of every layer."""
+        state = state or self.initial_state(x.shape[1], x)
+        final = []
+        for k, layer in enumerate(self.layers):
+            if k > 0:
+                x = self.dropout(x)
+            x, layer_state = layer(x, state[k], keep)
+            final.append(layer_state)
+        return x, final
+
+
+class PoetryLM(nn.Module):
+    """Character language model: embedding → recurrent layers → (dropout) → softmax over the vocabulary."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        E, H, V = config.embed_dim, config.hidden_dim, config.vocab_size
+        self.embedding = nn.Embedding(V, E)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.rnn = StackedRNN(
+            config.cell, E, H, config.num_layers, config.dropout, config.activation
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        if config.softmax == "adaptive":
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, V, list(config.cutoffs), div_value=4.0)
+        else:
+            # tying needs the output layer's input to be E wide: project H → E first
+            self.projection = nn.Linear(H, E) if config.tie_weights and H != E else None
+            self.output = nn.Linear(E if config.tie_weights else H, V)
+            if config.tie_weights:
+                self.output.weight = self.embedding.weight
+
+    def forward(
+        self, tokens: torch.Tensor, state: State | None = None, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """tokens (T, B) → hidden features (T, B, H) for the output layer, and the state."""
+        x = self.dropout(self.embedding(tokens))  # (T, B, E)
+        hidden, state = self.rnn(x, state, keep)
+        return self.dropout(hidden), state
+
+    def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (N, H) → exact log-probabilities over the whole vocabulary (N, V)."""
+        if self.config.softmax == "adaptive":
+            return self.adaptive.log_prob(hidden)
+        if self.projection is not None:
+            hidden = self.projection(hidden)
+        return F.log_softmax(self.output(hidden), dim=-1)
+
+    def target_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """hidden (N, H), targets (N,) → negative log-likelihood of each target (N,), exact."""
+        if self.config.softmax == "adaptive":
+            return -self.adaptive(hidden, targets).output  # computes only the needed clusters
+        if self.projection is not None:
+            hidden = self.projection(hidden)
+        return F.cross_entropy(self.output(hidden), targets, reduction="none")
+
+    def sequence_nll(
+        self, tokens: torch.Tensor, pad: int, state: State | None = None
+    ) -> tuple[torch.Tensor, int, State]:
+        """tokens (T, B), padding anywhere → (summed NLL of every non-pad token after the
+        first position, number of such tokens, state after the last input). Padding is never
+        scored and never feeds the state; ``state`` continues a stream from its previous chunk."""
+        keep = (tokens != pad).unsqueeze(-1).to(self.embedding.weight.dtype)  # (T, B, 1)
+        hidden, state = self(tokens[:-1], state, keep=keep[:-1])
+        targets = tokens[1:]
+        scored = (targets != pad) & (
+            tokens[:-1] != pad
+        )  # (T-1, B): a real token after a real token
+        nll = self.target_nll(hidden[scored], targets[scored])
+        return nll.sum(), int(scored.sum()), state

@@ -1,0 +1,309 @@
+"""Rules a poem must obey, enforced while it is written: at every step, a mask of the characters
+each poem of a batch may take next.
+
+Structure (a form's line count and length, its ，/。 marks, acrostic heads, the end) is never
+relaxed. Tones, rhyme and no-repeat narrow the choice further; where together they leave a poem
+no candidate, they are dropped for that step in the order tones, rhyme, no-repeat, and the poem
+records it. The rhyme group and the tonal key (平起/仄起) are not fixed in advance: they start
+open and each rhyming or tonal character the model writes closes the options it does not fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
+from poetry_lm.text.corpus import is_ideograph, to_simplified
+from poetry_lm.text.vocab import SPECIALS, CharTable
+
+VERSE_ENDS = "，。？！；"  # a verse (句) ends at one of these
+FREE_VERSE_MAX = 12  # characters in a verse of a free acrostic poem before a verse end is due
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    lines: int
+    chars: int  # characters per line, the closing mark not counted
+
+
+FORMS = {
+    f.name: f
+    for f in (Form("五绝", 4, 5), Form("七绝", 4, 7), Form("五律", 8, 5), Form("七律", 8, 7))
+}
+ALIASES = {"wujue": "五绝", "qijue": "七绝", "wulv": "五律", "qilv": "七律"}
+
+
+def parse_form(name: str) -> Form:
+    """五绝/七绝/五律/七律, in either script, or wujue/qijue/wulv/qilv."""
+    key = ALIASES.get(name.lower(), to_simplified(name))
+    if key not in FORMS:
+        raise ValueError(f"unknown form {name!r}; choose one of {', '.join([*FORMS, *ALIASES])}")
+    return FORMS[key]
+
+
+def rhyme_lines(form: Form, rhyme_first: bool) -> list[int]:
+    """0-based lines whose last character rhymes: every second line, and the first if asked."""
+    return [i for i in range(form.lines) if i % 2 == 1 or (i == 0 and rhyme_first)]
+
+
+def tone_rule(form: Form, rhymed: list[int], line: int, col: int) -> tuple[int, int] | None:
+    """Tone (0 平, 1 仄) required at 0-based (line, col) for a poem in key 0 (平起: the second
+    character of line 1 is 平) and in key 1 (仄起), or None where the tone is free.
+
+    The 2nd, 4th and 6th characters alternate within a line; a couplet's second line is the
+    opposite of its first (对) and the next couplet's first line repeats it (粘), so line i's
+    key is flipped for i = 1, 2, 5, 6. The last character is 平 on a rhyming line, else 仄.
+    """
+    if col == form.chars - 1:
+        tone = 0 if line in rhymed else 1
+        return tone, tone
+    if col in (1, 3, 5) and col < form.chars:
+        flip = ((line + 1) // 2 + (col == 3)) % 2
+        return flip, 1 - flip
+    return None
+
+
+@dataclass(frozen=True)
+class Constraints:
+    form: Form | None = None
+    acrostic: str = ""  # line i begins with acrostic[i]; the line count follows it
+    rhyme: bool = False  # rhyming lines end in one 平 rhyme group
+    rhyme_first: bool = False  # the first line rhymes too
+    tones: bool = False  # 平仄 at the 2nd, 4th, 6th and last characters
+    no_repeat: bool = False  # no character twice in a poem (punctuation aside)
+
+    def __post_init__(self):
+        if self.form is None and (self.rhyme or self.rhyme_first or self.tones):
+            raise ValueError("rhyme and tones need a form (--form)")
+        if self.form and self.acrostic and len(self.acrostic) != self.form.lines:
+            raise ValueError(
+                f"a {self.form.name} has {self.form.lines} lines, so its acrostic needs "
+                f"{self.form.lines} characters, not {len(self.acrostic)}"
+            )
+
+
+class Choice:
+    """A choice each poem's own characters settle as it is written (its rhyme group, its tonal key):
+    ``open[b, k]`` says whether option k is still open to poem b."""
+
+    def __init__(self, batch: int, open_options: torch.Tensor):
+        self.open = open_options.expand(batch, -1).clone()
+
+    def allows(self, fits: torch.Tensor) -> torch.Tensor:
+        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit an open option."""
+        return (self.open.float() @ fits) > 0
+
+    def settle(self, fits: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Close the options each written token does not fit, unless it fits none (forced or backed off)."""
+        narrowed = self.open & (fits[:, tokens].T > 0)
+        self.open = torch.where(narrowed.any(1, keepdim=True), narrowed, self.open)
+
+
+@dataclass(frozen=True)
+class TokenMasks:
+    """(V,) or (K, V) masks over a vocabulary's tokens, the special tokens set only in ``end``:
+    boolean, but the fits are 0/1 floats, ready for ``Choice.allows``'s product (converting 30 × V
+    at each rhyme would cost more than the product)."""
+
+    end: torch.Tensor  # the end token alone
+    ordinary: torch.Tensor  # every character and mark
+    ideographs: torch.Tensor
+    verse_ends: torch.Tensor  # ，。？！；
+    marks: torch.Tensor  # (2, V): ， and 。
+    tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄
+    group_names: list[str]  # the 平 rhyme groups …
+    group_fits: torch.Tensor  # (groups, V): … and their characters
+    group_sizes: torch.Tensor  # (groups,)
+
+
+@lru_cache(maxsize=4)
+def token_masks(table: CharTable) -> TokenMasks:
+    """Classify a vocabulary once (a Python pass over V tokens), not at every generate call."""
+
+    def having(test) -> torch.Tensor:  # (V,) tokens that pass test
+        return torch.tensor([tok not in SPECIALS and test(tok) for tok in table.tokens])
+
+    groups = [g for g in rhyme_groups() if g.tone == PING]
+    group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()
+    return TokenMasks(
+        end=F.one_hot(torch.tensor(table.eos), len(table)).bool(),
+        ordinary=having(lambda tok: True),
+        ideographs=having(is_ideograph),
+        verse_ends=having(lambda tok: tok in VERSE_ENDS),
+        marks=torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")]),
+        tone_fits=torch.stack(
+            [having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]
+        ).float(),
+        group_names=[g.name for g in groups],
+        group_fits=group_fits,
+        group_sizes=group_fits.sum(1),
+    )
+
+
+class Rules:
+    """Per-step masks for a batch of poems under one set of constraints.
+
+    ``starts[b]`` (token ids) is forced as the beginning of poem b and must fit its form.
+    Without a form, a poem also ends after ``max_len`` tokens.
+    """
+
+    def __init__(self, table: CharTable, cons: Constraints, starts: list[list[int]], max_len: int):
+        B, V = len(starts), len(table)
+        self.table, self.cons, self.starts, self.max_len = table, cons, starts, max_len
+        self.t = 0  # tokens written by every poem so far
+        form = cons.form  # the most tokens a poem takes, its end included:
+        self.max_steps = form.lines * (form.chars + 1) + 1 if form else max_len
+        self.line = torch.zeros(B, dtype=torch.long)  # per poem: lines finished
+        self.col = torch.zeros(B, dtype=torch.long)  # characters in the current line
+        self.done = torch.zeros(B, dtype=torch.bool)
+        self.forced = False  # this step allows every poem one token (structure)
+        self.backoffs: list[list[str]] = [[] for _ in range(B)]
+
+        masks = token_masks(table)
+        self.eos = masks.end
+        self.ideographs = masks.ideographs
+        self.heads = F.one_hot(
+            torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V
+        ).bool()
+        if cons.form:  # a form: ideographs, then ，/。 by line
+            self.inner, self.ends, self.marks = masks.ideographs, masks.marks.any(0), masks.marks
+        else:  # free: anything; with an acrostic, the end only after it
+            self.inner = masks.ordinary | (self.eos & (not cons.acrostic))
+            self.ends = masks.verse_ends
+        self.used = torch.zeros(B, V, dtype=torch.bool)  # no-repeat: the ideographs each poem wrote
+        if cons.form:
+            self.rhymed = rhyme_lines(cons.form, cons.rhyme_first)
+            self.tone_fits = masks.tone_fits
+            self.keys = Choice(B, torch.ones(2, dtype=torch.bool))
+            self.group_names, self.group_fits = masks.group_names, masks.group_fits
+            # a group with fewer characters than the poem has rhymes is never chosen
+            self.groups = Choice(B, masks.group_sizes >= len(self.rhymed))
+        self.pending: list[tuple[Choice, torch.Tensor]] = []  # choices the next tokens settle
+
+    def place(self) -> tuple[int, int]:
+        """(line, column) of the next token, the same for every poem of a form: its lines are
+        form.chars characters and a mark, and a start text must fit them."""
+        return divmod(self.t, self.cons.form.chars + 1)
+
+    def structure(self) -> torch.Tensor:
+        """(B, V): what the poem's shape allows next (line length, closing marks, heads, start text, end).
+        Sets ``forced``: True when it allows every poem one token only, which no layer can widen."""
+        form, heads = self.cons.form, len(self.heads)
+        if form:  # every poem of a form is at the same place: one row serves all
+            line, col = self.place()
+            if line >= form.lines:
+                row = self.eos
+            elif heads and col == 0:
+                row = self.heads[line]
+            else:
+                row = self.marks[line % 2] if col >= form.chars else self.inner
+            mask = row.expand(
+                len(self.done), -1
+            )  # a view: copied only if a start text writes to it
+            self.forced = row is not self.inner  # the end, a line's head, its mark: one token each
+        else:  # free verse has a shape only under an acrostic
+            limit, lines = (FREE_VERSE_MAX, heads) if heads else (math.inf, math.inf)
+            mask = torch.where((self.col >= limit)[:, None], self.ends, self.inner)
+            if heads:
+                head = self.heads[self.line.clamp(max=heads - 1)]
+                mask = torch.where(((self.col == 0) & (self.line < heads))[:, None], head, mask)
+            mask = torch.where((self.done | (self.line >= lines))[:, None], self.eos, mask)
+            self.forced = False  # (not known without counting)
+        writing = [
+            b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]
+        ]
+        if writing:  # the start text is written as given
+            self.forced |= len(writing) == len(self.done)
+            mask = mask.clone()  # never into the shared rows it may view
+            for b in writing:
+                token = self.starts[b][self.t]
+                if not mask[b, token]:
+                    raise ValueError(
+                        f"the start text {self.table.decode(self.starts[b])!r} does not fit {form.name}"
+                    )
+                mask[b] = F.one_hot(torch.tensor(token), mask.shape[1]).bool()
+        return mask
+
+    def layers(self) -> list[tuple[str, torch.Tensor]]:
+        """The narrowing constraints at this step, in back-off order: (name, (B, V) mask)."""
+        cons, self.pending, layers = self.cons, [], []
+        if cons.form:
+            line, col = self.place()
+            rule = tone_rule(cons.form, self.rhymed, line, col) if line < cons.form.lines else None
+            if cons.tones and rule:
+                fits = self.tone_fits[list(rule)]
+                layers.append(("tones", self.keys.allows(fits)))
+                self.pending.append((self.keys, fits))
+            if cons.rhyme and line in self.rhymed and col == cons.form.chars - 1:
+                layers.append(("rhyme", self.groups.allows(self.group_fits)))
+                self.pending.append((self.groups, self.group_fits))
+        if cons.no_repeat:  # nor an acrostic head that a later line is due to begin with
+            later = torch.arange(len(self.heads))[None, :] > self.line[:, None]
+            layers.append(("no-repeat", ~(self.used | ((later.float() @ self.heads.float()) > 0))))
+        return layers
+
+    def allowed(self) -> torch.Tensor:
+        """(B, V) mask of the tokens each poem may write next: the structure, narrowed by the layers
+        that leave it a candidate."""
+        shape = self.structure()
+        layers = self.layers()
+        mask = shape
+        for _, layer in layers:
+            mask = mask & layer
+        for i, (name, _) in enumerate(layers):  # back off where nothing is left
+            stuck = ~mask.any(1)
+            if not stuck.any():
+                break
+            relaxed = shape
+            for _, layer in layers[i + 1 :]:
+                relaxed = relaxed & layer
+            mask = torch.where(stuck[:, None], relaxed, mask)
+            for b in stuck.nonzero().flatten().tolist():
+                self.backoffs[b].append(
+                    f"line {int(self.line[b]) + 1} character {int(self.col[b]) + 1}: "
+                    f"no candidate, dropped {name}"
+                )
+        return mask
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        """Record the tokens (B,) just written (ignored for finished poems)."""
+        live = ~self.done
+        for choice, fits in self.pending:
+            choice.settle(fits, tokens)
+        if self.cons.no_repeat:
+            self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
+        self.t += 1
+        if (
+            self.cons.form
+        ):  # every poem is at the same place, and all end on the last step, with the end token
+            line, col = self.place()
+            self.line.fill_(line), self.col.fill_(col)
+            self.done.fill_(self.t == self.max_steps)
+        else:
+            ends = live & self.ends[tokens]
+            self.line += ends
+            self.col = torch.where(ends, 0, self.col + live)
+            self.done |= live & (tokens == self.table.eos) | (self.t >= self.max_len)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Reorder the batch (beam search): poem b becomes the former poem index[b]."""
+        for name in ("line", "col", "done", "used"):
+            setattr(self, name, getattr(self, name)[index])
+        if self.cons.form:
+            self.keys.open, self.groups.open = self.keys.open[index], self.groups.open[index]
+        self.backoffs = [list(self.backoffs[i]) for i in index.tolist()]
+        self.starts = [self.starts[i] for i in index.tolist()]
+
+    def rhyme_of(self, b: int) -> list[str]:
+        """The rhyme groups poem b's rhymes all belong to (usually one)."""
+        if not self.cons.rhyme:
+            return []
+        return [
+            name for name, open_ in zip(self.group_names, self.groups.open[b].tolist()) if open_
+        ]

@@ -1,0 +1,1 @@
+"""Text: the corpus and its split, the vocabulary, batching for training."""

@@ -1,0 +1,160 @@
+"""The Tang poetry corpus: cleaning upstream poems, the shipped file, and the stable split.
+
+Upstream is the chinese-poetry collection (npm ``chinese-poetry@2.0.1``, MIT), whose
+``dist/quantangshi/poet.tang.*.json`` files hold ~57,600 poems in traditional script.
+``corpus/build.py`` runs :func:`clean_text` over them and writes ``corpus/tang.jsonl.xz``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from poetry_lm.paths import DEFAULT_CORPUS, missing_hint
+
+# Punctuation kept inside poems; everything else that is not a CJK ideograph rejects the poem.
+PUNCTUATION = "，。？！；：、"
+MIN_CHARS = 10  # fewer ideographs than a five-character couplet is a fragment, not a poem
+SPLITS = ("train", "valid", "test")
+
+# Editorial apparatus in the upstream text (see corpus/README.md).
+_NOTE = re.compile(
+    r"（[^（）]*）"
+)  # (一作「…」) variant readings and notes; nest, so strip innermost first
+_MARKER = re.compile(r"〖[^〖〗]*〗")  # 〖1〗 footnote markers
+_CORRECTED = re.compile(r"\[([^\[\]]*)\]")  # [X]: X is an editor's corrected character; keep X
+_LOST = re.compile(r"[{}□]")  # {…} describes a character without a code point, □ is a lost one
+
+
+class CorpusError(ValueError):
+    """A corpus or poem file that cannot be used, with a one-sentence reason."""
+
+
+@dataclass(frozen=True)
+class Poem:
+    id: str
+    author: str
+    title: str
+    text: str  # simplified script, ideographs and PUNCTUATION only
+
+
+def is_ideograph(ch: str) -> bool:
+    """True for a CJK ideograph in any block, the supplementary planes included (𬬻, 𫏐)."""
+    return unicodedata.name(ch, "").startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH")
+    )
+
+
+def is_poem_char(ch: str) -> bool:
+    return ch in PUNCTUATION or is_ideograph(ch)
+
+
+@lru_cache(maxsize=2)
+def _opencc(config: str):
+    import opencc  # imported lazily: only conversion needs it
+
+    return opencc.OpenCC(config)
+
+
+def to_simplified(text: str) -> str:
+    return _opencc("t2s").convert(text)
+
+
+def to_traditional(text: str) -> str:
+    return _opencc("s2t").convert(text)
+
+
+def strip_annotations(text: str) -> str | None:
+    """Remove editorial notes from a traditional-script poem; None if a character is lost."""
+    text = "".join(text.split())
+    while True:  # notes nest: （…〖1〗…（…）…）
+        stripped = _MARKER.sub("", _NOTE.sub("", text))
+        if stripped == text:
+            break
+        text = stripped
+    text = _CORRECTED.sub(r"\1", text)
+    return None if _LOST.search(text) else text
+
+
+def clean_text(traditional: str) -> str | None:
+    """Upstream poem text → simplified poem text, or None if the poem must be dropped."""
+    text = strip_annotations(traditional)
+    if text is None:
+        return None
+    text = to_simplified(text)
+    if not all(is_poem_char(ch) for ch in text):
+        return None
+    if sum(is_ideograph(ch) for ch in text) < MIN_CHARS:
+        return None
+    return text
+
+
+def split_of(poem_id: str) -> str:
+    """Stable split by id: md5(id) mod 10 → 0 test, 1 valid, 2–9 train."""
+    bucket = int(hashlib.md5(poem_id.encode("utf-8")).hexdigest(), 16) % 10
+    return "test" if bucket == 0 else "valid" if bucket == 1 else "train"
+
+
+def load_corpus(path: Path | str = DEFAULT_CORPUS) -> dict[str, list[Poem]]:
+    """Read the prepared corpus (JSON lines, xz-compressed) into {split: [Poem]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"corpus file {path} does not exist{missing_hint(Path(path))}")
+    splits: dict[str, list[Poem]] = {name: [] for name in SPLITS}
+    try:
+        with lzma.open(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                record = json.loads(line)
+                poem = Poem(record["id"], record["author"], record["title"], record["text"])
+                if not poem.text or not all(is_poem_char(ch) for ch in poem.text):
+                    raise CorpusError(
+                        f"corpus file {path} line {line_no} holds characters that are not poem text"
+                    )
+                splits[split_of(poem.id)].append(poem)
+    except (
+        lzma.LZMAError,
+        EOFError,
+        json.JSONDecodeError,
+        KeyError,
+        TypeError,
+        UnicodeDecodeError,
+    ) as err:
+        raise CorpusError(
+            f"corpus file {path} is not a valid xz-compressed JSON-lines corpus ({err})"
+        ) from None
+    return splits
+
+
+def read_poem_file(path: Path | str) -> list[str]:
+    """A UTF-8 file of poems, one per line, in either script → cleaned simplified poems.
+
+    Blank lines are skipped; a line that is not poem text is an error naming the line,
+    so that a perplexity is never silently computed over part of a file.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CorpusError(f"poem file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise CorpusError(f"poem file {path} is not UTF-8 text") from None
+    poems = []
+    for line_no, line in enumerate(lines, 1):
+        text = to_simplified("".join(line.split()))
+        if not text:
+            continue
+        bad = [ch for ch in text if not is_poem_char(ch)]
+        if bad:
+            raise CorpusError(
+                f"{path} line {line_no} holds {bad[0]!r}, which is not a Chinese character or poem punctuation"
+            )
+        poems.append(text)
+    if not poems:
+        raise CorpusError(f"poem file {path} holds no poems")
+    return poems

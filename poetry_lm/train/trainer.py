@@ -1,0 +1,365 @@
+"""The training loop: windows or poem streams → Adam/SGD steps → per-epoch validation → early stopping.
+
+Everything needed to continue lives in ``<out>/last.pt`` (weights, optimizer, epoch, the
+position inside the epoch, RNG state, history); the best model by validation perplexity is
+``<out>/best.pt``. Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from poetry_lm.evaluation.perplexity import perplexity
+from poetry_lm.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
+from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
+from poetry_lm.train import distributed
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/default"
+    corpus: str = str(DEFAULT_CORPUS)
+    seq_len: int = 65  # tokens per window or stream chunk (input = first 64, target = last 64)
+    seq_step: int = 32  # stride between windows of a long poem
+    batching: str = "windows"  # "windows" (front-padded, strided) or "streams" (whole poems end to end, carried state)
+    batch_size: int = 64
+    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9)
+    lr: float = 2e-3
+    lr_schedule: str = "constant"  # "constant" or "cosine" (over max_epochs, after warm-up)
+    warmup_steps: int = 200
+    clip: float = 1.0  # max global gradient norm
+    max_epochs: int = 20
+    patience: int = 2  # stop after this many epochs without a better validation perplexity
+    max_minutes: float | None = None  # training-time budget over all sessions of the run
+    save_every_minutes: float = 5.0
+    min_freq: int = 2
+    limit_poems: int | None = (
+        None  # use only the first N poems of each split (quick experiments, tests)
+    )
+    seed: int = 0
+    device: str = "cpu"  # "cpu" or "cuda"
+    bf16: bool = False  # bfloat16 autocast (CUDA)
+    model: dict = field(default_factory=dict)  # ModelConfig fields other than vocab_size
+
+
+class SequenceLoss(nn.Module):
+    """The model's summed sequence NLL as ``forward``, the call DistributedDataParallel hooks into."""
+
+    def __init__(self, model: PoetryLM, pad: int):
+        super().__init__()
+        self.model, self.pad = model, pad
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        return self.model.sequence_nll(tokens, self.pad, state)
+
+
+class Stop(Exception):
+    """Raised inside the epoch loop when the time budget is spent."""
+
+
+def adaptive_cutoffs(counts: list[int], shares=(0.80, 0.95)) -> list[int]:
+    """Cluster boundaries of a frequency-sorted vocabulary: the head covers the most frequent
+    tokens up to ``shares[0]`` of all train tokens, the next cluster up to ``shares[1]``."""
+    cumulative = np.cumsum(counts) / sum(counts)
+    cutoffs = sorted({int(np.searchsorted(cumulative, s)) + 1 for s in shares})
+    return [c for c in cutoffs if 0 < c < len(counts)]
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', not {cfg.optimizer!r}")
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "constant":
+        return cfg.lr * warm
+    progress = min(1.0, step / max(total_steps, 1))
+    return cfg.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        log: Callable[[str], None] = print,
+        limits: dict | None = None,
+    ):
+        self.ctx = distributed.init(cfg.device)
+        self.log = log if self.ctx.is_main else (lambda msg: None)
+        out = Path(cfg.out_dir)
+        self.last_path, self.best_path = out / "last.pt", out / "best.pt"
+        if resume:  # the run's own settings; only the limits given in ``limits`` change
+            ckpt = read_checkpoint(self.last_path)
+            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, **(limits or {})})
+        splits = load_corpus(cfg.corpus)
+        if cfg.limit_poems:
+            splits = {k: v[: cfg.limit_poems] for k, v in splits.items()}
+        self.texts = {k: [p.text for p in v] for k, v in splits.items()}
+        if resume:
+            self.vocab = ckpt["vocab"]
+            model_cfg = ModelConfig(**ckpt["config"])
+        else:
+            if self.last_path.exists():
+                raise CheckpointError(
+                    f"{self.last_path} exists: pass --resume to continue it or choose another --out"
+                )
+            fnlp_vocab = build_vocabulary(self.texts["train"], cfg.min_freq)
+            self.vocab = vocabulary_to_list(fnlp_vocab)
+            model_args = dict(cfg.model)
+            if model_args.get("softmax") == "adaptive" and not model_args.get("cutoffs"):
+                model_args["cutoffs"] = adaptive_cutoffs(
+                    [fnlp_vocab.word_count.get(tok, 0) for tok in self.vocab]
+                )
+            model_cfg = ModelConfig(vocab_size=len(self.vocab), **model_args)
+        cfg.device, cfg.bf16 = self.ctx.device.type, cfg.bf16 and self.ctx.device.type == "cuda"
+        self.cfg = cfg
+        self.table = CharTable(self.vocab)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        self.model = PoetryLM(model_cfg).to(self.ctx.device)
+        self.loss = self.ctx.wrap(
+            SequenceLoss(self.model, self.table.pad), find_unused=model_cfg.softmax == "adaptive"
+        )
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.progress = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "elapsed_s": 0.0,
+            "best_val_ppl": math.inf,
+            "bad_epochs": 0,
+        }
+        self.history: list[dict] = []
+        if resume:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.progress.update(ckpt["progress"])
+            self.history = ckpt["history"]
+            torch.set_rng_state(ckpt["rng"])
+        if self.ctx.world > 1:  # different dropout masks on each rank
+            torch.manual_seed(cfg.seed * 1009 + self.ctx.rank * 7919 + self.progress["global_step"])
+        if cfg.batching not in ("windows", "streams"):
+            raise ValueError(f"batching must be 'windows' or 'streams', not {cfg.batching!r}")
+        self.encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
+        if cfg.batching == "windows":
+            self.windows = make_windows(self.encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
+        self.steps_per_epoch = self.epoch_batches(0)[1]
+
+    def epoch_batches(self, epoch: int, start: int = 0):
+        """This epoch's shuffled (T, B) batches from step ``start`` on, and its number of steps."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, epoch])
+        if cfg.batching == "streams":
+            streams = make_streams(self.encoded, cfg.batch_size, self.table.pad, rng)
+            return stream_chunks(streams, cfg.seq_len, start), math.ceil(
+                (len(streams) - 1) / (cfg.seq_len - 1)
+            )
+        order = rng.permutation(len(self.windows))
+        return window_batches(self.windows, cfg.batch_size, order, start), math.ceil(
+            len(self.windows) / cfg.batch_size
+        )
+
+    # -- checkpoints ---------------------------------------------------------------
+    def save(self, path: Path, **extra) -> None:
+        if not self.ctx.is_main:
+            return
+        save_checkpoint(
+            path,
+            self.model,
+            self.vocab,
+            train=asdict(self.cfg),
+            progress=dict(self.progress),
+            history=list(self.history),
+            **extra,
+        )
+
+    def save_last(self) -> None:
+        self.save(self.last_path, optimizer=self.optimizer.state_dict(), rng=torch.get_rng_state())
+
+    # -- loop ----------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg, p = self.cfg, self.progress
+        n_params = sum(t.numel() for t in self.model.parameters())
+        self.log(
+            f"vocabulary {len(self.vocab)}, {len(self.encoded)} poems as {cfg.batching} of {cfg.seq_len}, "
+            f"{self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M parameters, "
+            f"{torch.get_num_threads()} thread(s) × {self.ctx.world} process(es) on {self.ctx.device}"
+        )
+        try:
+            while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
+                train_loss = self.train_epoch()
+                self.end_epoch(train_loss)
+        except Stop:
+            self.log(f"time budget of {cfg.max_minutes} min spent; validating what there is")
+            self.end_epoch(None, partial=True)
+        except KeyboardInterrupt:
+            self.save_last()
+            self.log(f"interrupted: saved {self.last_path}; continue with --resume")
+            raise
+        finally:
+            distributed.finish(self.ctx)
+        return self.finish() if self.ctx.is_main else {}
+
+    def train_epoch(self) -> float:
+        cfg, p = self.cfg, self.progress
+        from tqdm import tqdm
+
+        self.model.train()
+        batches, self.steps_per_epoch = self.epoch_batches(p["epoch"], p["step_in_epoch"])
+        total_steps = cfg.max_epochs * self.steps_per_epoch
+        bar = tqdm(
+            batches,
+            total=self.steps_per_epoch,
+            initial=p["step_in_epoch"],
+            desc=f"epoch {p['epoch'] + 1}",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not self.ctx.is_main,
+            mininterval=0.5 if sys.stderr.isatty() else 60,
+        )  # a log file gets a line a minute
+        loss_sum, loss_tokens = 0.0, 0
+        started, last_save = time.monotonic(), time.monotonic()
+        elapsed0, tokens_seen = p["elapsed_s"], 0
+        state = None  # streams carry it from chunk to chunk (restarting from zero after a resume)
+        for batch in bar:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, p["global_step"], total_steps)
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                nll, n, state = self.loss(self.ctx.shard(batch), state)
+            # truncated BPTT: the next chunk starts from this state but backpropagates no further
+            state = (
+                [tuple(s.detach() for s in layer) for layer in state]
+                if cfg.batching == "streams"
+                else None
+            )
+            now = time.monotonic()
+            over_budget = (
+                cfg.max_minutes is not None and elapsed0 + now - started > cfg.max_minutes * 60
+            )
+            # one collective: global token count and summed NLL, and whether any rank is out of time
+            total_nll, total_n, stop = self.ctx.all_sum(
+                [float(nll.detach()), n, float(over_budget)]
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            # DDP averages gradients over ranks; scaling by world/total makes that the global token mean
+            (nll * (self.ctx.world / total_n)).backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+            self.optimizer.step()
+            loss_sum, loss_tokens, tokens_seen = (
+                loss_sum + total_nll,
+                loss_tokens + total_n,
+                tokens_seen + total_n,
+            )
+            p["step_in_epoch"] += 1
+            p["global_step"] += 1
+            p["elapsed_s"] = elapsed0 + now - started
+            bar.set_postfix(
+                loss=f"{loss_sum / loss_tokens:.3f}",
+                tok_s=f"{tokens_seen / (now - started):.0f}",
+                refresh=False,
+            )
+            if now - last_save > cfg.save_every_minutes * 60:
+                self.save_last()
+                last_save = now
+            if stop:
+                self.epoch_loss = loss_sum / max(loss_tokens, 1)
+                self.tokens_per_s = tokens_seen / max(now - started, 1e-9)
+                raise Stop
+        bar.close()
+        self.tokens_per_s = tokens_seen / max(time.monotonic() - started, 1e-9)
+        return loss_sum / max(loss_tokens, 1)
+
+    def end_epoch(self, train_loss: float | None, partial: bool = False) -> None:
+        p = self.progress
+        if train_loss is None:
+            train_loss = self.epoch_loss
+        report = perplexity(self.model, self.table, self.texts["valid"])
+        p["epoch"] += 0 if partial else 1
+        record = {
+            "epoch": p["epoch"] + (p["step_in_epoch"] / self.steps_per_epoch if partial else 0),
+            "step": p["global_step"],
+            "elapsed_s": round(p["elapsed_s"], 1),
+            "train_loss": round(train_loss, 4),
+            "val_ppl": round(report.perplexity, 3),
+            "tokens_per_s": round(getattr(self, "tokens_per_s", 0.0), 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        self.history.append(record)
+        if not partial:
+            p["step_in_epoch"] = 0
+        improved = report.perplexity < p["best_val_ppl"]
+        if improved:
+            p["best_val_ppl"] = report.perplexity
+            p["bad_epochs"] = 0
+            self.save(self.best_path)
+        else:
+            p["bad_epochs"] += 1
+            if p["bad_epochs"] >= self.cfg.patience:
+                self.log(
+                    f"validation perplexity has not improved for {p['bad_epochs']} epochs: stopping early"
+                )
+        self.log(
+            f"epoch {record['epoch']:.2f}: train loss {train_loss:.4f}, valid ppl {report.perplexity:.2f}"
+            f"{' (best)' if improved else ''}, {record['elapsed_s'] / 60:.1f} min"
+        )
+        self.save_last()
+        self.write_metrics()
+
+    def finish(self) -> dict:
+        """The run's result. The test split is left alone: it is for the one model that ships,
+        scored once with ``python -m poetry_lm evaluate <out>/best.pt``."""
+        best = read_checkpoint(self.best_path)
+        result = {
+            "best_val_ppl": best["progress"]["best_val_ppl"],
+            "train_minutes": self.progress["elapsed_s"] / 60,
+        }
+        self.log(
+            f"best checkpoint {self.best_path}: valid ppl {result['best_val_ppl']:.2f} "
+            f"after {result['train_minutes']:.1f} min"
+        )
+        self.write_metrics(result)
+        return result
+
+    def write_metrics(self, result: dict | None = None) -> None:
+        if not self.ctx.is_main:
+            return
+        out = Path(self.cfg.out_dir)
+        metrics = {"train": asdict(self.cfg), "history": self.history, "result": result}
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
+        plot_history(self.history, out / "training.png")
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Train loss and validation perplexity per epoch, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    left.set(xlabel="epoch", ylabel="train loss (nats/token)", title="training loss")
+    right.plot(epochs, [h["val_ppl"] for h in history], marker="o", color="tab:orange")
+    right.set(xlabel="epoch", ylabel="perplexity", title="validation perplexity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,76 @@
+"""The model in models/ is the one README and models/README.md describe: it loads, it is trained,
+and it writes poems."""
+
+from pathlib import Path
+
+import torch
+
+from poetry_lm.cli.train import train_command
+from poetry_lm.decoding.generate import SampleOptions, generate
+from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.evaluation.perplexity import perplexity
+from poetry_lm.model.checkpoint import load_model, read_checkpoint
+from poetry_lm.prosody.forms import Constraints, parse_form
+from poetry_lm.text.corpus import load_corpus
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt"
+
+
+def test_shipped_model_is_small_self_contained_and_trained():
+    assert MODEL.stat().st_size <= 30 * 2**20
+    model, table, ckpt = load_model(MODEL)
+    assert "optimizer" not in ckpt  # a model to use, not a run to resume
+    assert len(table) == ckpt["config"]["vocab_size"] == 6868
+    # 300 test poems: an untrained model scores about the vocabulary size (6868)
+    poems = [p.text for p in load_corpus()["test"][:300]]
+    report = perplexity(model, table, poems)
+    assert report.perplexity < 130
+    as_generated = perplexity(model, table, poems, step=Stepper(model))
+    assert (
+        abs(as_generated.perplexity - report.perplexity) < 0.002 * report.perplexity
+    )  # int8 weights cost little
+
+
+def test_shipped_model_writes_a_seven_character_quatrain():
+    model, table, _ = load_model(MODEL)
+    poems = generate(
+        model,
+        table,
+        ["月"],
+        SampleOptions(temperature=0.8, top_p=0.95),
+        torch.Generator().manual_seed(0),
+        Constraints(form=parse_form("七绝"), rhyme=True),
+    )
+    lines = poems[0].lines
+    assert len(lines) == 4 and lines[0].startswith("月")
+    assert [len(line) for line in lines] == [8, 8, 8, 8] and lines[1][-1] == lines[3][-1] == "。"
+
+
+def test_train_py_defaults_are_the_shipped_recipe():
+    """So that `python train.py` trains the shipped model again."""
+    ckpt = read_checkpoint(MODEL)
+    defaults = {param.name: param.default for param in train_command.params}
+    for name in (
+        "batching",
+        "seq_len",
+        "seq_step",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "lr_schedule",
+        "clip",
+        "min_freq",
+        "max_epochs",
+        "patience",
+        "seed",
+    ):
+        assert ckpt["train"][name] == defaults[name], name
+    for option, field in (
+        ("cell", "cell"),
+        ("embed_dim", "embed_dim"),
+        ("hidden_dim", "hidden_dim"),
+        ("layers", "num_layers"),
+        ("dropout", "dropout"),
+        ("softmax", "softmax"),
+    ):
+        assert ckpt["config"][field] == defaults[option], option

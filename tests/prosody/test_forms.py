@@ -1,0 +1,338 @@
+"""Constrained decoding: forms, acrostics, rhyme, tones, no-repeat, best-of, beam, prime, scripts, score.
+
+Every generated poem is checked by ``check_poem`` below, written from the textbook rules and
+the rhyme table file, without the generator's own bookkeeping (``poetry_lm.prosody.forms``).
+"""
+
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.score import score_command
+from poetry_lm.decoding.generate import SampleOptions, generate
+from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.evaluation.perplexity import perplexity
+from poetry_lm.model.checkpoint import load_model
+from poetry_lm.prosody.forms import Constraints, Rules, parse_form, token_masks
+from poetry_lm.prosody.rhyme import TABLE_PATH
+from poetry_lm.text.corpus import is_ideograph, to_traditional
+from poetry_lm.text.vocab import SPECIALS, CharTable
+
+SHAPES = {"五绝": (4, 5), "七绝": (4, 7), "五律": (8, 5), "七律": (8, 7)}
+# 五言绝句 tonal patterns as textbooks print them, one per key; the first line's rhyming variant apart
+PATTERNS_5 = [
+    ["平平平仄仄", "仄仄仄平平", "仄仄平平仄", "平平仄仄平"],
+    ["仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平"],
+]
+RHYMING_FIRST_5 = ["平平仄仄平", "仄仄仄平平"]
+
+
+def read_table():
+    """Rhyme groups {name: chars} of the level tone and each character's tones, from the table file."""
+    groups, tones = {}, {}
+    for row in TABLE_PATH.read_text(encoding="utf-8").splitlines():
+        if row.startswith("#"):
+            continue
+        name, tone, chars = row.split("\t")
+        if tone == "平":
+            groups[name] = set(chars)
+        for ch in chars:
+            tones.setdefault(ch, set()).add(tone)
+    return groups, tones
+
+
+LEVEL_GROUPS, TONES = read_table()
+
+
+def expected_patterns(form, rhyme_first):
+    """The two admissible tone patterns (one string per line) of a form."""
+    lines, chars = SHAPES[form]
+    patterns = []
+    for key, quatrain in enumerate(PATTERNS_5):
+        five = [RHYMING_FIRST_5[key] if rhyme_first else quatrain[0], *quatrain[1:]]
+        five += quatrain if lines == 8 else []  # a 律诗's second half repeats the quatrain
+        patterns.append(
+            [("仄仄" if p[0] == "平" else "平平") + p if chars == 7 else p for p in five]
+        )
+    return patterns
+
+
+def check_poem(
+    text, form, acrostic="", rhyme=True, rhyme_first=False, tones=False, no_repeat=False
+):
+    lines_n, chars = SHAPES[form]
+    lines = [text[i : i + chars + 1] for i in range(0, len(text), chars + 1)]
+    assert len(text) == lines_n * (chars + 1) and len(lines) == lines_n, text
+    for i, line in enumerate(lines):
+        assert all(is_ideograph(ch) for ch in line[:-1]), text
+        assert line[-1] == ("，" if i % 2 == 0 else "。"), text
+        if acrostic:
+            assert line[0] == acrostic[i], text
+    if rhyme:
+        ends = [line[-2] for i, line in enumerate(lines) if i % 2 == 1 or (i == 0 and rhyme_first)]
+        assert any(set(ends) <= chars_ for chars_ in LEVEL_GROUPS.values()), (text, ends)
+    if tones:
+        checked = [p - 1 for p in (2, 4, 6, chars) if p <= chars]
+        assert any(
+            all(
+                pattern[i][k] in TONES.get(line[k], ())
+                for i, line in enumerate(lines)
+                for k in checked
+            )
+            for pattern in expected_patterns(form, rhyme_first)
+        ), text
+    if no_repeat:
+        body = [ch for ch in text if ch not in "，。"]
+        assert len(body) == len(set(body)), text
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_run):
+    model, table, _ = load_model(tiny_run / "best.pt")
+    return model, table
+
+
+def invoke(command, *args):
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("form", list(SHAPES))
+def test_every_poem_obeys_form_acrostic_rhyme_and_tones(tiny, form):
+    """4 forms × 4 settings × 13 poems = 208 poems, each with its own random seed stream."""
+    model, table = tiny
+    rng = random.Random(form)
+    ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
+    lines = SHAPES[form][0]
+    settings = [
+        dict(),
+        dict(tones=True, rhyme_first=True, no_repeat=True),
+        dict(acrostic="".join(rng.sample(ideographs, lines)), tones=True),
+        dict(acrostic="".join(rng.sample(ideographs, lines)), no_repeat=True, rhyme_first=True),
+    ]
+    decoders = [
+        SampleOptions(temperature=1.0),
+        SampleOptions(best_of=3, top_p=0.9),
+        SampleOptions(beam=2),
+        SampleOptions(top_k=50),
+    ]
+    for setting, opts in zip(settings, decoders):
+        cons = Constraints(parse_form(form), rhyme=True, **setting)
+        poems = generate(
+            model, table, [""] * 13, opts, torch.Generator().manual_seed(rng.randrange(2**31)), cons
+        )
+        for poem in poems:
+            check_poem(poem.text, form, **setting)
+            assert not poem.backoffs and len(poem.logprobs) == len(poem.text)
+            second_end = poem.text[2 * SHAPES[form][1]]  # the last character of line 2
+            assert poem.rhyme and all(second_end in LEVEL_GROUPS[group] for group in poem.rhyme)
+
+
+def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
+    """Before a forced mark, end or acrostic head the step may skip the clusters (when the token
+    is in the shortlist): poems, log-probabilities and scores are those of scoring every token."""
+    model, table = tiny
+    skipped = []
+
+    class Counting(Stepper):
+        def __call__(self, tokens, state=None, only_shortlist=False):
+            skipped.append(only_shortlist)
+            return super().__call__(tokens, state, only_shortlist)
+
+    class EveryCluster(Stepper):
+        def __call__(self, tokens, state=None, only_shortlist=False):
+            return super().__call__(tokens, state)
+
+    ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
+    heads = (
+        ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]
+    )  # frequent and rare: in and past the shortlist
+    for opts in (SampleOptions(best_of=2), SampleOptions(beam=3)):
+        for cons, starts in [
+            (Constraints(parse_form("七绝"), rhyme=True), ["", ideographs[5]]),
+            (Constraints(parse_form("五绝"), acrostic=heads, tones=True), [""]),
+        ]:
+            fast, slow = (
+                generate(
+                    model,
+                    table,
+                    starts,
+                    opts,
+                    torch.Generator().manual_seed(0),
+                    cons,
+                    step(model, int8=False),
+                )
+                for step in (Counting, EveryCluster)
+            )
+            assert fast == slow
+    assert Stepper(model).shortlist < len(table) and 0 < sum(skipped) < len(skipped)
+
+
+@pytest.mark.parametrize("best_of", [1, 3])
+def test_a_start_text_begins_the_poem_and_leaves_the_shared_masks_alone(tiny, best_of):
+    model, table = tiny
+    masks = token_masks(table)
+    before = [masks.ideographs.clone(), masks.marks.clone(), masks.end.clone()]
+    first, second = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)][:2]
+    for seed in range(3):
+        (poem,) = generate(
+            model,
+            table,
+            [first + second],
+            SampleOptions(best_of=best_of),
+            torch.Generator().manual_seed(seed),
+            Constraints(parse_form("五绝"), rhyme=True),
+        )
+        check_poem(poem.text, "五绝")
+        assert poem.text.startswith(first + second)
+    assert all(
+        torch.equal(now, then)
+        for now, then in zip([masks.ideographs, masks.marks, masks.end], before)
+    )
+
+
+def test_free_acrostic_and_no_rhyme(tiny):
+    model, table = tiny
+    for seed in range(4):
+        (poem,) = generate(
+            model,
+            table,
+            [""],
+            SampleOptions(),
+            torch.Generator().manual_seed(seed),
+            Constraints(acrostic="春夏秋冬山"),
+        )
+        assert [v[0] for v in poem.lines] == list("春夏秋冬山"), poem.text
+        assert all(v[-1] in "，。？！；" for v in poem.lines), poem.text
+    poems = generate(
+        model,
+        table,
+        [""] * 5,
+        SampleOptions(),
+        torch.Generator().manual_seed(1),
+        Constraints(parse_form("wulv")),
+    )
+    for poem in poems:
+        check_poem(poem.text, "五律", rhyme=False)
+        assert poem.rhyme == []
+
+
+def test_best_of_keeps_the_likeliest_candidate_and_beam_1_is_greedy(tiny):
+    model, table = tiny
+    cons = Constraints(parse_form("七绝"), rhyme=True)
+    candidates = generate(
+        model, table, [""] * 4, SampleOptions(), torch.Generator().manual_seed(5), cons
+    )
+    (best,) = generate(
+        model, table, [""], SampleOptions(best_of=4), torch.Generator().manual_seed(5), cons
+    )
+    assert best.text == max(candidates, key=lambda p: p.score).text
+    greedy = generate(model, table, [""], SampleOptions(greedy=True), None, cons)
+    assert generate(model, table, [""], SampleOptions(beam=1), None, cons)[0].text == greedy[0].text
+
+
+def test_back_off_drops_tones_then_rhyme_and_says_where():
+    table = CharTable(
+        [*SPECIALS, "，", "。", *"东同铜桐童"]
+    )  # only level-tone characters of one group
+    rules = Rules(table, Constraints(parse_form("五绝"), rhyme=True, tones=True), [[]], 128)
+    while not rules.done.all():
+        rules.advance(rules.allowed().float().argmax(1))
+    assert rules.backoffs[0] and all(event.endswith("dropped tones") for event in rules.backoffs[0])
+    assert (
+        "line 1 character 2: no candidate, dropped tones" in rules.backoffs[0]
+        or "line 1 character 4: no candidate, dropped tones" in rules.backoffs[0]
+    )
+    oblique = CharTable([*SPECIALS, "，", "。", *"鸟草月"])  # nothing to rhyme with at all
+    rules = Rules(oblique, Constraints(parse_form("五绝"), rhyme=True, tones=True), [[]], 128)
+    while not rules.done.all():
+        rules.advance(rules.allowed().float().argmax(1))
+    assert "line 2 character 5: no candidate, dropped tones" in rules.backoffs[0]
+    assert (
+        rules.backoffs[0][
+            rules.backoffs[0].index("line 2 character 5: no candidate, dropped tones") + 1
+        ]
+        == "line 2 character 5: no candidate, dropped rhyme"
+    )
+
+
+def test_cli_json_traditional_prime_and_verbose(tiny_run):
+    model = tiny_run / "best.pt"
+    args = ["--model", model, "--form", "wujue", "--acrostic", "東南西北", "--seed", 3]
+    plain = invoke(generate_command, *args, "--format", "json")
+    assert plain.exit_code == 0, plain.output
+    record = json.loads(plain.output)
+    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs"}
+    assert record["form"] == "五绝" and len(record["logprobs"]) == len(record["text"]) == 24
+    assert "".join(record["lines"]) == record["text"] and [v[0] for v in record["lines"]] == list(
+        "东南西北"
+    )
+    assert record["rhyme"] and all(lp <= 0 for lp in record["logprobs"])
+    check_poem(record["text"], "五绝", acrostic="东南西北")
+    traditional = invoke(generate_command, *args, "--script", "traditional")
+    assert traditional.output.strip().split("\n") == [to_traditional(v) for v in record["lines"]]
+    assert [v[0] for v in traditional.output.split("\n")[:4]] == list("東南西北")
+    primed = invoke(generate_command, *args, "--prime", "白日依山尽。")
+    assert (
+        primed.exit_code == 0
+        and primed.output != traditional.output
+        and "白日依山尽" not in primed.output
+    )
+    verbose = invoke(
+        generate_command,
+        "--model",
+        model,
+        "--form",
+        "五绝",
+        "--acrostic",
+        "春春春春",
+        "--no-repeat",
+        "--seed",
+        1,
+        "-v",
+    )
+    assert verbose.exit_code == 0 and "poem 1: mean log-probability" in verbose.output
+    assert "line 2 character 1: no candidate, dropped no-repeat" in verbose.output
+
+
+def test_cli_errors(tiny_run):
+    model = tiny_run / "best.pt"
+    unknown = invoke(generate_command, "--model", model, "--form", "五绝", "--acrostic", "春ω秋冬")
+    assert unknown.exit_code == 1 and "does not know the character 'ω'" in unknown.output
+    for args, message in [
+        (["--form", "五绝", "--acrostic", "春夏"], "needs 4 characters"),
+        (["--tones"], "need a form"),
+        (["--form", "五绝", "--start", "春，"], "does not fit 五绝"),
+        (["春", "--acrostic", "春夏"], "give no start text"),
+    ]:
+        result = invoke(generate_command, "--model", model, *args)
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert invoke(generate_command, "--model", model, "--form", "sonnet").exit_code == 2
+    assert invoke(generate_command, "--model", model, "--beam", 2, "--best-of", 2).exit_code == 2
+
+
+def test_score_reports_surprisal_perplexity_and_the_most_surprising(tiny_run, tiny):
+    model, table = tiny
+    poem = "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"
+    result = invoke(score_command, "--model", tiny_run / "best.pt", "--top", 3, poem)
+    assert result.exit_code == 0, result.output
+    assert (
+        "perplexity" in result.output
+        and "most surprising" in result.output
+        and "<eos>" in result.output
+    )
+    record = json.loads(
+        invoke(score_command, "--model", tiny_run / "best.pt", "--format", "json", poem).output
+    )
+    simplified = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+    report = perplexity(model, table, [simplified])
+    assert record["text"] == simplified and record["tokens"] == report.tokens == len(simplified) + 1
+    assert record["perplexity"] == pytest.approx(report.perplexity, rel=1e-3)
+    assert sum(nats for _, nats in record["per_token"]) == pytest.approx(
+        record["surprisal"], abs=0.05
+    )
+    assert record["most_surprising"][0][1] == max(nats for _, nats in record["per_token"])
+    assert invoke(score_command, "--model", tiny_run / "best.pt").exit_code == 2
