@@ -1,11 +1,15 @@
-"""What every command shares: user errors as one sentence, thread settings, common options.
+"""What every command shares: user errors as one sentence, the rules for numbers, seeds and
+text given on the command line, writing to standard output, thread settings, common options.
 
-Errors a user can cause end in one sentence on stderr and exit status 1 or 2, never a traceback.
+Errors a user can cause end in one sentence on stderr and exit status 2 (usage: a value on
+the command line) or 1 (anything else: a file, a checkpoint, a full disk), never a traceback.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 
 import click
 
@@ -32,10 +36,136 @@ def run_or_exit(fn, *args, **kwargs):
         raise click.ClickException(str(err)) from None
 
 
+# -- numbers -----------------------------------------------------------------------------------
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and ±inf (which pass its comparisons)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = click.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+# One seed rule for every command: an integer from 0 to 2**32 - 1 (what numpy and torch both take).
+SEED = click.IntRange(0, 2**32 - 1)
+
+
+def seed_option(default: int | None, help: str):
+    return click.option(
+        "--seed", type=SEED, default=default, show_default=default is not None, help=help
+    )
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+
+def argument_text(value: str) -> str:
+    """A command-line string as the UTF-8 text it was typed in.
+
+    Python decodes ``argv`` with the locale's encoding and keeps undecodable bytes as lone
+    surrogates; under ``LC_ALL=C`` that makes 月 three surrogates. The bytes are recovered and
+    read as UTF-8; bytes that are not UTF-8 (a cut character, GBK) raise ValueError.
+    """
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode(sys.getfilesystemencoding(), "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{raw!r} is not UTF-8 text") from None
+
+
+class Text(click.ParamType):
+    """A string option or argument, repaired by :func:`argument_text`; bad bytes are a usage error."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return argument_text(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+TEXT = Text()
+
+
+def poem_text(value: str, known, param_hint: str, what: str) -> str:
+    """A user's text under the one rule of :mod:`poetry_lm.text.normalise`; a usage error if not."""
+    from poetry_lm.text.normalise import PoemTextError, read_poem
+
+    try:
+        return read_poem(value, known, what)
+    except PoemTextError as err:
+        raise click.BadParameter(str(err), param_hint=param_hint) from None
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def setup_streams() -> None:
+    """Make stdout and stderr able to write Chinese where nothing chose their encoding.
+
+    Under ``LC_ALL=C`` Python picks ASCII; a user who set ``PYTHONIOENCODING`` chose theirs, and
+    a character it cannot encode is then reported by :func:`emit`.
+    """
+    if os.environ.get("PYTHONIOENCODING"):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            try:
+                "月".encode(stream.encoding)
+            except (UnicodeEncodeError, LookupError):
+                stream.reconfigure(encoding="utf-8")
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush cannot fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def emit(text: str) -> None:
+    """Write a line to standard output now (not at exit); a write that fails is one clear
+    sentence and exit status 1: a closed or full output, a reader gone, an encoding that lacks
+    a character."""
+    stream = sys.stdout
+    if stream is None:  # ``>&-``: Python found no file descriptor 1
+        raise click.ClickException("standard output is closed; nothing can be written")
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except UnicodeEncodeError as err:
+        raise click.ClickException(
+            f"standard output's encoding ({stream.encoding}) cannot write "
+            f"{err.object[err.start : err.end]!r}; set PYTHONIOENCODING=utf-8"
+        ) from None
+    except BrokenPipeError:
+        _silence_stdout()
+        raise click.ClickException("standard output was closed by its reader") from None
+    except OSError as err:
+        _silence_stdout()
+        raise click.ClickException(
+            f"cannot write to standard output ({err.strerror or err})"
+        ) from None
+
+
+# -- options -------------------------------------------------------------------------------------
+
 model_option = click.option(
     "--model",
     "checkpoint",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=str(SHIPPED_MODEL),
     show_default="models/poetry_lm.pt",
     help="The checkpoint to use.",
@@ -50,9 +180,12 @@ threads_option = click.option(
 
 
 def form_option(ctx, param, value):
+    """--form: None when not given; any given value, the empty one included, must name a form."""
     from poetry_lm.prosody.forms import parse_form
 
+    if value is None:
+        return None
     try:
-        return parse_form(value) if value else None
+        return parse_form(argument_text(value))
     except ValueError as err:
         raise click.BadParameter(str(err)) from None

@@ -111,7 +111,13 @@ def load_corpus(path: Path | str = DEFAULT_CORPUS) -> dict[str, list[Poem]]:
         with lzma.open(path, "rt", encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
                 record = json.loads(line)
-                poem = Poem(record["id"], record["author"], record["title"], record["text"])
+                fields = [record["id"], record["author"], record["title"], record["text"]]
+                if not all(isinstance(value, str) for value in fields):
+                    raise CorpusError(
+                        f"corpus file {path} line {line_no}: id, author, title and text must be "
+                        "strings"
+                    )
+                poem = Poem(*fields)
                 if not poem.text or not all(is_poem_char(ch) for ch in poem.text):
                     raise CorpusError(
                         f"corpus file {path} line {line_no} holds characters that are not poem text"
@@ -129,32 +135,3 @@ def load_corpus(path: Path | str = DEFAULT_CORPUS) -> dict[str, list[Poem]]:
             f"corpus file {path} is not a valid xz-compressed JSON-lines corpus ({err})"
         ) from None
     return splits
-
-
-def read_poem_file(path: Path | str) -> list[str]:
-    """A UTF-8 file of poems, one per line, in either script → cleaned simplified poems.
-
-    Blank lines are skipped; a line that is not poem text is an error naming the line,
-    so that a perplexity is never silently computed over part of a file.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise CorpusError(f"poem file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise CorpusError(f"poem file {path} is not UTF-8 text") from None
-    poems = []
-    for line_no, line in enumerate(lines, 1):
-        text = to_simplified("".join(line.split()))
-        if not text:
-            continue
-        bad = [ch for ch in text if not is_poem_char(ch)]
-        if bad:
-            raise CorpusError(
-                f"{path} line {line_no} holds {bad[0]!r}, which is not a Chinese character or poem punctuation"
-            )
-        poems.append(text)
-    if not poems:
-        raise CorpusError(f"poem file {path} holds no poems")
-    return poems

@@ -9,10 +9,10 @@ from poetry_lm.text.corpus import (
     clean_text,
     is_ideograph,
     load_corpus,
-    read_poem_file,
     split_of,
     strip_annotations,
 )
+from poetry_lm.text.normalise import read_poem_file
 
 
 def test_notes_markers_and_corrections_are_removed():

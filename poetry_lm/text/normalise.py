@@ -1,0 +1,99 @@
+"""One rule for the poem text a user gives, whatever the command (generate, score, evaluate).
+
+Every command reads a user's text the same way, so the same text is accepted or refused the
+same way everywhere:
+
+1. a byte-order mark (U+FEFF) and all whitespace are dropped;
+2. the half-width marks ``, . ? ! ; :`` become the full-width ``，。？！；：`` the corpus uses;
+3. a character the model does not know is converted to simplified script (OpenCC ``t2s``); a
+   character it knows is kept as it is, so 乾, 於, 徵 stay themselves and are not read as 干,
+   于, 征;
+4. what is left must be poem text: Chinese characters and ``，。？！；：、``, beginning with a
+   character (a poem, a start text or a verse never begins with a mark), and at most
+   :data:`MAX_TEXT_CHARS` long.
+
+Errors are :class:`PoemTextError`, one sentence naming the text and the offending character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from pathlib import Path
+
+from poetry_lm.text.corpus import CorpusError, is_ideograph, is_poem_char, to_simplified
+
+BOM = "\ufeff"
+HALF_WIDTH = str.maketrans(",.?!;:", "，。？！；：")
+# The longest poem of the corpus has 2,980 characters: a text longer than this is not a poem,
+# and the bound keeps the work (and memory) of one poem bounded.
+MAX_TEXT_CHARS = 4000
+
+
+class PoemTextError(CorpusError):
+    """Text given by a user that is not poem text, with a one-sentence reason."""
+
+
+def simplify_unknown(text: str, known: Container[str] | None = None) -> str:
+    """Convert to simplified script the characters not in ``known`` (every one if None)."""
+    if known is None:
+        return to_simplified(text)
+    return "".join(ch if ch in known else to_simplified(ch) for ch in text)
+
+
+def normalise(text: str, known: Container[str] | None = None) -> str:
+    """Steps 1–3 of the module's rule: no BOM or whitespace, full-width marks, simplified script
+    for what ``known`` (a vocabulary's tokens) lacks."""
+    text = "".join(text.replace(BOM, "").split()).translate(HALF_WIDTH)
+    return simplify_unknown(text, known)
+
+
+def check_poem_text(text: str, what: str = "poem") -> str:
+    """Step 4: raise :class:`PoemTextError` unless ``text`` is poem text that begins with a
+    character; returns ``text``. An empty text passes (callers decide whether one is allowed)."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise PoemTextError(
+            f"the {what} has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted"
+        )
+    bad = next((ch for ch in text if not is_poem_char(ch)), None)
+    if bad is not None:
+        raise PoemTextError(
+            f"the {what} {text[:20]!r} holds {bad!r}, which is not a Chinese character or poem "
+            "punctuation"
+        )
+    if text and not is_ideograph(text[0]):
+        raise PoemTextError(f"the {what} {text[:20]!r} begins with {text[0]!r}, not a character")
+    return text
+
+
+def read_poem(text: str, known: Container[str] | None = None, what: str = "poem") -> str:
+    """A user's text → normalised poem text (the whole rule), or :class:`PoemTextError`."""
+    return check_poem_text(normalise(text, known), what)
+
+
+def read_poem_file(path: Path | str, known: Container[str] | None = None) -> list[str]:
+    """A UTF-8 file of poems, one per line, in either script → poems read by :func:`read_poem`.
+
+    Blank lines are skipped; a line that is not poem text is an error naming the line, so that a
+    perplexity is never silently computed over part of a file. Raises :class:`PoemTextError`.
+    """
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:
+            lines = list(f)
+    except FileNotFoundError:
+        raise PoemTextError(f"poem file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise PoemTextError(f"poem file {path} is not UTF-8 text") from None
+    except OSError as err:
+        raise PoemTextError(f"poem file {path} cannot be read ({err.strerror})") from None
+    poems = []
+    for line_no, line in enumerate(lines, 1):
+        try:
+            text = read_poem(line, known)
+        except PoemTextError as err:
+            raise PoemTextError(f"{path} line {line_no}: {err}") from None
+        if text:
+            poems.append(text)
+    if not poems:
+        raise PoemTextError(f"poem file {path} holds no poems")
+    return poems
