@@ -45,7 +45,7 @@ class FiniteFloatRange(click.FloatRange):
     name = "finite float range"
 
     def convert(self, value, param, ctx):
-        number = click.FloatParamType.convert(self, value, param, ctx)
+        number = click.types.FloatParamType.convert(self, value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)

@@ -6,14 +6,35 @@ import json
 
 import click
 
-from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_threads, threads_option
+from poetry_lm.cli.common import (
+    TEXT,
+    FiniteFloatRange,
+    emit,
+    form_option,
+    model_option,
+    poem_text,
+    run_or_exit,
+    seed_option,
+    set_threads,
+    setup_streams,
+    threads_option,
+)
+
+# Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
+# written as each batch is done, so memory stays bounded whatever -n and the start count ask.
+MAX_ROWS = 256
+# Below this temperature sampling is --greedy: every weight but the likeliest's is
+# exp(-gap / T), under e^-100 for any gap over 1e-4 nats; dividing by a smaller T overflows.
+GREEDY_TEMPERATURE = 1e-6
+MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 precision
 
 
 @click.command("generate")
-@click.argument("chars", required=False, default="")
+@click.argument("chars", type=TEXT, required=False, default="")
 @click.option(
     "--start",
     "start_texts",
+    type=TEXT,
     multiple=True,
     help="A start text for one poem (repeatable); CHARS gives one poem per character.",
 )
@@ -32,7 +53,9 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     default=None,
     help="五绝, 七绝, 五律 or 七律 (wujue, qijue, wulv, qilv): 4 or 8 lines of 5 or 7 characters.",
 )
-@click.option("--acrostic", default="", help="Line i begins with the i-th character (藏头诗).")
+@click.option(
+    "--acrostic", type=TEXT, default="", help="Line i begins with the i-th character (藏头诗)."
+)
 @click.option(
     "--rhyme/--no-rhyme",
     default=None,
@@ -60,17 +83,22 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
 )
 @click.option(
     "--prime",
+    type=TEXT,
     default="",
     help="Read this first, as earlier verses of the poem, without printing it.",
 )
 @click.option(
-    "--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True
+    "--temperature",
+    type=FiniteFloatRange(0, MAX_TEMPERATURE, min_open=True),
+    default=0.8,
+    show_default=True,
+    help=f"Below {GREEDY_TEMPERATURE:g}, the same as --greedy.",
 )
 @click.option(
     "--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character."
 )
 @click.option(
-    "--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True
+    "--top-p", type=FiniteFloatRange(0, 1, min_open=True), default=0.95, show_default=True
 )
 @click.option("--greedy", is_flag=True, help="Always take the most likely character.")
 @click.option(
@@ -100,9 +128,7 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     is_flag=True,
     help="On stderr: each poem's rhyme, score and dropped constraints.",
 )
-@click.option(
-    "--seed", type=int, default=None, help="Random seed: the same seed writes the same poems."
-)
+@seed_option(None, "Random seed: the same seed writes the same poems.")
 @threads_option
 def generate_command(
     chars,
@@ -132,66 +158,117 @@ def generate_command(
     """Write poems that begin with each of CHARS (e.g. 日红山夜湖海月), or with each --start text.
 
     Input in either script is accepted and read as simplified script."""
+    setup_streams()
     set_threads(threads)
     import torch
 
     from poetry_lm.decoding.generate import SampleOptions, generate, verses
+    from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.prosody.forms import Constraints
-    from poetry_lm.text.corpus import to_simplified, to_traditional
+    from poetry_lm.prosody.forms import FREE_VERSE_MAX, Constraints
+    from poetry_lm.text.corpus import is_ideograph, to_traditional
+    from poetry_lm.text.normalise import normalise
 
     if beam and best_of > 1:
         raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")
-    starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
+    model, table, _ = run_or_exit(load_model, checkpoint)
+    known = table.index
+    # CHARS is one start character per poem, so each must be a character
+    chars = normalise(chars, known)
+    odd = next((ch for ch in chars if not is_ideograph(ch)), None)
+    if odd:
+        raise click.BadParameter(
+            f"{odd!r} is not a Chinese character; each of CHARS starts a poem", param_hint="CHARS"
+        )
+    starts = [*chars, *(poem_text(t, known, "--start", "start text") for t in start_texts)]
+    if any(not t for t in starts):
+        raise click.BadParameter("a start text is empty", param_hint="--start")
+    acrostic = poem_text(acrostic, known, "--acrostic", "acrostic")
+    odd = next((ch for ch in acrostic if not is_ideograph(ch)), None)
+    if odd:
+        raise click.BadParameter(
+            f"the acrostic {acrostic!r} holds {odd!r}; each line needs a Chinese character",
+            param_hint="--acrostic",
+        )
+    prime = poem_text(prime, known, "--prime", "prime text")
+    max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MAX)
     cons = run_or_exit(
         Constraints,
         form,
-        to_simplified(acrostic),
+        acrostic,
         form is not None if rhyme is None else rhyme,
         rhyme_first,
         tones,
         no_repeat,
     )
-    model, table, _ = run_or_exit(load_model, checkpoint)
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
     opts = SampleOptions(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
-        greedy=greedy,
+        greedy=greedy or temperature < GREEDY_TEMPERATURE,
         max_len=max_len,
         best_of=best_of,
         beam=beam,
-        prime=to_simplified(prime),
+        prime=prime,
     )
-    poems = run_or_exit(
-        generate, model, table, [s for s in starts for _ in range(num)], opts, generator, cons
-    )
+    requests = [s for s in starts or [""] for _ in range(num)]
+    per_batch = max(1, MAX_ROWS // (beam or best_of))
+    step = Stepper(model)  # packed once for every batch
     script_of = to_traditional if script == "traditional" else str
-    for i, poem in enumerate(poems, 1):
-        if verbose:
-            click.echo(
-                f"poem {i}: mean log-probability {poem.score:.3f}"
-                + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
-                + "".join(f"; {event}" for event in poem.backoffs),
-                err=True,
-            )
-    if fmt == "json":
-        for poem in poems:
-            text = script_of(poem.text)
-            click.echo(
-                json.dumps(
-                    {
-                        "text": text,
-                        "lines": verses(text),
-                        "form": form and form.name,
-                        "rhyme": [script_of(g) for g in poem.rhyme],
-                        "score": round(poem.score, 4),
-                        "logprobs": [round(lp, 4) for lp in poem.logprobs],
-                    },
-                    ensure_ascii=False,
+    written = 0
+    for first in range(0, len(requests), per_batch):
+        batch = requests[first : first + per_batch]
+        poems = run_or_exit(generate, model, table, batch, opts, generator, cons, step)
+        for poem in poems:  # each batch is written as soon as it is done
+            written += 1
+            if verbose:
+                click.echo(
+                    f"poem {written}: mean log-probability {poem.score:.3f}"
+                    + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
+                    + "".join(f"; {event}" for event in poem.backoffs),
+                    err=True,
                 )
-            )
-    else:
-        click.echo("\n\n".join("\n".join(verses(script_of(p.text))) for p in poems))
+            text = script_of(poem.text)
+            if fmt == "json":
+                record = {
+                    "text": text,
+                    "lines": verses(text),
+                    "form": form and form.name,
+                    "rhyme": [script_of(g) for g in poem.rhyme],
+                    "score": round(poem.score, 4),
+                    "logprobs": [round(lp, 4) for lp in poem.logprobs],
+                }
+                emit(json.dumps(record, ensure_ascii=False))
+            else:
+                emit(("\n" if written > 1 else "") + "\n".join(verses(text)))
+
+
+def fit_max_len(max_len: int, form, acrostic: str, starts: list[str], verse_max: int) -> int:
+    """--max-len checked against what the request needs, so that nothing is silently cut.
+
+    A free acrostic of n lines may need n × (``verse_max`` + 1) characters: --max-len is raised
+    to that when it was left at its default and refused when it was given smaller. A start text
+    longer than the poem can be (--max-len, or the form's length) is refused.
+    """
+    given = click.get_current_context().get_parameter_source("max_len")
+    if acrostic and form is None:
+        needed = len(acrostic) * (verse_max + 1)
+        if needed > max_len:
+            if given == click.core.ParameterSource.COMMANDLINE:
+                raise click.BadParameter(
+                    f"a {len(acrostic)}-line acrostic may need {needed} characters; give at "
+                    f"least --max-len {needed}",
+                    param_hint="--max-len",
+                )
+            max_len = needed
+    limit, what = (form.lines * (form.chars + 1), form.name) if form else (max_len, "--max-len")
+    longest = max(starts, key=len, default="")
+    if len(longest) > limit:
+        raise click.BadParameter(
+            f"the start text {longest[:20]!r} has {len(longest)} characters, more than "
+            f"{what} allows ({limit})",
+            param_hint="--start",
+        )
+    return max_len
