@@ -81,7 +81,7 @@ def argument_text(value: str) -> str:
 
 
 class Text(click.ParamType):
-    """A string option or argument, repaired by :func:`argument_text`; bad bytes are a usage error."""
+    """A string option or argument repaired by :func:`argument_text`; bad bytes: a usage error."""
 
     name = "text"
 

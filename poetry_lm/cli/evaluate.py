@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, set_threads, threads_option
+from poetry_lm.cli.common import emit, run_or_exit, set_threads, setup_streams, threads_option
 from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
 
 
 @click.command("evaluate")
-@click.argument("checkpoint", type=click.Path(dir_okay=False), default=str(SHIPPED_MODEL))
+@click.argument("checkpoint", type=click.Path(), default=str(SHIPPED_MODEL))
 @click.option(
     "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
 )
@@ -29,24 +29,29 @@ from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
 @click.option(
     "--as-generated",
     is_flag=True,
-    help="Read the poems one token at a time with generation's int8 weights, not whole with the model's own.",
+    help="Read the poems one token at a time with generation's int8 weights, not whole with "
+    "the model's own.",
 )
 @threads_option
 def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, threads):
     """Print the perplexity of CHECKPOINT on a corpus split or on a file of poems."""
+    setup_streams()
     set_threads(threads)
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.text.corpus import load_corpus, read_poem_file
+    from poetry_lm.text.corpus import load_corpus
+    from poetry_lm.text.normalise import read_poem_file
 
     model, table, _ = run_or_exit(load_model, checkpoint)
     if poem_file:
-        poems, source = run_or_exit(read_poem_file, poem_file), poem_file
+        poems, source = run_or_exit(read_poem_file, poem_file, table.index), poem_file
     else:
         poems, source = [p.text for p in run_or_exit(load_corpus, corpus)[split]], f"{split} split"
+        if not poems:  # a perplexity over no tokens would read as a perfect 1.00
+            raise click.ClickException(f"the {split} split of {corpus} holds no poems")
     report = perplexity(model, table, poems, step=Stepper(model) if as_generated else None)
-    click.echo(
-        f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens in {report.poems} poems "
-        f"(<unk> rate {100 * report.unk_rate:.2f}%)"
+    emit(
+        f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens in "
+        f"{report.poems} poems (<unk> rate {100 * report.unk_rate:.2f}%)"
     )

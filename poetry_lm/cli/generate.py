@@ -120,7 +120,8 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, per-character log-probabilities.",
+    help="json: one object per line with text, lines, form, rhyme, per-character "
+    "log-probabilities.",
 )
 @click.option(
     "-v",

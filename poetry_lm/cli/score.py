@@ -7,11 +7,20 @@ from itertools import islice
 
 import click
 
-from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
+from poetry_lm.cli.common import (
+    TEXT,
+    emit,
+    model_option,
+    poem_text,
+    run_or_exit,
+    set_threads,
+    setup_streams,
+    threads_option,
+)
 
 
 @click.command("score")
-@click.argument("poem", required=False)
+@click.argument("poem", type=TEXT, required=False)
 @click.option(
     "--file",
     "poem_file",
@@ -32,55 +41,50 @@ from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads
 )
 @threads_option
 def score_command(poem, poem_file, checkpoint, top, fmt, threads):
-    """How Tang-like is POEM (either script): per-character surprisal and perplexity under the model."""
+    """How Tang-like is POEM (either script): per-character surprisal and perplexity.
+
+    POEM and every line of --file are read by one rule (the same as generate's and evaluate's):
+    half-width , . ? ! ; : become full-width, characters the model does not know are read as
+    simplified script, and the text must be Chinese characters and poem punctuation."""
+    setup_streams()
     set_threads(threads)
     from poetry_lm.decoding.generate import verses
     from poetry_lm.evaluation.score import score_poem
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.text.corpus import read_poem_file, to_simplified
+    from poetry_lm.text.normalise import read_poem_file
 
     if (poem is None) == (poem_file is None):
         raise click.UsageError("give a POEM or --file, one of the two")
-    texts = (
-        run_or_exit(read_poem_file, poem_file)
-        if poem_file
-        else ["".join(to_simplified(poem).split())]
-    )
-    if not texts[0]:
-        raise click.ClickException("the poem is empty")
     model, table, _ = run_or_exit(load_model, checkpoint)
-    for text in texts:
+    if poem_file:
+        texts = run_or_exit(read_poem_file, poem_file, table.index)
+    else:
+        texts = [poem_text(poem, table.index, "POEM", "poem")]
+        if not texts[0]:
+            raise click.BadParameter("the poem is empty", param_hint="POEM")
+    for text in texts:  # each poem is written as soon as it is scored
         s = score_poem(model, table, text)
         r = s.report
         if fmt == "json":
-            click.echo(
-                json.dumps(
-                    {
-                        "text": text,
-                        "perplexity": round(r.perplexity, 3),
-                        "surprisal": round(r.nll, 3),
-                        "tokens": r.tokens,
-                        "unknown": r.unk_tokens,
-                        "per_token": [[tok, round(nats, 3)] for tok, nats in s.surprisal],
-                        "most_surprising": [
-                            [tok, round(nats, 3)] for tok, nats in s.most_surprising(top)
-                        ],
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            record = {
+                "text": text,
+                "perplexity": round(r.perplexity, 3),
+                "surprisal": round(r.nll, 3),
+                "tokens": r.tokens,
+                "unknown": r.unk_tokens,
+                "per_token": [[tok, round(nats, 3)] for tok, nats in s.surprisal],
+                "most_surprising": [[tok, round(nats, 3)] for tok, nats in s.most_surprising(top)],
+            }
+            emit(json.dumps(record, ensure_ascii=False))
             continue
-        click.echo(
-            f"{text}\n  perplexity {r.perplexity:.2f}, surprisal {r.nll:.2f} nats over {r.tokens} tokens "
-            f"(the end included), {r.unk_tokens} unknown to the model"
+        emit(
+            f"{text}\n  perplexity {r.perplexity:.2f}, surprisal {r.nll:.2f} nats over "
+            f"{r.tokens} tokens (the end included), {r.unk_tokens} unknown to the model"
         )
-        click.echo(
+        emit(
             "  most surprising: "
             + ", ".join(f"{tok} {nats:.2f}" for tok, nats in s.most_surprising(top))
         )
         tokens = iter(s.surprisal)
-        for chunk in [
-            *(islice(tokens, len(line)) for line in verses(text)),
-            tokens,
-        ]:  # a verse a line, then the end
-            click.echo("  " + "  ".join(f"{tok} {nats:.2f}" for tok, nats in chunk))
+        for chunk in [*(islice(tokens, len(line)) for line in verses(text)), tokens]:
+            emit("  " + "  ".join(f"{tok} {nats:.2f}" for tok, nats in chunk))  # a verse a line
