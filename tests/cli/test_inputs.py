@@ -1,0 +1,384 @@
+"""Every input a user can get wrong: one clear sentence, exit 2 (usage) or 1 (other), never a
+traceback, or else the documented behaviour. Kinds follow docs/reliability.md."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import poetry_lm.cli.generate as generate_cli
+from poetry_lm.cli.evaluate import evaluate_command
+from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.score import score_command
+from poetry_lm.cli.train import train_command
+from poetry_lm.model.checkpoint import read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoke(command, *args):
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def assert_user_error(result, status, *words):
+    """Exit ``status``, no traceback, and the message on its last line naming ``words``."""
+    assert result.exit_code == status, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("Error:"), result.output
+    for word in words:
+        assert word in message, message
+
+
+def poem_lines(result):
+    return result.output.strip().splitlines()
+
+
+# -- 1. numbers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--temperature", "nan"),
+        ("--temperature", "inf"),
+        ("--temperature", "-inf"),
+        ("--temperature", "1e308"),
+        ("--top-p", "nan"),
+        ("--top-p", "inf"),
+    ],
+)
+def test_non_finite_or_huge_generation_numbers_are_usage_errors(option, value):
+    assert_user_error(invoke(generate_command, "月", option, value), 2, option)
+
+
+def test_a_vanishing_temperature_is_greedy():
+    greedy = invoke(generate_command, "月", "--greedy", "--seed", 1)
+    for tiny in ("1e-45", "1e-7"):
+        cold = invoke(generate_command, "月", "--temperature", tiny, "--seed", 1)
+        assert cold.exit_code == 0, cold.output
+        assert cold.output == greedy.output
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--lr", "1e10"),
+        ("--max-minutes", "nan"),
+        ("--dropout", "nan"),
+        ("--clip", "inf"),
+    ],
+)
+def test_non_finite_or_huge_training_numbers_are_usage_errors(option, value, tmp_path):
+    result = invoke(train_command, "--out", tmp_path / "run", option, value)
+    assert_user_error(result, 2, option)
+    assert not (tmp_path / "run").exists()
+
+
+# -- 2. seeds ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", ["18446744073709551616", "-1", "4294967296", "1.5"])
+def test_one_seed_rule_for_every_command(seed, tmp_path):
+    assert_user_error(invoke(generate_command, "月", "--seed", seed), 2, "--seed")
+    assert_user_error(invoke(train_command, "--out", tmp_path / "r", "--seed", seed), 2, "--seed")
+
+
+def test_the_largest_seed_is_accepted():
+    result = invoke(generate_command, "月", "--seed", 2**32 - 1)
+    assert result.exit_code == 0 and result.output.startswith("月"), result.output
+
+
+# -- 3. bytes that are not UTF-8 -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [os.fsdecode(b"\xe6\x9c")],  # 月 cut short
+        [os.fsdecode("月".encode("gbk"))],
+        ["--start", os.fsdecode(b"\xff\xfe")],
+        ["--acrostic", os.fsdecode(b"\xe6\x98")],
+        ["--form", os.fsdecode(b"\xe4\xba")],
+        ["--prime", os.fsdecode("春".encode("gb18030"))],
+    ],
+)
+def test_arguments_that_are_not_utf8_are_usage_errors(args):
+    assert_user_error(invoke(generate_command, *args), 2, "not UTF-8")
+
+
+def test_score_argument_that_is_not_utf8_is_a_usage_error():
+    assert_user_error(invoke(score_command, os.fsdecode(b"\xe6\x9c")), 2, "not UTF-8")
+
+
+def run_script(*args, env=None, shell=None):
+    """A real process, as a user runs it; returns (status, stdout bytes, stderr text)."""
+    full_env = {**os.environ, **(env or {})}
+    command = shell or [sys.executable, "generate.py", *args]
+    proc = subprocess.run(
+        command, cwd=ROOT, env=full_env, capture_output=True, timeout=120, shell=bool(shell)
+    )
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+
+
+def test_utf8_arguments_work_under_the_c_locale():
+    env = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+    status, out, err = run_script("月", "--seed", "1", env=env)
+    assert status == 0, err
+    assert out.decode("utf-8").startswith("月")
+
+
+# -- 4. output streams ---------------------------------------------------------------------------
+
+
+def test_a_full_output_is_one_line_and_status_1():
+    status, _, err = run_script(shell=f"{sys.executable} generate.py 月 --seed 1 > /dev/full")
+    assert (
+        status == 1
+        and err.strip() == "Error: cannot write to standard output (No space left on device)"
+    )
+
+
+def test_a_closed_output_is_an_error_not_silence():
+    status, _, err = run_script(shell=f"{sys.executable} generate.py 月 --seed 1 >&-")
+    assert status == 1 and "standard output is closed" in err and "Traceback" not in err
+
+
+def test_a_character_the_output_encoding_lacks_stops_after_the_poems_before_it():
+    # 𬬻 (U+2CB3B) is in the vocabulary but not in GBK: the poem before it is already written
+    status, out, err = run_script("月𬬻", "--seed", "1", env={"PYTHONIOENCODING": "gbk"})
+    assert status == 1 and "Traceback" not in err and err.count("\n") == 1
+    assert "cannot write" in err and "PYTHONIOENCODING=utf-8" in err
+    assert out.decode("gbk").startswith("月") and len(out.decode("gbk").splitlines()) >= 2
+
+
+# -- 5. punctuation where a character belongs ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--form", "五绝", "--acrostic", "春夏，冬"], "--acrostic"),
+        (["--acrostic", "春。"], "--acrostic"),
+        (["，"], "CHARS"),
+        (["月，"], "CHARS"),
+        (["--start", "，春风"], "--start"),
+        (["月", "--prime", "。春风"], "--prime"),
+    ],
+)
+def test_a_mark_cannot_stand_where_a_character_belongs(args, option):
+    assert_user_error(invoke(generate_command, *args), 2, option)
+
+
+@pytest.mark.parametrize("poem", ["，。？！", "。床前明月光", "!?"])
+def test_score_refuses_a_poem_that_begins_with_a_mark(poem):
+    assert_user_error(invoke(score_command, poem), 2, "begins with")
+
+
+# -- 6. nothing silently cut or ignored (generation; training in test_runs.py) --------------------
+
+
+def test_a_long_free_acrostic_gets_every_line():
+    acrostic = "春夏秋冬" * 5
+    result = invoke(generate_command, "--acrostic", acrostic, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    lines = poem_lines(result)
+    assert "".join(line[0] for line in lines) == acrostic
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--acrostic", "春夏秋冬" * 5, "--max-len", 128], "--max-len"),
+        (["--start", "春眠不觉晓" * 30], "--start"),
+        (["--start", "春眠不觉晓", "--max-len", 4], "--start"),
+        (
+            ["--form", "五绝", "--start", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。春"],
+            "--start",
+        ),
+        (["--form", ""], "--form"),
+        (["--start", ""], "--start"),
+    ],
+)
+def test_what_cannot_be_honoured_is_refused(args, option):
+    assert_user_error(invoke(generate_command, *args), 2, option)
+
+
+# -- 7. one text rule for every command ----------------------------------------------------------
+
+
+def test_half_width_marks_and_a_bom_are_read_as_the_corpus_writes_them(tmp_path):
+    said = invoke(score_command, "床前明月光,疑是地上霜.", "--format", "json")
+    assert said.exit_code == 0, said.output
+    record = json.loads(said.output)
+    assert record["text"] == "床前明月光，疑是地上霜。" and record["unknown"] == 0
+    assert round(record["perplexity"], 2) == 41.48
+    poems = tmp_path / "bom.txt"
+    poems.write_bytes("\ufeff床前明月光,疑是地上霜.\n".encode())
+    from_file = invoke(score_command, "--file", poems, "--format", "json")
+    assert from_file.exit_code == 0, from_file.output
+    assert json.loads(from_file.output) == record
+    evaluated = invoke(evaluate_command, "--file", poems)
+    assert evaluated.exit_code == 0 and "perplexity 41.48 over 13 tokens" in evaluated.output
+
+
+@pytest.mark.parametrize("text", ["abc", "床前明月光ω", "月 light"])
+def test_the_same_text_is_refused_by_every_command(text, tmp_path):
+    poems = tmp_path / "poems.txt"
+    poems.write_text(text + "\n", encoding="utf-8")
+    reason = "which is not a Chinese character or poem punctuation"
+    assert_user_error(invoke(score_command, text), 2, reason)
+    assert_user_error(invoke(score_command, "--file", poems), 1, "line 1", reason)
+    assert_user_error(invoke(evaluate_command, "--file", poems), 1, "line 1", reason)
+    assert_user_error(invoke(generate_command, "--start", text), 2, reason)
+
+
+def test_half_width_marks_in_a_start_text_are_read_full_width():
+    result = invoke(generate_command, "--start", "春眠不觉晓,", "--seed", 1)
+    assert result.exit_code == 0 and result.output.startswith("春眠不觉晓，\n"), result.output
+
+
+# -- 8. a character the model knows is kept ------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["乾", "於", "徵", "蒐"])
+def test_a_known_character_is_not_converted(char):
+    result = invoke(generate_command, char, "--greedy", "--max-len", 10)
+    assert result.exit_code == 0 and result.output.startswith(char), result.output
+
+
+def test_an_unknown_traditional_character_is_converted():
+    result = invoke(generate_command, "國", "--greedy", "--max-len", 10)
+    assert result.exit_code == 0 and result.output.startswith("国"), result.output
+    scored = invoke(score_command, "國破山河在", "--format", "json")
+    assert json.loads(scored.output)["text"] == "国破山河在"
+
+
+# -- 9. bounded work -----------------------------------------------------------------------------
+
+
+def test_requests_are_decoded_in_bounded_batches_and_streamed(monkeypatch):
+    import poetry_lm.decoding.generate as decoding
+
+    args = ["日月山", "-n", 3, "--best-of", 2, "--greedy", "--max-len", 12]
+    whole = invoke(generate_command, *args)
+    sizes = []
+    real = decoding.generate
+
+    def counting(model, table, starts, opts, *rest):
+        sizes.append(len(starts) * (opts.beam or opts.best_of))
+        return real(model, table, starts, opts, *rest)
+
+    monkeypatch.setattr(decoding, "generate", counting)
+    monkeypatch.setattr(generate_cli, "MAX_ROWS", 4)
+    chunked = invoke(generate_command, *args)
+    assert chunked.exit_code == 0, chunked.output
+    assert max(sizes) <= 4 and sum(sizes) == 3 * 3 * 2
+    assert chunked.output == whole.output  # greedy: the same poems whatever the batching
+
+
+@pytest.mark.parametrize(
+    "command, args, option",
+    [
+        (score_command, ["月" * 4001], "POEM"),
+        (generate_command, ["月", "--prime", "月" * 4001], "--prime"),
+        (generate_command, ["--start", "月" * 4001, "--max-len", 10000], "--start"),
+    ],
+)
+def test_a_text_longer_than_any_poem_is_refused(command, args, option):
+    assert_user_error(invoke(command, *args), 2, option, "at most 4000")
+
+
+# -- 10. checkpoints checked at load --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tiny_run):
+    return read_checkpoint(tiny_run / "best.pt")
+
+
+def forged(tmp_path, payload, **changes):
+    path = tmp_path / "forged.pt"
+    torch.save({**payload, **changes}, path)
+    return path
+
+
+def nan_weights(payload):
+    weights = dict(payload["model"])
+    name = next(iter(weights))
+    weights[name] = weights[name].clone()
+    weights[name][0, 0] = float("nan")
+    return weights
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda p: {"vocab": p["vocab"][:-10]}, ["vocabulary has"]),
+        (lambda p: {"vocab": [*p["vocab"][:-1], p["vocab"][5]]}, ["twice"]),
+        (lambda p: {"vocab": [*p["vocab"][:-1], 7]}, ["not a list of non-empty strings"]),
+        (lambda p: {"vocab": "abc"}, ["not a list"]),
+        (lambda p: {"model": nan_weights(p)}, ["NaN"]),
+        (lambda p: {"config": {**p["config"], "hidden_dim": 64}}, ["shape"]),
+        (lambda p: {"config": {**p["config"], "hidden_dim": 10**9}}, ["does not match"]),
+        (lambda p: {"config": {**p["config"], "cell": "transformer"}}, ["cell"]),
+        (lambda p: {"model": {}}, ["weights"]),
+    ],
+)
+def test_a_checkpoint_is_validated_once_at_load(change, words, good_checkpoint, tmp_path):
+    path = forged(tmp_path, good_checkpoint, **change(good_checkpoint))
+    for result in (
+        invoke(evaluate_command, path, "--split", "valid"),
+        invoke(generate_command, "月", "--model", path),
+        invoke(score_command, "床前明月光", "--model", path),
+    ):
+        assert_user_error(result, 1, "cannot be used", *words)
+
+
+@pytest.mark.parametrize(
+    "model, words", [("", "no checkpoint path"), ("/dev/null", "not a regular file")]
+)
+def test_a_model_path_that_is_not_a_file_says_so(model, words, tmp_path):
+    assert_user_error(invoke(generate_command, "月", "--model", model), 1, words)
+    assert_user_error(invoke(generate_command, "月", "--model", tmp_path), 1, "not a regular file")
+
+
+# -- 11. corpora (evaluation; training in test_runs.py) -------------------------------------------
+
+
+def write_corpus(path, records):
+    import lzma
+
+    with lzma.open(path, "wt", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def test_an_empty_split_is_an_error_not_a_perfect_perplexity(tmp_path):
+    # ids whose md5 % 10 is 2..9 all land in train: valid and test are empty
+    from poetry_lm.text.corpus import split_of
+
+    ids = [str(i) for i in range(200) if split_of(str(i)) == "train"][:20]
+    corpus = write_corpus(
+        tmp_path / "c.jsonl.xz",
+        [{"id": i, "author": "", "title": "", "text": "床前明月光，疑是地上霜。"} for i in ids],
+    )
+    result = invoke(evaluate_command, "--split", "valid", "--corpus", corpus)
+    assert_user_error(result, 1, "valid split", "no poems")
+
+
+def test_a_corpus_with_a_number_for_an_id_is_one_clear_error(tmp_path):
+    corpus = write_corpus(
+        tmp_path / "c.jsonl.xz", [{"id": 7, "author": "", "title": "", "text": "床前明月光，"}]
+    )
+    result = invoke(evaluate_command, "--corpus", corpus)
+    assert_user_error(result, 1, "line 1", "must be strings")
