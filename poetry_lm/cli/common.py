@@ -160,6 +160,38 @@ def emit(text: str) -> None:
         ) from None
 
 
+class ForgivingStream:
+    """A text stream whose write errors are dropped after the first: a progress display that
+    lost its reader (``train.py 2>&1 | head -1``) must not end the run it reports on. Once
+    lost, the file descriptor is pointed at /dev/null so that no later write fails either."""
+
+    def __init__(self, stream):
+        self.stream, self.lost = stream, False
+
+    def _guard(self, action, fallback):
+        if self.lost:
+            return fallback
+        try:
+            return action()
+        except (OSError, ValueError):
+            self.lost = True
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            return fallback
+
+    def write(self, text: str) -> int:
+        return self._guard(lambda: self.stream.write(text), len(text))
+
+    def flush(self) -> None:
+        self._guard(self.stream.flush, None)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 # -- options -------------------------------------------------------------------------------------
 
 model_option = click.option(

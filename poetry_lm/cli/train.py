@@ -7,7 +7,16 @@ import sys
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, set_threads, threads_option
+from poetry_lm.cli.common import (
+    FiniteFloatRange,
+    ForgivingStream,
+    emit,
+    run_or_exit,
+    seed_option,
+    set_threads,
+    setup_streams,
+    threads_option,
+)
 from poetry_lm.paths import DEFAULT_CORPUS
 
 
@@ -23,8 +32,8 @@ from poetry_lm.paths import DEFAULT_CORPUS
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the run in --out from its last.pt, with its own settings; --epochs and "
-    "--max-minutes may be changed.",
+    help="Continue the run in --out from its last.pt, with its own settings; --epochs, "
+    "--max-minutes, --patience, --corpus and --device may be changed, any other must match.",
 )
 @click.option(
     "--corpus",
@@ -46,7 +55,7 @@ from poetry_lm.paths import DEFAULT_CORPUS
 @click.option("--hidden-dim", type=click.IntRange(1), default=768, show_default=True)
 @click.option("--layers", type=click.IntRange(1), default=1, show_default=True)
 @click.option(
-    "--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True
+    "--dropout", type=FiniteFloatRange(0, 1, max_open=True), default=0.25, show_default=True
 )
 @click.option(
     "--softmax", type=click.Choice(["full", "adaptive"]), default="adaptive", show_default=True
@@ -61,13 +70,13 @@ from poetry_lm.paths import DEFAULT_CORPUS
     show_default=True,
     help="Adam, or SGD with momentum 0.9.",
 )
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True)
+@click.option("--lr", type=FiniteFloatRange(0, 10, min_open=True), default=2e-3, show_default=True)
 @click.option(
     "--lr-schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True
 )
 @click.option(
     "--clip",
-    type=click.FloatRange(0, min_open=True),
+    type=FiniteFloatRange(0, min_open=True),
     default=1.0,
     show_default=True,
     help="Maximum global gradient norm.",
@@ -81,7 +90,8 @@ from poetry_lm.paths import DEFAULT_CORPUS
     default="streams",
     show_default=True,
     help="windows: each poem front-padded or cut into --seq-len windows every --seq-step tokens; "
-    "streams: whole poems end to end in --batch-size columns, read --seq-len at a time with the state carried.",
+    "streams: whole poems end to end in --batch-size columns, read --seq-len at a time with the "
+    "state carried.",
 )
 @click.option(
     "--min-freq",
@@ -100,7 +110,7 @@ from poetry_lm.paths import DEFAULT_CORPUS
 )
 @click.option(
     "--max-minutes",
-    type=click.FloatRange(0, min_open=True),
+    type=FiniteFloatRange(0, min_open=True),
     default=None,
     help="Training-time budget for the whole run, resumed sessions included.",
 )
@@ -110,7 +120,7 @@ from poetry_lm.paths import DEFAULT_CORPUS
     default=None,
     help="Use only the first N poems of each split (quick trials).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option(0, "Random seed of the weights, the batches and dropout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast on CUDA.")
 @threads_option
@@ -147,8 +157,9 @@ def train_command(
     """Train a poem model; the defaults are the recipe of the shipped model.
 
     Under ``torchrun --nproc_per_node=N train.py …`` each process takes 1/N of every batch."""
+    setup_streams()
     set_threads(threads)
-    from poetry_lm.train.trainer import TrainConfig, Trainer
+    from poetry_lm.train.trainer import Interrupted, TrainConfig, Trainer
 
     if seq_step > seq_len:
         raise click.BadParameter("--seq-step cannot exceed --seq-len", param_hint="--seq-step")
@@ -189,19 +200,26 @@ def train_command(
             tie_weights=tie_weights,
         ),
     )
-    # with --resume, the run keeps its own settings; only limits given on this command line change
+    # with --resume, the run keeps its own settings: what this command line gives is applied
+    # where that is safe and refused where it is not (Trainer.resumed_settings)
     ctx = click.get_current_context()
-    limits = {
-        name: value
-        for name, value in (("max_epochs", max_epochs), ("max_minutes", max_minutes))
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    fields = {"layers": "num_layers"}
+    given = {
+        fields.get(name, name): value
+        for name, value in ctx.params.items()
+        if name not in ("resume", "threads", "out_dir")
+        and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
+    # progress lines are not worth a run: losing stderr's reader must not end training
+    sys.stderr = ForgivingStream(sys.stderr)
     trainer = run_or_exit(
-        Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True), limits=limits
+        Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True), limits=given
     )
     try:
-        result = trainer.fit()
-    except KeyboardInterrupt:
+        result = run_or_exit(trainer.fit)
+    except Interrupted as stop:  # last.pt saved; 128 + the signal, as a shell reports it
+        sys.exit(128 + stop.signum)
+    except KeyboardInterrupt:  # a second signal: stopped at once
         sys.exit(130)
     if result:  # rank 0 of a distributed run, or the only process
-        click.echo(json.dumps(result))
+        emit(json.dumps(result))

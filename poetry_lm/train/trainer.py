@@ -3,13 +3,18 @@ stopping.
 
 Everything needed to continue lives in ``<out>/last.pt`` (weights, optimizer, epoch, the
 position inside the epoch, RNG state, history); the best model by validation perplexity is
-``<out>/best.pt``. Both are written atomically.
+``<out>/best.pt``. Both are written atomically, ``last.pt`` first: a run killed at any moment
+can be resumed, and resuming gives the same weights as a run never stopped (dropout off; see
+docs/reliability.md). One process at a time may train into a run folder (a lock says so).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -21,11 +26,16 @@ import torch
 from torch import nn
 
 from poetry_lm.evaluation.perplexity import perplexity
-from poetry_lm.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from poetry_lm.model.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from poetry_lm.model.lm import ModelConfig, PoetryLM
-from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.paths import CORPUS_FILE, DEFAULT_CORPUS
 from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
-from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.corpus import CorpusError, load_corpus
 from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
 from poetry_lm.train import distributed
 
@@ -85,12 +95,53 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'adam' or 'sgd', not {cfg.optimizer!r}")
 
 
-def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+LR_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, anchor=(0, 1.0)) -> float:
+    """The rate at ``step``: warm-up, then constant or a cosine from ``anchor`` = (step s0,
+    fraction f0 of --lr there) down to LR_FLOOR at ``total_steps``. The anchor is (0, 1) unless a
+    resumed run changed its length: the cosine then continues from where the rate was."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     if cfg.lr_schedule == "constant":
         return cfg.lr * warm
-    progress = min(1.0, step / max(total_steps, 1))
-    return cfg.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    s0, f0 = anchor
+    progress = min(1.0, max(0, step - s0) / max(total_steps - s0, 1))
+    return cfg.lr * warm * (LR_FLOOR + (f0 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) after saving ``last.pt``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Diverged(ValueError):
+    """The loss (or the validation perplexity) is no longer a finite number."""
+
+
+# Settings a resumed run may take from the command line; every other must equal the run's own.
+RESUME_MAY_CHANGE = {"max_epochs", "max_minutes", "patience", "corpus", "device", "bf16"}
+OPTION_NAMES = {"max_epochs": "--epochs", "num_layers": "--layers", "out_dir": "--out"}
+
+
+def option_name(field_name: str) -> str:
+    return OPTION_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def portable_corpus(corpus: str) -> str:
+    """The corpus path as a checkpoint stores it: the shipped corpus by its data-relative name
+    (found again by poetry_lm.paths on any machine), any other as given."""
+    try:
+        return CORPUS_FILE if Path(corpus).resolve() == DEFAULT_CORPUS.resolve() else corpus
+    except OSError:
+        return corpus
+
+
+def corpus_path(corpus: str) -> Path:
+    return DEFAULT_CORPUS if corpus == CORPUS_FILE and not Path(corpus).is_file() else Path(corpus)
 
 
 class Trainer:
@@ -112,24 +163,84 @@ class Trainer:
         self.log = log if self.ctx.is_main else (lambda msg: None)
         out = Path(cfg.out_dir)
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
-        ckpt = read_checkpoint(self.last_path) if resume else None
-        self.cfg = self.settings(cfg, ckpt, limits)
-        self.texts = self.load_texts()
-        self.vocab, model_cfg = self.vocabulary(ckpt)
-        self.table = CharTable(self.vocab)
-        self.model, self.loss, self.optimizer = self.build_model(model_cfg)
-        self.progress, self.history = self.restore(ckpt)
-        self.encoded, self.windows = self.prepare_batches()
-        self.steps_per_epoch = self.epoch_batches(0)[1]
+        self.lock = self.claim_folder(out)
+        try:
+            ckpt = self.read_last() if resume else None
+            self.cfg = self.settings(cfg, ckpt, limits)
+            self.texts = self.load_texts()
+            self.vocab, model_cfg = self.vocabulary(ckpt)
+            self.table = CharTable(self.vocab)
+            self.model, self.loss, self.optimizer = self.build_model(model_cfg)
+            self.progress, self.history = self.restore(ckpt)
+            self.encoded, self.windows = self.prepare_batches()
+            self.steps_per_epoch = self.epoch_batches(0)[1]
+            self.continue_schedule()
+            self.repair_best(ckpt)
+        except BaseException:
+            self.release()
+            raise
         # the last (or current) epoch's training throughput, for the history
         self.tokens_per_s = 0.0
+        self.stop_signal: int | None = None  # set by a signal handler, acted on between steps
+
+    # -- the run folder ------------------------------------------------------------
+    def claim_folder(self, out: Path):
+        """Create the run folder, check it is writable, and lock it for this process (rank 0).
+
+        Raises CheckpointError with the OS's reason (a file in the way, a read-only mount) and
+        when another process holds the lock. Temporary files of a killed save are removed."""
+        if not self.ctx.is_main:
+            return None
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            lock = open(out / ".lock", "a+")  # noqa: SIM115 - held for the run's lifetime
+        except OSError as err:
+            raise CheckpointError(
+                f"cannot use {out} as a run folder ({err.strerror or err})"
+            ) from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise CheckpointError(
+                f"{out} is in use by another training run (pid {holder}); wait for it or "
+                "choose another --out"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        for name in ("last.pt", "best.pt"):
+            remove_stale_temporaries(out / name)
+        return lock
+
+    def release(self) -> None:
+        """Unlock the run folder (the OS does it too when the process ends, however it ends)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+    def read_last(self) -> dict:
+        """``last.pt`` with its training state, or CheckpointError saying why it cannot resume."""
+        if not self.last_path.exists():
+            raise CheckpointError(f"{self.last_path} does not exist: there is no run to resume")
+        ckpt = read_checkpoint(self.last_path)
+        missing = [k for k in ("train", "optimizer", "progress", "history", "rng") if k not in ckpt]
+        if missing:
+            raise CheckpointError(
+                f"{self.last_path} holds no training state ({', '.join(missing)} missing): it is "
+                "a best.pt or a shipped model, which can be evaluated but not resumed"
+            )
+        return ckpt
 
     # -- the steps of __init__ -----------------------------------------------------
     def settings(self, cfg: TrainConfig, ckpt: dict | None, limits: dict | None) -> TrainConfig:
         """The run's settings: ``cfg``, or when resuming the run's own, with only ``limits``
         (e.g. ``max_epochs``, ``max_minutes``) changed. The device is the one the context got."""
         if ckpt is not None:
-            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, **(limits or {})})
+            cfg = self.resumed_settings(ckpt["train"], cfg.out_dir, limits or {})
         elif self.last_path.exists():
             raise CheckpointError(
                 f"{self.last_path} exists: pass --resume to continue it or choose another --out"
@@ -138,11 +249,46 @@ class Trainer:
         cfg.device, cfg.bf16 = device, cfg.bf16 and device == "cuda"
         return cfg
 
+    def resumed_settings(self, saved: dict, out_dir: str, given: dict) -> TrainConfig:
+        """The run's own settings, with the ones ``given`` on this command line: those in
+        RESUME_MAY_CHANGE are applied (and said so); any other must equal the run's, or
+        ValueError names it: a resumed run never silently drops what it was asked."""
+        settings = {**saved, "out_dir": out_dir, "model": dict(saved.get("model", {}))}
+        for name, value in given.items():
+            in_model = name not in settings and name in settings["model"]
+            old = settings["model"][name] if in_model else settings.get(name)
+            if name in RESUME_MAY_CHANGE:
+                if value != old:
+                    self.log(f"resuming with {option_name(name)} {value} (the run had {old})")
+                settings[name] = value
+            elif value != old:
+                raise ValueError(
+                    f"{option_name(name)} cannot change when a run is resumed (the run has "
+                    f"{old}, this command asks {value}); start a new run with another --out"
+                )
+        settings["corpus"] = str(corpus_path(settings["corpus"]))
+        return TrainConfig(**settings)
+
     def load_texts(self) -> dict[str, list[str]]:
-        """The corpus's poem texts by split (the first ``limit_poems`` of each, if set)."""
-        splits = load_corpus(self.cfg.corpus)
-        if self.cfg.limit_poems:
-            splits = {k: v[: self.cfg.limit_poems] for k, v in splits.items()}
+        """The corpus's poem texts by split (the first ``limit_poems`` of each, if set).
+
+        Raises CorpusError when train or valid is empty (a perplexity over no poems would read
+        as a perfect 1.0) or train has fewer poems than --min-freq (no token would be kept)."""
+        cfg = self.cfg
+        splits = load_corpus(cfg.corpus)
+        if cfg.limit_poems:
+            splits = {k: v[: cfg.limit_poems] for k, v in splits.items()}
+        for name in ("train", "valid"):
+            if not splits[name]:
+                raise CorpusError(
+                    f"the {name} split of {cfg.corpus} holds no poems; training needs poems in "
+                    "train and valid (the split is md5(id) % 10: 0 test, 1 valid, 2-9 train)"
+                )
+        if len(splits["train"]) < cfg.min_freq:
+            raise CorpusError(
+                f"the train split of {cfg.corpus} has {len(splits['train'])} poem(s), fewer "
+                f"than --min-freq {cfg.min_freq}: no character would be kept"
+            )
         return {k: [p.text for p in v] for k, v in splits.items()}
 
     def vocabulary(self, ckpt: dict | None) -> tuple[list[str], ModelConfig]:
@@ -179,6 +325,12 @@ class Trainer:
             "elapsed_s": 0.0,
             "best_val_ppl": math.inf,
             "bad_epochs": 0,
+            # this epoch's summed train NLL and tokens so far, so a resumed epoch reports all of it
+            "epoch_nll": 0.0,
+            "epoch_tokens": 0,
+            "best_step": -1,  # the step whose weights best.pt holds (last.pt is written first)
+            "total_steps": 0,  # the schedule's length when saved, and where its cosine restarted
+            "lr_anchor": [0, 1.0],
         }
         history: list[dict] = []
         if ckpt is not None:
@@ -192,6 +344,35 @@ class Trainer:
             seed = self.cfg.seed * 1009 + self.ctx.rank * 7919 + progress["global_step"]
             torch.manual_seed(seed)
         return progress, history
+
+    def continue_schedule(self) -> None:
+        """A resumed run whose schedule changed length (--epochs, a new corpus) continues its
+        cosine smoothly from the rate it had reached, instead of jumping to the new curve."""
+        p, total = self.progress, self.cfg.max_epochs * self.steps_per_epoch
+        if p["total_steps"] and p["total_steps"] != total and self.cfg.lr_schedule == "cosine":
+            step = p["global_step"]
+            rate = learning_rate(self.cfg, step, p["total_steps"], p["lr_anchor"])
+            warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+            p["lr_anchor"] = [step, rate / (self.cfg.lr * warm)]
+            self.log(
+                f"the schedule now runs {total} steps instead of {p['total_steps']}: the cosine "
+                f"continues from lr {rate:.3g} at step {step}"
+            )
+        p["total_steps"] = total
+
+    def repair_best(self, ckpt: dict | None) -> None:
+        """A run killed between writing last.pt and best.pt: last.pt holds the best weights
+        (its ``best_step`` is its own step), so best.pt is written from them."""
+        p = self.progress
+        if ckpt is None or p["best_step"] != p["global_step"]:
+            return
+        try:
+            best_step = read_checkpoint(self.best_path)["progress"].get("best_step")
+        except CheckpointError:
+            best_step = None
+        if best_step != p["best_step"]:
+            self.save(self.best_path)
+            self.log(f"{self.best_path} was not written before the run stopped; written now")
 
     def prepare_batches(self) -> tuple[list[list[int]], np.ndarray | None]:
         """The encoded train poems and, for ``batching="windows"``, their windows."""
@@ -225,7 +406,7 @@ class Trainer:
             path,
             self.model,
             self.vocab,
-            train=asdict(self.cfg),
+            train={**asdict(self.cfg), "corpus": portable_corpus(self.cfg.corpus)},
             progress=dict(self.progress),
             history=list(self.history),
             **extra,
@@ -244,22 +425,49 @@ class Trainer:
             f"of {cfg.seq_len}, {self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M "
             f"parameters, {threads} thread(s) × {world} process(es) on {self.ctx.device}"
         )
+        handlers = self.catch_signals()
         try:
             while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
                 train_loss, out_of_time = self.train_epoch()
-                if out_of_time:
+                if self.stop_signal is None and out_of_time:
                     budget = cfg.max_minutes
                     self.log(f"time budget of {budget} min spent; validating what there is")
                     self.end_epoch(train_loss, partial=True)
                     break
-                self.end_epoch(train_loss)
-        except KeyboardInterrupt:
-            self.save_last()
-            self.log(f"interrupted: saved {self.last_path}; continue with --resume")
-            raise
+                if self.stop_signal is None:
+                    self.end_epoch(train_loss)
+                if self.stop_signal is not None:  # after a whole step, or a whole epoch's end
+                    self.save_last()
+                    name = signal.Signals(self.stop_signal).name
+                    self.log(
+                        f"interrupted: saved {self.last_path} ({name}); continue with --resume"
+                    )
+                    raise Interrupted(self.stop_signal)
+            return self.finish() if self.ctx.is_main else {}
         finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
             distributed.finish(self.ctx)
-        return self.finish() if self.ctx.is_main else {}
+            self.release()
+
+    def catch_signals(self) -> dict:
+        """Ctrl-C, SIGTERM (kill, job schedulers) and SIGHUP (a closed terminal) ask training to
+        stop after the current step, which then saves last.pt: a step is never cut in half. A
+        second signal stops at once (last.pt then holds the state of the last save). Returns
+        the handlers replaced (none outside the main thread, where Python allows no handler)."""
+
+        def request(signum, frame):
+            if self.stop_signal is not None:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        replaced = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                replaced[signum] = signal.signal(signum, request)
+            except ValueError:  # not the main thread
+                break
+        return replaced
 
     def train_epoch(self) -> tuple[float, bool]:
         """One epoch (or the rest of one) of optimizer steps. Returns the mean train loss in
@@ -281,7 +489,7 @@ class Trainer:
             disable=not self.ctx.is_main,
             mininterval=0.5 if sys.stderr.isatty() else 60,
         )
-        loss_sum, loss_tokens = 0.0, 0
+        loss_sum, loss_tokens = p["epoch_nll"], p["epoch_tokens"]  # the epoch so far
         started, last_save = time.monotonic(), time.monotonic()
         elapsed0, tokens_seen = p["elapsed_s"], 0
         # streams carry the state from chunk to chunk (restarting from zero after a resume)
@@ -289,7 +497,7 @@ class Trainer:
         out_of_time = False
         for batch in bar:
             for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, p["global_step"], total_steps)
+                group["lr"] = learning_rate(cfg, p["global_step"], total_steps, p["lr_anchor"])
             with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 nll, n, state = self.loss(self.ctx.shard(batch), state)
             # truncated BPTT: the next chunk starts from this state but backpropagates no further
@@ -302,30 +510,40 @@ class Trainer:
             over_budget = (
                 cfg.max_minutes is not None and elapsed0 + now - started > cfg.max_minutes * 60
             )
-            # one collective: global token count and summed NLL, and whether any rank is out of time
-            total_nll, total_n, stop = self.ctx.all_sum(
-                [float(nll.detach()), n, float(over_budget)]
+            # one collective: global token count and summed NLL, whether any rank is out of
+            # time, and whether any rank was asked to stop (so that all stop at the same step)
+            total_nll, total_n, stop, interrupted = self.ctx.all_sum(
+                [float(nll.detach()), n, float(over_budget), float(self.stop_signal is not None)]
             )
+            if not math.isfinite(total_nll):
+                self.diverged(f"the training loss is {total_nll}")
             self.optimizer.zero_grad(set_to_none=True)
-            # DDP averages gradients over ranks; scaling by world/total makes that the mean over
-            # all the global batch's tokens
-            (nll * (self.ctx.world / total_n)).backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-            self.optimizer.step()
+            if total_n:  # a chunk of padding only (a very short --seq-len) has nothing to learn
+                # DDP averages gradients over ranks; scaling by world/total makes that the mean
+                # over all the global batch's tokens
+                (nll * (self.ctx.world / total_n)).backward()
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+                if not math.isfinite(norm):
+                    self.diverged(f"the gradient norm is {float(norm)}")
+                self.optimizer.step()
             loss_sum += total_nll
             loss_tokens += total_n
             tokens_seen += total_n
+            p["epoch_nll"], p["epoch_tokens"] = loss_sum, loss_tokens
             p["step_in_epoch"] += 1
             p["global_step"] += 1
             p["elapsed_s"] = elapsed0 + now - started
             bar.set_postfix(
-                loss=f"{loss_sum / loss_tokens:.3f}",
-                tok_s=f"{tokens_seen / (now - started):.0f}",
+                loss=f"{loss_sum / max(loss_tokens, 1):.3f}",
+                tok_s=f"{tokens_seen / max(now - started, 1e-9):.0f}",
                 refresh=False,
             )
             if now - last_save > cfg.save_every_minutes * 60:
                 self.save_last()
                 last_save = now
+            if interrupted:
+                self.stop_signal = self.stop_signal or signal.SIGTERM  # another rank's signal
+                break
             if stop:
                 out_of_time = True
                 break
@@ -337,6 +555,8 @@ class Trainer:
         """Validate, record the epoch (or the part of one) in the history, save and log."""
         p = self.progress
         report = perplexity(self.model, self.table, self.texts["valid"])
+        if not math.isfinite(report.perplexity):
+            self.diverged(f"the validation perplexity is {report.perplexity}")
         p["epoch"] += 0 if partial else 1
         record = {
             "epoch": p["epoch"] + (p["step_in_epoch"] / self.steps_per_epoch if partial else 0),
@@ -349,12 +569,12 @@ class Trainer:
         }
         self.history.append(record)
         if not partial:
-            p["step_in_epoch"] = 0
+            p["step_in_epoch"], p["epoch_nll"], p["epoch_tokens"] = 0, 0.0, 0
         improved = report.perplexity < p["best_val_ppl"]
         if improved:
             p["best_val_ppl"] = report.perplexity
             p["bad_epochs"] = 0
-            self.save(self.best_path)
+            p["best_step"] = p["global_step"]
         else:
             p["bad_epochs"] += 1
             if p["bad_epochs"] >= self.cfg.patience:
@@ -367,8 +587,25 @@ class Trainer:
             f"valid ppl {report.perplexity:.2f}{' (best)' if improved else ''}, "
             f"{record['elapsed_s'] / 60:.1f} min"
         )
+        # last.pt first: killed between the two writes, the run resumes and writes best.pt
         self.save_last()
+        if improved:
+            self.save(self.best_path)
         self.write_metrics()
+
+    def diverged(self, what: str) -> None:
+        """Stop a run whose numbers are no longer finite; last.pt keeps its last good state."""
+        raise Diverged(
+            f"training diverged at step {self.progress['global_step'] + 1}: {what}; "
+            f"{self.last_path} keeps the state of its last save (step "
+            f"{self.saved_step()}); try a lower --lr or --clip"
+        )
+
+    def saved_step(self) -> str:
+        try:
+            return str(read_checkpoint(self.last_path)["progress"]["global_step"])
+        except (CheckpointError, KeyError):
+            return "none yet"
 
     def finish(self) -> dict:
         """The run's result. The test split is left alone: it is for the one model that ships,
@@ -390,8 +627,13 @@ class Trainer:
             return
         out = Path(self.cfg.out_dir)
         metrics = {"train": asdict(self.cfg), "history": self.history, "result": result}
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
-        plot_history(self.history, out / "training.png")
+        try:
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
+            plot_history(self.history, out / "training.png")
+        except OSError as err:
+            raise CheckpointError(
+                f"cannot write the metrics of {out} ({err.strerror or err})"
+            ) from None
 
 
 def plot_history(history: list[dict], path: Path) -> None:
