@@ -8,6 +8,7 @@ import sys
 import click
 
 from poetry_lm.cli.common import (
+    USER_ERRORS,
     FiniteFloatRange,
     ForgivingStream,
     emit,
@@ -159,7 +160,7 @@ def train_command(
     Under ``torchrun --nproc_per_node=N train.py …`` each process takes 1/N of every batch."""
     setup_streams()
     set_threads(threads)
-    from poetry_lm.train.trainer import Interrupted, TrainConfig, Trainer
+    from poetry_lm.train.trainer import Interrupted, ResumeConflict, TrainConfig, Trainer
 
     if seq_step > seq_len:
         raise click.BadParameter("--seq-step cannot exceed --seq-len", param_hint="--seq-step")
@@ -212,9 +213,14 @@ def train_command(
     }
     # progress lines are not worth a run: losing stderr's reader must not end training
     sys.stderr = ForgivingStream(sys.stderr)
-    trainer = run_or_exit(
-        Trainer, cfg, resume=resume, log=lambda msg: click.echo(msg, err=True), limits=given
-    )
+    try:
+        trainer = Trainer(
+            cfg, resume=resume, log=lambda msg: click.echo(msg, err=True), limits=given
+        )
+    except ResumeConflict as err:  # a value on this command line: a usage error
+        raise click.UsageError(str(err)) from None
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from None
     try:
         result = run_or_exit(trainer.fit)
     except Interrupted as stop:  # last.pt saved; 128 + the signal, as a shell reports it

@@ -118,6 +118,10 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class ResumeConflict(ValueError):
+    """A setting given with --resume that the run cannot take (its model, its data, its seed)."""
+
+
 class Diverged(ValueError):
     """The loss (or the validation perplexity) is no longer a finite number."""
 
@@ -262,7 +266,7 @@ class Trainer:
                     self.log(f"resuming with {option_name(name)} {value} (the run had {old})")
                 settings[name] = value
             elif value != old:
-                raise ValueError(
+                raise ResumeConflict(
                     f"{option_name(name)} cannot change when a run is resumed (the run has "
                     f"{old}, this command asks {value}); start a new run with another --out"
                 )
