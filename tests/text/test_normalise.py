@@ -1,0 +1,36 @@
+"""The one rule for the text a user gives (poetry_lm.text.normalise)."""
+
+import pytest
+
+from poetry_lm.text.normalise import (
+    MAX_TEXT_CHARS,
+    PoemTextError,
+    check_poem_text,
+    normalise,
+    read_poem,
+    simplify_unknown,
+)
+
+
+def test_bom_whitespace_and_half_width_marks():
+    assert normalise("\ufeff床前 明月光,疑是地上霜.\n") == "床前明月光，疑是地上霜。"
+    assert normalise("何处?归去!且住;听:") == "何处？归去！且住；听："
+
+
+def test_only_unknown_characters_are_simplified():
+    known = {"乾", "坤"}
+    assert simplify_unknown("乾坤國", known) == "乾坤国"
+    assert simplify_unknown("乾") == "干"  # with no vocabulary, everything is converted
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("abc", "'a'"), ("，春风", "begins with '，'"), ("月" * (MAX_TEXT_CHARS + 1), "at most")],
+)
+def test_what_is_not_poem_text_is_refused(text, words):
+    with pytest.raises(PoemTextError, match=words):
+        read_poem(text)
+
+
+def test_an_empty_text_passes_the_check():
+    assert check_poem_text("") == ""
