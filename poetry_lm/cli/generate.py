@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -12,13 +13,16 @@ from poetry_lm.cli.common import (
     emit,
     form_option,
     model_option,
+    option_from,
     poem_text,
     run_or_exit,
     seed_option,
     set_threads,
+    settings_or_usage_error,
     setup_streams,
     threads_option,
 )
+from poetry_lm.decoding.generate import SampleOptions
 
 # Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
 # written as each batch is done, so memory stays bounded whatever -n and the start count ask.
@@ -68,46 +72,14 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters.",
 )
 @click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
-@click.option(
-    "--best-of",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Sample K candidates per poem in one batch; keep the likeliest (per token).",
-)
-@click.option(
-    "--beam",
-    type=click.IntRange(0, 64),
-    default=0,
-    help="Beam search of width N instead of sampling (0: sample).",
-)
-@click.option(
-    "--prime",
-    type=TEXT,
-    default="",
-    help="Read this first, as earlier verses of the poem, without printing it.",
-)
-@click.option(
-    "--temperature",
-    type=FiniteFloatRange(0, MAX_TEMPERATURE, min_open=True),
-    default=0.8,
-    show_default=True,
-    help=f"Below {GREEDY_TEMPERATURE:g}, the same as --greedy.",
-)
-@click.option(
-    "--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character."
-)
-@click.option(
-    "--top-p", type=FiniteFloatRange(0, 1, min_open=True), default=0.95, show_default=True
-)
-@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
-@click.option(
-    "--max-len",
-    type=click.IntRange(1, 10000),
-    default=128,
-    show_default=True,
-    help="Most characters per poem without --form.",
-)
+@option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
+@option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
+@option_from(SampleOptions, "prime", type=TEXT)
+@option_from(SampleOptions, "temperature", type=FiniteFloatRange(0, MAX_TEMPERATURE, min_open=True))
+@option_from(SampleOptions, "top_k", type=click.IntRange(0))
+@option_from(SampleOptions, "top_p", type=FiniteFloatRange(0, 1, min_open=True))
+@option_from(SampleOptions, "greedy")
+@option_from(SampleOptions, "max_len", type=click.IntRange(1, 10000))
 @click.option(
     "--script",
     type=click.Choice(["simplified", "traditional"]),
@@ -163,15 +135,24 @@ def generate_command(
     set_threads(threads)
     import torch
 
-    from poetry_lm.decoding.generate import SampleOptions, generate, verses
+    from poetry_lm.decoding.generate import generate, verses
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.prosody.forms import FREE_VERSE_MAX, Constraints
     from poetry_lm.text.corpus import is_ideograph, to_traditional
     from poetry_lm.text.normalise import normalise
 
-    if beam and best_of > 1:
-        raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")
+    # the options' own checks first (SampleOptions), before the model is read
+    opts = settings_or_usage_error(
+        SampleOptions,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy or temperature < GREEDY_TEMPERATURE,
+        max_len=max_len,
+        best_of=best_of,
+        beam=beam,
+    )
     model, table, _ = run_or_exit(load_model, checkpoint)
     known = table.index
     # CHARS is one start character per poem, so each must be a character
@@ -204,16 +185,7 @@ def generate_command(
     )
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
-    opts = SampleOptions(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        greedy=greedy or temperature < GREEDY_TEMPERATURE,
-        max_len=max_len,
-        best_of=best_of,
-        beam=beam,
-        prime=prime,
-    )
+    opts = dataclasses.replace(opts, max_len=max_len, prime=prime)
     requests = [s for s in starts or [""] for _ in range(num)]
     per_batch = max(1, MAX_ROWS // (beam or best_of))
     step = Stepper(model)  # packed once for every batch
