@@ -75,9 +75,10 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
 @option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
 @option_from(SampleOptions, "prime", type=TEXT)
-@option_from(SampleOptions, "temperature", type=FiniteFloatRange(0, MAX_TEMPERATURE, min_open=True))
+# finite here, and at most MAX_TEMPERATURE; SampleOptions checks the rest of each range
+@option_from(SampleOptions, "temperature", type=FiniteFloatRange(max=MAX_TEMPERATURE))
 @option_from(SampleOptions, "top_k", type=click.IntRange(0))
-@option_from(SampleOptions, "top_p", type=FiniteFloatRange(0, 1, min_open=True))
+@option_from(SampleOptions, "top_p", type=FiniteFloatRange())
 @option_from(SampleOptions, "greedy")
 @option_from(SampleOptions, "max_len", type=click.IntRange(1, 10000))
 @click.option(

@@ -59,7 +59,7 @@ MAX_LR = 10.0  # a larger rate is a typing slip, not an experiment
 @option_from(ModelConfig, "embed_dim", type=click.IntRange(1))
 @option_from(ModelConfig, "hidden_dim", type=click.IntRange(1))
 @option_from(ModelConfig, "num_layers", "--layers", type=click.IntRange(1))
-@option_from(ModelConfig, "dropout", type=FiniteFloatRange(0, 1, max_open=True))
+@option_from(ModelConfig, "dropout", type=FiniteFloatRange())  # its range: ModelConfig
 @option_from(ModelConfig, "softmax", type=click.Choice(SOFTMAXES))
 @option_from(ModelConfig, "tie_weights")
 @option_from(TrainConfig, "optimizer", type=click.Choice(OPTIMIZERS))
