@@ -8,9 +8,9 @@ line is ``...`` shows only its first lines: those are compared, the rest is left
     python -m poetry_lm.lab.readme README.md models/README.md            # compare; exit 1 on drift
     python -m poetry_lm.lab.readme --update README.md models/README.md   # rewrite the outputs
 
-The commands run in this process (``python generate.py``, ``python train.py`` and
-``python -m poetry_lm …`` are the package's own click commands), so the model is read once per
-command and nothing is spawned. ``tests/lab/test_readme.py`` runs the comparison.
+The commands run in this process (``poetry-lm …``, ``python -m poetry_lm …``, ``python
+generate.py`` and ``python train.py`` are the package's own click commands), so the model is
+read once per command and nothing is spawned. ``tests/lab/test_readme.py`` runs the comparison.
 """
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ def run_command(command: str) -> list[str]:
         cmd, args = train_command, argv[2:]
     elif argv[:3] == ["python", "-m", "poetry_lm"]:
         cmd, args = main, argv[3:]
+    elif argv[:1] == ["poetry-lm"]:  # the console script of the same group
+        cmd, args = main, argv[1:]
     else:
         raise ValueError(f"cannot run the example {command!r}: not a poetry_lm command")
     result = CliRunner().invoke(cmd, args)
