@@ -24,7 +24,7 @@ from poetry_lm.lab.gradcheck import (
     oracle_errors,
     rel_error,
 )
-from poetry_lm.lab.reference import GRUCell, LSTMCell
+from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell
 
 torch.set_num_threads(1)
 
@@ -39,7 +39,8 @@ PARAMS = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 def expected_names(kind, with_values):
     states = ["h", "c"] if kind == "lstm" else ["h"]
     values = ["output", *(f"{s}_T" for s in states)] if with_values else []
-    return {*values, *PARAMS, "input", *(f"{s}0" for s in states)}
+    params = CourseGRUCell.PARAMS if kind == "course-gru" else PARAMS
+    return {*values, *params, "input", *(f"{s}0" for s in states)}
 
 
 def break_gru_backward(monkeypatch):
@@ -105,7 +106,9 @@ def test_backward_accumulates_and_bptt_resets():
 
 
 def test_reference_package_does_not_import_torch():
-    code = "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -125,3 +128,19 @@ def test_gradcheck_command_exits_1_on_a_wrong_gradient(monkeypatch):
     assert {line.split()[0] for line in result.output.splitlines() if line.endswith("FAIL")} == {
         "gru"
     }
+
+
+def test_course_gru_da_z_has_the_opposite_sign_to_torchs_formula():
+    """The course's z weighs the candidate: ∂h'/∂z = n − h. Its dW_zh and dW_zx (checked by
+    finite differences) are exactly the negatives of what torch's (h − n) would give."""
+    case = make_case("course-gru", T=1, B=2, input_size=3, hidden_size=4, seed=5)
+    assert max(finite_difference_errors(case).values()) <= TOL_FD
+    cell, x, h = case.cell, case.xs[0], case.state0[0]
+    *_, cache = cell.forward(x, h)
+    dh = case.proj[0][0] + case.proj[1]
+    cell.zero_grad()
+    cell.backward(dh, cache)
+    _, _, z, _, _, n = cache
+    da_z_torch_sign = dh * (h - n) * z * (1 - z)
+    np.testing.assert_allclose(da_z_torch_sign.T @ h, -cell.grads["W_zh"], rtol=1e-12)
+    np.testing.assert_allclose(da_z_torch_sign.T @ x, -cell.grads["W_zx"], rtol=1e-12)
