@@ -1,7 +1,7 @@
 """Exercises: write the backward passes of the RNN, LSTM and GRU cells yourself, then grade them.
 
-    python -m poetry_lm exercise init DIR        # rnn_cell.py, lstm_cell.py, gru_cell.py with TODOs
     python -m poetry_lm exercise init DIR     # rnn_cell.py, lstm_cell.py, gru_cell.py with TODOs
+    python -m poetry_lm exercise grade DIR    # gradient by gradient, with hints into docs/bptt.md
 
 Each file subclasses a reference cell (poetry_lm/lab/reference/cells.py), keeps its forward pass
 and replaces its ``backward`` with a TODO; ``init --solution`` writes the reference's backward
