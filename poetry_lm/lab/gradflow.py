@@ -119,7 +119,10 @@ def state_grad_norms(model: PoetryLM, tokens: torch.Tensor) -> dict[str, torch.T
     for j, name in enumerate(names):
         per_step = grads[j :: len(names)]
         norms = torch.stack(
-            [torch.zeros((), dtype=x.dtype) if g is None else g.norm(dim=1).mean() for g in per_step]
+            [
+                torch.zeros((), dtype=x.dtype) if g is None else g.norm(dim=1).mean()
+                for g in per_step
+            ]
         )
         out[name] = norms.flip(0).detach()  # index k → distance t − k
     return out
@@ -273,13 +276,13 @@ def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_
     plot(results, Path(out_png))
     write_csv(results, Path(out_csv))
 
-    ks = [k for k in RATIO_DISTANCES if k < steps]
-    click.echo("ratio g(k)/g(0) = ‖∂L/∂h_{t−k}‖ / ‖∂L/∂h_t‖ (batch means)")
-    click.echo(f"{'model':<16}{'trained':<9}" + "".join(f"{f'k={k}':>11}" for k in ks))
+    ds = [d for d in RATIO_DISTANCES if d < steps]
+    click.echo("ratio g(d)/g(0) = ‖∂L/∂h_{t−d}‖ / ‖∂L/∂h_t‖ (batch means; 'c' rows: c_{t−d})")
+    click.echo(f"{'model':<16}{'trained':<9}" + "".join(f"{f'd={d}':>11}" for d in ds))
     for name, trained, norms in results:
         click.echo(
             f"{name:<16}{'yes' if trained else 'no':<9}"
-            + "".join(f"{norms[k] / norms[0]:>11.2e}" for k in ks)
+            + "".join(f"{norms[d] / norms[0]:>11.2e}" for d in ds)
         )
     click.echo(f"wrote {out_png} and {out_csv}")
 

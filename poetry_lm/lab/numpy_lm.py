@@ -1,6 +1,6 @@
 """Train the numpy language model (poetry_lm.lab.reference.lm) on a few hundred poems.
 
-    python -m poetry_lm numpy-lm [--poems 300] [--cell rnn] [--k 20] [--lr 1.0] [--epochs 5]
+    python -m poetry_lm numpy-lm [--poems 300] [--cell rnn] [--bptt-steps 20] [--lr 1.0] [--epochs 10]
 
 The first ``--poems`` train-split poems are the training text and the first ``--poems`` / 5
 valid-split poems the held-out text; the vocabulary is every character seen at least twice in
@@ -37,7 +37,7 @@ def run(corpus, poems, cell, embed_dim, hidden_dim, k, batch, lr, clip, epochs, 
     train_poems, valid_poems, vocab_size = load_poems(corpus, poems)
     click.echo(
         f"{len(train_poems)} train poems, {len(valid_poems)} valid poems, "
-        f"{vocab_size} tokens in the vocabulary; cell {cell}, k = {k}, SGD lr {lr}"
+        f"{vocab_size} tokens in the vocabulary; cell {cell}, BPTT over τ = {k} steps, SGD lr {lr}"
     )
     model = NumpyLM(vocab_size, embed_dim, hidden_dim, cell, rng=seed)
     train(
@@ -62,11 +62,18 @@ def run(corpus, poems, cell, embed_dim, hidden_dim, k, batch, lr, clip, epochs, 
 )
 @click.option("--embed-dim", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--hidden-dim", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--k", type=click.IntRange(1), default=20, show_default=True, help="BPTT steps.")
+@click.option(
+    "--bptt-steps",
+    "k",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="τ: truncation.",
+)
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
 @click.option("--clip", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default=True

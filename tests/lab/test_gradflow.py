@@ -154,7 +154,7 @@ def test_command_writes_png_csv_and_ratio_table(tmp_path, table):
     ]
     assert all(float(r["grad_norm"]) > 0 for r in rows)
     table_lines = [line.split() for line in result.output.splitlines()]
-    assert ["model", "trained", "k=10"] in table_lines  # only distances below --steps
+    assert ["model", "trained", "d=10"] in table_lines  # only distances below --steps
     assert (
         sum(
             line[:2] in (["mine", "yes"], ["lstm", "c"], *([m, "no"] for m in gradflow.UNTRAINED))

@@ -144,3 +144,32 @@ def test_course_gru_da_z_has_the_opposite_sign_to_torchs_formula():
     da_z_torch_sign = dh * (h - n) * z * (1 - z)
     np.testing.assert_allclose(da_z_torch_sign.T @ h, -cell.grads["W_zh"], rtol=1e-12)
     np.testing.assert_allclose(da_z_torch_sign.T @ x, -cell.grads["W_zx"], rtol=1e-12)
+
+
+def test_two_stacked_layers_match_torch_two_layer_lstm():
+    """The recipe of docs/bptt.md § Two layers: the upper layer's dx is the lower layer's dout."""
+    rng = np.random.default_rng(3)
+    T, B, I, H = 4, 2, 3, 5
+    lower, upper = LSTMCell(I, H, rng=1), LSTMCell(H, H, rng=2)
+    xs = rng.standard_normal((T, B, I))
+    zeros = np.zeros((B, H))
+    out1, h1, c1, caches1 = lower.forward_sequence(xs, zeros, zeros)
+    out2, h2, c2, caches2 = upper.forward_sequence(out1, zeros, zeros)
+    dout = rng.standard_normal((T, B, H))  # L = Σ dout ⊙ out2
+    grads2, dx2, *_ = upper.bptt(dout, zeros, zeros, caches2)
+    grads2 = {k: g.copy() for k, g in grads2.items()}
+    grads1, dxs, *_ = lower.bptt(dx2, zeros, zeros, caches1)
+
+    lstm = torch.nn.LSTM(I, H, num_layers=2, dtype=torch.float64)
+    with torch.no_grad():
+        for layer, cell in enumerate((lower, upper)):
+            for name, p in cell.parameters().items():
+                getattr(lstm, f"{name}_l{layer}").copy_(torch.from_numpy(p))
+    t_xs = torch.tensor(xs, requires_grad=True)
+    t_out, _ = lstm(t_xs)
+    (t_out * torch.from_numpy(dout)).sum().backward()
+    assert rel_error(out2, t_out.detach().numpy()) < TOL_TORCH
+    assert rel_error(dxs, t_xs.grad.numpy()) < TOL_TORCH
+    for layer, grads in enumerate((grads1, grads2)):
+        for name, g in grads.items():
+            assert rel_error(g, getattr(lstm, f"{name}_l{layer}").grad.numpy()) < TOL_TORCH, name

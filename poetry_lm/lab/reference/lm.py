@@ -11,7 +11,7 @@ loop), built from the reference cells and output layer of this package:
 
 Training reads a long stream of tokens (the poems laid end to end) in ``batch`` columns, ``k``
 steps at a time. The state is carried from one chunk to the next, but the gradient is not:
-each chunk's BPTT stops after k steps (dh_T = 0 at its end), which is what "truncated BPTT of k
+each chunk's BPTT stops after τ steps (dh_T = 0 at its end), which is what "truncated BPTT of k
 steps" means. tests/lab/test_numpy_lm.py checks the loss and every gradient against the torch
 model (poetry_lm.model.lm.PoetryLM) holding the same weights.
 """
@@ -123,7 +123,7 @@ def sgd_step(model, grads, lr, clip):
 
 
 def train(model, train_columns, valid_columns, k=20, lr=1.0, clip=5.0, epochs=5, log=print):
-    """SGD with truncated BPTT of k steps. Returns one dict per epoch (and one for epoch 0,
+    """SGD with truncated BPTT of τ steps. Returns one dict per epoch (and one for epoch 0,
     before training): train loss (mean over the epoch's chunks), valid perplexity, seconds."""
     start = time.perf_counter()
     history = [{"epoch": 0, "valid_ppl": perplexity(model, valid_columns, k), "seconds": 0.0}]
