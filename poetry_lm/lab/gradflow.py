@@ -78,7 +78,7 @@ def untrained_model(
 
 
 def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> torch.Tensor:
-    """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1 → (steps + 1, B)."""
+    """The first ``count`` poems of at least steps + 1 tokens, cut to steps + 1 → (steps + 1, B)."""
     encoded = [ids[: steps + 1] for ids in map(table.encode_poem, texts) if len(ids) > steps][
         :count
     ]

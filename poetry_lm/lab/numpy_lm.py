@@ -1,6 +1,7 @@
 """Train the numpy language model (poetry_lm.lab.reference.lm) on a few hundred poems.
 
-    python -m poetry_lm numpy-lm [--poems 300] [--cell rnn] [--bptt-steps 20] [--lr 1.0] [--epochs 10]
+    python -m poetry_lm numpy-lm [--poems 300] [--cell rnn] [--bptt-steps 20] [--lr 1.0]
+                                 [--epochs 10]
 
 The first ``--poems`` train-split poems are the training text and the first ``--poems`` / 5
 valid-split poems the held-out text; the vocabulary is every character seen at least twice in

@@ -29,7 +29,7 @@ from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell
 torch.set_num_threads(1)
 
 _rng = np.random.default_rng(7)
-# (T, B, input_size, hidden_size): T = 1 with B = 1, input wider and narrower than hidden, two random
+# (T, B, input_size, hidden_size): T = 1 with B = 1, input wider and narrower than hidden, 2 random
 SHAPES = [(1, 1, 4, 3), (5, 2, 2, 6)] + [
     tuple(int(n) for n in _rng.integers(1, 7, 4)) for _ in range(2)
 ]
