@@ -136,8 +136,6 @@ def grade_one(path: Path, echo=click.echo) -> bool:
         T = case.xs.shape[0]
         echo("  " + plugin.describe(failure, T))
         hint_section, hint = HINTS.get(failure.gradient, (section, ""))
-        if failure.gradient == "dh" and path.stem == "gru_cell":
-            hint_section = section
         sections = dict.fromkeys([hint_section, section])  # once each, in order
         echo(f"  hint: {hint}; read " + " and ".join(map(anchor, sections)))
     elif wrong:
