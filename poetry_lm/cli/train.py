@@ -61,7 +61,18 @@ from poetry_lm.paths import DEFAULT_CORPUS
     show_default=True,
     help="Adam, or SGD with momentum 0.9.",
 )
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    help="Peak learning rate [default: 0.002 with adam, SGD_LR_PLACEHOLDER with sgd].",
+)
+@click.option(
+    "--warmup-steps",
+    type=click.IntRange(0),
+    default=200,
+    show_default=True,
+    help="Steps of linear warm-up to the learning rate (0: none).",
+)
 @click.option(
     "--lr-schedule", type=click.Choice(["constant", "cosine"]), default="cosine", show_default=True
 )
@@ -128,6 +139,7 @@ def train_command(
     tie_weights,
     optimizer,
     lr,
+    warmup_steps,
     lr_schedule,
     clip,
     batch_size,
@@ -148,7 +160,7 @@ def train_command(
 
     Under ``torchrun --nproc_per_node=N train.py …`` each process takes 1/N of every batch."""
     set_threads(threads)
-    from poetry_lm.train.trainer import TrainConfig, Trainer
+    from poetry_lm.train.trainer import DEFAULT_LR, TrainConfig, Trainer
 
     if seq_step > seq_len:
         raise click.BadParameter("--seq-step cannot exceed --seq-len", param_hint="--seq-step")
@@ -167,7 +179,8 @@ def train_command(
         batching=batching,
         batch_size=batch_size,
         optimizer=optimizer,
-        lr=lr,
+        lr=lr if lr is not None else DEFAULT_LR[optimizer],
+        warmup_steps=warmup_steps,
         lr_schedule=lr_schedule,
         clip=clip,
         max_epochs=max_epochs,

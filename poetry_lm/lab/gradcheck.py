@@ -138,6 +138,12 @@ def finite_difference_grads(case, eps=1e-6):
         "input": case.xs,
         **{f"{s}0": a for s, a in zip(case.state_names, case.state0)},
     }
+    return central_differences(loss, arrays, eps)
+
+
+def central_differences(loss, arrays, eps=1e-6):
+    """{name: (loss(a + ε e_i) − loss(a − ε e_i)) / 2ε for every entry i} for each array, which
+    ``loss()`` must read; the arrays are perturbed in place and restored."""
     grads = {}
     for name, a in arrays.items():
         grads[name] = g = np.empty_like(a)

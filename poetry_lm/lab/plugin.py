@@ -48,6 +48,7 @@ import numpy as np
 from poetry_lm.lab.gradcheck import (
     TOL_FD,
     Case,
+    central_differences,
     finite_difference_grads,
     reference_results,
     rel_error,
@@ -235,18 +236,7 @@ def one_step_fd(cell, x, state, upstream, eps=1e-6):
         return sum(float((u * s).sum()) for u, s in zip(upstream, new))
 
     arrays = {**cell.parameters(), "x": x, **{f"s{k}": s for k, s in enumerate(state)}}
-    grads = {}
-    for name, a in arrays.items():
-        grads[name] = g = np.empty_like(a)
-        for idx in np.ndindex(a.shape):
-            original = a[idx]
-            a[idx] = original + eps
-            up = phi()
-            a[idx] = original - eps
-            down = phi()
-            a[idx] = original
-            g[idx] = (up - down) / (2 * eps)
-    return grads
+    return central_differences(phi, arrays, eps)
 
 
 def first_failure(case, tol=TOL_FD):
