@@ -286,8 +286,21 @@ def _states_along(case):
 
 
 def report_user_cell(spec, reduction, T, B, input_size, hidden_size, seed, echo=click.echo):
-    """Run both checks on the class ``spec`` and print them; True if every gradient passes."""
-    case, used = make_user_case(load_class(spec), reduction, T, B, input_size, hidden_size, seed)
+    """Run both checks on the class ``spec`` and print them; True if every gradient passes.
+
+    Raises ValueError, one sentence, when the class cannot be loaded or built, or when its own
+    code raises while it is checked."""
+    cls = load_class(spec)
+    try:
+        return _report(cls, spec, reduction, T, B, input_size, hidden_size, seed, echo)
+    except ValueError:
+        raise
+    except Exception as err:  # the user's forward or backward: say what it raised
+        raise ValueError(f"{spec} raised {type(err).__name__} while checked: {err}") from None
+
+
+def _report(cls, spec, reduction, T, B, input_size, hidden_size, seed, echo):
+    case, used = make_user_case(cls, reduction, T, B, input_size, hidden_size, seed)
     kind = "this project's" if not isinstance(case.cell, HomeworkCell) else "homework"
     echo(f"{spec}: {kind} convention, parameter gradients taken as batch {used}s")
     echo(f"whole sequence (T = {T}, B = {B}) against finite differences, tolerance {TOL_FD:g}:")

@@ -93,3 +93,10 @@ class AssignsCell(SumRNNCell):
     def backward(self, delta, h, h_prev_l, h_prev_t):
         self.dW_hh = np.zeros_like(self.dW_hh)
         return super().backward(delta, h, h_prev_l, h_prev_t)
+
+
+class BrokenCell(SumRNNCell):
+    """Its backward raises, as an unfinished homework does."""
+
+    def backward(self, delta, h, h_prev_l, h_prev_t):
+        raise NotImplementedError("TODO")

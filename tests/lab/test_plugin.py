@@ -69,6 +69,7 @@ def test_assigning_instead_of_adding_fails_at_the_second_step_bptt_visits():
         ("no_colon", "MODULE:CLASS"),
         ("no_such_module_xyz:Cell", "cannot import"),
         ("homework_cells:Nope", "has no class"),
+        ("homework_cells:BrokenCell", "raised NotImplementedError while checked: TODO"),
     ],
 )
 def test_a_bad_spec_is_one_sentence_and_exit_1(spec, message):
