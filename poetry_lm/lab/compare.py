@@ -1,4 +1,5 @@
-"""Compare training runs: a markdown table and a plot of validation perplexity against time.
+"""Compare training runs: a markdown table, and plots of validation perplexity against time and
+of train loss against the optimizer step.
 
     python -m poetry_lm compare runs/cmp-* --png docs/comparison.png
 
@@ -45,6 +46,7 @@ def load_run(folder: Path) -> dict:
         "name": folder.name,
         "settings": {k: settings.get(k) for k in SHOWN},
         "history": history,
+        "steps": metrics.get("steps", []),  # train loss per block of steps (newer runs)
         "best_val_ppl": min(h["val_ppl"] for h in history),
         "minutes": history[-1]["elapsed_s"] / 60,
         "epochs": history[-1]["epoch"],
@@ -75,14 +77,17 @@ def plot(runs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in runs:
+    fig, (ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, r in enumerate(runs):
         ax.plot(
             [h["elapsed_s"] / 60 for h in r["history"]],
             [h["val_ppl"] for h in r["history"]],
             marker="o",
             label=r["name"],
+            color=f"C{i}",
         )
+        steps = r["steps"]
+        loss_ax.plot([s["step"] for s in steps], [s["train_loss"] for s in steps], color=f"C{i}")
     ax.set(
         xlabel="training time (minutes)",
         ylabel="validation perplexity",
@@ -90,6 +95,11 @@ def plot(runs: list[dict], path: Path) -> None:
         title="validation perplexity against training time",
     )
     ax.legend(fontsize=8)
+    loss_ax.set(
+        xlabel="optimizer step",
+        ylabel="train loss (nats/token)",
+        title="train loss per step (metrics.json 'steps')",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -103,7 +113,7 @@ def plot(runs: list[dict], path: Path) -> None:
     "--png",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also plot validation perplexity against training time.",
+    help="Also plot validation perplexity against training time, and train loss per step.",
 )
 def main(folders: tuple[Path, ...], png: Path | None) -> None:
     """Print a markdown table of the runs in FOLDERS."""
