@@ -76,6 +76,7 @@ def plot(runs: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for i, r in enumerate(runs):
@@ -95,6 +96,9 @@ def plot(runs: list[dict], path: Path) -> None:
         title="validation perplexity against training time",
     )
     ax.legend(fontsize=8)
+    # plain numbers on the log axis (not 6.75 × 10²)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     loss_ax.set(
         xlabel="optimizer step",
         ylabel="train loss (nats/token)",
