@@ -64,7 +64,7 @@ from poetry_lm.paths import DEFAULT_CORPUS
 @click.option(
     "--lr",
     type=click.FloatRange(0, min_open=True),
-    help="Peak learning rate [default: 0.002 with adam, SGD_LR_PLACEHOLDER with sgd].",
+    help="Peak learning rate [default: 0.002 with adam, 10 with sgd].",
 )
 @click.option(
     "--warmup-steps",

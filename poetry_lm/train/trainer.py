@@ -79,7 +79,7 @@ def adaptive_cutoffs(counts: list[int], shares=(0.80, 0.95)) -> list[int]:
 
 # the learning rate each optimizer gets unless --lr is given; SGD's from a small measured sweep
 # (README, "Training runs to compare"): Adam's 2e-3 is far too small for plain SGD
-DEFAULT_LR = {"adam": 2e-3, "sgd": 0.5}
+DEFAULT_LR = {"adam": 2e-3, "sgd": 10.0}
 # train_loss is recorded per block of this many steps, at most ~100 points an epoch
 STEP_POINTS_PER_EPOCH = 100
 
