@@ -78,10 +78,10 @@ def untrained_model(
 
 
 def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> torch.Tensor:
-    """The first ``count`` poems of at least steps + 1 tokens, cut to steps + 1 → (steps + 1, B)."""
-    encoded = [ids[: steps + 1] for ids in map(table.encode_poem, texts) if len(ids) > steps][
-        :count
-    ]
+    """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1
+    → (steps + 1, B)."""
+    long_enough = [ids for ids in map(table.encode_poem, texts) if len(ids) > steps]
+    encoded = [ids[: steps + 1] for ids in long_enough[:count]]
     if not encoded:
         raise ValueError(f"no poem has {steps + 1} tokens")
     return torch.tensor(encoded).T
