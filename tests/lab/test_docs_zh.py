@@ -74,6 +74,9 @@ def test_readme_zh_has_the_commands_and_sections_of_the_learners_part():
 
 
 def test_the_extractors_see_what_they_should():
-    text = "# T\n\n```bash\npython -m poetry_lm a \\\n  --b 1   # why\n```\n\n    poetry-lm c\n## `X` y\n"
+    text = (
+        "# T\n\n```bash\npython -m poetry_lm a \\\n  --b 1   # why\n```\n\n"
+        "    poetry-lm c\n## `X` y\n"
+    )
     assert commands(text) == ["python -m poetry_lm a --b 1", "poetry-lm c"]
     assert structure(text) == [(1, ()), (2, ("X",))]
