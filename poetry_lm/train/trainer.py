@@ -93,13 +93,12 @@ class TrainConfig:
 
     def __post_init__(self):
         choices = (
-            ("batching", BATCHINGS),
-            ("optimizer", OPTIMIZERS),
-            ("lr_schedule", SCHEDULES),
-            ("device", DEVICES),
+            ("batching", self.batching, BATCHINGS),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("lr_schedule", self.lr_schedule, SCHEDULES),
+            ("device", self.device, DEVICES),
         )
-        for name, allowed in choices:
-            value = getattr(self, name)
+        for name, value, allowed in choices:
             if value not in allowed:
                 raise SettingError(f"{{{name}}} must be one of {', '.join(allowed)}, not {value!r}")
         if self.lr is None:
