@@ -301,8 +301,9 @@ def test_cli_json_traditional_prime_and_verbose(tiny_run):
 
 def test_cli_errors(tiny_run):
     model = tiny_run / "best.pt"
-    unknown = invoke(generate_command, "--model", model, "--form", "五绝", "--acrostic", "春ω秋冬")
-    assert unknown.exit_code == 1 and "does not know the character 'ω'" in unknown.output
+    # 龘 is a Chinese character, so the acrostic is poem text, but not one the model knows
+    unknown = invoke(generate_command, "--model", model, "--form", "五绝", "--acrostic", "春龘秋冬")
+    assert unknown.exit_code == 1 and "does not know the character '龘'" in unknown.output
     for args, message in [
         (["--form", "五绝", "--acrostic", "春夏"], "needs 4 characters"),
         (["--tones"], "need a form"),
