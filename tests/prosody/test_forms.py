@@ -220,7 +220,7 @@ def test_free_acrostic_and_no_rhyme(tiny):
         assert poem.rhyme == []
 
 
-def test_best_of_keeps_the_likeliest_candidate_and_beam_1_is_greedy(tiny):
+def test_best_of_keeps_the_best_candidate_and_plain_beam_1_is_greedy(tiny):
     model, table = tiny
     cons = Constraints(parse_form("七绝"), rhyme=True)
     # best-of K's candidates for seed s are the poems of seeds s … s + K - 1
@@ -228,7 +228,8 @@ def test_best_of_keeps_the_likeliest_candidate_and_beam_1_is_greedy(tiny):
     (best,) = generate(model, table, [""], SampleOptions(best_of=4), None, cons, seeds=[5])
     assert best.text == max(candidates, key=lambda p: p.score).text
     greedy = generate(model, table, [""], SampleOptions(greedy=True), None, cons)
-    assert generate(model, table, [""], SampleOptions(beam=1), None, cons)[0].text == greedy[0].text
+    plain_beam = SampleOptions(beam=1, greedy=True)  # no Gumbel noise: the plain beam search
+    assert generate(model, table, [""], plain_beam, None, cons)[0].text == greedy[0].text
 
 
 def test_back_off_drops_tones_then_rhyme_and_says_where():
@@ -262,7 +263,7 @@ def test_cli_json_traditional_prime_and_verbose(tiny_run):
     plain = invoke(generate_command, *args, "--format", "json")
     assert plain.exit_code == 0, plain.output
     record = json.loads(plain.output)
-    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs"}
+    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs", "truncated"}
     assert record["form"] == "五绝" and len(record["logprobs"]) == len(record["text"]) == 24
     assert "".join(record["lines"]) == record["text"] and [v[0] for v in record["lines"]] == list(
         "东南西北"
