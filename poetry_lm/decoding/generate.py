@@ -39,11 +39,11 @@ from poetry_lm.text.vocab import SPECIALS, CharTable
 
 # (repetition, same_place) in nats, per form (None: free poems), from docs/decoding.md
 REPETITION_DEFAULTS: dict[str | None, tuple[float, float]] = {
-    "五绝": (1.0, 1.0),
-    "七绝": (1.0, 1.0),
-    "五律": (1.0, 1.0),
-    "七律": (1.0, 1.0),
-    None: (1.0, 1.0),
+    "五绝": (0.8, 0.8),
+    "七绝": (1.0, 1.2),
+    "五律": (1.2, 1.5),
+    "七律": (1.5, 2.0),
+    None: (1.2, 1.5),
 }
 
 

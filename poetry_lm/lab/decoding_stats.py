@@ -134,13 +134,16 @@ SETTING_ARGS = {
 }
 
 
-def generated_texts(setting: str, poems: int, seed: int, model_path: str) -> list[str]:
-    """``poems`` poems of a setting, as the command line writes them (its defaults), in batches."""
+def generated_texts(
+    setting: str, poems: int, seed: int, model_path: str, extra: str = ""
+) -> list[str]:
+    """``poems`` poems of a setting, as the command line writes them (its defaults, then the
+    ``extra`` options), in one batch."""
     from click.testing import CliRunner
 
     from poetry_lm.cli.generate import generate_command
 
-    args = [*SETTING_ARGS[setting].split(), "-n", str(poems), "--seed", str(seed)]
+    args = [*SETTING_ARGS[setting].split(), *extra.split(), "-n", str(poems), "--seed", str(seed)]
     out = CliRunner().invoke(generate_command, [*args, "--model", model_path, "--format", "json"])
     if out.exit_code != 0:
         raise click.ClickException(f"generate {' '.join(args)} failed: {out.output.strip()}")
@@ -169,8 +172,9 @@ HEADER = [
 @click.option(
     "--model", "model_path", default=None, help="Checkpoint (default: the shipped model)."
 )
+@click.option("--extra", default="", help="More generate options for every setting.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
-def main(poems, settings, seed, poem_file, corpus, model_path, threads):
+def main(poems, settings, seed, poem_file, corpus, model_path, extra, threads):
     """Repetition, 重韵, rhyme, closing and train-verse copies: corpus and generated (percent)."""
     import torch
 
@@ -196,7 +200,8 @@ def main(poems, settings, seed, poem_file, corpus, model_path, threads):
         click.echo(row(poem_file, rates_of(texts, index), f"{len(set(texts))}"))
     for setting in settings or ([] if poem_file else list(SETTING_ARGS)):
         start = time.perf_counter()
-        texts = generated_texts(setting, poems, seed, model_path or str(SHIPPED_MODEL))
+        texts = generated_texts(setting, poems, seed, model_path or str(SHIPPED_MODEL), extra)
         secs = time.perf_counter() - start
-        extra = f"{len(set(texts))} ({secs:.0f} s)"
-        click.echo(row(f"`{SETTING_ARGS[setting] or '(free)'}`", rates_of(texts, index), extra))
+        info = f"{len(set(texts))} ({secs:.0f} s)"
+        label = f"`{' '.join([SETTING_ARGS[setting] or '(free)', extra]).strip()}`"
+        click.echo(row(label, rates_of(texts, index), info))
