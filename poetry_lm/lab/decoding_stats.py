@@ -129,6 +129,7 @@ SETTING_ARGS = {
     "五律-best-of-8": "--form 五律 --best-of 8",
     "beam-五律": "--form 五律 --beam 4",
     "beam-七绝": "--form 七绝 --beam 4",
+    "beam-五绝": "--form 五绝 --beam 4",
     "free": "",
     "free-acrostic": "--acrostic 春夏秋冬",
 }
