@@ -248,11 +248,11 @@ def generate(
     mask = rules.allowed()
     for t in range(rules.max_steps):
         lp = logp.numpy()
-        here = penalty.copy()
-        previous = rules.previous_verse_tokens()  # the same place, one verse up
-        for b, prev in enumerate(previous):
-            if prev >= 0:
-                here[b, prev] += same_place
+        # the same place, one verse up: its character pays same_place more, for this step only
+        previous = [(b, p) for b, p in enumerate(rules.previous_verse_tokens()) if p >= 0]
+        for b, prev in previous:
+            penalty[b, prev] += same_place
+        here = penalty  # (R, V), as it stands for this step
         allowed = mask.numpy()
         if opts.beam:  # a finished hypothesis may only repeat the end token, at no cost
             done = rules.done.numpy()
@@ -272,12 +272,17 @@ def generate(
             rules.select(index_t)
             state = [tuple(s[index_t] for s in layer) for layer in state]
             tokens, model_lp, paid, live = tokens[index], model_lp[index], paid[index], live[index]
-            penalty, lp, here = penalty[index], lp[index], here[index]
+            penalty, lp = penalty[index], lp[index]
+            here = penalty
         else:
             next_ids = sample_step(lp - here, allowed, uniforms[t], opts, rules.forced)
         picked = np.arange(R), next_ids
         tokens[:, t], model_lp[:, t], paid[:, t] = next_ids, lp[picked], here[picked]
         live[:, t] = ~rules.done.numpy()
+        if opts.beam:  # the rows were reordered: find each row's same-place character again
+            previous = [(b, p) for b, p in enumerate(rules.previous_verse_tokens()) if p >= 0]
+        for b, prev in previous:
+            penalty[b, prev] -= same_place
         penalty[picked] += repetition * (ideographs[next_ids] & live[:, t])
         next_t = torch.from_numpy(next_ids)
         rules.advance(next_t)
