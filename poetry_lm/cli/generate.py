@@ -63,7 +63,8 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @click.option(
     "--rhyme/--no-rhyme",
     default=None,
-    help="Even lines end in one 平水韵 group [default: on with --form].",
+    help="Even lines end in one 平水韵 group, no rhyme twice (free poems: a group of either "
+    "tone, once the first verse sets the length) [default: on].",
 )
 @click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
 @click.option(
@@ -75,6 +76,8 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
 @option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
 @option_from(SampleOptions, "prime", type=TEXT)
+@option_from(SampleOptions, "repetition", "--repetition-penalty", type=FiniteFloatRange(0))
+@option_from(SampleOptions, "same_place", "--same-place-penalty", type=FiniteFloatRange(0))
 # finite here, and at most MAX_TEMPERATURE; SampleOptions checks the rest of each range
 @option_from(SampleOptions, "temperature", type=FiniteFloatRange(max=MAX_TEMPERATURE))
 @option_from(SampleOptions, "top_k", type=click.IntRange(0))
@@ -93,8 +96,8 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, per-character "
-    "log-probabilities.",
+    help="json: one object per line with text, lines, form, rhyme, score, per-character "
+    "log-probabilities and truncated.",
 )
 @click.option(
     "-v",
@@ -118,6 +121,8 @@ def generate_command(
     best_of,
     beam,
     prime,
+    repetition,
+    same_place,
     temperature,
     top_k,
     top_p,
@@ -153,6 +158,8 @@ def generate_command(
         max_len=max_len,
         best_of=best_of,
         beam=beam,
+        repetition=repetition,
+        same_place=same_place,
     )
     model, table, _ = run_or_exit(load_model, checkpoint)
     known = table.index
@@ -175,11 +182,16 @@ def generate_command(
         )
     prime = poem_text(prime, known, "--prime", "prime text")
     max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MAX)
+    if len(prime) > max_len:
+        raise click.BadParameter(
+            f"the prime text has {len(prime)} characters, more than --max-len allows ({max_len})",
+            param_hint="--prime",
+        )
     cons = run_or_exit(
         Constraints,
         form,
         acrostic,
-        form is not None if rhyme is None else rhyme,
+        rhyme is not False,
         rhyme_first,
         tones,
         no_repeat,
@@ -191,17 +203,23 @@ def generate_command(
     per_batch = max(1, MAX_ROWS // (beam or best_of))
     step = Stepper(model)  # packed once for every batch
     script_of = to_traditional if script == "traditional" else str
+    # one seed per poem, drawn at once: a poem depends on its start and seed only, so the
+    # batches give the same poems as one batch would
+    seeds = torch.randint(0, 2**62, (len(requests),), generator=generator).tolist()
     written = 0
     for first in range(0, len(requests), per_batch):
-        batch = requests[first : first + per_batch]
-        poems = run_or_exit(generate, model, table, batch, opts, generator, cons, step)
+        batch, batch_seeds = requests[first : first + per_batch], seeds[first : first + per_batch]
+        poems = run_or_exit(
+            generate, model, table, batch, opts, generator, cons, step, seeds=batch_seeds
+        )
         for poem in poems:  # each batch is written as soon as it is done
             written += 1
             if verbose:
                 click.echo(
                     f"poem {written}: mean log-probability {poem.score:.3f}"
                     + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
-                    + "".join(f"; {event}" for event in poem.backoffs),
+                    + "".join(f"; {event}" for event in poem.backoffs)
+                    + (f"; truncated at --max-len {max_len}" if poem.truncated else ""),
                     err=True,
                 )
             text = script_of(poem.text)
@@ -213,6 +231,7 @@ def generate_command(
                     "rhyme": [script_of(g) for g in poem.rhyme],
                     "score": round(poem.score, 4),
                     "logprobs": [round(lp, 4) for lp in poem.logprobs],
+                    "truncated": poem.truncated,
                 }
                 emit(json.dumps(record, ensure_ascii=False))
             else:
