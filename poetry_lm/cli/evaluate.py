@@ -31,21 +31,36 @@ from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
     is_flag=True,
     help="Read the poems one token at a time with generation's int8 weights, not whole with the model's own.",
 )
+@click.option(
+    "--titles",
+    is_flag=True,
+    help="Read each poem of the split after its title (context, never scored).",
+)
 @threads_option
-def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, threads):
+def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, titles, threads):
     """Print the perplexity of CHECKPOINT on a corpus split or on a file of poems."""
     set_threads(threads)
+    if titles and (poem_file or as_generated):
+        raise click.UsageError(
+            "--titles reads a corpus split's titles: not with --file or --as-generated"
+        )
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.text.corpus import load_corpus, read_poem_file
+    from poetry_lm.text.corpus import clean_title, load_corpus, read_poem_file
 
     model, table, _ = run_or_exit(load_model, checkpoint)
     if poem_file:
         poems, source = run_or_exit(read_poem_file, poem_file), poem_file
     else:
-        poems, source = [p.text for p in run_or_exit(load_corpus, corpus)[split]], f"{split} split"
-    report = perplexity(model, table, poems, step=Stepper(model) if as_generated else None)
+        chosen = run_or_exit(load_corpus, corpus)[split]
+        poems, source = [p.text for p in chosen], f"{split} split"
+    names = [clean_title(p.title) for p in chosen] if titles else None
+    if titles:
+        source += ", given the titles"
+    report = run_or_exit(
+        perplexity, model, table, poems, step=Stepper(model) if as_generated else None, titles=names
+    )
     click.echo(
         f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens in {report.poems} poems "
         f"(<unk> rate {100 * report.unk_rate:.2f}%)"

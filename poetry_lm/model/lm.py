@@ -37,6 +37,12 @@ class ModelConfig:
     tie_weights: bool = False  # output layer shares the embedding matrix (full softmax only)
     cell: str = "lstm"  # "lstm", "gru" or "rnn"
     activation: str = "tanh"  # the plain RNN's nonlinearity: "tanh", "relu" or "sigmoid"
+    # Couplet input: the first layer also reads the embedding of the previous verse's character
+    # at the position about to be written (see CoupletTracker). Needs the vocabulary's mark
+    # indices (，。？！；：、, which end a verse) and reset indices (<pad>, <bos>, <eos>, <sep>).
+    couplet_input: bool = False
+    verse_marks: list[int] = field(default_factory=list)
+    verse_resets: list[int] = field(default_factory=list)
 
     def __post_init__(self):
         if self.softmax not in ("full", "adaptive"):
@@ -51,6 +57,8 @@ class ModelConfig:
             raise ValueError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             )
+        if self.couplet_input and not (self.verse_marks and self.verse_resets):
+            raise ValueError("couplet input needs the vocabulary's verse marks and reset tokens")
 
 
 class RecurrentLayer(nn.Module):
@@ -236,6 +244,71 @@ class StackedRNN(nn.Module):
         return x, final
 
 
+CHAR, MARK, RESET = 0, 1, 2  # token kinds for CoupletTracker
+
+
+class CoupletTracker:
+    """Which character of the previous verse answers the next one, known causally.
+
+    In regulated verse character k of an even line answers character k of the odd line before
+    it (对仗). ``step(x_t)`` reads token x_t (B,) and returns, for the token x_{t+1} about to be
+    written, the index of the character at the same position of the previous verse, or -1 where
+    there is none (first verse, a verse longer than the previous one, a title). A verse is the
+    text between two marks; the reset tokens (``<bos>``, ``<eos>``, ``<sep>``, padding) and context
+    tokens (>= V, a title) start afresh.
+
+    The same object serves training (``sequence`` over a (T, B) batch) and generation (one
+    ``step`` per written token; ``select`` follows beam reordering). A batch that starts inside a
+    poem (a stream chunk, a window) has no previous verse until its first mark.
+    """
+
+    def __init__(self, kinds: torch.Tensor, batch: int):
+        self.kinds = kinds  # (V,) CHAR, MARK or RESET per vocabulary index
+        device = kinds.device
+        self.history = torch.empty(0, batch, dtype=torch.long, device=device)  # (t, B)
+        self.verse_start = torch.full((batch,), -1, dtype=torch.long, device=device)  # -1: unknown
+        self.prev_start = torch.zeros(batch, dtype=torch.long, device=device)
+        self.prev_len = torch.zeros(batch, dtype=torch.long, device=device)
+
+    @staticmethod
+    def token_kinds(config: ModelConfig) -> torch.Tensor:
+        kinds = torch.full((config.vocab_size,), CHAR, dtype=torch.long)
+        kinds[list(config.verse_marks)] = MARK
+        kinds[list(config.verse_resets)] = RESET
+        return kinds
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,) the token just read → counterpart of the next token (B,), -1 for none."""
+        t = len(self.history)
+        self.history = torch.cat([self.history, x[None]])
+        V = len(self.kinds)
+        kind = torch.where(x >= V, RESET, self.kinds[x % V])  # context tokens reset
+        mark, reset = kind == MARK, kind == RESET
+        known = self.verse_start >= 0
+        # a mark closes the current verse: it becomes the previous one (length 0 if its start
+        # lies before this batch); a reset forgets it
+        self.prev_start = torch.where(mark, self.verse_start, self.prev_start)
+        closed = torch.where(known, t - self.verse_start, 0)
+        self.prev_len = torch.where(mark, closed, torch.where(reset, 0, self.prev_len))
+        self.verse_start = torch.where(mark | reset, t + 1, self.verse_start)
+        k = t + 1 - self.verse_start  # position of the next token in its verse
+        has = self.verse_start.ge(0) & (k < self.prev_len)
+        where = (self.prev_start + k).clamp(0, t)  # a step of the history, read where ``has``
+        counterpart = self.history.gather(0, where[None]).squeeze(0)
+        return torch.where(has, counterpart % V, -1)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep rows ``rows`` (B',) of every field, as a beam search reorders its hypotheses."""
+        self.history = self.history[:, rows]
+        self.verse_start, self.prev_start, self.prev_len = (
+            f[rows] for f in (self.verse_start, self.prev_start, self.prev_len)
+        )
+
+    def sequence(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (T, B) → counterparts (T, B): row t answers the token that follows tokens[t]."""
+        return torch.stack([self.step(x) for x in tokens])
+
+
 class PoetryLM(nn.Module):
     """Character language model: embedding → recurrent layers → (dropout) → softmax over the vocabulary."""
 
@@ -245,8 +318,15 @@ class PoetryLM(nn.Module):
         E, H, V = config.embed_dim, config.hidden_dim, config.vocab_size
         self.embedding = nn.Embedding(V, E)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if config.couplet_input:
+            # what the second input reads where the previous verse has no counterpart
+            self.no_counterpart = nn.Parameter(torch.empty(E).uniform_(-0.1, 0.1))
+            self.register_buffer(
+                "token_kinds", CoupletTracker.token_kinds(config), persistent=False
+            )
+        input_size = 2 * E if config.couplet_input else E  # the two embeddings side by side
         self.rnn = StackedRNN(
-            config.cell, E, H, config.num_layers, config.dropout, config.activation
+            config.cell, input_size, H, config.num_layers, config.dropout, config.activation
         )
         self.dropout = nn.Dropout(config.dropout)
         if config.softmax == "adaptive":
@@ -261,10 +341,26 @@ class PoetryLM(nn.Module):
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
-        """tokens (T, B) → hidden features (T, B, H) for the output layer, and the state."""
-        x = self.dropout(self.embedding(tokens))  # (T, B, E)
-        hidden, state = self.rnn(x, state, keep)
+        """tokens (T, B) → hidden features (T, B, H) for the output layer, and the state.
+
+        A context token (index + V, a title's) reads as its character (see ``text/vocab.py``).
+        With couplet input, the counterparts come from a fresh ``CoupletTracker`` over ``tokens``.
+        """
+        x = self.embedding(tokens % self.config.vocab_size)  # (T, B, E)
+        if self.config.couplet_input:
+            counterparts = self.tracker(tokens.shape[1]).sequence(tokens)  # (T, B)
+            x = torch.cat([x, self.counterpart_embedding(counterparts)], dim=-1)  # (T, B, 2E)
+        hidden, state = self.rnn(self.dropout(x), state, keep)
         return self.dropout(hidden), state
+
+    def tracker(self, batch: int) -> CoupletTracker:
+        """A fresh tracker of the previous verse for ``batch`` rows (couplet input only)."""
+        return CoupletTracker(self.token_kinds, batch)
+
+    def counterpart_embedding(self, counterparts: torch.Tensor) -> torch.Tensor:
+        """counterparts (...,) from a CoupletTracker, -1 for none → the second input (..., E)."""
+        found = self.embedding(counterparts.clamp(min=0))
+        return torch.where(counterparts[..., None] >= 0, found, self.no_counterpart)
 
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (N, H) → exact log-probabilities over the whole vocabulary (N, V)."""
@@ -287,12 +383,12 @@ class PoetryLM(nn.Module):
     ) -> tuple[torch.Tensor, int, State]:
         """tokens (T, B), padding anywhere → (summed NLL of every non-pad token after the
         first position, number of such tokens, state after the last input). Padding is never
-        scored and never feeds the state; ``state`` continues a stream from its previous chunk."""
+        scored and never feeds the state; ``state`` continues a stream from its previous chunk.
+        Context tokens (index + V: a title and its ``<sep>``) are read but never scored."""
         keep = (tokens != pad).unsqueeze(-1).to(self.embedding.weight.dtype)  # (T, B, 1)
         hidden, state = self(tokens[:-1], state, keep=keep[:-1])
         targets = tokens[1:]
-        scored = (targets != pad) & (
-            tokens[:-1] != pad
-        )  # (T-1, B): a real token after a real token
+        # (T-1, B): a real poem token after a real token
+        scored = (targets != pad) & (tokens[:-1] != pad) & (targets < self.config.vocab_size)
         nll = self.target_nll(hidden[scored], targets[scored])
         return nll.sum(), int(scored.sum()), state
