@@ -110,6 +110,25 @@ from poetry_lm.paths import DEFAULT_CORPUS
     default=None,
     help="Use only the first N poems of each split (quick trials).",
 )
+@click.option(
+    "--couplet-input",
+    is_flag=True,
+    help="Also feed the first layer the previous verse's character at the same position (对仗).",
+)
+@click.option(
+    "--title-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of train poems read after their title (context, never scored); the rest without.",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["forward", "backward"]),
+    default="forward",
+    show_default=True,
+    help="backward: a right-to-left model of the same poems (for reranking).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast on CUDA.")
@@ -139,6 +158,9 @@ def train_command(
     patience,
     max_minutes,
     limit_poems,
+    couplet_input,
+    title_share,
+    direction,
     seed,
     device,
     bf16,
@@ -175,6 +197,7 @@ def train_command(
         max_minutes=max_minutes,
         min_freq=min_freq,
         limit_poems=limit_poems,
+        title_share=title_share,
         seed=seed,
         device=device,
         bf16=bf16,
@@ -187,6 +210,8 @@ def train_command(
             dropout=dropout,
             softmax=softmax,
             tie_weights=tie_weights,
+            couplet_input=couplet_input,
+            direction=direction,
         ),
     )
     # with --resume, the run keeps its own settings; only limits given on this command line change

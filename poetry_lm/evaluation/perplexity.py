@@ -17,6 +17,7 @@ import torch
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.text.batching import poem_batches
+from poetry_lm.text.corpus import orient
 from poetry_lm.text.vocab import CharTable
 
 
@@ -64,7 +65,10 @@ def perplexity(
     was_training = model.training
     model.eval()
     titles = titles or [""] * len(poems)
-    encoded = [table.encode_poem(p, t) for p, t in zip(poems, titles, strict=True)]
+    direction = model.config.direction  # a backward model reads each poem right to left
+    encoded = [
+        table.encode_poem(orient(p, direction), t) for p, t in zip(poems, titles, strict=True)
+    ]
     nll, tokens = 0.0, 0
     device = model.embedding.weight.device
     for batch in poem_batches(encoded, table.pad, max_tokens):

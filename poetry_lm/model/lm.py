@@ -43,6 +43,7 @@ class ModelConfig:
     couplet_input: bool = False
     verse_marks: list[int] = field(default_factory=list)
     verse_resets: list[int] = field(default_factory=list)
+    direction: str = "forward"  # "backward": poems are read right to left (for reranking)
 
     def __post_init__(self):
         if self.softmax not in ("full", "adaptive"):
@@ -57,6 +58,8 @@ class ModelConfig:
             raise ValueError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             )
+        if self.direction not in ("forward", "backward"):
+            raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
         if self.couplet_input and not (self.verse_marks and self.verse_resets):
             raise ValueError("couplet input needs the vocabulary's verse marks and reset tokens")
 

@@ -110,6 +110,11 @@ def clean_title(title: str) -> str:
     return "".join(ch for ch in title if is_ideograph(ch))[:MAX_TITLE_CHARS]
 
 
+def orient(text: str, direction: str) -> str:
+    """A poem as a model of that direction reads it: ``"backward"`` reverses it."""
+    return text[::-1] if direction == "backward" else text
+
+
 def split_of(poem_id: str) -> str:
     """Stable split by id: md5(id) mod 10 → 0 test, 1 valid, 2–9 train.
 

@@ -25,7 +25,8 @@ from poetry_lm.model.checkpoint import CheckpointError, read_checkpoint, save_ch
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import DEFAULT_CORPUS
 from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
-from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.corpus import clean_title, load_corpus, orient
+from poetry_lm.text.duplicates import PUNCTUATION
 from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
 from poetry_lm.train import distributed
 
@@ -55,6 +56,9 @@ class TrainConfig:
     device: str = "cpu"  # "cpu" or "cuda"
     bf16: bool = False  # bfloat16 autocast (CUDA)
     model: dict = field(default_factory=dict)  # ModelConfig fields other than vocab_size
+    # share of train poems read after their title (<bos> title <sep> poem <eos>), drawn afresh
+    # each epoch; the others are read without one, so one model writes either way
+    title_share: float = 0.0
 
 
 class SequenceLoss(nn.Module):
@@ -114,7 +118,7 @@ class Trainer:
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
         ckpt = read_checkpoint(self.last_path) if resume else None
         self.cfg = self.settings(cfg, ckpt, limits)
-        self.texts = self.load_texts()
+        self.texts, self.titles = self.load_texts()
         self.vocab, model_cfg = self.vocabulary(ckpt)
         self.table = CharTable(self.vocab)
         self.model, self.loss, self.optimizer = self.build_model(model_cfg)
@@ -138,12 +142,16 @@ class Trainer:
         cfg.device, cfg.bf16 = device, cfg.bf16 and device == "cuda"
         return cfg
 
-    def load_texts(self) -> dict[str, list[str]]:
-        """The corpus's poem texts by split (the first ``limit_poems`` of each, if set)."""
+    def load_texts(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """The corpus's poem texts and cleaned titles by split (the first ``limit_poems`` of
+        each, if set)."""
+        if not 0 <= self.cfg.title_share <= 1:
+            raise ValueError(f"title_share must be between 0 and 1, not {self.cfg.title_share}")
         splits = load_corpus(self.cfg.corpus)
         if self.cfg.limit_poems:
             splits = {k: v[: self.cfg.limit_poems] for k, v in splits.items()}
-        return {k: [p.text for p in v] for k, v in splits.items()}
+        texts = {k: [p.text for p in v] for k, v in splits.items()}
+        return texts, {k: [clean_title(p.title) for p in v] for k, v in splits.items()}
 
     def vocabulary(self, ckpt: dict | None) -> tuple[list[str], ModelConfig]:
         """The vocabulary and the model's configuration: the checkpoint's when resuming, else
@@ -156,6 +164,10 @@ class Trainer:
         if model_args.get("softmax") == "adaptive" and not model_args.get("cutoffs"):
             counts = [fnlp_vocab.word_count.get(tok, 0) for tok in vocab]
             model_args["cutoffs"] = adaptive_cutoffs(counts)
+        if model_args.get("couplet_input"):  # the tracker's token kinds, kept in the config
+            table = CharTable(vocab)
+            model_args["verse_marks"] = [table.index[m] for m in PUNCTUATION if m in table.index]
+            model_args["verse_resets"] = [table.pad, table.bos, table.eos, table.sep]
         return vocab, ModelConfig(vocab_size=len(vocab), **model_args)
 
     def build_model(self, model_cfg: ModelConfig):
@@ -193,12 +205,19 @@ class Trainer:
             torch.manual_seed(seed)
         return progress, history
 
-    def prepare_batches(self) -> tuple[list[list[int]], np.ndarray | None]:
-        """The encoded train poems and, for ``batching="windows"``, their windows."""
+    def prepare_batches(self, epoch: int = 0) -> tuple[list[list[int]], np.ndarray | None]:
+        """The encoded train poems and, for ``batching="windows"``, their windows. With a
+        ``title_share``, which poems carry their title is drawn for ``epoch``; a backward
+        model reads every poem right to left (its title, context, still first)."""
         cfg = self.cfg
         if cfg.batching not in ("windows", "streams"):
             raise ValueError(f"batching must be 'windows' or 'streams', not {cfg.batching!r}")
-        encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
+        texts = [orient(t, self.model.config.direction) for t in self.texts["train"]]
+        titled = np.random.default_rng([cfg.seed, epoch, 1]).random(len(texts)) < cfg.title_share
+        encoded = [
+            self.table.encode_poem(text, title if keep else "")
+            for text, title, keep in zip(texts, self.titles["train"], titled)
+        ]
         if cfg.batching == "streams":
             return encoded, None
         return encoded, make_windows(encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
@@ -206,6 +225,8 @@ class Trainer:
     def epoch_batches(self, epoch: int, start: int = 0):
         """This epoch's shuffled (T, B) batches from step ``start`` on, and its number of steps."""
         cfg = self.cfg
+        if cfg.title_share:  # this epoch's draw of titled poems
+            self.encoded, self.windows = self.prepare_batches(epoch)
         rng = np.random.default_rng([cfg.seed, epoch])
         if cfg.batching == "streams":
             streams = make_streams(self.encoded, cfg.batch_size, self.table.pad, rng)
@@ -336,7 +357,7 @@ class Trainer:
     def end_epoch(self, train_loss: float, partial: bool = False) -> None:
         """Validate, record the epoch (or the part of one) in the history, save and log."""
         p = self.progress
-        report = perplexity(self.model, self.table, self.texts["valid"])
+        report = perplexity(self.model, self.table, self.texts["valid"])  # without titles
         p["epoch"] += 0 if partial else 1
         record = {
             "epoch": p["epoch"] + (p["step_in_epoch"] / self.steps_per_epoch if partial else 0),
