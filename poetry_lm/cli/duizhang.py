@@ -56,8 +56,21 @@ def duizhang_command(split, poem_file, corpus):
     if not report.couplets:
         raise click.ClickException(f"{source} holds no poem with the 律诗 shape")
     click.echo(
-        f"{source}: {report.poems} poems with the 律诗 shape, {report.couplets} middle couplets\n"
-        f"  pair share {100 * report.pair_share:.1f}%"
-        f" (mismatched couplets {100 * report.control:.1f}%)"
-        f", tone share {100 * report.tone_share:.1f}%"
+        f"{source}: {report.poems} poems with the 律诗 shape, {report.couplets} middle couplets"
     )
+    for name, length in (("all", None), ("五律", 5), ("七律", 7)):
+        chosen = [t for t in poems if length is None or _line_length(t) == length]
+        part = measure(table, chosen) if length else report
+        if part.couplets:
+            click.echo(
+                f"  {name}: {part.poems} poems, pair share {100 * part.pair_share:.1f}%"
+                f" (mismatched couplets {100 * part.control:.1f}%),"
+                f" tone share {100 * part.tone_share:.1f}%"
+            )
+
+
+def _line_length(text: str) -> int | None:
+    from poetry_lm.evaluation.duizhang import lushi_lines
+
+    lines = lushi_lines(text)
+    return len(lines[0]) if lines else None
