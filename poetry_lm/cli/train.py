@@ -116,6 +116,25 @@ from poetry_lm.paths import DEFAULT_CORPUS
     help="Also feed the first layer the previous verse's character at the same position (对仗).",
 )
 @click.option(
+    "--forget-bias",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Added to the LSTM forget gate's bias at initialisation (AWD-LSTM uses 1).",
+)
+@click.option(
+    "--weight-drop",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="DropConnect probability on the LSTM's recurrent weights in training.",
+)
+@click.option(
+    "--locked-dropout",
+    is_flag=True,
+    help="One dropout mask per sequence for the embeddings and outputs, not one per step.",
+)
+@click.option(
     "--title-share",
     type=click.FloatRange(0, 1),
     default=0.0,
@@ -159,6 +178,9 @@ def train_command(
     max_minutes,
     limit_poems,
     couplet_input,
+    forget_bias,
+    weight_drop,
+    locked_dropout,
     title_share,
     direction,
     seed,
@@ -212,6 +234,9 @@ def train_command(
             tie_weights=tie_weights,
             couplet_input=couplet_input,
             direction=direction,
+            forget_bias=forget_bias,
+            weight_drop=weight_drop,
+            locked_dropout=locked_dropout,
         ),
     )
     # with --resume, the run keeps its own settings; only limits given on this command line change

@@ -44,6 +44,10 @@ class ModelConfig:
     verse_marks: list[int] = field(default_factory=list)
     verse_resets: list[int] = field(default_factory=list)
     direction: str = "forward"  # "backward": poems are read right to left (for reranking)
+    # Regularisation and initialisation after AWD-LSTM (Merity et al. 2017), LSTM only:
+    forget_bias: float = 0.0  # added to the forget gate's bias at initialisation (e.g. 1.0)
+    weight_drop: float = 0.0  # DropConnect on each W_hh in training: one mask per batch
+    locked_dropout: bool = False  # the embedding and output dropout masks shared over time
 
     def __post_init__(self):
         if self.softmax not in ("full", "adaptive"):
@@ -60,6 +64,10 @@ class ModelConfig:
             )
         if self.direction not in ("forward", "backward"):
             raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
+        if (self.forget_bias or self.weight_drop) and self.cell != "lstm":
+            raise ValueError("forget_bias and weight_drop are LSTM options")
+        if not 0 <= self.weight_drop < 1:
+            raise ValueError(f"weight_drop must be in [0, 1), not {self.weight_drop}")
         if self.couplet_input and not (self.verse_marks and self.verse_resets):
             raise ValueError("couplet input needs the vocabulary's verse marks and reset tokens")
 
@@ -74,6 +82,7 @@ class RecurrentLayer(nn.Module):
 
     gates = 1
     state_size = 1  # tensors in the state: 2 for an LSTM's (h, c)
+    weight_drop = 0.0  # DropConnect probability on weight_hh in training (LSTMLayer only)
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -186,9 +195,12 @@ class LSTMLayer(RecurrentLayer):
     def forward(self, x, state, keep=None):
         """As ``RecurrentLayer.forward``, but the input GEMM and the recurrence are one autograd
         node with the hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster)."""
-        out, h, c = lstm_sequence(
-            x, *state, self.weight_ih, self.input_bias(), self.weight_hh, keep
-        )
+        # weight drop: one mask on W_hh for the whole sequence, so every step sees the same
+        # recurrent weights (dropping h itself at each step would disturb the memory)
+        weight_hh = self.weight_hh
+        if self.weight_drop and self.training:
+            weight_hh = F.dropout(weight_hh, self.weight_drop)
+        out, h, c = lstm_sequence(x, *state, self.weight_ih, self.input_bias(), weight_hh, keep)
         return out, (h, c)
 
     def cell(self, xw_t, hw_t, state):
@@ -331,6 +343,10 @@ class PoetryLM(nn.Module):
         self.rnn = StackedRNN(
             config.cell, input_size, H, config.num_layers, config.dropout, config.activation
         )
+        for layer in self.rnn.layers:
+            layer.weight_drop = config.weight_drop
+            with torch.no_grad():  # gates i, f, g, o: the forget gate's block is the second
+                layer.bias_ih[H : 2 * H] += config.forget_bias
         self.dropout = nn.Dropout(config.dropout)
         if config.softmax == "adaptive":
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, V, list(config.cutoffs), div_value=4.0)
@@ -353,8 +369,17 @@ class PoetryLM(nn.Module):
         if self.config.couplet_input:
             counterparts = self.tracker(tokens.shape[1]).sequence(tokens)  # (T, B)
             x = torch.cat([x, self.counterpart_embedding(counterparts)], dim=-1)  # (T, B, 2E)
-        hidden, state = self.rnn(self.dropout(x), state, keep)
-        return self.dropout(hidden), state
+        hidden, state = self.rnn(self.drop(x), state, keep)
+        return self.drop(hidden), state
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout of x (T, B, F): per element, or with ``locked_dropout`` one mask per sequence
+        (B, F) for every step, as AWD-LSTM's variational dropout."""
+        if not (self.config.locked_dropout and self.training and self.config.dropout):
+            return self.dropout(x)
+        keep = 1 - self.config.dropout
+        mask = x.new_empty(1, *x.shape[1:]).bernoulli_(keep) / keep  # (1, B, F)
+        return x * mask
 
     def tracker(self, batch: int) -> CoupletTracker:
         """A fresh tracker of the previous verse for ``batch`` rows (couplet input only)."""

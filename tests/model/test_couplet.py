@@ -104,3 +104,26 @@ def test_couplet_model_trains_and_round_trips(table, tmp_path):
 def test_couplet_input_needs_the_marks():
     with pytest.raises(ValueError, match="verse marks"):
         ModelConfig(vocab_size=10, couplet_input=True)
+
+
+def test_awd_options_forget_bias_weight_drop_and_locked_dropout(table):
+    torch.manual_seed(3)
+    cfg = dict(vocab_size=len(table), embed_dim=6, hidden_dim=8)
+    plain = PoetryLM(ModelConfig(**cfg))
+    torch.manual_seed(3)
+    biased = PoetryLM(ModelConfig(**cfg, forget_bias=1.0))
+    diff = biased.rnn.layers[0].bias_ih - plain.rnn.layers[0].bias_ih
+    assert torch.allclose(diff[8:16], torch.ones(8)) and not diff[:8].any() and not diff[16:].any()
+    batch = torch.tensor(table.encode_poem(POEMS[0]))[:, None]
+    dropped = PoetryLM(ModelConfig(**cfg, weight_drop=0.5, dropout=0.0))
+    dropped.eval()
+    with torch.no_grad():  # no weight drop in evaluation: the same output twice
+        assert torch.equal(dropped(batch)[0], dropped(batch)[0])
+        dropped.train()
+        assert not torch.equal(dropped(batch)[0], dropped(batch)[0])
+    locked = PoetryLM(ModelConfig(**cfg, dropout=0.5, locked_dropout=True)).train()
+    x = torch.ones(5, 3, 4)
+    y = locked.drop(x)
+    assert torch.equal(y[0], y[4]) and set(y.unique().tolist()) <= {0.0, 2.0}
+    with pytest.raises(ValueError, match="LSTM options"):
+        ModelConfig(**cfg, cell="gru", weight_drop=0.1)
