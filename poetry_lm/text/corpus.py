@@ -50,7 +50,7 @@ class Poem:
 
 def is_ideograph(ch: str) -> bool:
     """True for a CJK ideograph in any block, the supplementary planes included (𬬻, 𫏐)."""
-    return unicodedata.name(ch, "").startswith(
+    return len(ch) == 1 and unicodedata.name(ch, "").startswith(
         ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH")
     )
 

@@ -16,7 +16,10 @@ import warnings
 from collections.abc import Iterable
 
 PAD, UNK, BOS, EOS, SEP = "<pad>", "<unk>", "<bos>", "<eos>", "<sep>"
-SPECIALS = (PAD, UNK, BOS, EOS)  # every vocabulary has these; <sep> only one that reads titles
+# tokens that are never poem text (so never written); every vocabulary has the first four, and
+# <sep> only one from a run with titles
+SPECIALS = (PAD, UNK, BOS, EOS, SEP)
+REQUIRED = SPECIALS[:4]
 # 囗 (U+56D7) stands in for a lost character in 28 poems of the corpus. Those poems are kept, but
 # 囗 is never a token: it is encoded as <unk> (so it is scored as an unknown character and never
 # generated, since generation never writes <unk>), even by a vocabulary that lists it.
@@ -60,13 +63,13 @@ class CharTable:
     """Token ↔ index for encoding and decoding, from the plain token list (no fastNLP)."""
 
     def __init__(self, tokens: list[str]):
-        missing = [tok for tok in SPECIALS if tok not in tokens]
+        missing = [tok for tok in REQUIRED if tok not in tokens]
         if missing:
             raise ValueError("vocabulary lacks the special tokens " + ", ".join(missing))
         self.tokens = list(tokens)
         self.index = {tok: i for i, tok in enumerate(self.tokens)}
         self.index.pop(LOST_CHAR, None)  # older vocabularies list it; it still reads as <unk>
-        self.pad, self.unk, self.bos, self.eos = (self.index[t] for t in SPECIALS)
+        self.pad, self.unk, self.bos, self.eos = (self.index[t] for t in REQUIRED)
         self.sep = self.index.get(SEP)  # None: a vocabulary from before titles
 
     def __len__(self) -> int:

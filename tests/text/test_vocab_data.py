@@ -24,8 +24,7 @@ POEMS = [
 def test_vocabulary_is_frequency_ordered_with_specials():
     tokens = vocabulary_to_list(build_vocabulary(POEMS))
     assert tokens[:2] == ["<pad>", "<unk>"] and set(SPECIALS) <= set(tokens)
-    specials = {*SPECIALS, "<sep>"}
-    counts = {t: sum(p.count(t) for p in POEMS) for t in tokens[2:] if t not in specials}
+    counts = {t: sum(p.count(t) for p in POEMS) for t in tokens[2:] if t not in SPECIALS}
     ordered = [counts[t] for t in tokens if t in counts]
     assert ordered == sorted(ordered, reverse=True)
     assert tokens.index("月") < tokens.index("床")  # 月 appears four times, 床 once
@@ -148,3 +147,12 @@ def test_titles_are_context_tokens_and_old_vocabularies_read_none():
     assert old.sep is None
     with pytest.raises(ValueError, match="without titles"):
         old.encode_poem("床前明月光。", title="静夜吟")
+
+
+def test_the_separator_is_never_written():
+    from poetry_lm.prosody.forms import token_masks
+
+    table = CharTable(vocabulary_to_list(build_vocabulary(POEMS)))
+    masks = token_masks(table)
+    assert not masks.ordinary[table.sep] and not masks.ideographs[table.sep]
+    assert masks.ordinary[table.index["月"]]
