@@ -10,7 +10,7 @@ import os
 import click
 
 from poetry_lm.model.checkpoint import CheckpointError
-from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
 from poetry_lm.text.corpus import CorpusError
 
 USER_ERRORS = (CheckpointError, CorpusError, ValueError, OSError)
@@ -56,3 +56,15 @@ def form_option(ctx, param, value):
         return parse_form(value) if value else None
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
+
+
+corpus_option = click.option(
+    "--corpus",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_CORPUS),
+    show_default="corpus/tang.jsonl.xz",
+)
+
+split_option = click.option(
+    "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
+)

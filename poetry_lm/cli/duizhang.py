@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from poetry_lm.cli.common import run_or_exit
-from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.cli.common import corpus_option, run_or_exit, split_option
 
 
 def read_poems(path: str) -> list[str]:
@@ -25,9 +24,7 @@ def read_poems(path: str) -> list[str]:
 
 
 @click.command("duizhang")
-@click.option(
-    "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
-)
+@split_option
 @click.option(
     "--file",
     "poem_file",
@@ -35,12 +32,7 @@ def read_poems(path: str) -> list[str]:
     default=None,
     help="Measure the poems of this file (one per line, or generate --format json) instead.",
 )
-@click.option(
-    "--corpus",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CORPUS),
-    show_default="corpus/tang.jsonl.xz",
-)
+@corpus_option
 def duizhang_command(split, poem_file, corpus):
     """对仗 of the middle couplets of the 律诗 in a split or a file, against train couplets."""
     from poetry_lm.evaluation.duizhang import PairTable, measure

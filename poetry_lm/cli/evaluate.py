@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, set_threads, threads_option
-from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
+from poetry_lm.cli.common import (
+    corpus_option,
+    run_or_exit,
+    set_threads,
+    split_option,
+    threads_option,
+)
+from poetry_lm.paths import SHIPPED_MODEL
 
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(dir_okay=False), default=str(SHIPPED_MODEL))
-@click.option(
-    "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
-)
+@split_option
 @click.option(
     "--file",
     "poem_file",
@@ -20,12 +24,7 @@ from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
     default=None,
     help="Score this UTF-8 file of poems (one per line) instead of a corpus split.",
 )
-@click.option(
-    "--corpus",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CORPUS),
-    show_default="corpus/tang.jsonl.xz",
-)
+@corpus_option
 @click.option(
     "--as-generated",
     is_flag=True,

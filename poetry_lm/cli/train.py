@@ -7,8 +7,7 @@ import sys
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, set_threads, threads_option
-from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.cli.common import corpus_option, run_or_exit, set_threads, threads_option
 
 
 @click.command("train")
@@ -26,12 +25,7 @@ from poetry_lm.paths import DEFAULT_CORPUS
     help="Continue the run in --out from its last.pt, with its own settings; --epochs and "
     "--max-minutes may be changed.",
 )
-@click.option(
-    "--corpus",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CORPUS),
-    show_default="corpus/tang.jsonl.xz",
-)
+@corpus_option
 @click.option(
     "--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True
 )
