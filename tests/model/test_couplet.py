@@ -127,3 +127,13 @@ def test_awd_options_forget_bias_weight_drop_and_locked_dropout(table):
     assert torch.equal(y[0], y[4]) and set(y.unique().tolist()) <= {0.0, 2.0}
     with pytest.raises(ValueError, match="LSTM options"):
         ModelConfig(**cfg, cell="gru", weight_drop=0.1)
+
+
+def test_generation_refuses_models_it_cannot_read_yet(table):
+    from poetry_lm.decoding.stepper import Stepper
+
+    with pytest.raises(ValueError, match="couplet-input"):
+        Stepper(PoetryLM(couplet_config(table)))
+    backward = ModelConfig(vocab_size=len(table), embed_dim=6, hidden_dim=8, direction="backward")
+    with pytest.raises(ValueError, match="does not write"):
+        Stepper(PoetryLM(backward))
