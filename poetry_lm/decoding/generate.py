@@ -17,19 +17,37 @@ import torch
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.prosody.forms import VERSE_ENDS, Constraints, Rules
+from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 
 @dataclass
 class SampleOptions:
-    temperature: float = 1.0
-    top_k: int = 0  # keep only the k most likely characters (0: all)
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
-    greedy: bool = False  # always take the most likely character
-    max_len: int = 128  # characters per poem without a form, the start text included
-    best_of: int = 1  # candidates sampled per poem; the likeliest is kept
-    beam: int = 0  # beam search of this width instead of sampling (0: sample)
-    prime: str = ""  # read before each poem as earlier verses of it, never printed
+    """How each next character is chosen; the defaults are those of ``poetry-lm generate``.
+
+    Raises ``SettingError`` (a ``ValueError``) for an option out of range or at odds with another.
+    """
+
+    temperature: float = setting(0.8, "Divides the log-probabilities: below 1 is more cautious.")
+    top_k: int = setting(0, "Keep only the k most likely characters (0 keeps every character).")
+    top_p: float = setting(
+        0.95, "Keep the fewest likeliest characters whose probability reaches p (1 keeps all)."
+    )
+    greedy: bool = setting(False, "Always take the most likely character.")
+    max_len: int = setting(128, "Most characters per poem without a form, the start text included.")
+    best_of: int = setting(
+        1, "Sample K candidates per poem in one batch; keep the likeliest (per token)."
+    )
+    beam: int = setting(0, "Beam search of this width instead of sampling (0: sample).")
+    prime: str = setting("", "Read this first, as earlier verses of the poem, without printing it.")
+
+    def __post_init__(self):
+        if self.beam and self.best_of > 1:
+            raise SettingError("choose {beam} or {best_of}, not both")
+        if not self.temperature > 0:
+            raise SettingError(f"{{temperature}} must be above 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise SettingError(f"{{top_p}} must be in (0, 1], not {self.top_p}")
 
 
 @dataclass

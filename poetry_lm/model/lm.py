@@ -8,68 +8,94 @@ the equivalence tests can use torch's modules as independent oracles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from poetry_lm.model.fused import lstm_sequence
+from poetry_lm.settings import SettingError, setting
 
-State = list[
-    tuple[torch.Tensor, ...]
-]  # per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
+# per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
+State = list[tuple[torch.Tensor, ...]]
 CELLS = ("lstm", "gru", "rnn")
+SOFTMAXES = ("full", "adaptive")
+DIRECTIONS = ("forward", "backward")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
 @dataclass
 class ModelConfig:
+    """The model's shape; the defaults are the shipped model's (``models/README.md``).
+
+    ``cutoffs`` may stay empty until the output layer is built: the trainer fills them from the
+    train split's character frequencies. Raises ``SettingError`` (a ``ValueError``) for a setting
+    out of range or at odds with another.
+    """
+
     vocab_size: int
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    num_layers: int = 1
-    dropout: float = 0.1  # on the embeddings, between layers and before the output layer
-    softmax: str = "full"  # "full" or "adaptive" (torch's AdaptiveLogSoftmaxWithLoss)
-    cutoffs: list[int] = field(
-        default_factory=list
-    )  # adaptive clusters, in frequency-sorted indices
-    tie_weights: bool = False  # output layer shares the embedding matrix (full softmax only)
-    cell: str = "lstm"  # "lstm", "gru" or "rnn"
-    activation: str = "tanh"  # the plain RNN's nonlinearity: "tanh", "relu" or "sigmoid"
+    embed_dim: int = setting(256, "Embedding width: each character becomes a vector this long.")
+    hidden_dim: int = setting(768, "Hidden units per recurrent layer.")
+    num_layers: int = setting(1, "Recurrent layers, stacked.")
+    dropout: float = setting(
+        0.25, "Dropout on the embeddings, between layers and before the output layer."
+    )
+    softmax: str = setting(
+        "adaptive",
+        "full, or adaptive (torch's AdaptiveLogSoftmaxWithLoss: frequent characters cost less).",
+    )
+    cutoffs: list[int] = setting(
+        [], "Adaptive-softmax cluster boundaries, in frequency-sorted indices."
+    )
+    tie_weights: bool = setting(False, "Share embedding and output weights (full softmax).")
+    cell: str = setting("lstm", "The recurrent cell.")
+    activation: str = setting("tanh", "Nonlinearity of the plain RNN cell (cell rnn).")
     # Couplet input: the first layer also reads the embedding of the previous verse's character
-    # at the position about to be written (see CoupletTracker). Needs the vocabulary's mark
-    # indices (，。？！；：、, which end a verse) and reset indices (<pad>, <bos>, <eos>, <sep>).
-    couplet_input: bool = False
-    verse_marks: list[int] = field(default_factory=list)
-    verse_resets: list[int] = field(default_factory=list)
-    direction: str = "forward"  # "backward": poems are read right to left (for reranking)
-    # Regularisation and initialisation after AWD-LSTM (Merity et al. 2017), LSTM only:
-    forget_bias: float = 0.0  # added to the forget gate's bias at initialisation (e.g. 1.0)
-    weight_drop: float = 0.0  # DropConnect on each W_hh in training: one mask per batch
-    locked_dropout: bool = False  # the embedding and output dropout masks shared over time
+    # at the position about to be written (see CoupletTracker). The trainer fills in the
+    # vocabulary's verse marks (，。？！；：、) and reset tokens (<pad>, <bos>, <eos>, <sep>).
+    couplet_input: bool = setting(
+        False, "Also feed the first layer the previous verse's character at the same position."
+    )
+    verse_marks: list[int] = setting([], "Indices of the marks that end a verse (couplet input).")
+    verse_resets: list[int] = setting(
+        [], "Indices of the tokens that start afresh (couplet input)."
+    )
+    direction: str = setting(
+        "forward", "forward, or backward: poems read right to left (a reader for reranking)."
+    )
+    # Regularisation and initialisation after AWD-LSTM (Merity et al. 2017), LSTM only
+    forget_bias: float = setting(
+        0.0, "Added to the LSTM forget gate's bias at initialisation (AWD-LSTM uses 1)."
+    )
+    weight_drop: float = setting(
+        0.0, "DropConnect probability on the LSTM's recurrent weights in training."
+    )
+    locked_dropout: bool = setting(
+        False, "One dropout mask per sequence for the embeddings and outputs, not one per step."
+    )
 
     def __post_init__(self):
-        if self.softmax not in ("full", "adaptive"):
-            raise ValueError(f"softmax must be 'full' or 'adaptive', not {self.softmax!r}")
-        if self.softmax == "adaptive" and not self.cutoffs:
-            raise ValueError("an adaptive softmax needs cutoffs")
+        if self.softmax not in SOFTMAXES:
+            raise SettingError(f"{{softmax}} must be 'full' or 'adaptive', not {self.softmax!r}")
         if self.tie_weights and self.softmax != "full":
-            raise ValueError("tied weights need the full softmax")
+            raise SettingError("{tie_weights} needs {softmax} full")
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+            raise SettingError(f"{{cell}} must be one of {', '.join(CELLS)}, not {self.cell!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
+            raise SettingError(
+                f"{{activation}} must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             )
-        if self.direction not in ("forward", "backward"):
-            raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
+        if not 0 <= self.dropout < 1:
+            raise SettingError(f"{{dropout}} must be in [0, 1), not {self.dropout}")
+        if self.direction not in DIRECTIONS:
+            raise SettingError(
+                f"{{direction}} must be 'forward' or 'backward', not {self.direction!r}"
+            )
         if (self.forget_bias or self.weight_drop) and self.cell != "lstm":
-            raise ValueError("forget_bias and weight_drop are LSTM options")
+            raise SettingError("{forget_bias} and {weight_drop} need {cell} lstm")
         if not 0 <= self.weight_drop < 1:
-            raise ValueError(f"weight_drop must be in [0, 1), not {self.weight_drop}")
-        if self.couplet_input and not (self.verse_marks and self.verse_resets):
-            raise ValueError("couplet input needs the vocabulary's verse marks and reset tokens")
+            raise SettingError(f"{{weight_drop}} must be in [0, 1), not {self.weight_drop}")
 
 
 class RecurrentLayer(nn.Module):
@@ -334,6 +360,9 @@ class PoetryLM(nn.Module):
         self.embedding = nn.Embedding(V, E)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if config.couplet_input:
+            # filled in from the vocabulary by the trainer, like the adaptive cutoffs
+            if not (config.verse_marks and config.verse_resets):
+                raise SettingError("{couplet_input} needs {verse_marks} and {verse_resets}")
             # what the second input reads where the previous verse has no counterpart
             self.no_counterpart = nn.Parameter(torch.empty(E).uniform_(-0.1, 0.1))
             self.register_buffer(
@@ -349,6 +378,8 @@ class PoetryLM(nn.Module):
                 layer.bias_ih[H : 2 * H] += config.forget_bias
         self.dropout = nn.Dropout(config.dropout)
         if config.softmax == "adaptive":
+            if not config.cutoffs:
+                raise SettingError("an adaptive {softmax} needs {cutoffs}")
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, V, list(config.cutoffs), div_value=4.0)
         else:
             # tying needs the output layer's input to be E wide: project H → E first

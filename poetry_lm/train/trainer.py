@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,41 +24,92 @@ from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
 from poetry_lm.text.corpus import clean_title, load_corpus, orient
 from poetry_lm.text.duplicates import PUNCTUATION
 from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
 from poetry_lm.train import distributed
 
+BATCHINGS = ("windows", "streams")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+DEVICES = ("cpu", "cuda")
+
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/default"
-    corpus: str = str(DEFAULT_CORPUS)
-    seq_len: int = 65  # tokens per window or stream chunk (input = first 64, target = last 64)
-    seq_step: int = 32  # stride between windows of a long poem
-    # "windows" (front-padded, strided) or "streams" (whole poems end to end, state carried)
-    batching: str = "windows"
-    batch_size: int = 64
-    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9)
-    lr: float = 2e-3
-    lr_schedule: str = "constant"  # "constant" or "cosine" (over max_epochs, after warm-up)
-    warmup_steps: int = 200
-    clip: float = 1.0  # max global gradient norm
-    max_epochs: int = 20
-    patience: int = 2  # stop after this many epochs without a better validation perplexity
-    max_minutes: float | None = None  # training-time budget over all sessions of the run
-    save_every_minutes: float = 5.0
-    min_freq: int = 2
-    # use only the first N poems of each split (quick experiments, tests)
-    limit_poems: int | None = None
-    seed: int = 0
-    device: str = "cpu"  # "cpu" or "cuda"
-    bf16: bool = False  # bfloat16 autocast (CUDA)
-    model: dict = field(default_factory=dict)  # ModelConfig fields other than vocab_size
-    # share of train poems read after their title (<bos> title <sep> poem <eos>), drawn afresh
-    # each epoch; the others are read without one, so one model writes either way
-    title_share: float = 0.0
+    """A training run's settings; the defaults are the shipped model's recipe
+    (``models/README.md``), so ``Trainer(TrainConfig())`` trains it again.
+
+    Raises ``SettingError`` (a ``ValueError``) for a setting out of range or at odds with another,
+    the model's settings (``model``, checked by ``ModelConfig``) included.
+    """
+
+    out_dir: str = setting(
+        "runs/default", "Run folder: last.pt, best.pt, metrics.json, training.png."
+    )
+    corpus: str = setting(str(DEFAULT_CORPUS), "The corpus: JSON lines of poems, xz-compressed.")
+    seq_len: int = setting(
+        65, "Tokens per window or stream chunk (the input is the first 64, the target the last 64)."
+    )
+    seq_step: int = setting(32, "Stride between the windows of a long poem.")
+    batching: str = setting(
+        "streams",
+        "windows: each poem front-padded, or cut into overlapping windows; streams: whole poems "
+        "end to end, one stream per batch column, read a chunk at a time with the state carried.",
+    )
+    batch_size: int = setting(32, "Sequences per optimizer step (over all processes).")
+    optimizer: str = setting("adam", "Adam, or SGD with momentum 0.9.")
+    lr: float = setting(2e-3, "Peak learning rate.")
+    lr_schedule: str = setting(
+        "cosine", "constant, or cosine decay to 5% over all epochs (both after the warm-up)."
+    )
+    warmup_steps: int = setting(200, "Steps of linear learning-rate warm-up.")
+    clip: float = setting(1.0, "Maximum global gradient norm.")
+    max_epochs: int = setting(9, "Most epochs to train.")
+    patience: int = setting(
+        2, "Stop after this many epochs without a better validation perplexity."
+    )
+    max_minutes: float | None = setting(
+        None, "Training-time budget for the whole run, resumed sessions included."
+    )
+    save_every_minutes: float = setting(5.0, "Minutes between saves of last.pt within an epoch.")
+    min_freq: int = setting(2, "Characters rarer than this in train become <unk>.")
+    limit_poems: int | None = setting(
+        None, "Use only the first N poems of each split (quick trials)."
+    )
+    seed: int = setting(0, "Random seed of the initial weights, the batches and dropout.")
+    device: str = setting("cpu", "Where to train.")
+    bf16: bool = setting(False, "bfloat16 autocast on CUDA.")
+    # ModelConfig fields other than vocab_size; those left out take ModelConfig's defaults
+    model: dict = field(default_factory=dict)
+    # drawn afresh each epoch; the others are read without one, so one model writes either way
+    title_share: float = setting(
+        0.0, "Share of train poems read after their title (context, never scored)."
+    )
+
+    def __post_init__(self):
+        choices = (
+            ("batching", BATCHINGS),
+            ("optimizer", OPTIMIZERS),
+            ("lr_schedule", SCHEDULES),
+            ("device", DEVICES),
+        )
+        for name, allowed in choices:
+            value = getattr(self, name)
+            if value not in allowed:
+                raise SettingError(f"{{{name}}} must be one of {', '.join(allowed)}, not {value!r}")
+        if not 0 <= self.title_share <= 1:
+            raise SettingError(f"{{title_share}} must be in [0, 1], not {self.title_share}")
+        if self.seq_step > self.seq_len:
+            raise SettingError("{seq_step} cannot exceed {seq_len}")
+        if self.bf16 and self.device != "cuda":
+            raise SettingError(
+                "{bf16} needs {device} cuda (bfloat16 autocast is a GPU option here)"
+            )
+        # the model's settings are checked now, before the corpus gives the vocabulary's size
+        ModelConfig(vocab_size=1, **self.model)
 
 
 class SequenceLoss(nn.Module):
@@ -84,9 +135,7 @@ def adaptive_cutoffs(counts: list[int], shares=(0.80, 0.95)) -> list[int]:
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', not {cfg.optimizer!r}")
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -138,15 +187,13 @@ class Trainer:
             raise CheckpointError(
                 f"{self.last_path} exists: pass --resume to continue it or choose another --out"
             )
+        # a resumed run trains where this session's context is (bf16 only on the GPU)
         device = self.ctx.device.type
-        cfg.device, cfg.bf16 = device, cfg.bf16 and device == "cuda"
-        return cfg
+        return replace(cfg, device=device, bf16=cfg.bf16 and device == "cuda")
 
     def load_texts(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         """The corpus's poem texts and cleaned titles by split (the first ``limit_poems`` of
         each, if set)."""
-        if not 0 <= self.cfg.title_share <= 1:
-            raise ValueError(f"title_share must be between 0 and 1, not {self.cfg.title_share}")
         splits = load_corpus(self.cfg.corpus)
         if self.cfg.limit_poems:
             splits = {k: v[: self.cfg.limit_poems] for k, v in splits.items()}
@@ -160,15 +207,15 @@ class Trainer:
             return ckpt["vocab"], ModelConfig(**ckpt["config"])
         fnlp_vocab = build_vocabulary(self.texts["train"], self.cfg.min_freq)
         vocab = vocabulary_to_list(fnlp_vocab)
-        model_args = dict(self.cfg.model)
-        if model_args.get("softmax") == "adaptive" and not model_args.get("cutoffs"):
+        model_cfg = ModelConfig(vocab_size=len(vocab), **self.cfg.model)
+        if model_cfg.softmax == "adaptive" and not model_cfg.cutoffs:
             counts = [fnlp_vocab.word_count.get(tok, 0) for tok in vocab]
-            model_args["cutoffs"] = adaptive_cutoffs(counts)
-        if model_args.get("couplet_input"):  # the tracker's token kinds, kept in the config
+            model_cfg.cutoffs = adaptive_cutoffs(counts)
+        if model_cfg.couplet_input:  # the tracker's token kinds, kept in the config
             table = CharTable(vocab)
-            model_args["verse_marks"] = [table.index[m] for m in PUNCTUATION if m in table.index]
-            model_args["verse_resets"] = [table.pad, table.bos, table.eos, table.sep]
-        return vocab, ModelConfig(vocab_size=len(vocab), **model_args)
+            model_cfg.verse_marks = [table.index[m] for m in PUNCTUATION if m in table.index]
+            model_cfg.verse_resets = [table.pad, table.bos, table.eos, table.sep]
+        return vocab, model_cfg
 
     def build_model(self, model_cfg: ModelConfig):
         """The model on the context's device, its loss module (wrapped for data parallelism)
@@ -210,8 +257,6 @@ class Trainer:
         ``title_share``, which poems carry their title is drawn for ``epoch``; a backward
         model reads every poem right to left (its title, context, still first)."""
         cfg = self.cfg
-        if cfg.batching not in ("windows", "streams"):
-            raise ValueError(f"batching must be 'windows' or 'streams', not {cfg.batching!r}")
         texts = [orient(t, self.model.config.direction) for t in self.texts["train"]]
         titled = np.random.default_rng([cfg.seed, epoch, 1]).random(len(texts)) < cfg.title_share
         encoded = [

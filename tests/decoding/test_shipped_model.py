@@ -69,7 +69,7 @@ def test_train_py_defaults_are_the_shipped_recipe():
         ("cell", "cell"),
         ("embed_dim", "embed_dim"),
         ("hidden_dim", "hidden_dim"),
-        ("layers", "num_layers"),
+        ("num_layers", "num_layers"),  # the option --layers
         ("dropout", "dropout"),
         ("softmax", "softmax"),
     ):

@@ -105,7 +105,9 @@ def test_backward_accumulates_and_bptt_resets():
 
 
 def test_reference_package_does_not_import_torch():
-    code = "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

@@ -36,7 +36,7 @@ def test_a_spent_time_budget_ends_with_a_partial_epoch_validated(tmp_path):
 
 
 def test_init_prepares_every_attribute_the_loop_reads(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path), log=lambda msg: None)
+    trainer = Trainer(tiny_config(tmp_path, batching="windows"), log=lambda msg: None)
     before = set(vars(trainer))
     trainer.fit()
     # the loop sets nothing new: every attribute exists from __init__ on
