@@ -1,4 +1,5 @@
-"""What every command shares: user errors as one sentence, thread settings, common options.
+"""What every command shares: user errors as one sentence, thread settings, common options,
+and options read from the settings dataclasses (``poetry_lm.settings``).
 
 Errors a user can cause end in one sentence on stderr and exit status 1 or 2, never a traceback.
 """
@@ -6,7 +7,7 @@ Errors a user can cause end in one sentence on stderr and exit status 1 or 2, ne
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields
 
 import click
 
@@ -60,9 +61,15 @@ def form_option(ctx, param, value):
         raise click.BadParameter(str(err)) from None
 
 
+def field_named(cls, name: str) -> Field:
+    """The dataclass field ``cls.name``."""
+    (found,) = [f for f in fields(cls) if f.name == name]
+    return found
+
+
 def field_default(cls, name: str):
     """The default of the dataclass field ``cls.name``."""
-    (f,) = [f for f in fields(cls) if f.name == name]
+    f = field_named(cls, name)
     return f.default_factory() if f.default is MISSING else f.default
 
 
@@ -70,9 +77,8 @@ def option_from(cls, name: str, *decls: str, **attrs):
     """A click option for the dataclass field ``cls.name``, taking its default and help from the
     field, so that each is written once. ``decls`` default to ``--name-with-dashes``; a bool
     field becomes a flag. ``attrs`` (a click type, say) are passed on."""
-    (f,) = [f for f in fields(cls) if f.name == name]
     default = field_default(cls, name)
-    attrs.setdefault("help", f.metadata.get("help"))
+    attrs.setdefault("help", field_named(cls, name).metadata.get("help"))
     if isinstance(default, bool):
         attrs.setdefault("is_flag", True)
     else:

@@ -28,7 +28,8 @@ from poetry_lm.paths import SHIPPED_MODEL
 @click.option(
     "--as-generated",
     is_flag=True,
-    help="Read the poems one token at a time with generation's int8 weights, not whole with the model's own.",
+    help="Read the poems one token at a time with generation's int8 weights, not whole with "
+    "the model's own.",
 )
 @click.option(
     "--titles",
@@ -61,6 +62,6 @@ def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, titles,
         perplexity, model, table, poems, step=Stepper(model) if as_generated else None, titles=names
     )
     click.echo(
-        f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens in {report.poems} poems "
-        f"(<unk> rate {100 * report.unk_rate:.2f}%)"
+        f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens "
+        f"in {report.poems} poems (<unk> rate {100 * report.unk_rate:.2f}%)"
     )

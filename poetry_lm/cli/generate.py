@@ -74,7 +74,8 @@ from poetry_lm.decoding.generate import SampleOptions
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, per-character log-probabilities.",
+    help="json: one object per line with text, lines, form, rhyme and per-character "
+    "log-probabilities.",
 )
 @click.option(
     "-v",

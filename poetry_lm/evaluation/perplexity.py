@@ -3,8 +3,8 @@
 perplexity = exp( total NLL / N ), where N counts every token after the begin token of each
 poem (characters, punctuation and the end token), each exactly once; padding is never counted.
 Poems are scored whole, each from a zero state, never as overlapping windows: by the model's
-sequence path, or one token at a time through generation's :class:`~poetry_lm.decoding.stepper.Stepper`,
-which shows what its int8 weights cost.
+sequence path, or one token at a time through generation's
+:class:`~poetry_lm.decoding.stepper.Stepper`, which shows what its int8 weights cost.
 """
 
 from __future__ import annotations

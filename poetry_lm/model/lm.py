@@ -1,4 +1,5 @@
-"""The language model: embedding → custom-parameter LSTM (or GRU, RNN) → softmax over the vocabulary.
+"""The language model: embedding → custom-parameter LSTM (or GRU, RNN) → softmax over the
+vocabulary.
 
 Each recurrent layer declares its own ``nn.Parameter`` tensors in torch's layout (LSTM gates
 i, f, g, o; GRU gates r, z, n), so weights copy to and from ``torch.nn.LSTM``/``GRU``/``RNN`` and
@@ -118,9 +119,8 @@ class RecurrentLayer(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(G * hidden_size, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(G * hidden_size))
         self.bias_hh = nn.Parameter(torch.empty(G * hidden_size))
-        bound = 1.0 / math.sqrt(
-            hidden_size
-        )  # keeps pre-activations O(1) at the start, as torch does
+        # keeps pre-activations O(1) at the start, as torch does
+        bound = 1.0 / math.sqrt(hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
@@ -137,7 +137,8 @@ class RecurrentLayer(nn.Module):
         return F.linear(x, self.weight_ih, self.input_bias())
 
     def recurrent_gates(self, h: torch.Tensor) -> torch.Tensor:
-        """W_hh h + recurrent bias, the one product per step that cannot be batched over time: (B, H) → (B, G·H)."""
+        """W_hh h + recurrent bias, the one product per step that cannot be batched over time:
+        (B, H) → (B, G·H)."""
         return F.linear(h, self.weight_hh, self.recurrent_bias())
 
     def cell(
@@ -232,7 +233,8 @@ class LSTMLayer(RecurrentLayer):
     def cell(self, xw_t, hw_t, state):
         h, c = state
         gates = xw_t + hw_t  # (B, 4H)
-        # one σ over all four gates (g's is unused): at generation's batch of one, calls cost more than arithmetic
+        # one σ over all four gates (g's is unused): at generation's batch of one, calls cost
+        # more than arithmetic
         i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)
         c = torch.addcmul(f * c, i, torch.tanh(gates.chunk(4, dim=1)[2]))
         h = o * torch.tanh(c)
@@ -351,7 +353,8 @@ class CoupletTracker:
 
 
 class PoetryLM(nn.Module):
-    """Character language model: embedding → recurrent layers → (dropout) → softmax over the vocabulary."""
+    """Character language model: embedding → recurrent layers → (dropout) → softmax over the
+    vocabulary."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -27,7 +27,8 @@ LOST_CHAR = "囗"
 
 
 def _fastnlp_vocabulary():
-    """fastNLP's Vocabulary class, imported on demand (~3 s) and without its pkg_resources warning."""
+    """fastNLP's Vocabulary class, imported on demand (~3 s) and without its pkg_resources
+    warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastNLP import Vocabulary
@@ -53,7 +54,8 @@ def vocabulary_to_list(vocab) -> list[str]:
 
 
 def vocabulary_from_list(tokens: list[str]):
-    """Tokens in index order → an equal fastNLP ``Vocabulary`` (all counts 1 keep the list order)."""
+    """Tokens in index order → an equal fastNLP ``Vocabulary`` (all counts 1 keep the list
+    order)."""
     vocab = _fastnlp_vocabulary()(padding=tokens[0], unknown=tokens[1])
     vocab.add_word_lst(tokens[2:])
     return vocab.build_vocab()

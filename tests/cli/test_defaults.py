@@ -70,6 +70,7 @@ def test_the_adaptive_default_needs_cutoffs_only_to_build_the_output_layer():
         (lambda: TrainConfig(bf16=True), "bf16 needs device cuda"),
         (lambda: TrainConfig(seq_len=16, seq_step=17), "seq_step cannot exceed seq_len"),
         (lambda: TrainConfig(model={"cell": "lstm2"}), "cell must be one of"),
+        (lambda: TrainConfig(optimizer="rmsprop"), "optimizer must be one of adam, sgd"),
         (lambda: SampleOptions(beam=2, best_of=2), "choose beam or best_of"),
         (lambda: SampleOptions(top_p=0), "top_p must be in"),
     ],

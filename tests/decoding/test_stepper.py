@@ -82,9 +82,8 @@ def test_only_shortlist_scores_the_shortlist_alike_and_nothing_past_it():
     short, short_state = step(torch.tensor([3, 7, 11]), only_shortlist=True)
     assert step.shortlist == 10 and every[:, 10:].isfinite().all()
     assert torch.equal(short[:, :10], every[:, :10]) and short[:, 10:].isneginf().all()
-    assert all(
-        torch.equal(a, b) for a, b in zip(state[0], short_state[0])
-    )  # the state does not depend on it
+    # the state does not depend on it
+    assert all(torch.equal(a, b) for a, b in zip(state[0], short_state[0]))
 
 
 @torch.inference_mode()
@@ -103,15 +102,15 @@ def test_read_gives_every_row_the_prefix_state():
 @torch.inference_mode()
 def test_int8_step_stays_close_to_float32():
     model = model_of("lstm", 2, "adaptive", embed=32, hidden=64)
-    for p in (
-        model.parameters()
-    ):  # larger weights than the initialisation, so that the distributions are peaked
+    # larger weights than the initialisation, so that the distributions are peaked
+    for p in model.parameters():
         p.mul_(2)
     quantised = Stepper(model)
+    # int8 is really in use
     assert all(
         linear.packed is not None
         for linear in [*quantised.recurrent, *quantised.input, quantised.top, *quantised.tails]
-    )  # int8 is really in use
+    )
     tokens = torch.randint(0, V, (T, B), generator=torch.Generator().manual_seed(2))
     exact, approx = stepped(Stepper(model, int8=False), tokens), stepped(quantised, tokens)
     assert (
@@ -150,7 +149,8 @@ def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
 
 
 def plain_sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
-    """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in vocabulary order."""
+    """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in
+    vocabulary order."""
     weight = np.exp((logp.astype(np.float64) - logp.max()) / opts.temperature)
     ranked = np.sort(weight)[::-1]
     k = opts.top_k or len(logp)

@@ -100,15 +100,15 @@ def test_streams_hold_each_poem_once_whole_and_balanced():
                 current.append(token)
         ends.append(len(column) - column[::-1].index(2))  # up to the last end token
     assert sorted(found) == sorted(poems)
-    assert (
-        max(ends) - min(ends) <= min(map(len, poems)) + 1
-    )  # the columns end within one short poem
+    # the columns end within one short poem
+    assert max(ends) - min(ends) <= min(map(len, poems)) + 1
     again = make_streams(poems, batch_size=4, pad=pad, rng=np.random.default_rng(1))
     assert not np.array_equal(again, streams)  # another epoch, another order
 
 
 def test_stream_chunks_with_carried_state_score_every_token_once():
-    """Reading the streams chunk by chunk, state carried, gives the NLL of scoring each poem whole."""
+    """Reading the streams chunk by chunk, state carried, gives the NLL of scoring each poem
+    whole."""
     tokens = vocabulary_to_list(build_vocabulary(POEMS))
     table = CharTable(tokens)
     torch.manual_seed(0)

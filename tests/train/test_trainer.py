@@ -1,8 +1,10 @@
 """The Trainer used directly, as from a notebook: the time budget, and what __init__ prepares."""
 
+import inspect
 import json
 
 from poetry_lm.model.checkpoint import read_checkpoint
+from poetry_lm.train import trainer as trainer_module
 from poetry_lm.train.trainer import TrainConfig, Trainer
 
 TINY_MODEL = dict(embed_dim=16, hidden_dim=32, softmax="full")
@@ -43,3 +45,8 @@ def test_init_prepares_every_attribute_the_loop_reads(tmp_path):
     assert set(vars(trainer)) == before
     assert trainer.windows is not None and trainer.windows.shape[1] == 33
     assert len(trainer.encoded) == 200 and trainer.progress["epoch"] == 2
+
+
+def test_the_trainer_reads_no_attribute_it_may_not_have():
+    # every attribute is set in __init__, so none is read back with a fallback
+    assert "getattr(self" not in inspect.getsource(trainer_module)
