@@ -17,6 +17,7 @@ COMMANDS = {
     "evaluate": "poetry_lm.cli.evaluate:evaluate_command",
     "score": "poetry_lm.cli.score:score_command",
     "check": "poetry_lm.cli.check:check_command",
+    "duizhang": "poetry_lm.cli.duizhang:duizhang_command",
     "bench": "poetry_lm.lab.bench:bench_command",
     "gradcheck": "poetry_lm.lab.gradcheck:main",
     "gradflow": "poetry_lm.lab.gradflow:main",

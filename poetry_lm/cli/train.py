@@ -25,7 +25,7 @@ from poetry_lm.cli.common import (
     setup_streams,
     threads_option,
 )
-from poetry_lm.model.lm import ACTIVATIONS, CELLS, SOFTMAXES, ModelConfig
+from poetry_lm.model.lm import ACTIVATIONS, CELLS, DIRECTIONS, SOFTMAXES, ModelConfig
 from poetry_lm.train.trainer import (
     BATCHINGS,
     DEVICES,
@@ -77,6 +77,12 @@ MAX_LR = 10.0  # a larger rate is a typing slip, not an experiment
 @option_from(TrainConfig, "max_minutes", type=POSITIVE)
 @option_from(TrainConfig, "save_every_minutes", type=POSITIVE)
 @option_from(TrainConfig, "limit_poems", type=click.IntRange(1))
+@option_from(ModelConfig, "couplet_input")
+@option_from(TrainConfig, "title_share", type=FiniteFloatRange(0, 1))
+@option_from(ModelConfig, "direction", type=click.Choice(DIRECTIONS))
+@option_from(ModelConfig, "forget_bias", type=FiniteFloatRange())
+@option_from(ModelConfig, "weight_drop", type=FiniteFloatRange(0, 1, max_open=True))
+@option_from(ModelConfig, "locked_dropout")
 @option_from(TrainConfig, "seed", type=SEED)
 @option_from(TrainConfig, "device", type=click.Choice(DEVICES))
 @option_from(TrainConfig, "bf16")
