@@ -4,7 +4,8 @@ Every command reads a user's text the same way, so the same text is accepted or 
 same way everywhere:
 
 1. a byte-order mark (U+FEFF) and all whitespace are dropped;
-2. the half-width marks ``, . ? ! ; :`` become the full-width ``，。？！；：`` the corpus uses;
+2. the half-width marks ``, . ? ! ; :`` become the full-width ``，。？！；：`` the corpus uses,
+   and a run of marks collapses to its strongest, as the corpus's do (``霜。。`` → ``霜。``);
 3. a character the model does not know is converted to simplified script (OpenCC ``t2s``); a
    character it knows is kept as it is, so 乾, 於, 徵 stay themselves and are not read as 干,
    于, 征;
@@ -20,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Container
 from pathlib import Path
 
-from poetry_lm.text.corpus import CorpusError, is_ideograph, is_poem_char, to_simplified
+from poetry_lm.text.corpus import (
+    CorpusError,
+    is_ideograph,
+    is_poem_char,
+    normalise_marks,
+    to_simplified,
+)
 
 BOM = "\ufeff"
 HALF_WIDTH = str.maketrans(",.?!;:", "，。？！；：")
@@ -43,7 +50,7 @@ def simplify_unknown(text: str, known: Container[str] | None = None) -> str:
 def normalise(text: str, known: Container[str] | None = None) -> str:
     """Steps 1–3 of the module's rule: no BOM or whitespace, full-width marks, simplified script
     for what ``known`` (a vocabulary's tokens) lacks."""
-    text = "".join(text.replace(BOM, "").split()).translate(HALF_WIDTH)
+    text = normalise_marks("".join(text.replace(BOM, "").split()).translate(HALF_WIDTH))
     return simplify_unknown(text, known)
 
 

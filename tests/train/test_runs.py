@@ -167,7 +167,13 @@ def test_a_train_split_smaller_than_min_freq_is_refused(tmp_path):
     one_train = [i for i in ids if split_of(i) == "train"][:1] + [
         i for i in ids if split_of(i) == "valid"
     ][:3]
-    corpus = corpus_of(tmp_path / "c.jsonl.xz", one_train)
+    # poems that share no verse, so that none is grouped with another as a near-duplicate
+    path = tmp_path / "c.jsonl.xz"
+    with lzma.open(path, "wt", encoding="utf-8") as f:
+        for i, (a, b) in zip(one_train, ["春夏", "秋冬", "山水", "风月"]):
+            text = a * 5 + "，" + b * 5 + "。"
+            f.write(json.dumps({"id": i, "author": "", "title": "", "text": text}) + "\n")
+    corpus = path
     result = train("--out", tmp_path / "run", "--corpus", corpus, *SMALL, "--min-freq", 2)
     assert_user_error(result, 1, "train split", "--min-freq 2")
 
