@@ -18,7 +18,7 @@ import torch
 
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import missing_hint
-from poetry_lm.text.vocab import SPECIALS, CharTable
+from poetry_lm.text.vocab import REQUIRED, CharTable
 
 FORMAT = "poetry_lm/1"
 
@@ -127,7 +127,7 @@ def check_vocabulary(vocab: Any, size: int) -> str | None:
     if len(set(vocab)) != len(vocab):
         twice = next(tok for i, tok in enumerate(vocab) if tok in vocab[:i])
         return f"its vocabulary holds {twice!r} twice"
-    missing = [tok for tok in SPECIALS if tok not in vocab]
+    missing = [tok for tok in REQUIRED if tok not in vocab]
     if missing:
         return "its vocabulary lacks the special tokens " + ", ".join(missing)
     return None

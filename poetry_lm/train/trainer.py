@@ -510,6 +510,7 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------
     def fit(self) -> dict:
+        handlers = self.catch_signals()  # before the first line a watcher may wait for
         cfg, p = self.cfg, self.progress
         n_params = sum(t.numel() for t in self.model.parameters())
         threads, world = torch.get_num_threads(), self.ctx.world
@@ -524,7 +525,6 @@ class Trainer:
                 f"the warm-up ({cfg.warmup_steps} steps) is over a quarter of the run's {total} "
                 "steps: the learning rate is reached late or never (see --warmup-steps)"
             )
-        handlers = self.catch_signals()
         try:
             while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
                 train_loss, out_of_time = self.train_epoch()
