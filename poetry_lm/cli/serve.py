@@ -1,0 +1,38 @@
+"""``poetry-lm serve``: the web page and the JSON API (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import click
+
+from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@model_option
+@click.option(
+    "--window",
+    type=click.FloatRange(0, 1),
+    default=0.015,
+    show_default=True,
+    help="Seconds to wait for more requests to decode in one batch.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Seconds a request may take before it is cut off (408).",
+)
+@threads_option
+def serve_command(host, port, checkpoint, window, timeout, threads):
+    """Serve the page at / and the API under /api (docs at /docs). The model is loaded once."""
+    set_threads(threads)
+    import uvicorn
+
+    from poetry_lm.serve.app import create_app
+
+    app = run_or_exit(create_app, checkpoint, window=window, timeout=timeout)
+    click.echo(f"poetry_lm: the page at http://{host}:{port}/, the API docs at /docs", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

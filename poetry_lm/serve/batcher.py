@@ -1,0 +1,108 @@
+"""Dynamic batching: requests that arrive within a short window are decoded as one batch.
+
+Decoding reads every weight once per step whatever the batch (its speed is that of memory), so
+one batch of 50 poems costs a few times one poem, not 50 times (``docs/performance.md``). One
+worker thread owns the model: it takes the first waiting job, waits ``window`` seconds for
+more (or until ``max_rows`` rows are waiting), then runs the jobs with equal keys together,
+each distinct key as its own batch, in order of arrival. Jobs whose key is None run alone.
+
+Callers get a :class:`concurrent.futures.Future`; one that is cancelled before its batch
+starts (its caller gave up) is skipped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Busy(Exception):
+    """More rows are waiting than the queue accepts."""
+
+
+@dataclass
+class Job:
+    key: Hashable | None  # jobs with equal keys run as one batch; None: alone
+    payload: Any
+    run: Callable[[list[Any]], list[Any]]  # payloads of one batch → one result each, in order
+    rows: int = 1  # decoding rows it adds to a batch
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    def __init__(self, window: float = 0.015, max_rows: int = 256, max_waiting: int = 4096):
+        """``window``: seconds to wait for more jobs after the first; ``max_rows``: rows that
+        end the wait at once; ``max_waiting``: rows the queue holds before :meth:`submit`
+        raises :class:`Busy`."""
+        self.window, self.max_rows, self.max_waiting = window, max_rows, max_waiting
+        self.queue: queue.Queue[Job | None] = queue.Queue()
+        self.waiting = 0  # rows submitted and not yet taken into a batch
+        self.lock = threading.Lock()
+        self.batches = 0  # batches run, for the tests and the health check
+        self.thread = threading.Thread(target=self._loop, name="decoder", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> Future:
+        with self.lock:
+            if self.waiting + job.rows > self.max_waiting:
+                raise Busy(f"{self.waiting} rows are already waiting")
+            self.waiting += job.rows
+        self.queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _collect(self, first: Job) -> list[Job]:
+        """The first job and those arriving within the window, up to ``max_rows`` rows."""
+        jobs, rows = [first], first.rows
+        deadline = time.monotonic() + self.window
+        while rows < self.max_rows:
+            try:
+                job = self.queue.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                break
+            if job is None:  # close(): finish this batch first
+                self.queue.put(None)
+                break
+            jobs.append(job)
+            rows += job.rows
+        with self.lock:
+            self.waiting -= rows
+        return jobs
+
+    def _loop(self) -> None:
+        while (first := self.queue.get()) is not None:
+            groups: dict[Hashable, list[Job]] = {}
+            for n, job in enumerate(self._collect(first)):
+                if job.future.set_running_or_notify_cancel():  # False: cancelled while waiting
+                    groups.setdefault(job.key if job.key is not None else ("alone", n), []).append(
+                        job
+                    )
+            for jobs in groups.values():
+                self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> None:
+        """Run one batch; if it fails, run its jobs one by one, so that an error reaches only
+        the job that caused it."""
+        self.batches += 1
+        try:
+            results = jobs[0].run([job.payload for job in jobs])
+        except Exception as err:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(err)
+                return
+            for job in jobs:
+                try:
+                    job.future.set_result(job.run([job.payload])[0])
+                except Exception as one:
+                    job.future.set_exception(one)
+            return
+        for job, result in zip(jobs, results):
+            job.future.set_result(result)

@@ -1,0 +1,165 @@
+"""The JSON API's requests and responses, and the limits on every size.
+
+The field names mirror the CLI's options (``--top-k`` → ``top_k``, ``--best-of`` → ``best_of``).
+Every limit below is enforced by pydantic before any work starts, and appears in the OpenAPI
+docs at ``/docs`` beside its field. Text in either script is accepted and read as simplified.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from poetry_lm.prosody.forms import parse_form
+
+# Limits: each bounds the work one request can ask for (rows × steps of decoding)
+MAX_STARTS = 16  # start texts in one request
+MAX_START_CHARS = 32  # characters in one start text
+MAX_POEMS = 32  # poems in one request: starts × n
+MAX_WIDTH = 16  # best-of candidates or beam hypotheses per poem
+MAX_ROWS = 128  # decoding rows in one request: poems × width
+MAX_LEN = 256  # characters of a free poem (max_len)
+MAX_PRIME_CHARS = 128
+MAX_ACROSTIC_CHARS = 16
+MAX_POEM_CHARS = 400  # a poem sent to score, check or rewrite
+MAX_CANDIDATES = 8  # rewrite candidates
+MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
+
+Script = Literal["simplified", "traditional"]
+
+
+class Request(BaseModel):
+    """Unknown fields are an error, not silently ignored: a misspelt option would otherwise
+    quietly do nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sampling(Request):
+    temperature: float = Field(0.8, gt=0, le=10, description="Softmax temperature.")
+    top_k: int = Field(0, ge=0, le=10000, description="Keep the k likeliest characters (0: all).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus: the fewest reaching mass p.")
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="The same seed and options write the same poems."
+    )
+    script: Script = Field("simplified", description="Script of the poems returned.")
+
+
+class GenerateRequest(Sampling):
+    starts: list[str] = Field(
+        [],
+        max_length=MAX_STARTS,
+        description=f"One poem (× n) per start text, each ≤ {MAX_START_CHARS} characters; "
+        "none: the model chooses the first character.",
+    )
+    n: int = Field(1, ge=1, le=MAX_POEMS, description="Poems per start.")
+    form: str | None = Field(
+        None, description="五绝, 七绝, 五律 or 七律 (wujue … qilv); none: free."
+    )
+    acrostic: str = Field(
+        "", max_length=MAX_ACROSTIC_CHARS, description="Line i begins with character i (藏头诗)."
+    )
+    rhyme: bool | None = Field(None, description="Even lines rhyme (default: on with a form).")
+    rhyme_first: bool = Field(False, description="The first line rhymes too.")
+    tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
+    no_repeat: bool = Field(False, description="No character twice in a poem.")
+    greedy: bool = Field(False, description="Always the most likely character.")
+    best_of: int = Field(1, ge=1, le=MAX_WIDTH, description="Keep the likeliest of K samples.")
+    beam: int = Field(0, ge=0, le=MAX_WIDTH, description="Beam search of this width (0: sample).")
+    prime: str = Field("", max_length=MAX_PRIME_CHARS, description="Read first, never printed.")
+    max_len: int = Field(128, ge=1, le=MAX_LEN, description="Most characters of a free poem.")
+
+    @field_validator("starts")
+    @classmethod
+    def _short_starts(cls, starts: list[str]) -> list[str]:
+        for start in starts:
+            if len(start) > MAX_START_CHARS:
+                raise ValueError(f"a start text has at most {MAX_START_CHARS} characters")
+        return starts
+
+    @field_validator("form")
+    @classmethod
+    def _known_form(cls, form: str | None) -> str | None:
+        return form and parse_form(form).name  # ValueError names the forms there are
+
+    @model_validator(mode="after")
+    def _bounded(self) -> GenerateRequest:
+        poems = max(len(self.starts), 1) * self.n
+        if poems > MAX_POEMS:
+            raise ValueError(f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
+        if self.beam and self.best_of > 1:
+            raise ValueError("choose beam or best_of, not both")
+        rows = poems * (self.beam or self.best_of)
+        if rows > MAX_ROWS:
+            raise ValueError(f"at most {MAX_ROWS} rows per request (poems × best_of or beam)")
+        return self
+
+
+class PoemText(Request):
+    text: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_POEM_CHARS,
+        description="A poem in either script, punctuated (，。); spaces and newlines are ignored.",
+    )
+
+
+class ScoreRequest(PoemText):
+    pass
+
+
+class CheckRequest(PoemText):
+    pass
+
+
+class ConvertRequest(Request):
+    text: str = Field(..., max_length=MAX_POEM_CHARS * 4)
+    script: Script
+
+
+class RewriteRequest(Sampling, PoemText):
+    line: int = Field(..., ge=0, description="The 0-based index of the verse to rewrite.")
+    n: int = Field(4, ge=1, le=MAX_CANDIDATES, description="Candidates wanted.")
+
+
+# Responses
+class Poem(BaseModel):
+    """A poem as the CLI's ``--format json`` writes it, with each character's tone."""
+
+    text: str
+    lines: list[str]
+    form: str | None
+    rhyme: list[str] = Field(description="The 平水韵 group(s) its rhymes share.")
+    score: float = Field(description="Mean log-probability per token, the end included.")
+    logprobs: list[float] = Field(description="Log-probability of each character of text.")
+    tones: list[str] = Field(description="Per character: 平, 仄, 平仄 (either) or '' (unknown).")
+    rhymes: list[int] = Field(description="Indices into text of its rhyming characters.")
+
+
+class GenerateResponse(BaseModel):
+    poems: list[Poem]
+
+
+class ScoreResponse(BaseModel):
+    text: str
+    perplexity: float
+    surprisal: float = Field(description="Total, nats.")
+    tokens: int
+    unknown: int
+    per_token: list[tuple[str, float]] = Field(description="(token, nats), the end included.")
+
+
+class RewriteResponse(BaseModel):
+    line: int
+    candidates: list[Poem] = Field(description="The whole poem with each new line, best first.")
+
+
+class ConvertResponse(BaseModel):
+    text: str
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    vocabulary: int
