@@ -16,6 +16,7 @@ COMMANDS = {
     "generate": "poetry_lm.cli.generate:generate_command",
     "evaluate": "poetry_lm.cli.evaluate:evaluate_command",
     "score": "poetry_lm.cli.score:score_command",
+    "check": "poetry_lm.cli.check:check_command",
     "serve": "poetry_lm.cli.serve:serve_command",
     "bench": "poetry_lm.lab.bench:bench_command",
     "gradcheck": "poetry_lm.lab.gradcheck:main",
