@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from poetry_lm import __version__
 from poetry_lm.decoding.generate import GeneratedPoem, SampleOptions, verses
 from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.prosody.check import check_poem
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.serve import schemas as s
 from poetry_lm.serve.batcher import Batcher, Busy, Job
@@ -162,7 +163,7 @@ def create_app(
         title="poetry_lm", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     app.add_middleware(BodyGuard)
-    app.state.poet, app.state.batcher = poet, batcher
+    app.state.poet, app.state.batcher, app.state.timeout = poet, batcher, timeout
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -174,6 +175,7 @@ def create_app(
 
     async def run(job: Job):
         """Submit a job and wait for it, within the time limit; errors → HTTP errors."""
+        timeout = app.state.timeout
         try:
             future = asyncio.wrap_future(batcher.submit(job))
             return await asyncio.wait_for(future, timeout)
@@ -284,6 +286,15 @@ def create_app(
             rhymes = rhyme_positions(lines, first) if groups else []
             out.append(poem_out(poem, logprobs, mean, groups, rhymes, req.script))
         return s.RewriteResponse(line=req.line, candidates=out)
+
+    @app.post("/api/check", response_model=s.CheckResponse)
+    async def check(req: s.CheckRequest):
+        """格律 per character: tone and reading, rhyme groups, the form, and each fault named
+        (失粘, 失对, 出韵, 重韵, 孤平, 三平尾, 三仄尾). Needs no model, so it never waits."""
+        try:
+            return check_poem(req.text).to_dict()
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from None
 
     @app.post("/api/convert", response_model=s.ConvertResponse)
     async def convert(req: s.ConvertRequest):

@@ -93,7 +93,7 @@ class Poet:
         return generate(self.model, self.table, starts, opts, generator, cons, self.step)
 
     def score(self, text: str):
-        check_start(self.table, text, "poem")
+        """As ``poetry-lm score``: a character the model lacks is scored as ``<unk>``."""
         return score_poem(self.model, self.table, text)
 
     @torch.inference_mode()
@@ -119,7 +119,7 @@ class Poet:
             )
         target = lines[index]
         body = target[:-1] if target[-1] in VERSE_ENDS else target
-        if not all(map(is_ideograph, body)):
+        if not body or not all(map(is_ideograph, body)):
             raise ValueError(f"verse {index} must be characters and one closing mark")
         prefix, suffix = "".join(lines[:index]), target[len(body) :] + "".join(lines[index + 1 :])
         masks = token_masks(self.table)

@@ -163,3 +163,32 @@ class Health(BaseModel):
     status: str
     model: str
     vocabulary: int
+
+
+class CharCheck(BaseModel):
+    char: str
+    line: int = Field(description="1-based.")
+    position: int = Field(description="1-based, within the line.")
+    tone: str = Field(description="平, 仄, either or unknown.")
+    reading: list[str] = Field(description="The rhyme group(s) giving the tone used here.")
+    rhyme: str | None = Field(description="The rhyme group, for a rhyming character.")
+
+
+class Fault(BaseModel):
+    term: str = Field(description="失粘, 失对, 出韵, 重韵, 孤平, 三平尾 or 三仄尾.")
+    line: int
+    position: int
+    message: str
+
+
+class CheckResponse(BaseModel):
+    """格律 of a poem, as ``poetry-lm check --format json`` gives it."""
+
+    text: str
+    lines: list[str]
+    form: str = Field(description="五绝, 七绝, 五律, 七律, or 古体 (not regulated).")
+    regulated: bool
+    rhyme_group: str | None
+    chars: list[CharCheck]
+    faults: list[Fault]
+    clean: bool
