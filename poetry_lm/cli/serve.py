@@ -25,14 +25,21 @@ from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads
     show_default=True,
     help="Seconds a request may take before it is cut off (408).",
 )
+@click.option(
+    "--max-rows",
+    type=click.IntRange(1, 4096),
+    default=256,
+    show_default=True,
+    help="Decoding rows that close a batch without waiting (1: no batching).",
+)
 @threads_option
-def serve_command(host, port, checkpoint, window, timeout, threads):
+def serve_command(host, port, checkpoint, window, timeout, max_rows, threads):
     """Serve the page at / and the API under /api (docs at /docs). The model is loaded once."""
     set_threads(threads)
     import uvicorn
 
     from poetry_lm.serve.app import create_app
 
-    app = run_or_exit(create_app, checkpoint, window=window, timeout=timeout)
+    app = run_or_exit(create_app, checkpoint, window=window, timeout=timeout, max_rows=max_rows)
     click.echo(f"poetry_lm: the page at http://{host}:{port}/, the API docs at /docs", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

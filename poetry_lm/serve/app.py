@@ -194,7 +194,12 @@ def create_app(
 
     @app.get("/healthz", response_model=s.Health)
     async def healthz():
-        return s.Health(status="ok", model=poet.checkpoint.name, vocabulary=len(poet.table))
+        return s.Health(
+            status="ok",
+            model=poet.checkpoint.name,
+            vocabulary=len(poet.table),
+            batches=batcher.batches,
+        )
 
     @app.post("/api/generate", response_model=s.GenerateResponse)
     async def generate(req: s.GenerateRequest):

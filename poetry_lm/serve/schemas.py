@@ -163,6 +163,7 @@ class Health(BaseModel):
     status: str
     model: str
     vocabulary: int
+    batches: int = Field(description="Decoding batches run so far (requests batched together).")
 
 
 class CharCheck(BaseModel):
