@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from contextlib import asynccontextmanager
+import socket
+import threading
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import astuple
 from pathlib import Path
 
@@ -309,3 +311,25 @@ def create_app(
         )
 
     return app
+
+
+@contextmanager
+def running(app: FastAPI):
+    """Serve ``app`` with uvicorn on a free loopback port in a thread, for tests and the README
+    screenshot → its base URL. Its lifespan is off: the app (and its decoding thread) outlives
+    the server."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        thread.join(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()

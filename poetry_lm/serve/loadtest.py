@@ -168,7 +168,9 @@ def loadtest_command(
         cpu = None if server_cpu < 0 else server_cpu
         server = start_server(port, cpu, model, window, max_rows)
     elif urlsplit(url).hostname not in LOOPBACK:
-        raise click.BadParameter("the load script only targets this machine (127.0.0.1)", "--url")
+        raise click.BadParameter(
+            "the load script only targets this machine (127.0.0.1)", param_hint="--url"
+        )
     body = {"form": form.name}
     try:
         result = asyncio.run(run_load(url.rstrip("/"), body, clients, requests, max_seconds))

@@ -4,13 +4,13 @@ package, never a downloaded one) against a live server on loopback.
 The same code makes the README's screenshot: ``python tests/serve/test_page.py docs/web.png``.
 """
 
-import socket
 import sys
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from poetry_lm.serve.app import running
 
 CHROMIUM = Path("/usr/bin/chromium")
 DENGGAO = (
@@ -20,27 +20,6 @@ DENGGAO = (
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
 )
-
-
-@contextmanager
-def live_server(app):
-    """The app served by uvicorn on a free loopback port, in a thread → its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    # lifespan off: the app (and its decoding thread) outlives this server, for the other tests
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
 
 
 @contextmanager
@@ -94,7 +73,7 @@ def check_text(page, text):
 
 @pytest.fixture(scope="module")
 def base_url(app):
-    with live_server(app) as url:
+    with running(app) as url:
         yield url
 
 
@@ -151,7 +130,7 @@ def screenshot(path):
     from poetry_lm.serve.app import create_app
 
     app = create_app()
-    with live_server(app) as url, browser_page(url, width=760, height=900) as page:
+    with running(app) as url, browser_page(url, width=760, height=900) as page:
         write_poem(page, "月", "七绝")
         page.click(".poem .verse[data-line='2']")
         page.wait_for_selector(".candidate")
