@@ -42,4 +42,6 @@ def serve_command(host, port, checkpoint, window, timeout, max_rows, threads):
 
     app = run_or_exit(create_app, checkpoint, window=window, timeout=timeout, max_rows=max_rows)
     click.echo(f"poetry_lm: the page at http://{host}:{port}/, the API docs at /docs", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # keep-alive past uvicorn's 5 s: a busy server must not close a connection whose next
+    # request is already waiting to be read
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=60)

@@ -2,8 +2,9 @@
 
 Decoding reads every weight once per step whatever the batch (its speed is that of memory), so
 one batch of 50 poems costs a few times one poem, not 50 times (``docs/performance.md``). One
-worker thread owns the model: it takes the first waiting job, waits ``window`` seconds for
-more (or until ``max_rows`` rows are waiting), then runs the jobs with equal keys together,
+worker thread owns the model: it takes the first waiting job, takes more while they keep
+coming less than ``window`` seconds apart (for ``max_wait`` seconds at most, or until
+``max_rows`` rows are waiting), then runs the jobs with equal keys together,
 each distinct key as its own batch, in order of arrival. Jobs whose key is None run alone.
 
 Callers get a :class:`concurrent.futures.Future`; one that is cancelled before its batch
@@ -35,11 +36,18 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, window: float = 0.015, max_rows: int = 256, max_waiting: int = 4096):
-        """``window``: seconds to wait for more jobs after the first; ``max_rows``: rows that
-        end the wait at once; ``max_waiting``: rows the queue holds before :meth:`submit`
-        raises :class:`Busy`."""
-        self.window, self.max_rows, self.max_waiting = window, max_rows, max_waiting
+    def __init__(
+        self,
+        window: float = 0.015,
+        max_rows: int = 256,
+        max_waiting: int = 4096,
+        max_wait: float = 0.1,
+    ):
+        """``window``: seconds to wait for another job after the last; ``max_wait``: seconds
+        to wait after the first at most; ``max_rows``: rows that end the wait at once;
+        ``max_waiting``: rows the queue holds before :meth:`submit` raises :class:`Busy`."""
+        self.window, self.max_wait = window, max_wait
+        self.max_rows, self.max_waiting = max_rows, max_waiting
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.waiting = 0  # rows submitted and not yet taken into a batch
         self.lock = threading.Lock()
@@ -60,12 +68,18 @@ class Batcher:
         self.thread.join()
 
     def _collect(self, first: Job) -> list[Job]:
-        """The first job and those arriving within the window, up to ``max_rows`` rows."""
+        """The first job and those that follow it with gaps under ``window`` seconds, for at
+        most ``max_wait`` seconds in all and up to ``max_rows`` rows.
+
+        A gap rather than a fixed window: requests that come in a burst (clients answered
+        together ask again together) are parsed one by one by the same CPU, so a burst of 50
+        can take longer to arrive than any fixed window worth waiting for one request."""
         jobs, rows = [first], first.rows
-        deadline = time.monotonic() + self.window
+        start = time.monotonic()
         while rows < self.max_rows:
+            wait = min(self.window, start + self.max_wait - time.monotonic())
             try:
-                job = self.queue.get(timeout=max(deadline - time.monotonic(), 0))
+                job = self.queue.get(timeout=max(wait, 0))
             except queue.Empty:
                 break
             if job is None:  # close(): finish this batch first

@@ -48,6 +48,12 @@ def start_server(port: int, cpu: int | None, model: str | None, window: float, m
     return subprocess.Popen(command, preexec_fn=pin, stderr=subprocess.DEVNULL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc), in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def wait_healthy(client, url: str, seconds: float) -> dict:
     deadline = time.monotonic() + seconds
     while True:
@@ -62,8 +68,11 @@ async def wait_healthy(client, url: str, seconds: float) -> dict:
         await asyncio.sleep(0.2)
 
 
-async def run_load(url: str, body: dict, clients: int, requests: int, max_seconds: float) -> dict:
-    """Closed-loop load: → latencies (s) of the answered requests, errors, wall seconds."""
+async def run_load(
+    url: str, body: dict, clients: int, requests: int, max_seconds: float, pid: int | None = None
+) -> dict:
+    """Closed-loop load: → latencies (s) of the answered requests, errors, wall seconds, batches
+    run, and the CPU seconds the server (process ``pid``, if given) used meanwhile."""
     import httpx
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -71,7 +80,8 @@ async def run_load(url: str, body: dict, clients: int, requests: int, max_second
         await wait_healthy(client, url, 120)
         for _ in range(3):  # warm up: the first requests pay for lazy set-up
             await client.post(url + "/api/generate", json=body)
-        batches_before = (await client.get(url + "/healthz")).json().get("batches", 0)
+        batches_before = (await client.get(url + "/healthz")).json()["batches"]
+        cpu_before = cpu_seconds(pid) if pid else 0.0
         latencies, errors, sent = [], [], 0
         start = time.perf_counter()
         deadline = start + max_seconds
@@ -93,8 +103,9 @@ async def run_load(url: str, body: dict, clients: int, requests: int, max_second
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
         wall = time.perf_counter() - start
-        batches = (await client.get(url + "/healthz")).json().get("batches", 0) - batches_before
-    return {"latencies": latencies, "errors": errors, "wall": wall, "batches": batches}
+        batches = (await client.get(url + "/healthz")).json()["batches"] - batches_before
+        cpu = cpu_seconds(pid) - cpu_before if pid else None
+    return {"latencies": latencies, "errors": errors, "wall": wall, "batches": batches, "cpu": cpu}
 
 
 def report(result: dict, clients: int, body: dict) -> dict:
@@ -108,6 +119,9 @@ def report(result: dict, clients: int, body: dict) -> dict:
         "poems_per_s": round(len(lat) / result["wall"], 1),
         "mean_batch": round(len(lat) / max(result["batches"], 1), 1),
     }
+    if result.get("cpu"):  # on a shared machine the server gets less than its core
+        summary["server_cpu_s"] = round(result["cpu"], 2)
+        summary["poems_per_cpu_s"] = round(len(lat) / result["cpu"], 1)
     if lat:
         for p in (50, 90, 95, 99, 100):
             summary[f"p{p}_s"] = round(percentile(lat, p), 3)
@@ -167,13 +181,17 @@ def loadtest_command(
         url = f"http://127.0.0.1:{port}"
         cpu = None if server_cpu < 0 else server_cpu
         server = start_server(port, cpu, model, window, max_rows)
+        others = os.sched_getaffinity(0) - {cpu}
+        if cpu is not None and others:  # the clients keep off the server's core
+            os.sched_setaffinity(0, others)
     elif urlsplit(url).hostname not in LOOPBACK:
         raise click.BadParameter(
             "the load script only targets this machine (127.0.0.1)", param_hint="--url"
         )
     body = {"form": form.name}
     try:
-        result = asyncio.run(run_load(url.rstrip("/"), body, clients, requests, max_seconds))
+        pid = server and server.pid
+        result = asyncio.run(run_load(url.rstrip("/"), body, clients, requests, max_seconds, pid))
     finally:
         if server:
             server.terminate()
@@ -192,6 +210,11 @@ def loadtest_command(
             "latency (s): "
             + ", ".join(f"p{p} {summary[f'p{p}_s']}" for p in (50, 90, 95, 99))
             + f", max {summary['p100_s']}"
+        )
+    if "server_cpu_s" in summary:
+        click.echo(
+            f"server CPU: {summary['server_cpu_s']} s in {summary['seconds']} s of wall time, "
+            f"{summary['poems_per_cpu_s']} poems per CPU-second"
         )
     for err in result["errors"][:3]:
         click.echo(f"error: {err}", err=True)
