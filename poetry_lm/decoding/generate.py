@@ -124,10 +124,16 @@ def generate(
     generator: torch.Generator | None = None,
     cons: Constraints = Constraints(),
     step: Stepper | None = None,
+    seeds: list[int] | None = None,
 ) -> list[GeneratedPoem]:
-    """One poem per start text (``""`` lets the model choose its first character), decoded as one batch.
+    """One poem per start text (``""`` lets the model choose its first character), decoded as one
+    batch.
 
     ``step``: a :class:`Stepper` of ``model``, so that many calls build it once (~0.15 s).
+    ``seeds``: one per start, the seed of that poem's own random stream; by default drawn from
+    ``generator``. A poem depends only on its start, its seed and the options, never on the other
+    poems of the batch: the same start and seed give the same poem alone or beside any others
+    (with int8 weights, bit for bit: see :mod:`poetry_lm.decoding.stepper`).
 
     Without a form, writing stops at the end token or ``opts.max_len`` characters; padding,
     begin and ``<unk>`` can never be drawn.
@@ -155,9 +161,20 @@ def generate(
     live = torch.zeros(
         len(rows), rules.max_steps, dtype=torch.bool
     )  # … written before the row ended
-    uniforms = torch.rand(
-        rules.max_steps, len(rows), generator=generator
-    ).numpy()  # one draw per row and step
+    if seeds is None:
+        seeds = torch.randint(0, 2**62, (len(starts),), generator=generator).tolist()
+    if len(seeds) != len(starts):
+        raise ValueError(f"{len(seeds)} seeds for {len(starts)} poems")
+    # one draw per row and step, (steps, rows): row j of a poem of seed s draws from seed s + j,
+    # so best-of K's candidates are the poems of seeds s … s + K - 1
+    uniforms = np.stack(
+        [
+            torch.rand(rules.max_steps, generator=torch.Generator().manual_seed(seed + j)).numpy()
+            for seed in seeds
+            for j in range(width)
+        ],
+        axis=1,
+    )
     mask = rules.allowed()
     for t in range(rules.max_steps):
         if (

@@ -223,12 +223,9 @@ def test_free_acrostic_and_no_rhyme(tiny):
 def test_best_of_keeps_the_likeliest_candidate_and_beam_1_is_greedy(tiny):
     model, table = tiny
     cons = Constraints(parse_form("七绝"), rhyme=True)
-    candidates = generate(
-        model, table, [""] * 4, SampleOptions(), torch.Generator().manual_seed(5), cons
-    )
-    (best,) = generate(
-        model, table, [""], SampleOptions(best_of=4), torch.Generator().manual_seed(5), cons
-    )
+    # best-of K's candidates for seed s are the poems of seeds s … s + K - 1
+    candidates = generate(model, table, [""] * 4, SampleOptions(), None, cons, seeds=[5, 6, 7, 8])
+    (best,) = generate(model, table, [""], SampleOptions(best_of=4), None, cons, seeds=[5])
     assert best.text == max(candidates, key=lambda p: p.score).text
     greedy = generate(model, table, [""], SampleOptions(greedy=True), None, cons)
     assert generate(model, table, [""], SampleOptions(beam=1), None, cons)[0].text == greedy[0].text
