@@ -33,7 +33,14 @@ from poetry_lm.prosody.check import check_poem
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.serve import schemas as s
 from poetry_lm.serve.batcher import Batcher, Busy, Job
-from poetry_lm.serve.poet import Poet, clean, recognise_form, rhyme_positions, tone_marks
+from poetry_lm.serve.poet import (
+    Poet,
+    clean,
+    poem_seeds,
+    recognise_form,
+    rhyme_positions,
+    tone_marks,
+)
 from poetry_lm.text.corpus import to_simplified, to_traditional
 
 PAGE = Path(__file__).resolve().parent / "page" / "index.html"
@@ -231,21 +238,26 @@ def create_app(
             prime=clean(req.prime),
         )
         rows = [start for start in starts for _ in range(req.n)]
+        seeds = poem_seeds(seeded(req.seed), len(rows))
 
-        def decode(batch: list[tuple[list[str], int | None]]) -> list[list[GeneratedPoem]]:
-            """Requests with the same options → one generate call; its poems, per request."""
-            poems = poet.generate([r for rs, _ in batch for r in rs], opts, cons, seeded(seed))
+        def decode(batch: list[tuple[list[str], list[int]]]) -> list[list[GeneratedPoem]]:
+            """Requests with the same options → one generate call; its poems, per request.
+            Each poem draws from its own seed, so it is the same in any batch."""
+            poems = poet.generate(
+                [r for rs, _ in batch for r in rs],
+                opts,
+                cons,
+                [seed for _, ss in batch for seed in ss],
+            )
             split, first = [], 0
             for rs, _ in batch:
                 split.append(poems[first : first + len(rs)])
                 first += len(rs)
             return split
 
-        seed = req.seed
-        # a seeded request is decoded alone, so that its seed alone decides its poems
-        key = None if seed is not None else (astuple(opts), cons)
         width = req.beam or req.best_of
-        poems = await run(Job(key, (rows, seed), decode, rows=len(rows) * width))
+        job = Job((astuple(opts), cons), (rows, seeds), decode, rows=len(rows) * width)
+        poems = await run(job)
         return s.GenerateResponse(
             poems=[
                 poem_out(

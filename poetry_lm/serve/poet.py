@@ -64,6 +64,13 @@ def check_fits(start: str, form: Form) -> None:
             raise ValueError(f"the start text {start!r} does not fit a {form.name} at {ch!r}")
 
 
+def poem_seeds(generator: torch.Generator, n: int) -> list[int]:
+    """One seed per poem, drawn as :func:`generate` draws them from its generator: a request's
+    seed then writes the poems that ``poetry-lm generate --seed`` writes with the same options,
+    whatever else is decoded in the same batch."""
+    return torch.randint(0, 2**62, (n,), generator=generator).tolist()
+
+
 class Poet:
     """The model loaded once, from ``checkpoint``, with its Stepper built once (~2 s)."""
 
@@ -88,9 +95,10 @@ class Poet:
         starts: list[str],
         opts: SampleOptions,
         cons: Constraints,
-        generator: torch.Generator,
+        seeds: list[int],
     ) -> list[GeneratedPoem]:
-        return generate(self.model, self.table, starts, opts, generator, cons, self.step)
+        """One poem per start, poem i drawn from ``seeds[i]``."""
+        return generate(self.model, self.table, starts, opts, None, cons, self.step, seeds)
 
     def score(self, text: str):
         """As ``poetry-lm score``: a character the model lacks is scored as ``<unk>``."""
