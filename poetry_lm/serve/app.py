@@ -208,6 +208,7 @@ def create_app(
             model=poet.checkpoint.name,
             vocabulary=len(poet.table),
             batches=batcher.batches,
+            decode_cpu_s=round(batcher.cpu, 4),
         )
 
     @app.post("/api/generate", response_model=s.GenerateResponse)

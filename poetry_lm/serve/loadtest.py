@@ -117,7 +117,7 @@ async def run_load(
     connections = [Connection(url) for _ in range(clients)]
     for _ in range(3):  # warm up: the first requests pay for lazy set-up
         await connections[0].request("POST", "/api/generate", body)
-    batches_before = (await wait_healthy(url, 10))["batches"]
+    before = await wait_healthy(url, 10)
     cpu_before = cpu_seconds(pid) if pid else 0.0
     client_before = time.process_time()
     latencies, errors, sent = [], [], 0
@@ -142,7 +142,7 @@ async def run_load(
     await asyncio.gather(*(one_client(c) for c in connections))
     wall = time.perf_counter() - start
     client_cpu = time.process_time() - client_before
-    batches = (await wait_healthy(url, 10))["batches"] - batches_before
+    after = await wait_healthy(url, 10)
     cpu = cpu_seconds(pid) - cpu_before if pid else None
     for connection in connections:
         connection.close()
@@ -150,7 +150,8 @@ async def run_load(
         "latencies": latencies,
         "errors": errors,
         "wall": wall,
-        "batches": batches,
+        "batches": after["batches"] - before["batches"],
+        "decode_cpu": after["decode_cpu_s"] - before["decode_cpu_s"],
         "cpu": cpu,
         "client_cpu": client_cpu,
     }
@@ -170,6 +171,9 @@ def report(result: dict, clients: int, body: dict) -> dict:
     if result.get("cpu"):  # on a shared machine the server gets less than its core
         summary["server_cpu_s"] = round(result["cpu"], 2)
         summary["poems_per_cpu_s"] = round(len(lat) / result["cpu"], 1)
+        summary["decode_cpu_s"] = round(result["decode_cpu"], 2)
+        other = result["cpu"] - result["decode_cpu"]  # HTTP, validation, JSON, the event loop
+        summary["other_ms_per_request"] = round(1000 * other / max(len(lat), 1), 2)
     summary["client_cpu_s"] = round(result["client_cpu"], 2)
     if lat:
         for p in (50, 90, 95, 99, 100):
@@ -263,8 +267,9 @@ def loadtest_command(
     if "server_cpu_s" in summary:
         click.echo(
             f"server CPU: {summary['server_cpu_s']} s in {summary['seconds']} s of wall time, "
-            f"{summary['poems_per_cpu_s']} poems per CPU-second; "
-            f"the clients' CPU: {summary['client_cpu_s']} s"
+            f"{summary['poems_per_cpu_s']} poems per CPU-second; decoding "
+            f"{summary['decode_cpu_s']} s of it, the rest {summary['other_ms_per_request']} ms "
+            f"per request; the clients' CPU: {summary['client_cpu_s']} s"
         )
     for err in result["errors"][:3]:
         click.echo(f"error: {err}", err=True)

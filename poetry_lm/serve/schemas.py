@@ -164,6 +164,7 @@ class Health(BaseModel):
     model: str
     vocabulary: int
     batches: int = Field(description="Decoding batches run so far (requests batched together).")
+    decode_cpu_s: float = Field(description="CPU seconds the decoding thread has used so far.")
 
 
 class CharCheck(BaseModel):
