@@ -6,7 +6,8 @@ requests with the same options as one batch.
 
 Errors a client can cause get a 4xx status and ``{"detail": "one sentence"}``, never a
 traceback: 400 for input the model cannot use (an unknown character, a start that does not fit
-the form), 408 when a request outlasts the time limit (it is cut off; the server carries on),
+the form), 408 when a request outlasts the time limit (its answer is cut off and the server
+carries on; a batch already decoding finishes, as every request's size is bounded),
 413 for a body over 64 KiB, 415 for a body that is not declared JSON, 422 for a field that is
 missing, of the wrong type or out of its limits, 429 when too many rows are already waiting.
 """
@@ -106,15 +107,14 @@ class BodyGuard:
 def validation_message(exc: RequestValidationError) -> str:
     """pydantic's list of errors → one sentence about the first."""
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"] if part != "body")
+    where = ".".join(str(part) for part in first["loc"] if part != "body") or "the body"
     if first["type"] == "json_invalid":
         return "the body is not valid JSON"
     if first["type"] == "missing":
         return f"{where} is required"
     if first["type"] == "extra_forbidden":
         return f"unknown field {where!r}"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def poem_out(
@@ -145,6 +145,7 @@ def poem_out(
 
 
 def seeded(seed: int | None) -> torch.Generator:
+    """A generator seeded with ``seed``, or with 63 fresh random bits when it is None."""
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8)) >> 1)
     return generator
@@ -218,12 +219,12 @@ def create_app(
         starts = [clean(text) for text in req.starts] or [""]
         try:
             cons = Constraints(
-                form,
-                clean(req.acrostic),
-                form is not None if req.rhyme is None else req.rhyme,
-                req.rhyme_first,
-                req.tones,
-                req.no_repeat,
+                form=form,
+                acrostic=clean(req.acrostic),
+                rhyme=form is not None if req.rhyme is None else req.rhyme,
+                rhyme_first=req.rhyme_first,
+                tones=req.tones,
+                no_repeat=req.no_repeat,
             )
             poet.check_request(starts, cons, clean(req.prime))
         except ValueError as err:
