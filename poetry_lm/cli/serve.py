@@ -6,18 +6,28 @@ import click
 
 from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
 
+# the batching options, shared with the load script (which passes them to the server it starts)
+window_option = click.option(
+    "--window",
+    type=click.FloatRange(0, 1),
+    default=0.015,
+    show_default=True,
+    help="Seconds to wait for another request to decode in the same batch.",
+)
+max_rows_option = click.option(
+    "--max-rows",
+    type=click.IntRange(1, 4096),
+    default=256,
+    show_default=True,
+    help="Decoding rows that close a batch without waiting (1: no batching).",
+)
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @model_option
-@click.option(
-    "--window",
-    type=click.FloatRange(0, 1),
-    default=0.015,
-    show_default=True,
-    help="Seconds to wait for more requests to decode in one batch.",
-)
+@window_option
 @click.option(
     "--timeout",
     type=click.FloatRange(0, min_open=True),
@@ -25,13 +35,7 @@ from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads
     show_default=True,
     help="Seconds a request may take before it is cut off (408).",
 )
-@click.option(
-    "--max-rows",
-    type=click.IntRange(1, 4096),
-    default=256,
-    show_default=True,
-    help="Decoding rows that close a batch without waiting (1: no batching).",
-)
+@max_rows_option
 @threads_option
 def serve_command(host, port, checkpoint, window, timeout, max_rows, threads):
     """Serve the page at / and the API under /api (docs at /docs). The model is loaded once."""

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import click
 
 from poetry_lm.cli.common import form_option
+from poetry_lm.cli.serve import max_rows_option, window_option
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -213,16 +214,8 @@ def report(result: dict, clients: int, body: dict) -> dict:
     help="The CPU core the started server is pinned to (-1: not pinned).",
 )
 @click.option("--model", default=None, help="Checkpoint for the started server.")
-@click.option(
-    "--window", type=click.FloatRange(0, 1), default=0.015, show_default=True, help="Batch window."
-)
-@click.option(
-    "--max-rows",
-    type=click.IntRange(1, 4096),
-    default=256,
-    show_default=True,
-    help="Rows that close a batch at once (1: no batching, for comparison).",
-)
+@window_option
+@max_rows_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def loadtest_command(
     url, clients, requests, max_seconds, form, server_cpu, model, window, max_rows, as_json
