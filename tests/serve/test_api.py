@@ -6,13 +6,28 @@ import threading
 
 import pytest
 from click.testing import CliRunner
+from serve_app import shared_app
 
 from poetry_lm.cli import main
 from poetry_lm.prosody.rhyme import groups_of
 from poetry_lm.serve import schemas
 
+
+@pytest.fixture(scope="module")
+def app():
+    return shared_app()
+
+
 # starlette's test client asks for httpx2; httpx, which the project installs, still works
 pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app)
+
 
 DENGGAO = (
     "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"

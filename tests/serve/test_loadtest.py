@@ -2,10 +2,17 @@
 
 import asyncio
 
+import pytest
 from click.testing import CliRunner
+from serve_app import shared_app
 
 from poetry_lm.serve.app import running
 from poetry_lm.serve.loadtest import loadtest_command, percentile, report, run_load
+
+
+@pytest.fixture(scope="module")
+def app():
+    return shared_app()
 
 
 def test_percentile_is_the_nearest_rank():

@@ -9,8 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from serve_app import shared_app
 
 from poetry_lm.serve.app import running
+
+
+@pytest.fixture(scope="module")
+def app():
+    return shared_app()
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 DENGGAO = (
