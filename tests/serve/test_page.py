@@ -30,21 +30,26 @@ pytestmark = pytest.mark.skipif(
 
 
 @contextmanager
-def browser_page(base_url, width=900, height=1000):
+def chromium():
+    """The system's Chromium, driven by Playwright."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM))
-        page = browser.new_page(viewport={"width": width, "height": height})
-        page.set_default_timeout(15_000)
-        requests = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(base_url + "/")
-        page.requests = requests
         try:
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser, base_url, width=900, height=1000):
+    """A fresh page at ``base_url``/, recording every URL it asks for in ``page.requests``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(15_000)
+    page.requests = []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.goto(base_url + "/")
+    return page
 
 
 def write_poem(page, start, form):
@@ -84,12 +89,19 @@ def base_url(app):
         yield url
 
 
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
 @pytest.fixture
-def page(base_url):
-    with browser_page(base_url) as page:
-        yield page
-        # nothing but this server was asked for: no font, script or style from the internet
-        assert page.requests and all(url.startswith(base_url) for url in page.requests)
+def page(browser, base_url):
+    page = open_page(browser, base_url)
+    yield page
+    # nothing but this server was asked for: no font, script or style from the internet
+    assert page.requests and all(url.startswith(base_url) for url in page.requests)
+    page.close()
 
 
 def test_write_a_qijue_and_rewrite_line_3(page):
@@ -114,15 +126,15 @@ def test_checker_passes_denggao_and_names_a_fault(page):
     assert len(faults) == 1 and faults[0].startswith("出韵: line 2")
 
 
-def test_traditional_display_shading_and_a_phone_screen(base_url):
-    with browser_page(base_url, width=375, height=800) as page:
-        write_poem(page, "风", "五绝")
-        page.check("#shade")
-        page.click("input[value=traditional]")
-        page.wait_for_function("document.querySelector('.poem .verse')?.innerText[0] === '風'")
-        assert page.query_selector("#poems.shaded")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 375  # nothing wider than the phone
+def test_traditional_display_shading_and_a_phone_screen(browser, base_url):
+    page = open_page(browser, base_url, width=375, height=800)
+    write_poem(page, "风", "五绝")
+    page.check("#shade")
+    page.click("input[value=traditional]")
+    page.wait_for_function("document.querySelector('.poem .verse')?.innerText[0] === '風'")
+    assert page.query_selector("#poems.shaded")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375  # nothing wider than the phone
 
 
 def test_an_error_is_shown_not_thrown(page):
@@ -137,7 +149,8 @@ def screenshot(path):
     from poetry_lm.serve.app import create_app
 
     app = create_app()
-    with running(app) as url, browser_page(url, width=760, height=900) as page:
+    with running(app) as url, chromium() as browser:
+        page = open_page(browser, url, width=760, height=900)
         write_poem(page, "月", "七绝")
         page.click(".poem .verse[data-line='2']")
         page.wait_for_selector(".candidate")
