@@ -24,6 +24,7 @@ COMMANDS = {
     "gradflow": "poetry_lm.lab.gradflow:main",
     "ngram": "poetry_lm.lab.ngram:main",
     "compare": "poetry_lm.lab.compare:main",
+    "decoding-stats": "poetry_lm.lab.decoding_stats:main",
 }
 
 

@@ -36,7 +36,8 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
 @click.option(
     "--rhyme/--no-rhyme",
     default=None,
-    help="Even lines end in one 平水韵 group [default: on with --form].",
+    help="Even lines end in one 平水韵 group, no rhyme twice (free poems: a group of either "
+    "tone, once the first verse sets the length) [default: on].",
 )
 @click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
 @click.option(
@@ -64,6 +65,19 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     help="Read this first, as earlier verses of the poem, without printing it.",
 )
 @click.option(
+    "--repetition-penalty",
+    type=click.FloatRange(0),
+    default=None,
+    help="Nats off a character's log-probability per earlier use in the poem "
+    "[default: the form's, docs/decoding.md].",
+)
+@click.option(
+    "--same-place-penalty",
+    type=click.FloatRange(0),
+    default=None,
+    help="Nats off the character at the same place of the previous verse [default: the form's].",
+)
+@click.option(
     "--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True
 )
 @click.option(
@@ -78,7 +92,8 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     type=click.IntRange(1, 10000),
     default=128,
     show_default=True,
-    help="Most characters per poem without --form.",
+    help="Most characters per poem without --form; a longer poem ends at its last complete "
+    'couplet, reported by -v (and "truncated" in JSON).',
 )
 @click.option(
     "--script",
@@ -92,7 +107,8 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, per-character log-probabilities.",
+    help="json: one object per line with text, lines, form, rhyme, score, per-character "
+    "log-probabilities, truncated.",
 )
 @click.option(
     "-v",
@@ -118,6 +134,8 @@ def generate_command(
     best_of,
     beam,
     prime,
+    repetition_penalty,
+    same_place_penalty,
     temperature,
     top_k,
     top_p,
@@ -147,7 +165,7 @@ def generate_command(
         Constraints,
         form,
         to_simplified(acrostic),
-        form is not None if rhyme is None else rhyme,
+        rhyme is not False,
         rhyme_first,
         tones,
         no_repeat,
@@ -164,7 +182,14 @@ def generate_command(
         best_of=best_of,
         beam=beam,
         prime=to_simplified(prime),
+        repetition=repetition_penalty,
+        same_place=same_place_penalty,
     )
+    for text, hint in [*((s, "--start") for s in starts), (opts.prime, "--prime")]:
+        if len(text) > max_len:
+            raise click.BadParameter(
+                f"{text!r} is longer than --max-len ({max_len} characters)", param_hint=hint
+            )
     poems = run_or_exit(
         generate, model, table, [s for s in starts for _ in range(num)], opts, generator, cons
     )
@@ -174,7 +199,8 @@ def generate_command(
             click.echo(
                 f"poem {i}: mean log-probability {poem.score:.3f}"
                 + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
-                + "".join(f"; {event}" for event in poem.backoffs),
+                + "".join(f"; {event}" for event in poem.backoffs)
+                + (f"; truncated at --max-len {max_len}" if poem.truncated else ""),
                 err=True,
             )
     if fmt == "json":
@@ -189,6 +215,7 @@ def generate_command(
                         "rhyme": [script_of(g) for g in poem.rhyme],
                         "score": round(poem.score, 4),
                         "logprobs": [round(lp, 4) for lp in poem.logprobs],
+                        "truncated": poem.truncated,
                     },
                     ensure_ascii=False,
                 )

@@ -147,7 +147,8 @@ def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
 
 
 def plain_sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
-    """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in vocabulary order."""
+    """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in
+    vocabulary order."""
     weight = np.exp((logp.astype(np.float64) - logp.max()) / opts.temperature)
     ranked = np.sort(weight)[::-1]
     k = opts.top_k or len(logp)
@@ -184,24 +185,14 @@ def test_sampling_shortcuts_draw_what_the_definition_draws():
 
 
 def test_sample_step_draws_by_inverse_cdf_in_vocabulary_order():
-    logp = torch.tensor([[math.log(0.45), math.log(0.27), math.log(0.18), math.log(0.1)]] * 4)
-    mask = torch.tensor([[True, True, True, False]] * 4)  # 0.5, 0.3, 0.2 … after renormalising
+    logp = np.log(np.array([[0.45, 0.27, 0.18, 0.1]] * 4, dtype=np.float32))
+    mask = np.array([[True, True, True, False]] * 4)  # 0.5, 0.3, 0.2 … after renormalising
     opts = SampleOptions(top_p=0.7)  # keeps tokens 0 and 1: cdf 0.625, 1.0 after renormalising
-    tokens, written = sample_step(logp, mask, np.array([0.0, 0.6, 0.7, 1.0]), opts)
+    tokens = sample_step(logp, mask, np.array([0.0, 0.6, 0.7, 1.0]), opts)
     assert tokens.tolist() == [0, 0, 1, 1]
-    assert torch.equal(
-        written, logp[0, tokens]
-    )  # the model's own log-probability, not renormalised
-    everything, _ = sample_step(logp, mask, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions())
-    assert everything.tolist() == [
-        1,
-        2,
-        2,
-        2,
-    ]  # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible token
-    greedy, _ = sample_step(logp, ~mask, np.zeros(4), SampleOptions(greedy=True))
+    everything = sample_step(logp, mask, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions())
+    assert everything.tolist() == [1, 2, 2, 2]  # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible
+    greedy = sample_step(logp, ~mask, np.zeros(4), SampleOptions(greedy=True))
     assert greedy.tolist() == [3] * 4  # the likeliest allowed token
-    forced, _ = sample_step(
-        logp, mask & torch.tensor([False, False, True, False]), np.full(4, 0.5), opts, forced=True
-    )
-    assert forced.tolist() == [2] * 4
+    only_2 = mask & np.array([False, False, True, False])
+    assert sample_step(logp, only_2, np.full(4, 0.5), opts, forced=True).tolist() == [2] * 4
