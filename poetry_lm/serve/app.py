@@ -119,28 +119,30 @@ def validation_message(exc: RequestValidationError) -> str:
 
 def poem_out(
     text: str,
+    form: str | None,
     logprobs: list[float],
     score: float,
     rhyme: list[str],
     rhymes: list[int],
     script: str,
+    truncated: bool = False,
 ) -> s.Poem:
-    """A poem (simplified) → the API's view of it, in ``script``. Tones are read from the
-    simplified text; a conversion that changes the length keeps the simplified text, so that
-    per-character fields stay aligned."""
+    """A poem (simplified) and its form's name → the API's view of it, in ``script``. Tones are
+    read from the simplified text; a conversion that changes the length keeps the simplified
+    text, so that per-character fields stay aligned."""
     shown = to_traditional(text) if script == "traditional" else text
     if len(shown) != len(text):
         shown = text
-    form = recognise_form(verses(text))
     return s.Poem(
         text=shown,
         lines=verses(shown),
-        form=form and form.name,
+        form=form,
         rhyme=[to_traditional(g) if script == "traditional" else g for g in rhyme],
         score=round(score, 4),
         logprobs=[round(lp, 4) for lp in logprobs],
         tones=tone_marks(text),
         rhymes=rhymes,
+        truncated=truncated,
     )
 
 
@@ -221,7 +223,7 @@ def create_app(
             cons = Constraints(
                 form=form,
                 acrostic=clean(req.acrostic),
-                rhyme=form is not None if req.rhyme is None else req.rhyme,
+                rhyme=req.rhyme,
                 rhyme_first=req.rhyme_first,
                 tones=req.tones,
                 no_repeat=req.no_repeat,
@@ -238,6 +240,8 @@ def create_app(
             best_of=req.best_of,
             beam=req.beam,
             prime=clean(req.prime),
+            repetition=req.repetition_penalty,
+            same_place=req.same_place_penalty,
         )
         rows = [start for start in starts for _ in range(req.n)]
         seeds = poem_seeds(seeded(req.seed), len(rows))
@@ -264,11 +268,13 @@ def create_app(
             poems=[
                 poem_out(
                     p.text,
+                    req.form,
                     p.logprobs,
                     p.score,
                     p.rhyme,
-                    rhyme_positions(p.lines, req.rhyme_first) if cons.rhyme else [],
+                    rhyme_positions(p.lines, req.rhyme_first) if p.rhyme else [],
                     req.script,
+                    p.truncated,
                 )
                 for p in poems
             ]
@@ -305,7 +311,10 @@ def create_app(
             lines = verses(poem)
             groups, first = poet.rhyme_of(lines)
             rhymes = rhyme_positions(lines, first) if groups else []
-            out.append(poem_out(poem, logprobs, mean, groups, rhymes, req.script))
+            form = recognise_form(lines)
+            out.append(
+                poem_out(poem, form and form.name, logprobs, mean, groups, rhymes, req.script)
+            )
         return s.RewriteResponse(line=req.line, candidates=out)
 
     @app.post("/api/check", response_model=s.CheckResponse)

@@ -146,9 +146,9 @@ class Poet:
         written, chosen = [], []  # (K,) tokens and their log-probabilities, per step
         for j in range(len(body)):
             mask = (last if j == len(body) - 1 else masks.ideographs).expand(K, -1)
-            ids, lp = sample_step(logp, mask, uniforms[j], opts)  # lp: the model's, unmasked
+            ids = torch.from_numpy(sample_step(logp.numpy(), mask.numpy(), uniforms[j], opts))
             written.append(ids)
-            chosen.append(lp)
+            chosen.append(logp[torch.arange(K), ids])  # the model's own, unmasked
             logp, state = self.step(ids, state)
         for token in [*self.table.encode(suffix), self.table.eos]:  # score what follows
             chosen.append(logp[:, token])

@@ -60,7 +60,11 @@ class GenerateRequest(Sampling):
     acrostic: str = Field(
         "", max_length=MAX_ACROSTIC_CHARS, description="Line i begins with character i (藏头诗)."
     )
-    rhyme: bool | None = Field(None, description="Even lines rhyme (default: on with a form).")
+    rhyme: bool = Field(
+        True,
+        description="Even lines rhyme in one group, no rhyme twice (free poems too, once the "
+        "first verse sets the length).",
+    )
     rhyme_first: bool = Field(False, description="The first line rhymes too.")
     tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
     no_repeat: bool = Field(False, description="No character twice in a poem.")
@@ -68,6 +72,12 @@ class GenerateRequest(Sampling):
     best_of: int = Field(1, ge=1, le=MAX_WIDTH, description="Keep the likeliest of K samples.")
     beam: int = Field(0, ge=0, le=MAX_WIDTH, description="Beam search of this width (0: sample).")
     prime: str = Field("", max_length=MAX_PRIME_CHARS, description="Read first, never printed.")
+    repetition_penalty: float | None = Field(
+        None, ge=0, le=100, description="Nats off per earlier use of a character (none: form's)."
+    )
+    same_place_penalty: float | None = Field(
+        None, ge=0, le=100, description="Nats off the previous verse's character at this place."
+    )
     max_len: int = Field(128, ge=1, le=MAX_LEN, description="Most characters of a free poem.")
 
     @field_validator("starts")
@@ -88,6 +98,9 @@ class GenerateRequest(Sampling):
         poems = max(len(self.starts), 1) * self.n
         if poems > MAX_POEMS:
             raise ValueError(f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
+        for text in [*self.starts, self.prime]:  # as the CLI: never cut silently
+            if len(text) > self.max_len:
+                raise ValueError(f"{text!r} is longer than max_len ({self.max_len} characters)")
         if self.beam and self.best_of > 1:
             raise ValueError("choose beam or best_of, not both")
         rows = poems * (self.beam or self.best_of)
@@ -135,6 +148,7 @@ class Poem(BaseModel):
     logprobs: list[float] = Field(description="Log-probability of each character of text.")
     tones: list[str] = Field(description="Per character: 平, 仄, 平仄 (either) or '' (unknown).")
     rhymes: list[int] = Field(description="Indices into text of its rhyming characters.")
+    truncated: bool = Field(False, description="max_len ended it, at its last whole verse.")
 
 
 class GenerateResponse(BaseModel):
