@@ -189,6 +189,8 @@ BAD = [
     ("/api/generate", {"top_p": 1.5}, 422, "top_p"),
     ("/api/generate", {"seed": -1}, 422, "seed"),
     ("/api/generate", {"script": "latin"}, 422, "script"),
+    ("/api/generate", {"starts": ["明月"], "max_len": 1}, 422, "longer than max_len"),
+    ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
     ("/api/generate", {"model": "/etc/passwd"}, 422, "unknown field 'model'"),
     ("/api/generate", [1, 2], 422, "valid dictionary"),
     ("/api/score", {}, 422, "text is required"),
