@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
@@ -41,6 +43,12 @@ def serve_command(host, port, checkpoint, window, timeout, max_rows, threads):
     """Serve the page at / and the API under /api (docs at /docs). The model is loaded once."""
     set_threads(threads)
     import uvicorn
+
+    try:  # fail fast, in one sentence, before the model loads
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        socket.create_server((host, port), family=family).close()
+    except OSError as err:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
     from poetry_lm.serve.app import create_app
 

@@ -2,6 +2,7 @@
 returns, every kind of bad request, and a fuzz of malformed ones."""
 
 import json
+import socket
 import threading
 
 import pytest
@@ -327,3 +328,13 @@ def test_serve_with_a_missing_model_is_one_sentence():
     result = CliRunner().invoke(main, ["serve", "--model", "/nonexistent/model.pt"])
     assert result.exit_code == 1
     assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_serve_on_a_taken_port_is_one_sentence():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(main, ["serve", "--port", port])
+    assert result.exit_code == 1
+    assert (
+        f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
+    )
