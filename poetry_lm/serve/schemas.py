@@ -98,6 +98,8 @@ class GenerateRequest(Sampling):
         poems = max(len(self.starts), 1) * self.n
         if poems > MAX_POEMS:
             raise ValueError(f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
+        if self.form is None and (self.tones or self.rhyme_first):
+            raise ValueError("tones and rhyme_first need a form")
         for text in [*self.starts, self.prime]:  # as the CLI: never cut silently
             if len(text) > self.max_len:
                 raise ValueError(f"{text!r} is longer than max_len ({self.max_len} characters)")

@@ -173,7 +173,7 @@ BAD = [
     ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "does not fit"),
     ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic needs 4"),
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
-    ("/api/generate", {"tones": True}, 400, "need a form"),
+    ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
     ("/api/generate", {"prime": "☃"}, 400, "choose another prime"),
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
     ("/api/rewrite", {"text": "☃☃，", "line": 0}, 400, "does not know"),
