@@ -213,7 +213,7 @@ class Rules:
             self.groups = Choice(B, self.group_fits.sum(1) >= 4)
         # choices the next tokens settle, and in which rows
         self.pending: list[tuple[Choice, torch.Tensor, torch.Tensor]] = []
-        self.rhyming = torch.zeros(B, dtype=torch.bool)  # the next token is a rhyme
+        self.rhyming: torch.Tensor | None = None  # (B,): the next token is a rhyme (None: none)
 
     def place(self) -> tuple[int, int]:
         """(line, column) of the next token, the same for every poem of a form: its lines are
@@ -283,7 +283,6 @@ class Rules:
     def layers(self) -> list[tuple[str, torch.Tensor]]:
         """The narrowing constraints at this step, in back-off order: (name, (B, V) mask)."""
         cons, self.pending, layers = self.cons, [], []
-        rhyme_place = None
         if cons.form:
             line, col = self.place()
             rule = tone_rule(cons.form, self.rhymed, line, col) if line < cons.form.lines else None
@@ -291,12 +290,12 @@ class Rules:
                 fits = self.tone_fits[list(rule)]
                 layers.append(("tones", self.keys.allows(fits)))
                 self.pending.append((self.keys, fits, ~self.done))
-            at_rhyme = line in self.rhymed and col == cons.form.chars - 1
-            rhyme_place = torch.full_like(self.done, at_rhyme)
+            at_rhyme = cons.rhyme and line in self.rhymed and col == cons.form.chars - 1
+            self.rhyming = ~self.done if at_rhyme else None  # every live poem, or none
         else:  # the last character of an even verse, its length known
-            rhyme_place = (self.line % 2 == 1) & (self.col == self.length - 1) & ~self.done
-        self.rhyming = rhyme_place & cons.rhyme
-        if cons.rhyme and self.rhyming.any():
+            place = (self.line % 2 == 1) & (self.col == self.length - 1) & ~self.done
+            self.rhyming = place if cons.rhyme and place.any() else None
+        if self.rhyming is not None:  # no 重韵: a rhyme already written is out
             allowed = self.groups.allows(self.group_fits) & ~self.rhymes_used
             layers.append(("rhyme", allowed | ~self.rhyming[:, None]))
             self.pending.append((self.groups, self.group_fits, self.rhyming))
@@ -311,9 +310,12 @@ class Rules:
     def repeated_verse_endings(self) -> torch.Tensor | None:
         """(B, V): at a verse's last character, those that would make it an earlier verse again
         (None where there are none)."""
+        if self.cons.form:  # every poem at the same place: only at a line's last character
+            rows = range(len(self.done)) if self.place()[1] == self.cons.form.chars - 1 else ()
+        else:
+            rows = ((self.col == self.length - 1) & ~self.done).nonzero().flatten().tolist()
         out = None
-        at_last = (self.col == self.length - 1) & ~self.done
-        for b in at_last.nonzero().flatten().tolist():
+        for b in rows:
             prefix = tuple(self.current[b])
             for verse in self.verses[b]:
                 if verse[:-1] == prefix:
@@ -360,15 +362,16 @@ class Rules:
         rows = torch.arange(len(tokens))
         if self.cons.no_repeat:
             self.used[rows, tokens] |= live & self.ideographs[tokens]
-        if self.rhyming.any():
+        if self.rhyming is not None:
             self.rhymes_used[rows, tokens] |= self.rhyming & live
         ends = live & self.ends[tokens]
-        for b in live.nonzero().flatten().tolist():
-            if ends[b]:
+        eos = self.table.eos
+        for b, (token, alive, end) in enumerate(zip(tokens.tolist(), live.tolist(), ends.tolist())):
+            if end:
                 self.verses[b].append(tuple(self.current[b]))
                 self.current[b] = []
-            elif tokens[b] != self.table.eos:
-                self.current[b].append(int(tokens[b]))
+            elif alive and token != eos:
+                self.current[b].append(token)
         self.t += 1
         if self.cons.form:  # every poem is at the same place, and all end on the last step
             line, col = self.place()
