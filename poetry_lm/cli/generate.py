@@ -6,7 +6,16 @@ import json
 
 import click
 
-from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_threads, threads_option
+from poetry_lm.cli.common import (
+    form_option,
+    model_option,
+    option_from,
+    run_or_exit,
+    set_threads,
+    settings_or_usage_error,
+    threads_option,
+)
+from poetry_lm.decoding.generate import SampleOptions
 
 
 @click.command("generate")
@@ -46,55 +55,16 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters.",
 )
 @click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
-@click.option(
-    "--best-of",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Sample K candidates per poem in one batch; keep the likeliest (per token).",
-)
-@click.option(
-    "--beam",
-    type=click.IntRange(0, 64),
-    default=0,
-    help="Beam search of width N instead of sampling (0: sample).",
-)
-@click.option(
-    "--prime",
-    default="",
-    help="Read this first, as earlier verses of the poem, without printing it.",
-)
-@click.option(
-    "--repetition-penalty",
-    type=click.FloatRange(0),
-    default=None,
-    help="Nats off a character's log-probability per earlier use in the poem "
-    "[default: the form's, docs/decoding.md].",
-)
-@click.option(
-    "--same-place-penalty",
-    type=click.FloatRange(0),
-    default=None,
-    help="Nats off the character at the same place of the previous verse [default: the form's].",
-)
-@click.option(
-    "--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True
-)
-@click.option(
-    "--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character."
-)
-@click.option(
-    "--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True
-)
-@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
-@click.option(
-    "--max-len",
-    type=click.IntRange(1, 10000),
-    default=128,
-    show_default=True,
-    help="Most characters per poem without --form; a longer poem ends at its last complete "
-    'couplet, reported by -v (and "truncated" in JSON).',
-)
+@option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
+@option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
+@option_from(SampleOptions, "prime")
+@option_from(SampleOptions, "repetition", "--repetition-penalty", type=click.FloatRange(0))
+@option_from(SampleOptions, "same_place", "--same-place-penalty", type=click.FloatRange(0))
+@option_from(SampleOptions, "temperature", type=float)
+@option_from(SampleOptions, "top_k", type=click.IntRange(0))
+@option_from(SampleOptions, "top_p", type=float)
+@option_from(SampleOptions, "greedy")
+@option_from(SampleOptions, "max_len", type=click.IntRange(1, 10000))
 @click.option(
     "--script",
     type=click.Choice(["simplified", "traditional"]),
@@ -108,7 +78,7 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     default="text",
     show_default=True,
     help="json: one object per line with text, lines, form, rhyme, score, per-character "
-    "log-probabilities, truncated.",
+    "log-probabilities and truncated.",
 )
 @click.option(
     "-v",
@@ -134,8 +104,8 @@ def generate_command(
     best_of,
     beam,
     prime,
-    repetition_penalty,
-    same_place_penalty,
+    repetition,
+    same_place,
     temperature,
     top_k,
     top_p,
@@ -153,13 +123,29 @@ def generate_command(
     set_threads(threads)
     import torch
 
-    from poetry_lm.decoding.generate import SampleOptions, generate, verses
+    from poetry_lm.decoding.generate import generate, verses
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.prosody.forms import Constraints
     from poetry_lm.text.corpus import to_simplified, to_traditional
 
-    if beam and best_of > 1:
-        raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")
+    opts = settings_or_usage_error(
+        SampleOptions,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        max_len=max_len,
+        best_of=best_of,
+        beam=beam,
+        prime=to_simplified(prime),
+        repetition=repetition,
+        same_place=same_place,
+    )
+    for text, hint in [*((t, "--start") for t in start_texts), (prime, "--prime")]:
+        if len(to_simplified(text)) > max_len:
+            raise click.BadParameter(
+                f"{text!r} is longer than --max-len ({max_len} characters)", param_hint=hint
+            )
     starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
     cons = run_or_exit(
         Constraints,
@@ -173,23 +159,6 @@ def generate_command(
     model, table, _ = run_or_exit(load_model, checkpoint)
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
-    opts = SampleOptions(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        greedy=greedy,
-        max_len=max_len,
-        best_of=best_of,
-        beam=beam,
-        prime=to_simplified(prime),
-        repetition=repetition_penalty,
-        same_place=same_place_penalty,
-    )
-    for text, hint in [*((s, "--start") for s in starts), (opts.prime, "--prime")]:
-        if len(text) > max_len:
-            raise click.BadParameter(
-                f"{text!r} is longer than --max-len ({max_len} characters)", param_hint=hint
-            )
     poems = run_or_exit(
         generate, model, table, [s for s in starts for _ in range(num)], opts, generator, cons
     )

@@ -35,6 +35,7 @@ import torch
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Constraints, Rules, token_masks
+from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 # (repetition, same_place) in nats, per form (None: free poems), from docs/decoding.md
@@ -49,16 +50,46 @@ REPETITION_DEFAULTS: dict[str | None, tuple[float, float]] = {
 
 @dataclass
 class SampleOptions:
-    temperature: float = 1.0
-    top_k: int = 0  # keep only the k most likely characters (0: all)
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
-    greedy: bool = False  # always take the most likely character
-    max_len: int = 128  # characters per poem without a form, the start text included
-    best_of: int = 1  # candidates sampled per poem; the likeliest is kept
-    beam: int = 0  # beam search of this width instead of sampling (0: sample)
-    prime: str = ""  # read before each poem as earlier verses of it, never printed
-    repetition: float | None = None  # nats off per earlier use of a character (None: default)
-    same_place: float | None = None  # nats off the previous verse's character at this place
+    """How each next character is chosen; the defaults are those of ``poetry-lm generate``.
+
+    Raises ``SettingError`` (a ``ValueError``) for an option out of range or at odds with another.
+    """
+
+    temperature: float = setting(0.8, "Divides the log-probabilities: below 1 is more cautious.")
+    top_k: int = setting(0, "Keep only the k most likely characters (0 keeps every character).")
+    top_p: float = setting(
+        0.95, "Keep the fewest likeliest characters whose probability reaches p (1 keeps all)."
+    )
+    greedy: bool = setting(False, "Always take the most likely character.")
+    max_len: int = setting(
+        128,
+        "Most characters per poem without a form, the start text included; a longer poem ends at "
+        'its last complete couplet, reported by -v (and "truncated" in JSON).',
+    )
+    best_of: int = setting(
+        1, "Sample K candidates per poem in one batch; keep the best (mean penalised log-prob)."
+    )
+    beam: int = setting(
+        0, "Stochastic beam search of this width instead of sampling (0: sample; Gumbel-top-k)."
+    )
+    prime: str = setting("", "Read this first, as earlier verses of the poem, without printing it.")
+    repetition: float | None = setting(
+        None, "Nats off a character's log-probability per earlier use [default: the form's]."
+    )
+    same_place: float | None = setting(
+        None, "Nats off the previous verse's character at the same place [default: the form's]."
+    )
+
+    def __post_init__(self):
+        if self.beam and self.best_of > 1:
+            raise SettingError("choose {beam} or {best_of}, not both")
+        if not self.temperature > 0:
+            raise SettingError(f"{{temperature}} must be above 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise SettingError(f"{{top_p}} must be in (0, 1], not {self.top_p}")
+        for name in ("repetition", "same_place"):
+            if (getattr(self, name) or 0) < 0:
+                raise SettingError(f"{{{name}}} must be 0 or more, not {getattr(self, name)}")
 
 
 @dataclass
@@ -93,9 +124,8 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
     at the temperature from the k likeliest (top-k), cut to the fewest whose mass reaches p of
     theirs (top-p); a tie at the cut is kept."""
     V = len(logp)
-    weight = np.exp(
-        (logp - logp.max()) * (1 / opts.temperature)
-    )  # (V,) unnormalised probabilities, masked 0
+    # (V,) unnormalised probabilities, masked 0
+    weight = np.exp((logp - logp.max()) * (1 / opts.temperature))
     k = min(opts.top_k or V, V)
     if k == V and opts.top_p == 1:
         kept = np.flatnonzero(weight)  # token ids, in vocabulary order
@@ -248,11 +278,11 @@ def generate(
     mask = rules.allowed()
     for t in range(rules.max_steps):
         lp = logp.numpy()
-        here = penalty.copy()
-        previous = rules.previous_verse_tokens()  # the same place, one verse up
-        for b, prev in enumerate(previous):
-            if prev >= 0:
-                here[b, prev] += same_place
+        # the same place, one verse up: its character pays same_place more, for this step only
+        previous = [(b, p) for b, p in enumerate(rules.previous_verse_tokens()) if p >= 0]
+        for b, prev in previous:
+            penalty[b, prev] += same_place
+        here = penalty  # (R, V), as it stands for this step
         allowed = mask.numpy()
         if opts.beam:  # a finished hypothesis may only repeat the end token, at no cost
             done = rules.done.numpy()
@@ -272,12 +302,17 @@ def generate(
             rules.select(index_t)
             state = [tuple(s[index_t] for s in layer) for layer in state]
             tokens, model_lp, paid, live = tokens[index], model_lp[index], paid[index], live[index]
-            penalty, lp, here = penalty[index], lp[index], here[index]
+            penalty, lp = penalty[index], lp[index]
+            here = penalty
         else:
             next_ids = sample_step(lp - here, allowed, uniforms[t], opts, rules.forced)
         picked = np.arange(R), next_ids
         tokens[:, t], model_lp[:, t], paid[:, t] = next_ids, lp[picked], here[picked]
         live[:, t] = ~rules.done.numpy()
+        if opts.beam:  # the rows were reordered: find each row's same-place character again
+            previous = [(b, p) for b, p in enumerate(rules.previous_verse_tokens()) if p >= 0]
+        for b, prev in previous:
+            penalty[b, prev] -= same_place
         penalty[picked] += repetition * (ideographs[next_ids] & live[:, t])
         next_t = torch.from_numpy(next_ids)
         rules.advance(next_t)

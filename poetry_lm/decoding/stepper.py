@@ -57,9 +57,8 @@ class Int8Linear:
         if int8 and INT8_KERNEL and bounded:
             scale = (weight.abs().amax(1) / 127).clamp(min=1e-12).double()  # (O,): row max → ±127
             zero = torch.zeros(len(weight), dtype=torch.long)
-            with (
-                warnings.catch_warnings()
-            ):  # torch marks quantized tensors deprecated; fbgemm's kernels take only them
+            # torch marks quantized tensors deprecated; fbgemm's kernels take only them
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(rows, bias)
@@ -97,18 +96,16 @@ class Stepper:
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
-        self.model, self.layers = (
-            model,
-            list(model.rnn.layers),
-        )  # a list: slicing a ModuleList builds a module
+        self.model = model
+        # a list: slicing a ModuleList builds a module
+        self.layers = list(model.rnn.layers)
         *lower, top = self.layers
         config = model.config  # h lies in (-1, 1) for these cells: no per-row scaling
         h_bounded = config.cell != "rnn" or config.activation in ("tanh", "sigmoid")
         with torch.no_grad():
             first = self.layers[0]
-            self.input_gates = F.linear(
-                model.embedding.weight, first.weight_ih, first.input_bias()
-            )  # (V, G·H)
+            # (V, G·H)
+            self.input_gates = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())
             self.input = [
                 Int8Linear(layer.weight_ih, layer.input_bias(), int8, h_bounded)
                 for layer in self.layers[1:]
@@ -127,9 +124,8 @@ class Stepper:
                 biases += [adaptive.head.bias] + [None] * len(adaptive.tail)
                 self.tails = [Int8Linear(out.weight, None, int8) for _, out in adaptive.tail]
             else:
-                self.shortlist = (
-                    model.config.vocab_size
-                )  # a full softmax: every token is scored alike
+                # a full softmax: every token is scored alike
+                self.shortlist = model.config.vocab_size
                 proj = model.projection  # tied weights with E ≠ H: H → E, then E → V
                 first_out = model.output if proj is None else proj
                 rows.append(first_out.weight)
@@ -163,9 +159,8 @@ class Stepper:
         if only_shortlist:
             return F.pad(head[:, : c[0]], (0, c[-1] - c[0]), value=float("-inf"))
         clusters = [
-            F.log_softmax(output(z.contiguous()), dim=-1).add_(
-                head[:, c[0] + i, None]
-            )  # (B, c_{i+1} - c_i)
+            # (B, c_{i+1} - c_i)
+            F.log_softmax(output(z.contiguous()), dim=-1).add_(head[:, c[0] + i, None])
             for i, (z, output) in enumerate(zip(projected, self.tails))
         ]
         return torch.cat([head[:, : c[0]], *clusters], dim=1)  # (B, V)
@@ -190,9 +185,8 @@ class Stepper:
             xw = self.input[k](layer_state[0])  # the next layer's input gates (B, G·H)
         *top_state, hw = state[-1]  # hw = W_hh h + b, from the previous step
         top_state = self.layers[-1].cell(xw, hw, tuple(top_state))
-        hw, *first = self.top(top_state[0]).split(
-            self.splits, dim=1
-        )  # (B, G·H), then the output layer's
+        # (B, G·H), then the output layer's
+        hw, *first = self.top(top_state[0]).split(self.splits, dim=1)
         return self.log_probs(first, only_shortlist), new_state + [(*top_state, hw)]
 
     def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:

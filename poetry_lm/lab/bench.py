@@ -52,9 +52,8 @@ class Settings:
     softmax_hidden: int = 512  # the output layer's input width in its section
     cutoffs: list[int] = field(default_factory=lambda: [800, 2500])
     div_value: float = 4.0  # as PoetryLM uses
-    gen_model: str = str(
-        SHIPPED_MODEL
-    )  # generation: this checkpoint, or where it is missing an untrained
+    # generation: this checkpoint, or where it is missing an untrained
+    gen_model: str = str(SHIPPED_MODEL)
     gen_embed: int = 256  # model of this embedding width
     gen_hidden: int = 768  # and hidden width
     gen_batch: int = 100  # poems decoded together in the batched timing
@@ -141,11 +140,12 @@ def machine_section(s: Settings, results: dict) -> list[str]:
         tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
         lines.append(
             f"- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, cuDNN "
-            f"{torch.backends.cudnn.version()}; TF32 matmuls {tf32} (torch's default), so float32 is float32"
+            f"{torch.backends.cudnn.version()}; TF32 matmuls {tf32} (torch's default), "
+            "so float32 is float32"
         )
     return lines + [
-        f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul on {s.device}, median of {s.gemm_reps}): "
-        f"{peak:.1f} GFLOP/s",
+        f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul on {s.device}, "
+        f"median of {s.gemm_reps}): {peak:.1f} GFLOP/s",
         f"- timings: median of {s.reps} repetitions after 1 warm-up, implementations interleaved; "
         f"clock: {clock_for(torch.get_num_threads(), s.device)[1]}",
         "",
@@ -178,9 +178,8 @@ def lstm_step_functions(
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(reference, f"{name}_l0").copy_(getattr(layer, name))
-    x = torch.randn(
-        T, B, E, device=device, requires_grad=True
-    )  # as if from the embedding: it gets a gradient
+    # as if from the embedding: it gets a gradient
+    x = torch.randn(T, B, E, device=device, requires_grad=True)
     zeros = torch.zeros(B, H, device=device)
     grad_out = torch.randn(T, B, H, device=device)  # stands in for the output layer's gradient
     params = [x, *layer.parameters(), *reference.parameters()]
@@ -195,7 +194,8 @@ def lstm_step_functions(
 
     return {
         "nn.LSTM": step(lambda: reference(x, (zeros[None], zeros[None]))[0]),
-        # the generic step-by-step loop every cell inherits, which LSTMLayer overrides with the fused op
+        # the generic step-by-step loop every cell inherits, which LSTMLayer overrides with the
+        # fused op
         "autograd loop": step(lambda: RecurrentLayer.forward(layer, x, (zeros, zeros))[0]),
         "fused": step(lambda: layer(x, (zeros, zeros))[0]),
     }
@@ -205,9 +205,11 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
     peak = results["gemm_gflops"]
     tokens = s.batch * s.steps
     lines = [
-        f"### LSTM layer on {s.device}, one training step (forward + backward), B = {s.batch}, T = {s.steps}",
+        f"### LSTM layer on {s.device}, one training step (forward + backward), "
+        f"B = {s.batch}, T = {s.steps}",
         "",
-        "| E | H | implementation | ms / step | tokens/s | GFLOP/s | % of GEMM peak | speed vs nn.LSTM |",
+        "| E | H | implementation | ms / step | tokens/s | GFLOP/s | % of GEMM peak "
+        "| speed vs nn.LSTM |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     results["lstm"] = []
@@ -282,8 +284,8 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     ]
     results["softmax"] = seconds
     lines = [
-        f"### Output layer on {s.device}, one training step (forward + backward), H = {H}, V = {V}, "
-        f"{N} tokens",
+        f"### Output layer on {s.device}, one training step (forward + backward), "
+        f"H = {H}, V = {V}, {N} tokens",
         "",
         "| output layer | ms / step | tokens/s | speed vs full |",
         "|---|---:|---:|---:|",
@@ -351,10 +353,11 @@ def generation_section(s: Settings, results: dict) -> list[str]:
         "free, ≤ 32 characters": Constraints(),
         "七绝, rhymed": Constraints(form=parse_form("七绝"), rhyme=True),
     }
+    # weights packed once, as the CLI does
     steppers = {
         "int8": Stepper(model),
         "float32": Stepper(model, int8=False),
-    }  # weights packed once, as the CLI does
+    }
     runs = {
         (kind, n, weights): (
             lambda n=n, cons=cons, step=step: generate(
@@ -398,7 +401,8 @@ SECTIONS: list[Callable[[Settings, dict], list[str]]] = [
 
 
 def run_benchmark(settings: Settings, echo: Callable[[str], None] = print) -> dict:
-    """Run every section in order, echoing its markdown as soon as it is done; returns the numbers."""
+    """Run every section in order, echoing its markdown as soon as it is done; returns the
+    numbers."""
     torch.set_num_threads(settings.threads)
     results: dict = {}
     echo("## poetry_lm training-speed benchmark\n")

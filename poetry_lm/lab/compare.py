@@ -46,10 +46,11 @@ def load_run(folder: Path) -> dict:
         "settings": {k: settings.get(k) for k in SHOWN},
         "history": history,
         "best_val_ppl": min(h["val_ppl"] for h in history),
+        # these three: of the last (possibly partial) epoch
         "minutes": history[-1]["elapsed_s"] / 60,
         "epochs": history[-1]["epoch"],
         "tokens_per_s": history[-1]["tokens_per_s"],
-    }  # of the last (possibly partial) epoch
+    }
 
 
 def table(runs: list[dict]) -> list[str]:

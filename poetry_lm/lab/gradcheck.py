@@ -172,7 +172,8 @@ def _paired(ours, theirs):
 
 def check(kind, T, B, input_size, hidden_size, seed=0):
     """{quantity: (error vs torch, error vs finite differences)} for one cell; None where that
-    oracle does not apply (no torch cell for rnn-sigmoid; forward values have no finite difference)."""
+    oracle does not apply (no torch cell for rnn-sigmoid; forward values have no finite
+    difference)."""
     case = make_case(kind, T, B, input_size, hidden_size, seed)
     torch_err = oracle_errors(case) if kind in ORACLE_KINDS else {}
     fd_err = finite_difference_errors(case)

@@ -16,7 +16,8 @@ and the measured quantity at distance d = t − k is the batch mean of one sampl
 where ∂L/∂h_k is the total derivative through every later use of h_k (for an LSTM, with c_k
 held as a separate node: the gradient that leaves step k + 1 towards h_k). Because the samples
 are independent, ∂L/∂h_k⁽ᵇ⁾ = ∂L_b/∂h_k⁽ᵇ⁾ / B; the 1/B is the same at every distance. Dropout is
-off (eval mode) and the arithmetic is float64. The printed ratios are g(d) / g(0). See docs/bptt.md for why they fall or grow.
+off (eval mode) and the arithmetic is float64. The printed ratios are g(d) / g(0). See
+docs/bptt.md for why they fall or grow.
 """
 
 from __future__ import annotations
@@ -66,17 +67,18 @@ def untrained_model(
 
 
 def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> torch.Tensor:
-    """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1 → (steps + 1, B)."""
-    encoded = [ids[: steps + 1] for ids in map(table.encode_poem, texts) if len(ids) > steps][
-        :count
-    ]
+    """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1
+    → (steps + 1, B)."""
+    long_enough = [ids for ids in map(table.encode_poem, texts) if len(ids) > steps]
+    encoded = [ids[: steps + 1] for ids in long_enough[:count]]
     if not encoded:
         raise ValueError(f"no poem has {steps + 1} tokens")
     return torch.tensor(encoded).T
 
 
 def hidden_grad_norms(model: PoetryLM, tokens: torch.Tensor) -> torch.Tensor:
-    """tokens (T + 1, B) → g(d) for d = 0 … T − 1 (T,): the batch-mean ‖∂L_b/∂h_{t−d}‖ of the top layer.
+    """tokens (T + 1, B) → g(d) for d = 0 … T − 1 (T,): the batch-mean ‖∂L_b/∂h_{t−d}‖ of the
+    top layer.
 
     L is the NLL of tokens[T] after reading tokens[:T] (module docstring). Lower layers run as
     usual; the top layer runs one step at a time so that every h_k is a node of the graph.
@@ -107,12 +109,10 @@ def plot(results: list[tuple[str, bool, torch.Tensor]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {
-        name: f"C{i}" for i, name in enumerate(UNTRAINED)
-    }  # a cell keeps its colour in both panels
-    fig, axes = plt.subplots(
-        1, 2, figsize=(11, 4.5), sharex=True
-    )  # own y-scales: trained norms span far less
+    # a cell keeps its colour in both panels
+    colours = {name: f"C{i}" for i, name in enumerate(UNTRAINED)}
+    # own y-scales: trained norms span far less
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
     for ax, trained in zip(axes, (False, True)):
         lines = [(name, norms) for name, is_trained, norms in results if is_trained == trained]
         for name, norms in lines:

@@ -37,13 +37,13 @@ from collections.abc import Callable
 
 import torch
 
-# u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a), each one fused kernel, written into grad_input
+# u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a), each one fused kernel, written into
+# grad_input
 sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
-PACK_FROM_STEPS = (
-    32  # packing costs about as much as 10–30 unpacked steps' GEMMs save, so short runs skip it
-)
+# packing costs about as much as 10–30 unpacked steps' GEMMs save, so short runs skip it
+PACK_FROM_STEPS = 32
 
 
 def recurrent_matmul(
@@ -76,14 +76,14 @@ class LSTMSequence(torch.autograd.Function):
     (RuntimeError), so it cannot corrupt backward."""
 
     @staticmethod
-    @torch.amp.custom_fwd(
-        device_type="cuda", cast_inputs=torch.float32
-    )  # under bf16 autocast the recurrence stays float32
+    # under bf16 autocast the recurrence stays float32
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, keep, retain_graph):
         T, B, I = x.shape
         H = weight_hh.shape[1]
         # the input GEMM for all steps, straight into the buffer each step then completes in place;
-        # the bias rides on the small per-step GEMM (free there) instead of a (T·B, 4H) broadcast copy
+        # the bias rides on the small per-step GEMM (free there) instead of a (T·B, 4H)
+        # broadcast copy
         gates = torch.mm(x.reshape(T * B, I), weight_ih.t()).view(T, B, 4 * H)  # (T, B, 4H)
         hs = x.new_empty(T + 1, B, H)  # (T+1, B, H) h_{-1}=h0, h_0 … h_{T-1} (after the mask)
         cs = x.new_empty(T + 1, B, H)  # (T+1, B, H) c_{-1}=c0, c_0 … c_{T-1} (after the mask)
@@ -123,13 +123,13 @@ class LSTMSequence(torch.autograd.Function):
 
         and then, summed over steps, each weight gradient is one GEMM:
         dW_hh = Σ_t da_tᵀ h_{t−1}, dW_ih = Σ_t da_tᵀ x_t, db = Σ_t da_t, and dx_t = da_t W_ih.
-        Each "upstream ⊙ derivative" is one kernel: torch's own ``sigmoid_backward(u, y) = u ⊙ y(1−y)``
-        and ``tanh_backward(u, y) = u ⊙ (1−y²)``, which take the activation's output y. Writing
-        the result over y itself is safe: each element is read before it is written.
+        Each "upstream ⊙ derivative" is one kernel: torch's own
+        ``sigmoid_backward(u, y) = u ⊙ y(1−y)`` and ``tanh_backward(u, y) = u ⊙ (1−y²)``, which
+        take the activation's output y. Writing the result over y itself is safe: each element
+        is read before it is written.
         """
-        if (
-            ctx.gates_overwritten
-        ):  # (torch would refuse too, in less plain words: a saved tensor changed)
+        # (torch would refuse too, in less plain words: a saved tensor changed)
+        if ctx.gates_overwritten:
             raise RuntimeError(
                 "lstm_sequence's backward overwrites its saved gates, so it runs once per "
                 "forward; call lstm_sequence with retain_graph=True to backpropagate twice"
@@ -153,13 +153,11 @@ class LSTMSequence(torch.autograd.Function):
             if keep is not None:
                 dh.mul_(keep[t])  # … ⊙ k_t
                 dc.mul_(keep[t])  # k_t ⊙ dc_t
-            tanh_backward(
-                torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp
-            )  # dh' ⊙ o ⊙ (1 − tanh²(c'))
+            # dh' ⊙ o ⊙ (1 − tanh²(c'))
+            tanh_backward(torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp)
             dc.add_(tmp)  # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
-            sigmoid_backward(
-                torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o
-            )  # dh' ⊙ tanh(c') ⊙ o(1−o)
+            # dh' ⊙ tanh(c') ⊙ o(1−o)
+            sigmoid_backward(torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o)
             # each gate is read for the last time by the line that writes its gradient
             torch.mul(dc, g, out=tmp)  # dc' ⊙ g, kept while g's gradient replaces g
             tanh_backward(torch.mul(dc, i, out=tmp2), g, grad_input=da_g)  # dc' ⊙ i ⊙ (1−g²)

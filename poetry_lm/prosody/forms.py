@@ -359,18 +359,26 @@ class Rules:
         live = ~self.done
         for choice, fits, rows in self.pending:
             choice.settle(fits, tokens, rows)
-        rows = torch.arange(len(tokens))
         if self.cons.no_repeat:
+            rows = torch.arange(len(tokens))
             self.used[rows, tokens] |= live & self.ideographs[tokens]
         if self.rhyming is not None:
+            rows = torch.arange(len(tokens))
             self.rhymes_used[rows, tokens] |= self.rhyming & live
-        ends = live & self.ends[tokens]
+        if self.cons.form:  # a line's mark comes at one place, the same for every poem
+            ends = None
+            ended = [self.place()[1] == self.cons.form.chars] * len(tokens)
+        else:
+            ends = live & self.ends[tokens]
+            ended = ends.tolist()
         eos = self.table.eos
-        for b, (token, alive, end) in enumerate(zip(tokens.tolist(), live.tolist(), ends.tolist())):
+        for b, (token, alive, end) in enumerate(zip(tokens.tolist(), live.tolist(), ended)):
+            if not alive:
+                continue
             if end:
                 self.verses[b].append(tuple(self.current[b]))
                 self.current[b] = []
-            elif alive and token != eos:
+            elif token != eos:
                 self.current[b].append(token)
         self.t += 1
         if self.cons.form:  # every poem is at the same place, and all end on the last step

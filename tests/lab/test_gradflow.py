@@ -1,7 +1,8 @@
 """poetry_lm.lab.gradflow: g(d) = batch mean of ‖∂L_b/∂h_{t−d}‖, L = NLL of the last target only.
 
 The recurrences that the weight settings below make exact (d = distance back from t):
-  RNN, ‖W_hh‖₂ = 1, sigmoid:  ∂L/∂h_{k−1} = W_hhᵀ diag(σ'(a_k)) ∂L/∂h_k, σ' ≤ 1/4  →  g(d) ≤ 4⁻ᵈ g(0)
+  RNN, ‖W_hh‖₂ = 1, sigmoid:  ∂L/∂h_{k−1} = W_hhᵀ diag(σ'(a_k)) ∂L/∂h_k, σ' ≤ 1/4
+                                                                         →  g(d) ≤ 4⁻ᵈ g(0)
   RNN, W_hh = 2I, relu, every pre-activation > 0:  J = 2I                     →  g(d) = 2ᵈ g(0)
   LSTM, all weights 0 but b_f and W_hg = w·I: h = c = 0 at every step, i = o = ½, g' = tanh' = 1, so
       ∂L/∂c_t = ½ ∂L/∂h_t,  ∂L/∂h_{k−1} = (w/2) ∂L/∂c_k,  ∂L/∂c_{k−1} = (f + w/4) ∂L/∂c_k
@@ -68,7 +69,9 @@ def test_one_norm_per_distance_and_distance_zero_is_the_output_gradient(name, ta
 
 def test_two_layer_model_measures_its_top_layer(table, tokens):
     torch.manual_seed(0)
-    model = PoetryLM(ModelConfig(len(table), E, H, num_layers=2, cell="gru"))
+    model = PoetryLM(
+        ModelConfig(len(table), E, H, num_layers=2, dropout=0.1, softmax="full", cell="gru")
+    )
     assert hidden_grad_norms(model, tokens).shape == (T,)
 
 

@@ -29,7 +29,8 @@ from poetry_lm.lab.reference import GRUCell, LSTMCell
 torch.set_num_threads(1)
 
 _rng = np.random.default_rng(7)
-# (T, B, input_size, hidden_size): T = 1 with B = 1, input wider and narrower than hidden, two random
+# (T, B, input_size, hidden_size): T = 1 with B = 1, input wider and narrower than hidden,
+# two random
 SHAPES = [(1, 1, 4, 3), (5, 2, 2, 6)] + [
     tuple(int(n) for n in _rng.integers(1, 7, 4)) for _ in range(2)
 ]
@@ -105,7 +106,9 @@ def test_backward_accumulates_and_bptt_resets():
 
 
 def test_reference_package_does_not_import_torch():
-    code = "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

@@ -151,9 +151,8 @@ def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
             return super().__call__(tokens, state)
 
     ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
-    heads = (
-        ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]
-    )  # frequent and rare: in and past the shortlist
+    # frequent and rare: in and past the shortlist
+    heads = ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]
     for opts in (SampleOptions(best_of=2), SampleOptions(beam=3)):
         for cons, starts in [
             (Constraints(parse_form("七绝"), rhyme=True), ["", ideographs[5]]),
@@ -237,9 +236,8 @@ def test_best_of_keeps_the_best_candidate_and_plain_beam_1_is_greedy(tiny):
 
 
 def test_back_off_drops_tones_then_rhyme_and_says_where():
-    table = CharTable(
-        [*SPECIALS, "，", "。", *"东同铜桐童"]
-    )  # only level-tone characters of one group
+    # only level-tone characters of one group
+    table = CharTable([*SPECIALS, "，", "。", *"东同铜桐童"])
     rules = Rules(table, Constraints(parse_form("五绝"), rhyme=True, tones=True), [[]], 128)
     while not rules.done.all():
         rules.advance(rules.allowed().float().argmax(1))
