@@ -25,6 +25,8 @@ COMMANDS = {
     "ngram": "poetry_lm.lab.ngram:main",
     "compare": "poetry_lm.lab.compare:main",
     "decoding-stats": "poetry_lm.lab.decoding_stats:main",
+    "numpy-lm": "poetry_lm.lab.numpy_lm:main",
+    "exercise": "poetry_lm.lab.exercise:exercise",
 }
 
 

@@ -36,6 +36,11 @@ SCHEDULES = ("constant", "cosine")
 DEVICES = ("cpu", "cuda")
 
 
+# the learning rate each optimizer gets unless one is given: Adam's is the shipped recipe's, SGD's
+# the best of a small measured sweep (README, "Training runs to compare"); 2e-3 starves plain SGD
+DEFAULT_LR = {"adam": 2e-3, "sgd": 10.0}
+
+
 @dataclass
 class TrainConfig:
     """A training run's settings; the defaults are the shipped model's recipe
@@ -60,7 +65,9 @@ class TrainConfig:
     )
     batch_size: int = setting(32, "Sequences per optimizer step (over all processes).")
     optimizer: str = setting("adam", "Adam, or SGD with momentum 0.9.")
-    lr: float = setting(2e-3, "Peak learning rate.")
+    lr: float | None = setting(
+        None, "Peak learning rate [default: 0.002 with adam, 10 with sgd (a measured sweep)]."
+    )
     lr_schedule: str = setting(
         "cosine", "constant, or cosine decay to 5% over all epochs (both after the warm-up)."
     )
@@ -94,6 +101,8 @@ class TrainConfig:
         for name, value, allowed in choices:
             if value not in allowed:
                 raise SettingError(f"{{{name}}} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
         if self.seq_step > self.seq_len:
             raise SettingError("{seq_step} cannot exceed {seq_len}")
         if self.bf16 and self.device != "cuda":
@@ -122,6 +131,10 @@ def adaptive_cutoffs(counts: list[int], shares=(0.80, 0.95)) -> list[int]:
     cumulative = np.cumsum(counts) / sum(counts)
     cutoffs = sorted({int(np.searchsorted(cumulative, s)) + 1 for s in shares})
     return [c for c in cutoffs if 0 < c < len(counts)]
+
+
+# train_loss is recorded per block of this many steps, at most ~100 points an epoch
+STEP_POINTS_PER_EPOCH = 100
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -224,6 +237,7 @@ class Trainer:
             "elapsed_s": 0.0,
             "best_val_ppl": math.inf,
             "bad_epochs": 0,
+            "loss_by_step": [],  # [global step, mean train loss of the block ending there]
         }
         history: list[dict] = []
         if ckpt is not None:
@@ -287,6 +301,12 @@ class Trainer:
             f"of {cfg.seq_len}, {self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M "
             f"parameters, {threads} thread(s) × {world} process(es) on {self.ctx.device}"
         )
+        total = cfg.max_epochs * self.steps_per_epoch
+        if cfg.warmup_steps > total / 4:
+            self.log(
+                f"the warm-up ({cfg.warmup_steps} steps) is over a quarter of the run's {total} "
+                "steps: the learning rate is reached late or never (see --warmup-steps)"
+            )
         try:
             while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
                 train_loss, out_of_time = self.train_epoch()
@@ -329,6 +349,7 @@ class Trainer:
         elapsed0, tokens_seen = p["elapsed_s"], 0
         # streams carry the state from chunk to chunk (restarting from zero after a resume)
         state = None
+        block, block_nll, block_n = max(1, self.steps_per_epoch // STEP_POINTS_PER_EPOCH), 0.0, 0
         out_of_time = False
         for batch in bar:
             for group in self.optimizer.param_groups:
@@ -357,6 +378,10 @@ class Trainer:
             self.optimizer.step()
             loss_sum += total_nll
             loss_tokens += total_n
+            block_nll, block_n = block_nll + total_nll, block_n + total_n
+            if (p["global_step"] + 1) % block == 0:
+                p["loss_by_step"].append([p["global_step"] + 1, round(block_nll / block_n, 4)])
+                block_nll, block_n = 0.0, 0
             tokens_seen += total_n
             p["step_in_epoch"] += 1
             p["global_step"] += 1
@@ -432,24 +457,33 @@ class Trainer:
         if not self.ctx.is_main:
             return
         out = Path(self.cfg.out_dir)
-        metrics = {"train": asdict(self.cfg), "history": self.history, "result": result}
+        steps = [{"step": s, "train_loss": loss} for s, loss in self.progress["loss_by_step"]]
+        metrics = {
+            "train": asdict(self.cfg),
+            "history": self.history,
+            "steps": steps,
+            "result": result,
+        }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
-        plot_history(self.history, out / "training.png")
+        plot_history(self.history, out / "training.png", steps)
 
 
-def plot_history(history: list[dict], path: Path) -> None:
-    """Train loss and validation perplexity per epoch, side by side."""
+def plot_history(history: list[dict], path: Path, steps: list[dict] = ()) -> None:
+    """Train loss per block of steps (line) and per epoch (dots), and validation perplexity per
+    epoch, side by side, both against the optimizer step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    left.set(xlabel="epoch", ylabel="train loss (nats/token)", title="training loss")
-    right.plot(epochs, [h["val_ppl"] for h in history], marker="o", color="tab:orange")
-    right.set(xlabel="epoch", ylabel="perplexity", title="validation perplexity")
+    at = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), sharex=True)
+    if steps:
+        left.plot([s["step"] for s in steps], [s["train_loss"] for s in steps], lw=0.8)
+    left.plot(at, [h["train_loss"] for h in history], "o", label="epoch mean")
+    left.set(xlabel="optimizer step", ylabel="train loss (nats/token)", title="training loss")
+    right.plot(at, [h["val_ppl"] for h in history], marker="o", color="tab:orange")
+    right.set(xlabel="optimizer step", ylabel="perplexity", title="validation perplexity")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
