@@ -42,6 +42,7 @@ from poetry_lm.serve.poet import (
     rhyme_positions,
     tone_marks,
 )
+from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import to_simplified, to_traditional
 
 PAGE = Path(__file__).resolve().parent / "page" / "index.html"
@@ -231,18 +232,21 @@ def create_app(
             poet.check_request(starts, cons, clean(req.prime))
         except ValueError as err:
             raise HTTPException(400, str(err)) from None
-        opts = SampleOptions(
-            temperature=req.temperature,
-            top_k=req.top_k,
-            top_p=req.top_p,
-            greedy=req.greedy,
-            max_len=req.max_len,
-            best_of=req.best_of,
-            beam=req.beam,
-            prime=clean(req.prime),
-            repetition=req.repetition_penalty,
-            same_place=req.same_place_penalty,
-        )
+        try:
+            opts = SampleOptions(
+                temperature=req.temperature,
+                top_k=req.top_k,
+                top_p=req.top_p,
+                greedy=req.greedy,
+                max_len=req.max_len,
+                best_of=req.best_of,
+                beam=req.beam,
+                prime=clean(req.prime),
+                repetition=req.repetition_penalty,
+                same_place=req.same_place_penalty,
+            )
+        except SettingError as err:  # the schema's limits should leave none; to be sure
+            raise HTTPException(422, err.worded(s.API_NAMES)) from None
         rows = [start for start in starts for _ in range(req.n)]
         seeds = poem_seeds(seeded(req.seed), len(rows))
 

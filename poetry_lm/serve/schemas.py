@@ -7,10 +7,12 @@ docs at ``/docs`` beside its field. Text in either script is accepted and read a
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from poetry_lm.decoding.generate import SampleOptions
 from poetry_lm.prosody.forms import parse_form
 
 # Limits: each bounds the work one request can ask for (rows × steps of decoding)
@@ -27,6 +29,15 @@ MAX_CANDIDATES = 8  # rewrite candidates
 MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
 
 Script = Literal["simplified", "traditional"]
+# the API's names for SampleOptions fields that the CLI also renames
+API_NAMES = {"repetition": "repetition_penalty", "same_place": "same_place_penalty"}
+
+
+def from_options(name: str, **limits):
+    """A request field for ``SampleOptions.name``: its default and help from the dataclass (as
+    the CLI's options take theirs), its limits from here."""
+    (f,) = [f for f in fields(SampleOptions) if f.name == name]
+    return Field(f.default, description=f.metadata["help"], **limits)
 
 
 class Request(BaseModel):
@@ -37,9 +48,9 @@ class Request(BaseModel):
 
 
 class Sampling(Request):
-    temperature: float = Field(0.8, gt=0, le=10, description="Softmax temperature.")
-    top_k: int = Field(0, ge=0, le=10000, description="Keep the k likeliest characters (0: all).")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus: the fewest reaching mass p.")
+    temperature: float = from_options("temperature", gt=0, le=10)
+    top_k: int = from_options("top_k", ge=0, le=10000)
+    top_p: float = from_options("top_p", gt=0, le=1)
     seed: int | None = Field(
         None, ge=0, lt=2**63, description="The same seed and options write the same poems."
     )
@@ -68,17 +79,13 @@ class GenerateRequest(Sampling):
     rhyme_first: bool = Field(False, description="The first line rhymes too.")
     tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
     no_repeat: bool = Field(False, description="No character twice in a poem.")
-    greedy: bool = Field(False, description="Always the most likely character.")
-    best_of: int = Field(1, ge=1, le=MAX_WIDTH, description="Keep the likeliest of K samples.")
-    beam: int = Field(0, ge=0, le=MAX_WIDTH, description="Beam search of this width (0: sample).")
-    prime: str = Field("", max_length=MAX_PRIME_CHARS, description="Read first, never printed.")
-    repetition_penalty: float | None = Field(
-        None, ge=0, le=100, description="Nats off per earlier use of a character (none: form's)."
-    )
-    same_place_penalty: float | None = Field(
-        None, ge=0, le=100, description="Nats off the previous verse's character at this place."
-    )
-    max_len: int = Field(128, ge=1, le=MAX_LEN, description="Most characters of a free poem.")
+    greedy: bool = from_options("greedy")
+    best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
+    beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
+    prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
+    repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
+    same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
+    max_len: int = from_options("max_len", ge=1, le=MAX_LEN)
 
     @field_validator("starts")
     @classmethod
