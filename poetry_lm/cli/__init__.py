@@ -24,9 +24,9 @@ COMMANDS = {
     "gradflow": "poetry_lm.lab.gradflow:main",
     "ngram": "poetry_lm.lab.ngram:main",
     "compare": "poetry_lm.lab.compare:main",
-    "decoding-stats": "poetry_lm.lab.decoding_stats:main",
     "numpy-lm": "poetry_lm.lab.numpy_lm:main",
     "exercise": "poetry_lm.lab.exercise:exercise",
+    "decoding-stats": "poetry_lm.lab.decoding_stats:main",
 }
 
 
