@@ -33,40 +33,23 @@ small kernels per step leave the GPU waiting on their launches: 0.15× cuDNN's L
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-# u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a), each one fused kernel, written into grad_input
+from poetry_lm.model import cpu_step, gemm
+
+# u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a): one kernel each, into grad_input
 sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
-PACK_FROM_STEPS = (
-    32  # packing costs about as much as 10–30 unpacked steps' GEMMs save, so short runs skip it
-)
+PACK_FROM_STEPS = gemm.PACK_FROM_STEPS
 
 
-def recurrent_matmul(
-    weight: torch.Tensor,
-    rows: int,
-    steps: int,
-    like: torch.Tensor,
-    bias: torch.Tensor | None = None,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``m ↦ m @ weightᵀ (+ bias)`` for (rows, ·) inputs, repeated ``steps`` times: weight packed
-    once when MKL can."""
-    if (
-        steps >= PACK_FROM_STEPS
-        and like.device.type == "cpu"
-        and like.dtype == torch.float32
-        and torch.backends.mkl.is_available()
-    ):
-        weight = weight.contiguous()
-        packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
-        return lambda m: torch.ops.mkl._mkl_linear(m, packed, weight, bias, rows)
-    if bias is not None:
-        return lambda m: torch.addmm(bias, m, weight.t())
-    return lambda m: m @ weight.t()
+def paths(x: torch.Tensor, hidden: int, keep: torch.Tensor | None = None) -> dict[str, str]:
+    """How ``lstm_sequence`` runs for an input x (T, B, I) and hidden width H: the GEMM backend
+    of each role (``gemm.py``) and whether the step's elementwise work is one compiled kernel."""
+    recurrent, sequence = gemm.backends_for(x, hidden)
+    kernel = x.device.type == "cpu" and x.dtype == torch.float32 and cpu_step.usable(keep)
+    return dict(recurrent=recurrent, sequence=sequence, step="C kernel" if kernel else "torch")
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -82,32 +65,40 @@ class LSTMSequence(torch.autograd.Function):
     def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, keep, retain_graph):
         T, B, I = x.shape
         H = weight_hh.shape[1]
-        # the input GEMM for all steps, straight into the buffer each step then completes in place;
-        # the bias rides on the small per-step GEMM (free there) instead of a (T·B, 4H) broadcast copy
-        gates = torch.mm(x.reshape(T * B, I), weight_ih.t()).view(T, B, 4 * H)  # (T, B, 4H)
+        how = paths(x, H, keep)
+        linear, _ = gemm.sequence_products(how["sequence"])
+        # the input GEMM and bias for all steps, straight into the buffer each step then
+        # completes in place
+        gates = linear(x.reshape(T * B, I), weight_ih, bias).view(T, B, 4 * H)  # (T, B, 4H)
         hs = x.new_empty(T + 1, B, H)  # (T+1, B, H) h_{-1}=h0, h_0 … h_{T-1} (after the mask)
         cs = x.new_empty(T + 1, B, H)  # (T+1, B, H) c_{-1}=c0, c_0 … c_{T-1} (after the mask)
         tanh_c = x.new_empty(T, B, H)  # (T, B, H) tanh(c') before the mask
         hs[0].copy_(h0)
         cs[0].copy_(c0)
-        h_times_w = recurrent_matmul(weight_hh, B, T, x, bias)  # h ↦ h W_hhᵀ + b  (B, 4H)
-        for t in range(T):
-            a = gates[t]  # (B, 4H) view into the buffer
-            a += h_times_w(hs[t])  # a = x_t W_ihᵀ + (h W_hhᵀ + b)
-            a[:, : 2 * H].sigmoid_()  # i = σ(a_i), f = σ(a_f)
-            a[:, 2 * H : 3 * H].tanh_()  # g = tanh(a_g)
-            a[:, 3 * H :].sigmoid_()  # o = σ(a_o)
-            i, f, g, o = a.split(H, dim=1)  # (B, H) views each
-            c_new, h_new = cs[t + 1], hs[t + 1]  # (B, H) views into the buffers
-            torch.mul(f, cs[t], out=c_new)  # c' = f ⊙ c ...
-            c_new.addcmul_(i, g)  #      ... + i ⊙ g
-            torch.tanh(c_new, out=tanh_c[t])  # tanh(c'), kept for backward
-            torch.mul(o, tanh_c[t], out=h_new)  # h' = o ⊙ tanh(c')
-            if keep is not None:
-                c_new.mul_(keep[t])  # c_t = k_t ⊙ c'   (reset at padding)
-                h_new.mul_(keep[t])  # h_t = k_t ⊙ h'
+        h_times_w = gemm.recurrent_product(how["recurrent"], weight_hh, B)  # h ↦ h W_hhᵀ (B, 4H)
+        if how["step"] == "C kernel":  # one call per step: a += rec, activations, c', h'
+            for t in range(T):
+                k = None if keep is None else keep[t]
+                rec = h_times_w(hs[t])  # (B, 4H)
+                cpu_step.forward_step(gates[t], rec, cs[t], k, cs[t + 1], hs[t + 1], tanh_c[t])
+        else:
+            for t in range(T):
+                a = gates[t]  # (B, 4H) view into the buffer
+                a += h_times_w(hs[t])  # a = (x_t W_ihᵀ + b) + h W_hhᵀ
+                a[:, : 2 * H].sigmoid_()  # i = σ(a_i), f = σ(a_f)
+                a[:, 2 * H : 3 * H].tanh_()  # g = tanh(a_g)
+                a[:, 3 * H :].sigmoid_()  # o = σ(a_o)
+                i, f, g, o = a.split(H, dim=1)  # (B, H) views each
+                c_new, h_new = cs[t + 1], hs[t + 1]  # (B, H) views into the buffers
+                torch.mul(f, cs[t], out=c_new)  # c' = f ⊙ c ...
+                c_new.addcmul_(i, g)  #      ... + i ⊙ g
+                torch.tanh(c_new, out=tanh_c[t])  # tanh(c'), kept for backward
+                torch.mul(o, tanh_c[t], out=h_new)  # h' = o ⊙ tanh(c')
+                if keep is not None:
+                    c_new.mul_(keep[t])  # c_t = k_t ⊙ c'   (reset at padding)
+                    h_new.mul_(keep[t])  # h_t = k_t ⊙ h'
         ctx.save_for_backward(x, gates, hs, cs, tanh_c, weight_ih, weight_hh, keep)
-        ctx.retain_graph, ctx.gates_overwritten = retain_graph, False
+        ctx.retain_graph, ctx.gates_overwritten, ctx.how = retain_graph, False, how
         return hs[1:], hs[T].clone(), cs[T].clone()
 
     @staticmethod
@@ -123,8 +114,9 @@ class LSTMSequence(torch.autograd.Function):
 
         and then, summed over steps, each weight gradient is one GEMM:
         dW_hh = Σ_t da_tᵀ h_{t−1}, dW_ih = Σ_t da_tᵀ x_t, db = Σ_t da_t, and dx_t = da_t W_ih.
-        Each "upstream ⊙ derivative" is one kernel: torch's own ``sigmoid_backward(u, y) = u ⊙ y(1−y)``
-        and ``tanh_backward(u, y) = u ⊙ (1−y²)``, which take the activation's output y. Writing
+        Without the C kernel (``cpu_step.py``, which does all of a step in one call), each
+        "upstream ⊙ derivative" is one torch kernel: ``sigmoid_backward(u, y) = u ⊙ y(1−y)`` and
+        ``tanh_backward(u, y) = u ⊙ (1−y²)``, which take the activation's output y. Writing
         the result over y itself is safe: each element is read before it is written.
         """
         if (
@@ -138,43 +130,57 @@ class LSTMSequence(torch.autograd.Function):
         ctx.gates_overwritten = not ctx.retain_graph
         T, B, H4 = gates.shape
         H = H4 // 4
-        dh_times_w = recurrent_matmul(weight_hh.t(), B, T, dh_T)  # da ↦ da W_hh  (B, H)
+        how = ctx.how
+        dh_times_w = gemm.recurrent_product(how["recurrent"], weight_hh.t(), B)  # da ↦ da W_hh
         # every step's gate gradients (T, B, 4H), written over the gates unless retain_graph
         da = gates if not ctx.retain_graph else torch.empty_like(gates)
-        dh = torch.empty_like(dh_T)  # (B, H) dh' of the current step
-        dh_rec = dh_T  # (B, H) gradient reaching h_t from later
-        dc = dc_T.clone()  # (B, H) dc_t, then dc' of the current step
-        dc_prev = torch.empty_like(dc)  # (B, H) dc_{t−1}, then swapped with dc
-        tmp, tmp2 = torch.empty_like(dc), torch.empty_like(dc)  # (B, H) scratch
-        for t in range(T - 1, -1, -1):
-            i, f, g, o = gates[t].split(H, dim=1)  # (B, H) views each: activated gates
-            da_i, da_f, da_g, da_o = da[t].split(H, dim=1)  # (B, H) views each: their gradients
-            torch.add(dout[t], dh_rec, out=dh)  # dh' = dout[t] + dh_{t+1→t}
-            if keep is not None:
-                dh.mul_(keep[t])  # … ⊙ k_t
-                dc.mul_(keep[t])  # k_t ⊙ dc_t
-            tanh_backward(
-                torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp
-            )  # dh' ⊙ o ⊙ (1 − tanh²(c'))
-            dc.add_(tmp)  # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
-            sigmoid_backward(
-                torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o
-            )  # dh' ⊙ tanh(c') ⊙ o(1−o)
-            # each gate is read for the last time by the line that writes its gradient
-            torch.mul(dc, g, out=tmp)  # dc' ⊙ g, kept while g's gradient replaces g
-            tanh_backward(torch.mul(dc, i, out=tmp2), g, grad_input=da_g)  # dc' ⊙ i ⊙ (1−g²)
-            sigmoid_backward(tmp, i, grad_input=da_i)  # dc' ⊙ g ⊙ i(1−i)
-            torch.mul(dc, f, out=dc_prev)  # dc_{t−1} = dc' ⊙ f
-            sigmoid_backward(torch.mul(dc, cs[t], out=tmp), f, grad_input=da_f)  # dc' ⊙ c ⊙ f(1−f)
-            dc, dc_prev = dc_prev, dc
-            dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
+        dh_rec = dh_T.contiguous()  # (B, H) gradient reaching h_t from later
+        dc = dc_T.clone(memory_format=torch.contiguous_format)  # (B, H) dc_t, then dc' of the step
+        if how["step"] == "C kernel":  # one call per step: da[t] and dc_{t−1} in place
+            dout = dout.contiguous()
+            for t in range(T - 1, -1, -1):
+                k = None if keep is None else keep[t]
+                cpu_step.backward_step(gates[t], da[t], tanh_c[t], cs[t], dout[t], dh_rec, dc, k)
+                dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
+        else:
+            dh = torch.empty_like(dh_rec)  # (B, H) dh' of the current step
+            dc_prev = torch.empty_like(dc)  # (B, H) dc_{t−1}, then swapped with dc
+            tmp, tmp2 = torch.empty_like(dc), torch.empty_like(dc)  # (B, H) scratch
+            for t in range(T - 1, -1, -1):
+                i, f, g, o = gates[t].split(H, dim=1)  # (B, H) views each: activated gates
+                da_i, da_f, da_g, da_o = da[t].split(H, dim=1)  # (B, H) views each: their gradients
+                torch.add(dout[t], dh_rec, out=dh)  # dh' = dout[t] + dh_{t+1→t}
+                if keep is not None:
+                    dh.mul_(keep[t])  # … ⊙ k_t
+                    dc.mul_(keep[t])  # k_t ⊙ dc_t
+                tanh_backward(
+                    torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp
+                )  # dh' ⊙ o ⊙ (1 − tanh²(c'))
+                dc.add_(tmp)  # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
+                sigmoid_backward(
+                    torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o
+                )  # dh' ⊙ tanh(c') ⊙ o(1−o)
+                # each gate is read for the last time by the line that writes its gradient
+                torch.mul(dc, g, out=tmp)  # dc' ⊙ g, kept while g's gradient replaces g
+                tanh_backward(torch.mul(dc, i, out=tmp2), g, grad_input=da_g)  # dc' ⊙ i ⊙ (1−g²)
+                sigmoid_backward(tmp, i, grad_input=da_i)  # dc' ⊙ g ⊙ i(1−i)
+                torch.mul(dc, f, out=dc_prev)  # dc_{t−1} = dc' ⊙ f
+                sigmoid_backward(
+                    torch.mul(dc, cs[t], out=tmp), f, grad_input=da_f
+                )  # dc' ⊙ c ⊙ f(1−f)
+                dc, dc_prev = dc_prev, dc
+                dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
 
         da = da.view(T * B, H4)
         needs = ctx.needs_input_grad
-        dx = (da @ weight_ih).view(T, B, -1) if needs[0] else None  # (T, B, I)
-        dw_ih = da.t() @ x.reshape(T * B, -1) if needs[3] else None  # (4H, T·B) @ (T·B, I)
+        linear, weight_grads = gemm.sequence_products(how["sequence"])
+        dx = linear(da, weight_ih.t()).view(T, B, -1) if needs[0] else None  # (T, B, I)
         db = da.sum(0) if needs[4] else None  # (4H,)
-        dw_hh = da.t() @ hs[:-1].reshape(T * B, H) if needs[5] else None  # (4H, T·B) @ (T·B, H)
+        # dW_ih = daᵀ x and dW_hh = daᵀ h over all T·B rows: (4H, T·B) @ (T·B, I or H)
+        wanted = [m for m, need in ((x, needs[3]), (hs[:-1], needs[5])) if need]
+        grads = iter(weight_grads(da, [m.reshape(T * B, -1) for m in wanted]))
+        dw_ih = next(grads) if needs[3] else None
+        dw_hh = next(grads) if needs[5] else None
         return dx, dh_rec, dc, dw_ih, db, dw_hh, None, None
 
 
@@ -195,5 +201,5 @@ def lstm_sequence(
     retain_graph=True: the backward may run more than once (it then needs one more buffer).
     """
     if keep is not None:
-        keep = keep.to(x.dtype)
+        keep = keep.to(x.dtype).contiguous()  # (T, B, 1): keep[t] is one row of B numbers
     return LSTMSequence.apply(x, h0, c0, weight_ih, bias, weight_hh, keep, retain_graph)
