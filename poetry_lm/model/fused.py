@@ -47,9 +47,8 @@ PACK_FROM_STEPS = gemm.PACK_FROM_STEPS
 def paths(x: torch.Tensor, hidden: int, keep: torch.Tensor | None = None) -> dict[str, str]:
     """How ``lstm_sequence`` runs for an input x (T, B, I) and hidden width H: the GEMM backend
     of each role (``gemm.py``) and whether the step's elementwise work is one compiled kernel."""
-    recurrent, sequence = gemm.backends_for(x, hidden)
     kernel = x.device.type == "cpu" and x.dtype == torch.float32 and cpu_step.usable(keep)
-    return dict(recurrent=recurrent, sequence=sequence, step="C kernel" if kernel else "torch")
+    return {**gemm.backends_for(x, hidden), "step": "C kernel" if kernel else "torch"}
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -66,7 +65,7 @@ class LSTMSequence(torch.autograd.Function):
         T, B, I = x.shape
         H = weight_hh.shape[1]
         how = paths(x, H, keep)
-        linear, _ = gemm.sequence_products(how["sequence"])
+        linear = gemm.linear_product(how["linear"])
         # the input GEMM and bias for all steps, straight into the buffer each step then
         # completes in place
         gates = linear(x.reshape(T * B, I), weight_ih, bias).view(T, B, 4 * H)  # (T, B, 4H)
@@ -173,14 +172,12 @@ class LSTMSequence(torch.autograd.Function):
 
         da = da.view(T * B, H4)
         needs = ctx.needs_input_grad
-        linear, weight_grads = gemm.sequence_products(how["sequence"])
+        linear, weight_grad = gemm.linear_product(how["linear"]), gemm.weight_product(how["weight"])
         dx = linear(da, weight_ih.t()).view(T, B, -1) if needs[0] else None  # (T, B, I)
         db = da.sum(0) if needs[4] else None  # (4H,)
         # dW_ih = daᵀ x and dW_hh = daᵀ h over all T·B rows: (4H, T·B) @ (T·B, I or H)
-        wanted = [m for m, need in ((x, needs[3]), (hs[:-1], needs[5])) if need]
-        grads = iter(weight_grads(da, [m.reshape(T * B, -1) for m in wanted]))
-        dw_ih = next(grads) if needs[3] else None
-        dw_hh = next(grads) if needs[5] else None
+        dw_ih = weight_grad(da, x.reshape(T * B, -1)) if needs[3] else None
+        dw_hh = weight_grad(da, hs[:-1].reshape(T * B, H)) if needs[5] else None
         return dx, dh_rec, dc, dw_ih, db, dw_hh, None, None
 
 

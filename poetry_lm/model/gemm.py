@@ -9,8 +9,11 @@ an AMD EPYC took ~30% longer than oneDNN for the recurrent product at H = 1024 (
 - role ``recurrent``: the per-step product ``h ↦ h W_hhᵀ`` (B, H) → (B, 4H) and its backward
   ``da ↦ da W_hh`` (B, 4H) → (B, H), over backends ``mkl`` (weight packed once per call),
   ``onednn``, ``onednn-t`` (the same product computed transposed) and ``plain`` (``torch.mm``);
-- role ``sequence``: the products over all T·B rows at once (the input GEMM, dx, dW_ih, dW_hh),
-  over ``onednn`` and ``plain`` (``torch.mm``, which is MKL's sgemm on such a build).
+- role ``linear``: the products over all T·B rows at once, ``m ↦ m Wᵀ (+ b)``: the input GEMM
+  x W_ihᵀ + b and dx = da W_ih, over ``onednn`` and ``plain`` (``torch.mm``/``torch.addmm``, which
+  are MKL's sgemm on such a build);
+- role ``weight``: the weight gradients dW_ih = daᵀ x and dW_hh = daᵀ h over all T·B rows, over
+  ``onednn`` (computing (mᵀ da)ᵀ from a transposed copy of the narrow operand m) and ``plain``.
 
 The choice is cached in memory and in ``gemm_choice.json`` under ``cache_dir()``
 (``$POETRY_LM_CACHE``, else ``$XDG_CACHE_HOME/poetry_lm``, else ``~/.cache/poetry_lm``), keyed by
@@ -96,24 +99,25 @@ def recurrent_product(backend: str, weight: torch.Tensor, rows: int) -> Product:
     return lambda m: m @ weight.t()
 
 
-def sequence_products(backend: str) -> tuple[Callable, Callable]:
-    """(linear, weight_grads) for one backend: ``linear(m, w, b=None) = m @ wᵀ (+ b)`` for
-    m (N, K), w (O, K), b (O,);
-    ``weight_grads(d, [m, …]) = [dᵀ @ m, …]`` for d (N, O), each m (N, K) → (O, K): the weight
-    gradients of linear maps summed over N rows."""
+def linear_product(backend: str) -> Callable[..., torch.Tensor]:
+    """``linear(m, w, b=None) = m @ wᵀ (+ b)`` for m (N, K), w (O, K), b (O,)."""
     if backend == "onednn":
-
-        def weight_grads(d: torch.Tensor, ms: list[torch.Tensor]) -> list[torch.Tensor]:
-            # oneDNN reads both operands of dᵀ m fastest from contiguous transposed copies
-            d_t = d.t().contiguous() if ms else d  # (O, N), one copy for all m
-            return [onednn_linear(d_t, m.t().contiguous()) for m in ms]
-
-        return lambda m, w, b=None: onednn_linear(m, w.contiguous(), b), weight_grads
+        return lambda m, w, b=None: onednn_linear(m, w.contiguous(), b)
 
     def linear(m: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
         return m @ w.t() if b is None else torch.addmm(b, m, w.t())
 
-    return linear, lambda d, ms: [d.t() @ m for m in ms]
+    return linear
+
+
+def weight_product(backend: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``weight_grad(d, m) = dᵀ @ m`` for d (N, O), m (N, K) → (O, K): the weight gradient of a
+    linear map summed over N rows. oneDNN's result is a transposed view (strides (1, O))."""
+    if backend == "onednn":
+        # oneDNN takes its second operand in any layout (it repacks it anyway) but wants the
+        # first contiguous: so (mᵀ d)ᵀ, copying the narrow m (K ≤ O) rather than d
+        return lambda d, m: onednn_linear(m.t().contiguous(), d.t()).t()
+    return lambda d, m: d.t() @ m
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,24 +151,24 @@ def _measure_recurrent(candidates: list[str], rows: int, hidden: int) -> dict[st
     return _seconds(fns)
 
 
-def _measure_sequence(
-    candidates: list[str], rows: int, inputs: int, hidden: int
+def _measure_all_rows(
+    role: str, candidates: list[str], rows: int, inputs: int, hidden: int
 ) -> dict[str, float]:
-    """Seconds for the four all-steps products (input GEMM, dx, dW_ih, dW_hh), on at most 1024
-    rows so that the measurement stays short (~0.1 s at H = 1024)."""
+    """Seconds for the role's products over all rows (``linear``: input GEMM and dx; ``weight``:
+    dW_ih and dW_hh), on at most 1024 rows so that the measurement stays short."""
     rows = min(rows, 1024)
     g = torch.Generator().manual_seed(0)
     x, hs = torch.randn(rows, inputs, generator=g), torch.randn(rows, hidden, generator=g)
-    w = torch.randn(4 * hidden, inputs, generator=g)  # W_ih (4H, I)
+    w, b = torch.randn(4 * hidden, inputs, generator=g), torch.randn(4 * hidden, generator=g)
     da = torch.randn(rows, 4 * hidden, generator=g)
     fns = {}
     for name in candidates:
-        linear, weight_grads = sequence_products(name)
-        fns[name] = lambda linear=linear, weight_grads=weight_grads: (
-            linear(x, w),
-            linear(da, w.t()),
-            weight_grads(da, [x, hs]),
-        )
+        if role == "linear":
+            linear = linear_product(name)
+            fns[name] = lambda linear=linear: (linear(x, w, b), linear(da, w.t()))
+        else:
+            weight_grad = weight_product(name)
+            fns[name] = lambda weight_grad=weight_grad: (weight_grad(da, x), weight_grad(da, hs))
     return _seconds(fns, reps=3)
 
 
@@ -194,11 +198,11 @@ def _save_choice(key: str, backend: str) -> None:
 
 
 def choose(role: str, rows: int, inputs: int, hidden: int, steps: int) -> str:
-    """The backend for ``role`` ("recurrent" or "sequence") on float32 CPU tensors of this shape:
-    forced by ``POETRY_LM_GEMM``, else cached, else measured now (once per machine and shape).
-    rows = B for "recurrent", T·B for "sequence"; raises ValueError for an unknown forced name."""
+    """The backend for ``role`` ("recurrent", "linear" or "weight") on float32 CPU tensors of
+    this shape: forced by ``POETRY_LM_GEMM``, else cached, else measured now (once per machine
+    and shape). rows = B for "recurrent", else T·B; raises ValueError for an unknown forced name."""
     candidates = [b for b in BACKENDS if available(b)]
-    if role == "sequence":  # (oneDNN's big products are as fast either way round)
+    if role != "recurrent":  # (oneDNN's big products are as fast either way round)
         candidates = [b for b in candidates if b in ("onednn", "plain")]
     elif steps < PACK_FROM_STEPS:
         candidates = [b for b in candidates if b != "mkl"]
@@ -206,7 +210,7 @@ def choose(role: str, rows: int, inputs: int, hidden: int, steps: int) -> str:
     if forced:
         if forced not in BACKENDS:
             raise ValueError(f"POETRY_LM_GEMM must be one of {', '.join(BACKENDS)}, not {forced!r}")
-        if forced == "onednn-t" and role == "sequence":
+        if forced == "onednn-t" and role != "recurrent":
             forced = "onednn"
         return forced if forced in candidates else "plain"
     if len(candidates) == 1:
@@ -223,16 +227,17 @@ def choose(role: str, rows: int, inputs: int, hidden: int, steps: int) -> str:
             if role == "recurrent":
                 seconds = _measure_recurrent(candidates, rows, hidden)
             else:
-                seconds = _measure_sequence(candidates, rows, inputs, hidden)
+                seconds = _measure_all_rows(role, candidates, rows, inputs, hidden)
             backend = min(seconds, key=seconds.get)
             _save_choice(key, backend)
         _chosen[key] = backend
     return _chosen[key]
 
 
-def backends_for(x: torch.Tensor, hidden: int) -> tuple[str, str]:
-    """(recurrent, sequence) backends for an input x (T, B, I) and hidden width H."""
+def backends_for(x: torch.Tensor, hidden: int) -> dict[str, str]:
+    """The backend of each role for an input x (T, B, I) and hidden width H."""
+    roles = ("recurrent", "linear", "weight")
     if x.device.type != "cpu" or x.dtype != torch.float32:
-        return "plain", "plain"
+        return dict.fromkeys(roles, "plain")
     T, B, I = x.shape
-    return choose("recurrent", B, I, hidden, T), choose("sequence", T * B, I, hidden, T)
+    return {role: choose(role, B if role == "recurrent" else T * B, I, hidden, T) for role in roles}
