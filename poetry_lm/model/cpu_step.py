@@ -7,9 +7,10 @@ on first use by the system's C compiler (``$CC``, else ``cc``) with ``-O3 -march
 ``ctypes``: no torch headers, so it compiles in well under a second. The library is kept in
 ``gemm.cache_dir()`` under a name hashed from the source, flags and CPU model.
 
-Where no compiler works (or ``POETRY_LM_CPU_KERNEL=0``), ``load()`` returns None and the op keeps
-its torch kernels; ``status()`` says which and why. The arithmetic is ``fused.py``'s, in the
-same notation (see its docstring): k = keep[t], 1 without a mask.
+Where no compiler works, ``load()`` returns None and the op keeps its torch kernels (as it does
+with ``POETRY_LM_STEP=torch``, see ``fused.step_path``); ``status()`` says which and why. The
+arithmetic is ``fused.py``'s, in the same notation (see its docstring): k = keep[t], 1 without a
+mask.
 
 -ffast-math is passed when compiling only, not when linking: linked into a shared library it
 would set the CPU's flush-to-zero mode for the whole process (gcc's crtfastmath.o).
@@ -150,17 +151,12 @@ def load():
 
 def status() -> str:
     """How the CPU op runs its elementwise step work: the compiled kernel or torch's kernels."""
-    if os.environ.get("POETRY_LM_CPU_KERNEL", "1") == "0":
-        return "torch kernels (POETRY_LM_CPU_KERNEL=0)"
     load()
     return str(_state["why"])
 
 
 def usable(*tensors: torch.Tensor | None) -> bool:
-    """Whether the kernels apply: float32 CPU tensors, each contiguous, a built library, and
-    ``POETRY_LM_CPU_KERNEL`` not 0 (read at every call, so that a benchmark can compare)."""
-    if os.environ.get("POETRY_LM_CPU_KERNEL", "1") == "0":
-        return False
+    """Whether the kernels apply: float32 CPU tensors, each contiguous, and a built library."""
     return all(
         t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous())
         for t in tensors

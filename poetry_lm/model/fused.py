@@ -33,22 +33,76 @@ small kernels per step leave the GPU waiting on their launches: 0.15× cuDNN's L
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from poetry_lm.model import cpu_step, gemm
+from poetry_lm.model import cpu_step, gemm, triton_lstm
 
 # u ⊙ σ'(a) and u ⊙ tanh'(a) from y = σ(a) or tanh(a): one kernel each, into grad_input
 sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 PACK_FROM_STEPS = gemm.PACK_FROM_STEPS
+STEPS = {"c": "C kernel", "triton": "Triton", "torch": "torch"}  # POETRY_LM_STEP → path
+
+
+def step_path(x: torch.Tensor, keep: torch.Tensor | None = None) -> str:
+    """How each step's elementwise work runs: "C kernel" (``cpu_step.py``, float32 on a CPU),
+    "Triton" (``triton_lstm.py``, float32/float64 on a GPU) or "torch" (its kernels: the fallback
+    everywhere). ``POETRY_LM_STEP=c|triton|torch`` forces one where it applies; "triton" on CPU
+    tensors runs Triton's interpreter (for tests). Raises ValueError for another name."""
+    forced = os.environ.get("POETRY_LM_STEP", "")
+    if forced and forced not in STEPS:
+        raise ValueError(f"POETRY_LM_STEP must be one of {', '.join(STEPS)}, not {forced!r}")
+    if forced == "torch":
+        return "torch"
+    if x.dtype in (torch.float32, torch.float64) and triton_lstm.available():
+        if x.is_cuda or forced == "triton":
+            return "Triton"
+    if x.device.type == "cpu" and x.dtype == torch.float32 and cpu_step.usable(keep):
+        return "C kernel"
+    return "torch"
 
 
 def paths(x: torch.Tensor, hidden: int, keep: torch.Tensor | None = None) -> dict[str, str]:
     """How ``lstm_sequence`` runs for an input x (T, B, I) and hidden width H: the GEMM backend
-    of each role (``gemm.py``) and whether the step's elementwise work is one compiled kernel."""
-    kernel = x.device.type == "cpu" and x.dtype == torch.float32 and cpu_step.usable(keep)
-    return {**gemm.backends_for(x, hidden), "step": "C kernel" if kernel else "torch"}
+    of each role (``gemm.py``), the step's elementwise path (``step_path``), and whether the
+    time loop is a CUDA graph ("graphs": "yes"/"no")."""
+    step = step_path(x, keep)
+    graphs = step == "Triton" and triton_lstm.graphs_enabled(x)
+    return {**gemm.backends_for(x, hidden), "step": step, "graphs": "yes" if graphs else "no"}
+
+
+def forward_loop(step, h_times_w, gates, hs, cs, tanh_c, keep) -> None:
+    """The time loop with a step kernel module (``cpu_step`` or ``triton_lstm``): per step one
+    recurrent product and one kernel call, which completes gates[t] and writes hs[t+1], cs[t+1],
+    tanh_c[t] (hs[0], cs[0] hold h0, c0)."""
+    for t in range(gates.shape[0]):
+        k = None if keep is None else keep[t]
+        step.forward_step(gates[t], h_times_w(hs[t]), cs[t], k, cs[t + 1], hs[t + 1], tanh_c[t])
+
+
+def backward_loop(step, dh_times_w, gates, da, tanh_c, cs, dout, dh_rec, dc, keep):
+    """BPTT with a step kernel module: fills da (T, B, 4H) (may be gates) and turns dc (B, H)
+    from dc_T into dc_{−1} in place; returns dh_{−1} (B, H), the gradient of h0."""
+    for t in range(gates.shape[0] - 1, -1, -1):
+        k = None if keep is None else keep[t]
+        step.backward_step(gates[t], da[t], tanh_c[t], cs[t], dout[t], dh_rec, dc, k)
+        dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
+    return dh_rec
+
+
+def graphed_forward(gates, hs, cs, tanh_c, keep, w_hh) -> None:
+    """``forward_loop`` on a GPU with Triton, in the form ``run_graphed`` captures."""
+    forward_loop(triton_lstm, lambda m: m @ w_hh.t(), gates, hs, cs, tanh_c, keep)
+
+
+def graphed_backward(gates, tanh_c, cs, dout, dh, dc, keep, w_hh) -> None:
+    """``backward_loop`` on a GPU with Triton, capturable: the gate gradients go over gates, the
+    gradient of h0 into dh (which holds dh_T on entry)."""
+    dh.copy_(backward_loop(triton_lstm, lambda m: m @ w_hh, gates, gates, tanh_c, cs, dout, dh,
+                           dc, keep))  # fmt: skip
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -75,11 +129,16 @@ class LSTMSequence(torch.autograd.Function):
         hs[0].copy_(h0)
         cs[0].copy_(c0)
         h_times_w = gemm.recurrent_product(how["recurrent"], weight_hh, B)  # h ↦ h W_hhᵀ (B, 4H)
-        if how["step"] == "C kernel":  # one call per step: a += rec, activations, c', h'
-            for t in range(T):
-                k = None if keep is None else keep[t]
-                rec = h_times_w(hs[t])  # (B, 4H)
-                cpu_step.forward_step(gates[t], rec, cs[t], k, cs[t + 1], hs[t + 1], tanh_c[t])
+        if how["graphs"] == "yes":  # the whole loop as one CUDA graph
+            static = triton_lstm.run_graphed(
+                "forward",
+                graphed_forward,
+                dict(gates=gates, hs=hs, cs=cs, tanh_c=tanh_c, keep=keep, w_hh=weight_hh),
+            )  # copies, as the graph's buffers are reused by the next call of this shape
+            gates, hs, cs, tanh_c = (static[k].clone() for k in ("gates", "hs", "cs", "tanh_c"))
+        elif how["step"] != "torch":  # one kernel call per step: a += rec, activations, c', h'
+            step = cpu_step if how["step"] == "C kernel" else triton_lstm
+            forward_loop(step, h_times_w, gates, hs, cs, tanh_c, keep)
         else:
             for t in range(T):
                 a = gates[t]  # (B, 4H) view into the buffer
@@ -135,12 +194,18 @@ class LSTMSequence(torch.autograd.Function):
         da = gates if not ctx.retain_graph else torch.empty_like(gates)
         dh_rec = dh_T.contiguous()  # (B, H) gradient reaching h_t from later
         dc = dc_T.clone(memory_format=torch.contiguous_format)  # (B, H) dc_t, then dc' of the step
-        if how["step"] == "C kernel":  # one call per step: da[t] and dc_{t−1} in place
-            dout = dout.contiguous()
-            for t in range(T - 1, -1, -1):
-                k = None if keep is None else keep[t]
-                cpu_step.backward_step(gates[t], da[t], tanh_c[t], cs[t], dout[t], dh_rec, dc, k)
-                dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
+        if how["graphs"] == "yes":  # the whole loop as one CUDA graph, da over its gates copy
+            static = triton_lstm.run_graphed(
+                "backward",
+                graphed_backward,
+                dict(gates=gates, tanh_c=tanh_c, cs=cs, dout=dout, dh=dh_rec, dc=dc, keep=keep,
+                     w_hh=weight_hh),
+            )  # fmt: skip
+            da, dh_rec, dc = static["gates"], static["dh"].clone(), static["dc"].clone()
+        elif how["step"] != "torch":  # one kernel call per step: da[t] and dc_{t−1} in place
+            step = cpu_step if how["step"] == "C kernel" else triton_lstm
+            dh_rec = backward_loop(step, dh_times_w, gates, da, tanh_c, cs, dout.contiguous(),
+                                   dh_rec, dc, keep)  # fmt: skip
         else:
             dh = torch.empty_like(dh_rec)  # (B, H) dh' of the current step
             dc_prev = torch.empty_like(dc)  # (B, H) dc_{t−1}, then swapped with dc

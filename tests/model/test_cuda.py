@@ -1,4 +1,5 @@
-"""The CUDA path: the fused op against cuDNN's LSTM, and training with and without bfloat16 on a GPU.
+"""The CUDA path: the fused op against cuDNN's LSTM, and training with and without bfloat16 on a
+GPU.
 
 Skipped where torch sees no GPU (CI has none); run them on a machine that has one.
 """

@@ -1,4 +1,5 @@
-"""The fused LSTM sequence op against torch.nn.LSTM, LSTMLayer's masked loop and finite differences."""
+"""The fused LSTM sequence op against torch.nn.LSTM, LSTMLayer's masked loop and finite
+differences."""
 
 import copy
 
@@ -47,7 +48,7 @@ def test_matches_torch_lstm(T, B, I, H):
         [x, h0, c0, *[getattr(ref, f"{p}_l0") for p in PARAMS]],
     )
     for name, g, r in zip(("x", "h0", "c0", *PARAMS), grads, ref_grads):
-        torch.testing.assert_close(g, r, **TOL, msg=lambda m: f"d{name}: {m}")
+        torch.testing.assert_close(g, r, **TOL, msg=lambda m, name=name: f"d{name}: {m}")
 
 
 @pytest.mark.parametrize("T,B,I,H", [(8, 4, 5, 6), (1, 1, 3, 4), (5, 3, 2, 3)])
@@ -81,7 +82,7 @@ def test_matches_the_masked_loop_of_lstm_layer(T, B, I, H):
     grads = torch.autograd.grad(touch_everything(out, h, c, w), wrt)
     ref_grads = torch.autograd.grad(touch_everything(ref_out, ref_h, ref_c, w), wrt)
     for name, g, r in zip(("x", "h0", "c0", *PARAMS), grads, ref_grads):
-        torch.testing.assert_close(g, r, **TOL, msg=lambda m: f"d{name}: {m}")
+        torch.testing.assert_close(g, r, **TOL, msg=lambda m, name=name: f"d{name}: {m}")
 
 
 def test_bool_keep_and_float32():
@@ -241,4 +242,6 @@ def test_packed_recurrent_weight_gives_the_same_numbers():
     grads = torch.autograd.grad((out * w).sum() + h.sum(), wrt)
     ref_grads = torch.autograd.grad((ref_out * w).sum() + ref_h.sum(), wrt)
     for name, g, r in zip(("x", *PARAMS), grads, ref_grads):
-        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5, msg=lambda m: f"d{name}: {m}")
+        torch.testing.assert_close(
+            g, r, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"d{name}: {m}"
+        )
