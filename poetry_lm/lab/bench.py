@@ -22,7 +22,6 @@ A section is a function ``(Settings, results) → list of markdown lines`` in ``
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -32,6 +31,8 @@ import click
 import torch
 import torch.nn.functional as F
 
+from poetry_lm.model import cpu_step, fused
+from poetry_lm.model.gemm import cpu_model
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
 from poetry_lm.paths import SHIPPED_MODEL
 
@@ -113,17 +114,6 @@ def median_times(
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def gemm_peak(n: int, reps: int, device: str = "cpu") -> float:
     """GFLOP/s of an n×n @ n×n float32 matmul (2n³ FLOPs): the practical peak on this process."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -141,11 +131,12 @@ def machine_section(s: Settings, results: dict) -> list[str]:
         tf32 = "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
         lines.append(
             f"- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, cuDNN "
-            f"{torch.backends.cudnn.version()}; TF32 matmuls {tf32} (torch's default), so float32 is float32"
+            f"{torch.backends.cudnn.version()}; TF32 matmuls {tf32} (torch's default), "
+            "so float32 is float32"
         )
     return lines + [
-        f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul on {s.device}, median of {s.gemm_reps}): "
-        f"{peak:.1f} GFLOP/s",
+        f"- GEMM peak ({s.gemm_n}×{s.gemm_n} float32 matmul on {s.device}, "
+        f"median of {s.gemm_reps}): {peak:.1f} GFLOP/s",
         f"- timings: median of {s.reps} repetitions after 1 warm-up, implementations interleaved; "
         f"clock: {clock_for(torch.get_num_threads(), s.device)[1]}",
         "",
@@ -195,7 +186,7 @@ def lstm_step_functions(
 
     return {
         "nn.LSTM": step(lambda: reference(x, (zeros[None], zeros[None]))[0]),
-        # the generic step-by-step loop every cell inherits, which LSTMLayer overrides with the fused op
+        # the step-by-step loop every cell inherits; LSTMLayer overrides it with the fused op
         "autograd loop": step(lambda: RecurrentLayer.forward(layer, x, (zeros, zeros))[0]),
         "fused": step(lambda: layer(x, (zeros, zeros))[0]),
     }
@@ -205,17 +196,21 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
     peak = results["gemm_gflops"]
     tokens = s.batch * s.steps
     lines = [
-        f"### LSTM layer on {s.device}, one training step (forward + backward), B = {s.batch}, T = {s.steps}",
+        f"### LSTM layer on {s.device}, one training step (forward + backward), "
+        f"B = {s.batch}, T = {s.steps}",
         "",
-        "| E | H | implementation | ms / step | tokens/s | GFLOP/s | % of GEMM peak | speed vs nn.LSTM |",
+        "| E | H | implementation | ms / step | tokens/s | GFLOP/s | % of GEMM peak "
+        "| speed vs nn.LSTM |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    results["lstm"] = []
+    results["lstm"], chosen = [], []
     for E, H in s.lstm_sizes:
         _, flops = lstm_flops_per_token(E, H)
-        seconds = median_times(
-            lstm_step_functions(E, H, s.batch, s.steps, s.device), s.reps, device=s.device
-        )
+        fns = lstm_step_functions(E, H, s.batch, s.steps, s.device)
+        # the path the fused op takes (on a new machine or shape this measures the GEMMs)
+        how = fused.paths(torch.empty(s.steps, s.batch, E, device=s.device), H)
+        chosen.append(f"- E = {E}, H = {H}: " + ", ".join(f"{k} {v}" for k, v in how.items()))
+        seconds = median_times(fns, s.reps, device=s.device)
         for name, sec in seconds.items():
             gflops = flops * tokens / sec / 1e9
             ratio = seconds["nn.LSTM"] / sec
@@ -230,6 +225,13 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
         "",
         "FLOPs per token counted as 3 · 2·(4H·E + 4H·H) (forward matmuls, backward twice that); "
         "speed vs nn.LSTM = nn.LSTM's time / this time (> 1 is faster).",
+        "",
+        "The fused op's path at each size (`poetry_lm/model/fused.py`, `paths`): the GEMM "
+        "backend of each role (`gemm.py`, measured once per machine and shape, cached), the "
+        "step's elementwise path and whether the time loop is a CUDA graph:",
+        "",
+        *chosen,
+        f"- the C step kernel: {cpu_step.status()}" if s.device == "cpu" else "",
         "",
     ]
     return lines
@@ -282,8 +284,8 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     ]
     results["softmax"] = seconds
     lines = [
-        f"### Output layer on {s.device}, one training step (forward + backward), H = {H}, V = {V}, "
-        f"{N} tokens",
+        f"### Output layer on {s.device}, one training step (forward + backward), H = {H}, "
+        f"V = {V}, {N} tokens",
         "",
         "| output layer | ms / step | tokens/s | speed vs full |",
         "|---|---:|---:|---:|",
@@ -398,7 +400,8 @@ SECTIONS: list[Callable[[Settings, dict], list[str]]] = [
 
 
 def run_benchmark(settings: Settings, echo: Callable[[str], None] = print) -> dict:
-    """Run every section in order, echoing its markdown as soon as it is done; returns the numbers."""
+    """Run every section in order, echoing its markdown as soon as it is done; returns the
+    numbers."""
     torch.set_num_threads(settings.threads)
     results: dict = {}
     echo("## poetry_lm training-speed benchmark\n")
