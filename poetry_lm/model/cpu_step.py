@@ -69,12 +69,12 @@ void lstm_forward_step(long B, long H, float *gates, const float *rec, long rs, 
 
 /* One batch row b. gates (B, 4H) activations; da (B, 4H) out (may be gates itself: each
    element is read before it is written). tanh_c, c_prev, dout (B, H); dh_rec[b * rs + j * cs];
-   dc (B, H): in dc_t, out dc_{t-1}. */
+   dc (B, H): in dc_t, out dc_{t-1}. db (4H) or NULL: += this row's da, summed in double. */
 static inline void backward_row(long b, long H, const float *gates, float *da,
                                 const float *restrict tanh_c, const float *restrict c_prev,
                                 const float *restrict dout, const float *restrict dh_rec,
                                 long rs, long cs, float *restrict dc,
-                                const float *restrict keep) {
+                                const float *restrict keep, double *restrict db) {
     const float *a = gates + b * 4 * H, *tc = tanh_c + b * H, *cp = c_prev + b * H;
     const float *du = dout + b * H, *dr = dh_rec + b * rs;
     float *d = da + b * 4 * H, *dcb = dc + b * H;
@@ -84,22 +84,24 @@ static inline void backward_row(long b, long H, const float *gates, float *da,
         float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], t = tc[j];
         float dh = k * (du[j] + dr[j * cs]);
         float dcc = k * dcb[j] + dh * o * (1.0f - t * t);
-        d[j] = dcc * g * i * (1.0f - i);
-        d[H + j] = dcc * cp[j] * f * (1.0f - f);
-        d[2 * H + j] = dcc * i * (1.0f - g * g);
-        d[3 * H + j] = dh * t * o * (1.0f - o);
+        float di = dcc * g * i * (1.0f - i), df = dcc * cp[j] * f * (1.0f - f);
+        float dg = dcc * i * (1.0f - g * g), dout_o = dh * t * o * (1.0f - o);
+        d[j] = di; d[H + j] = df; d[2 * H + j] = dg; d[3 * H + j] = dout_o;
         dcb[j] = dcc * f;
+        if (db) {
+            db[j] += di; db[H + j] += df; db[2 * H + j] += dg; db[3 * H + j] += dout_o;
+        }
     }
 }
 
 void lstm_backward_step(long B, long H, const float *gates, float *da, const float *tanh_c,
                         const float *c_prev, const float *dout, const float *dh_rec, long rs,
-                        long cs, float *dc, const float *keep) {
+                        long cs, float *dc, const float *keep, double *db) {
     for (long b = 0; b < B; b++) {
         if (cs == 1)
-            backward_row(b, H, gates, da, tanh_c, c_prev, dout, dh_rec, rs, 1, dc, keep);
+            backward_row(b, H, gates, da, tanh_c, c_prev, dout, dh_rec, rs, 1, dc, keep, db);
         else
-            backward_row(b, H, gates, da, tanh_c, c_prev, dout, dh_rec, rs, cs, dc, keep);
+            backward_row(b, H, gates, da, tanh_c, c_prev, dout, dh_rec, rs, cs, dc, keep, db);
     }
 }
 """
@@ -138,6 +140,11 @@ def load():
         if not path.exists():
             _compile(path)
         lib = ctypes.CDLL(str(path))
+        # argument types declared once, so that calls pass plain ints: (B, H, pointers and
+        # strides in the order of the C signatures)
+        long, ptr = ctypes.c_long, ctypes.c_void_p
+        lib.lstm_forward_step.argtypes = [long, long, ptr, ptr, long, long, *[ptr] * 5]
+        lib.lstm_backward_step.argtypes = [long, long, *[ptr] * 6, long, long, *[ptr] * 3]
         for fn in (lib.lstm_forward_step, lib.lstm_backward_step):
             fn.restype = None
         why = f"compiled C kernel ({path})"
@@ -163,12 +170,8 @@ def usable(*tensors: torch.Tensor | None) -> bool:
     ) and (load() is not None)
 
 
-def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
-    return ctypes.c_void_p(None if t is None else t.data_ptr())
-
-
-def _long(n: int) -> ctypes.c_long:
-    return ctypes.c_long(n)
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 def forward_step(gates, rec, c_prev, keep, c_new, h_new, tanh_c) -> None:
@@ -176,23 +179,18 @@ def forward_step(gates, rec, c_prev, keep, c_new, h_new, tanh_c) -> None:
     keep (B, 1) or None. rec (B, 4H) may be a transposed view (any strides); the rest must be
     contiguous float32 (not checked here: ``usable``)."""
     B, H4 = gates.shape
-    rs, cs = rec.stride()
     load().lstm_forward_step(
-        *map(_long, (B, H4 // 4)),
-        *map(_ptr, (gates, rec)),
-        *map(_long, (rs, cs)),
-        *map(_ptr, (c_prev, keep, c_new, h_new, tanh_c)),
-    )
+        B, H4 // 4, gates.data_ptr(), rec.data_ptr(), *rec.stride(), c_prev.data_ptr(),
+        _ptr(keep), c_new.data_ptr(), h_new.data_ptr(), tanh_c.data_ptr(),
+    )  # fmt: skip
 
 
-def backward_step(gates, da, tanh_c, c_prev, dout, dh_rec, dc, keep) -> None:
+def backward_step(gates, da, tanh_c, c_prev, dout, dh_rec, dc, keep, db=None) -> None:
     """da (B, 4H) ← the gate gradients (da may be gates); dc (B, H): dc_t in, dc_{t−1} out.
-    dh_rec (B, H) may be a transposed view."""
+    dh_rec (B, H) may be a transposed view. db (4H,) float64 or None: += da summed over rows
+    (the bias gradient, gathered while da is in cache instead of rereading all of it)."""
     B, H4 = gates.shape
-    rs, cs = dh_rec.stride()
     load().lstm_backward_step(
-        *map(_long, (B, H4 // 4)),
-        *map(_ptr, (gates, da, tanh_c, c_prev, dout, dh_rec)),
-        *map(_long, (rs, cs)),
-        *map(_ptr, (dc, keep)),
-    )
+        B, H4 // 4, gates.data_ptr(), da.data_ptr(), tanh_c.data_ptr(), c_prev.data_ptr(),
+        dout.data_ptr(), dh_rec.data_ptr(), *dh_rec.stride(), dc.data_ptr(), _ptr(keep), _ptr(db),
+    )  # fmt: skip

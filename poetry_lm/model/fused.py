@@ -78,18 +78,24 @@ def forward_loop(step, h_times_w, gates, hs, cs, tanh_c, keep) -> None:
     """The time loop with a step kernel module (``cpu_step`` or ``triton_lstm``): per step one
     recurrent product and one kernel call, which completes gates[t] and writes hs[t+1], cs[t+1],
     tanh_c[t] (hs[0], cs[0] hold h0, c0)."""
-    for t in range(gates.shape[0]):
-        k = None if keep is None else keep[t]
-        step.forward_step(gates[t], h_times_w(hs[t]), cs[t], k, cs[t + 1], hs[t + 1], tanh_c[t])
+    T = gates.shape[0]
+    # views made once per call (unbind), not by indexing at every step
+    g, h, c, tc = gates.unbind(0), hs.unbind(0), cs.unbind(0), tanh_c.unbind(0)
+    k = [None] * T if keep is None else keep.unbind(0)
+    for t in range(T):
+        step.forward_step(g[t], h_times_w(h[t]), c[t], k[t], c[t + 1], h[t + 1], tc[t])
 
 
-def backward_loop(step, dh_times_w, gates, da, tanh_c, cs, dout, dh_rec, dc, keep):
+def backward_loop(step, dh_times_w, gates, da, tanh_c, cs, dout, dh_rec, dc, keep, db=None):
     """BPTT with a step kernel module: fills da (T, B, 4H) (may be gates) and turns dc (B, H)
-    from dc_T into dc_{−1} in place; returns dh_{−1} (B, H), the gradient of h0."""
-    for t in range(gates.shape[0] - 1, -1, -1):
-        k = None if keep is None else keep[t]
-        step.backward_step(gates[t], da[t], tanh_c[t], cs[t], dout[t], dh_rec, dc, k)
-        dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
+    from dc_T into dc_{−1} in place; returns dh_{−1} (B, H), the gradient of h0. db (4H,)
+    or None: += da summed over steps and rows."""
+    T = gates.shape[0]
+    g, d, tc, c, do = gates.unbind(0), da.unbind(0), tanh_c.unbind(0), cs.unbind(0), dout.unbind(0)
+    k = [None] * T if keep is None else keep.unbind(0)
+    for t in range(T - 1, -1, -1):
+        step.backward_step(g[t], d[t], tc[t], c[t], do[t], dh_rec, dc, k[t], db)
+        dh_rec = dh_times_w(d[t])  # dh_{t→t−1} = da W_hh   (B, H)
     return dh_rec
 
 
@@ -202,10 +208,13 @@ class LSTMSequence(torch.autograd.Function):
                      w_hh=weight_hh),
             )  # fmt: skip
             da, dh_rec, dc = static["gates"], static["dh"].clone(), static["dc"].clone()
-        elif how["step"] != "torch":  # one kernel call per step: da[t] and dc_{t−1} in place
-            step = cpu_step if how["step"] == "C kernel" else triton_lstm
-            dh_rec = backward_loop(step, dh_times_w, gates, da, tanh_c, cs, dout.contiguous(),
-                                   dh_rec, dc, keep)  # fmt: skip
+        elif how["step"] == "C kernel":  # one call per step: da[t], dc_{t−1} and db in place
+            db = gates.new_zeros(H4, dtype=torch.float64) if ctx.needs_input_grad[4] else None
+            dh_rec = backward_loop(cpu_step, dh_times_w, gates, da, tanh_c, cs, dout.contiguous(),
+                                   dh_rec, dc, keep, db)  # fmt: skip
+        elif how["step"] == "Triton":  # one kernel call per step
+            dh_rec = backward_loop(triton_lstm, dh_times_w, gates, da, tanh_c, cs,
+                                   dout.contiguous(), dh_rec, dc, keep)  # fmt: skip
         else:
             dh = torch.empty_like(dh_rec)  # (B, H) dh' of the current step
             dc_prev = torch.empty_like(dc)  # (B, H) dc_{t−1}, then swapped with dc
@@ -239,7 +248,10 @@ class LSTMSequence(torch.autograd.Function):
         needs = ctx.needs_input_grad
         linear, weight_grad = gemm.linear_product(how["linear"]), gemm.weight_product(how["weight"])
         dx = linear(da, weight_ih.t()).view(T, B, -1) if needs[0] else None  # (T, B, I)
-        db = da.sum(0) if needs[4] else None  # (4H,)
+        if needs[4]:  # db = Σ da (4H,), unless the C kernel summed it on the way
+            db = da.sum(0) if how["step"] != "C kernel" else db.to(da.dtype)
+        else:
+            db = None
         # dW_ih = daᵀ x and dW_hh = daᵀ h over all T·B rows: (4H, T·B) @ (T·B, I or H)
         dw_ih = weight_grad(da, x.reshape(T * B, -1)) if needs[3] else None
         dw_hh = weight_grad(da, hs[:-1].reshape(T * B, H)) if needs[5] else None

@@ -145,11 +145,14 @@ def forward_step(gates, rec, c_prev, keep, c_new, h_new, tanh_c) -> None:
             h_new, tanh_c)  # fmt: skip
 
 
-def backward_step(gates, da, tanh_c, c_prev, dout, dh_rec, dc, keep) -> None:
-    """da (B, 4H) ← the gate gradients (da may be gates); dc (B, H): dc_t in, dc_{t−1} out."""
+def backward_step(gates, da, tanh_c, c_prev, dout, dh_rec, dc, keep, db=None) -> None:
+    """da (B, 4H) ← the gate gradients (da may be gates); dc (B, H): dc_t in, dc_{t−1} out.
+    db (4H,) or None: += da summed over rows (a torch sum: the GPU sums all steps at once)."""
     B, H4 = gates.shape
     _launch("backward", gates, B, H4 // 4, keep, gates, da, tanh_c, c_prev, dout, dh_rec,
             *dh_rec.stride(), dc, keep)  # fmt: skip
+    if db is not None:
+        db += da.sum(0)
 
 
 # ---------------------------------------------------------------------------------------------
