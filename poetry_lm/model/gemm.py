@@ -241,3 +241,29 @@ def backends_for(x: torch.Tensor, hidden: int) -> dict[str, str]:
         return dict.fromkeys(roles, "plain")
     T, B, I = x.shape
     return {role: choose(role, B if role == "recurrent" else T * B, I, hidden, T) for role in roles}
+
+
+def report(inputs: int, hidden: int, batch: int = 64, steps: int = 64) -> list[str]:
+    """Measure every available backend of each role at one shape (what ``choose`` compares),
+    as markdown lines: ``python -m poetry_lm.model.gemm E H [B T]``."""
+    lines = [f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"]
+    for role in ("recurrent", "linear", "weight"):
+        candidates = [b for b in BACKENDS if available(b)]
+        if role == "recurrent":
+            what = f"4 steps forward + 4 backward, B = {batch}, H = {hidden}"
+            seconds = _measure_recurrent(candidates, batch, hidden)
+        else:
+            candidates = [b for b in candidates if b in ("onednn", "plain")]
+            what = f"{min(batch * steps, 1024)} rows, I = {inputs}, H = {hidden}"
+            seconds = _measure_all_rows(role, candidates, batch * steps, inputs, hidden)
+        best = min(seconds.values())
+        cells = ", ".join(f"{b} {1e3 * t:.2f} ms ({best / t:.2f})" for b, t in seconds.items())
+        lines.append(f"- {role} ({what}): {cells}")
+    return lines
+
+
+if __name__ == "__main__":
+    import sys
+
+    torch.set_num_threads(1)
+    print("\n".join(report(*map(int, sys.argv[1:]))))
