@@ -25,10 +25,12 @@ gates in torch's order i, f, g, o, primes mark the state a step produces. With
 so a zero in ``keep`` resets the state, exactly as ``RecurrentLayer.forward`` does, and the
 gradient through a masked step is multiplied by the same k_t. ``outputs[t] = h_t``.
 
-Speed (``docs/performance.md``): the per-step recurrent GEMM is the hot loop, so on a CPU with
-MKL its weight is packed once per call (``torch.ops.mkl``) instead of once per step, as a plain
-matmul does; elsewhere (CUDA, float64, no MKL) it is a plain matmul. On a GPU the loop's ~23
-small kernels per step leave the GPU waiting on their launches: 0.15× cuDNN's LSTM there.
+Speed (``docs/performance.md``): ``paths`` says how a call runs. The GEMMs go through the
+library that is fastest on this machine and shape (``gemm.py``: MKL, oneDNN or plain torch,
+measured once and cached), and each step's elementwise work is one call: a compiled C loop on a
+CPU (``cpu_step.py``), a Triton kernel on a GPU (``triton_lstm.py``), where the whole time loop
+is also captured as a CUDA graph; torch's kernels (below) where neither can be had. All paths
+compute the arithmetic written here, and the tests hold each to the torch-kernel path.
 """
 
 from __future__ import annotations
