@@ -179,6 +179,10 @@ def forward_step(gates, rec, c_prev, keep, c_new, h_new, tanh_c) -> None:
     keep (B, 1) or None. rec (B, 4H) may be a transposed view (any strides); the rest must be
     contiguous float32 (not checked here: ``usable``)."""
     B, H4 = gates.shape
+    if rec.stride(1) != 1:
+        # torch's blocked transpose first: reading a transposed product in the loop gathers one
+        # float per cache line, and took ~2.5× the kernel's time in the time loop at H = 256
+        rec = rec.contiguous()
     load().lstm_forward_step(
         B, H4 // 4, gates.data_ptr(), rec.data_ptr(), *rec.stride(), c_prev.data_ptr(),
         _ptr(keep), c_new.data_ptr(), h_new.data_ptr(), tanh_c.data_ptr(),
