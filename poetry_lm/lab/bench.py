@@ -22,7 +22,6 @@ A section is a function ``(Settings, results) → list of markdown lines`` in ``
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import click
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.model import cpu_step, fused
+from poetry_lm.model import cpu_step, fused, gemm
 from poetry_lm.model.gemm import cpu_model
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
 from poetry_lm.paths import SHIPPED_MODEL
@@ -102,16 +101,7 @@ def median_times(
     """Median time in seconds of each function, by ``clock_for`` the current thread count and
     the device the functions run on; the functions run interleaved."""
     clock = clock_for(torch.get_num_threads(), device)[0]
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            times[name].append(clock() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return gemm.median_times(fns, reps, warmup, clock)
 
 
 def gemm_peak(n: int, reps: int, device: str = "cpu") -> float:

@@ -124,12 +124,20 @@ def weight_product(backend: str) -> Callable[[torch.Tensor, torch.Tensor], torch
 # choosing by measurement
 
 
-def _seconds(fns: dict[str, Callable[[], object]], reps: int = 5) -> dict[str, float]:
-    """Median time of each function, interleaved; CPU time with one thread (a shared machine's
-    other processes then do not count), else wall time."""
-    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
-    for fn in fns.values():
-        fn()
+def median_times(
+    fns: dict[str, Callable[[], object]],
+    reps: int = 5,
+    warmup: int = 1,
+    clock: Callable[[], float] | None = None,
+) -> dict[str, float]:
+    """Median time in seconds of each function, run interleaved (A B C A B C …) after
+    ``warmup`` rounds. The default clock: CPU time with one thread (a shared machine's other
+    processes then do not count), else wall time. (The benchmark passes its own clock.)"""
+    if clock is None:
+        clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
@@ -148,7 +156,7 @@ def _measure_recurrent(candidates: list[str], rows: int, hidden: int) -> dict[st
     for name in candidates:
         fwd, bwd = recurrent_product(name, w, rows), recurrent_product(name, w.t(), rows)
         fns[name] = lambda fwd=fwd, bwd=bwd: [(fwd(h), bwd(da)) for _ in range(4)]
-    return _seconds(fns)
+    return median_times(fns)
 
 
 def _measure_all_rows(
@@ -169,7 +177,7 @@ def _measure_all_rows(
         else:
             weight_grad = weight_product(name)
             fns[name] = lambda weight_grad=weight_grad: (weight_grad(da, x), weight_grad(da, hs))
-    return _seconds(fns, reps=3)
+    return median_times(fns, reps=3)
 
 
 def _cache_file() -> Path:
