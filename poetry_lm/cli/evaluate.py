@@ -29,7 +29,8 @@ from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
 @click.option(
     "--as-generated",
     is_flag=True,
-    help="Read the poems one token at a time with generation's int8 weights, not whole with the model's own.",
+    help="Read the poems one token at a time with generation's int8 weights, not whole with "
+    "the model's own.",
 )
 @threads_option
 def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, threads):
@@ -47,6 +48,6 @@ def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, threads
         poems, source = [p.text for p in run_or_exit(load_corpus, corpus)[split]], f"{split} split"
     report = perplexity(model, table, poems, step=Stepper(model) if as_generated else None)
     click.echo(
-        f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens in {report.poems} poems "
-        f"(<unk> rate {100 * report.unk_rate:.2f}%)"
+        f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens "
+        f"in {report.poems} poems (<unk> rate {100 * report.unk_rate:.2f}%)"
     )

@@ -6,7 +6,16 @@ import json
 
 import click
 
-from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_threads, threads_option
+from poetry_lm.cli.common import (
+    form_option,
+    model_option,
+    option_from,
+    run_or_exit,
+    set_threads,
+    settings_or_usage_error,
+    threads_option,
+)
+from poetry_lm.decoding.generate import SampleOptions
 
 
 @click.command("generate")
@@ -45,41 +54,14 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters.",
 )
 @click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
-@click.option(
-    "--best-of",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Sample K candidates per poem in one batch; keep the likeliest (per token).",
-)
-@click.option(
-    "--beam",
-    type=click.IntRange(0, 64),
-    default=0,
-    help="Beam search of width N instead of sampling (0: sample).",
-)
-@click.option(
-    "--prime",
-    default="",
-    help="Read this first, as earlier verses of the poem, without printing it.",
-)
-@click.option(
-    "--temperature", type=click.FloatRange(0, min_open=True), default=0.8, show_default=True
-)
-@click.option(
-    "--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 keeps every character."
-)
-@click.option(
-    "--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True
-)
-@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
-@click.option(
-    "--max-len",
-    type=click.IntRange(1, 10000),
-    default=128,
-    show_default=True,
-    help="Most characters per poem without --form.",
-)
+@option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
+@option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
+@option_from(SampleOptions, "prime")
+@option_from(SampleOptions, "temperature", type=float)
+@option_from(SampleOptions, "top_k", type=click.IntRange(0))
+@option_from(SampleOptions, "top_p", type=float)
+@option_from(SampleOptions, "greedy")
+@option_from(SampleOptions, "max_len", type=click.IntRange(1, 10000))
 @click.option(
     "--script",
     type=click.Choice(["simplified", "traditional"]),
@@ -92,7 +74,8 @@ from poetry_lm.cli.common import form_option, model_option, run_or_exit, set_thr
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, per-character log-probabilities.",
+    help="json: one object per line with text, lines, form, rhyme and per-character "
+    "log-probabilities.",
 )
 @click.option(
     "-v",
@@ -135,13 +118,22 @@ def generate_command(
     set_threads(threads)
     import torch
 
-    from poetry_lm.decoding.generate import SampleOptions, generate, verses
+    from poetry_lm.decoding.generate import generate, verses
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.prosody.forms import Constraints
     from poetry_lm.text.corpus import to_simplified, to_traditional
 
-    if beam and best_of > 1:
-        raise click.BadParameter("choose --beam or --best-of, not both", param_hint="--beam")
+    opts = settings_or_usage_error(
+        SampleOptions,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        greedy=greedy,
+        max_len=max_len,
+        best_of=best_of,
+        beam=beam,
+        prime=to_simplified(prime),
+    )
     starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
     cons = run_or_exit(
         Constraints,
@@ -155,16 +147,6 @@ def generate_command(
     model, table, _ = run_or_exit(load_model, checkpoint)
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
-    opts = SampleOptions(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        greedy=greedy,
-        max_len=max_len,
-        best_of=best_of,
-        beam=beam,
-        prime=to_simplified(prime),
-    )
     poems = run_or_exit(
         generate, model, table, [s for s in starts for _ in range(num)], opts, generator, cons
     )

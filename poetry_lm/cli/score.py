@@ -32,7 +32,8 @@ from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads
 )
 @threads_option
 def score_command(poem, poem_file, checkpoint, top, fmt, threads):
-    """How Tang-like is POEM (either script): per-character surprisal and perplexity under the model."""
+    """How Tang-like is POEM (either script): per-character surprisal and perplexity under the
+    model."""
     set_threads(threads)
     from poetry_lm.decoding.generate import verses
     from poetry_lm.evaluation.score import score_poem
@@ -71,16 +72,14 @@ def score_command(poem, poem_file, checkpoint, top, fmt, threads):
             )
             continue
         click.echo(
-            f"{text}\n  perplexity {r.perplexity:.2f}, surprisal {r.nll:.2f} nats over {r.tokens} tokens "
-            f"(the end included), {r.unk_tokens} unknown to the model"
+            f"{text}\n  perplexity {r.perplexity:.2f}, surprisal {r.nll:.2f} nats "
+            f"over {r.tokens} tokens (the end included), {r.unk_tokens} unknown to the model"
         )
         click.echo(
             "  most surprising: "
             + ", ".join(f"{tok} {nats:.2f}" for tok, nats in s.most_surprising(top))
         )
         tokens = iter(s.surprisal)
-        for chunk in [
-            *(islice(tokens, len(line)) for line in verses(text)),
-            tokens,
-        ]:  # a verse a line, then the end
+        # a verse a line, then the end
+        for chunk in [*(islice(tokens, len(line)) for line in verses(text)), tokens]:
             click.echo("  " + "  ".join(f"{tok} {nats:.2f}" for tok, nats in chunk))

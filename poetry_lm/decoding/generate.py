@@ -17,19 +17,37 @@ import torch
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.prosody.forms import VERSE_ENDS, Constraints, Rules
+from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 
 @dataclass
 class SampleOptions:
-    temperature: float = 1.0
-    top_k: int = 0  # keep only the k most likely characters (0: all)
-    top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
-    greedy: bool = False  # always take the most likely character
-    max_len: int = 128  # characters per poem without a form, the start text included
-    best_of: int = 1  # candidates sampled per poem; the likeliest is kept
-    beam: int = 0  # beam search of this width instead of sampling (0: sample)
-    prime: str = ""  # read before each poem as earlier verses of it, never printed
+    """How each next character is chosen; the defaults are those of ``poetry-lm generate``.
+
+    Raises ``SettingError`` (a ``ValueError``) for an option out of range or at odds with another.
+    """
+
+    temperature: float = setting(0.8, "Divides the log-probabilities: below 1 is more cautious.")
+    top_k: int = setting(0, "Keep only the k most likely characters (0 keeps every character).")
+    top_p: float = setting(
+        0.95, "Keep the fewest likeliest characters whose probability reaches p (1 keeps all)."
+    )
+    greedy: bool = setting(False, "Always take the most likely character.")
+    max_len: int = setting(128, "Most characters per poem without a form, the start text included.")
+    best_of: int = setting(
+        1, "Sample K candidates per poem in one batch; keep the likeliest (per token)."
+    )
+    beam: int = setting(0, "Beam search of this width instead of sampling (0: sample).")
+    prime: str = setting("", "Read this first, as earlier verses of the poem, without printing it.")
+
+    def __post_init__(self):
+        if self.beam and self.best_of > 1:
+            raise SettingError("choose {beam} or {best_of}, not both")
+        if not self.temperature > 0:
+            raise SettingError(f"{{temperature}} must be above 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise SettingError(f"{{top_p}} must be in (0, 1], not {self.top_p}")
 
 
 @dataclass
@@ -63,9 +81,8 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
     at the temperature from the k likeliest (top-k), cut to the fewest whose mass reaches p of
     theirs (top-p); a tie at the cut is kept."""
     V = len(logp)
-    weight = np.exp(
-        (logp - logp.max()) * (1 / opts.temperature)
-    )  # (V,) unnormalised probabilities, masked 0
+    # (V,) unnormalised probabilities, masked 0
+    weight = np.exp((logp - logp.max()) * (1 / opts.temperature))
     k = min(opts.top_k or V, V)
     if k == V and opts.top_p == 1:
         kept = np.flatnonzero(weight)  # token ids, in vocabulary order
@@ -73,7 +90,8 @@ def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
         total = weight.sum()
         if k < V:  # the k likeliest, ties at the cut included
             pool = np.flatnonzero(weight >= np.partition(weight, V - k)[V - k])
-        # lighter than (1 - p)/V of the mass: all such tokens together fall short of 1 - p, so none is kept
+        # lighter than (1 - p)/V of the mass: all such tokens together fall short of 1 - p,
+        # so none of them is kept
         else:
             pool = np.flatnonzero(weight >= (1 - opts.top_p) / V * total)
         ranked = np.sort(weight[pool])[::-1]  # the pool's weights, descending
@@ -108,9 +126,8 @@ def beam_step(
     P, N = beams.shape
     V = logp.shape[1]
     top, flat = (beams.reshape(-1, 1) + logp).reshape(P, N * V).topk(N, dim=1)
-    flat = torch.where(
-        top.isinf(), flat[:, :1], flat
-    )  # too few candidates: copy the best, its score kept at -inf
+    # too few candidates: copy the best, its score kept at -inf
+    flat = torch.where(top.isinf(), flat[:, :1], flat)
     rows = (torch.arange(P)[:, None] * N + flat // V).flatten()
     return (flat % V).flatten(), rows, top
 
@@ -125,7 +142,8 @@ def generate(
     cons: Constraints = Constraints(),
     step: Stepper | None = None,
 ) -> list[GeneratedPoem]:
-    """One poem per start text (``""`` lets the model choose its first character), decoded as one batch.
+    """One poem per start text (``""`` lets the model choose its first character), decoded as
+    one batch.
 
     ``step``: a :class:`Stepper` of ``model``, so that many calls build it once (~0.15 s).
 
@@ -148,21 +166,18 @@ def generate(
     logp, state = step.read([table.bos, *table.encode(prime)], len(rows))
     beams = torch.zeros(len(starts), width)  # beam search: one hypothesis to start
     beams[:, 1:] = float("-inf")
-    tokens = torch.zeros(
-        len(rows), rules.max_steps, dtype=torch.long
-    )  # every row's tokens, step by step
+    # every row's tokens, step by step
+    tokens = torch.zeros(len(rows), rules.max_steps, dtype=torch.long)
     chosen = torch.zeros(len(rows), rules.max_steps)  # … their unmasked log-probabilities
-    live = torch.zeros(
-        len(rows), rules.max_steps, dtype=torch.bool
-    )  # … written before the row ended
+    # … written before the row ended
+    live = torch.zeros(len(rows), rules.max_steps, dtype=torch.bool)
     uniforms = torch.rand(
         rules.max_steps, len(rows), generator=generator
     ).numpy()  # one draw per row and step
     mask = rules.allowed()
     for t in range(rules.max_steps):
-        if (
-            opts.beam
-        ):  # a finished hypothesis may only repeat the end token, at no cost to its score
+        # a finished hypothesis may only repeat the end token, at no cost to its score
+        if opts.beam:
             logp = torch.where(mask, logp, float("-inf"))
             next_ids, index, beams = beam_step(
                 beams, logp.masked_fill(mask & rules.done[:, None], 0.0)
@@ -180,7 +195,8 @@ def generate(
         if rules.done.all():  # no model step after the last token
             break
         mask = rules.allowed()
-        # a forced mark or end needs only its own log-probability: skip the clusters where it is in the shortlist
+        # a forced mark or end needs only its own log-probability: when it is in the shortlist,
+        # skip the other clusters
         logp, state = step(next_ids, state, rules.forced and not mask[:, step.shortlist :].any())
     tokens, chosen, live = tokens[:, : t + 1], chosen[:, : t + 1], live[:, : t + 1]
     poems = []

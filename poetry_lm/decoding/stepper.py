@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from poetry_lm.model.lm import PoetryLM, State
 
-# fbgemm is x86-only, and torch has deprecated the quantized tensors its packing takes: check for both
+# fbgemm is x86-only, and torch has deprecated the quantized tensors its packing takes:
+# check for both
 INT8_KERNEL = (
     "fbgemm" in torch.backends.quantized.supported_engines
     and hasattr(torch, "quantize_per_channel")
@@ -28,7 +29,8 @@ INT8_KERNEL = (
 
 
 class Int8Linear:
-    """x (B, I) → x Wᵀ + b (B, O), W (O, I) read as int8 (float32 without fbgemm or with ``int8=False``)."""
+    """x (B, I) → x Wᵀ + b (B, O), W (O, I) read as int8 (float32 without fbgemm or with
+    ``int8=False``)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = True):
         weight, bias = weight.detach().float(), None if bias is None else bias.detach().float()
@@ -36,15 +38,13 @@ class Int8Linear:
         if int8 and INT8_KERNEL:
             scale = (weight.abs().amax(1) / 127).clamp(min=1e-12).double()  # (O,): row max → ±127
             zero = torch.zeros(len(weight), dtype=torch.long)
-            with (
-                warnings.catch_warnings()
-            ):  # torch marks quantized tensors deprecated; fbgemm's kernels take only them
+            # torch marks quantized tensors deprecated; fbgemm's kernels take only them
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(rows, bias)
-        self.weight, self.bias = (
-            (weight, bias) if self.packed is None else (None, None)
-        )  # packed: a copy of its own
+        # packed: a copy of its own
+        self.weight, self.bias = (weight, bias) if self.packed is None else (None, None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
@@ -70,16 +70,14 @@ class Stepper:
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
-        self.model, self.layers = (
-            model,
-            list(model.rnn.layers),
-        )  # a list: slicing a ModuleList builds a module
+        self.model = model
+        # a list: slicing a ModuleList builds a module
+        self.layers = list(model.rnn.layers)
         *lower, top = self.layers
         with torch.no_grad():
             first = self.layers[0]
-            self.input_gates = F.linear(
-                model.embedding.weight, first.weight_ih, first.input_bias()
-            )  # (V, G·H)
+            # (V, G·H)
+            self.input_gates = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())
             self.input = [
                 Int8Linear(layer.weight_ih, layer.input_bias(), int8) for layer in self.layers[1:]
             ]
@@ -96,9 +94,8 @@ class Stepper:
                 biases += [adaptive.head.bias] + [None] * len(adaptive.tail)
                 self.tails = [Int8Linear(out.weight, None, int8) for _, out in adaptive.tail]
             else:
-                self.shortlist = (
-                    model.config.vocab_size
-                )  # a full softmax: every token is scored alike
+                # a full softmax: every token is scored alike
+                self.shortlist = model.config.vocab_size
                 proj = model.projection  # tied weights with E ≠ H: H → E, then E → V
                 first_out = model.output if proj is None else proj
                 rows.append(first_out.weight)
@@ -125,16 +122,16 @@ class Stepper:
         if self.model.config.softmax == "full":
             (logits,) = first
             return F.log_softmax(logits if self.output is None else self.output(logits), dim=-1)
-        # adaptive: log p(w) = log p(cluster of w | h) + log p(w | cluster, h); the shortlist is cluster 0
+        # adaptive: log p(w) = log p(cluster of w | h) + log p(w | cluster, h);
+        # the shortlist is cluster 0
         c = self.cutoffs
         head, *projected = first
         head = F.log_softmax(head, dim=-1)
         if only_shortlist:
             return F.pad(head[:, : c[0]], (0, c[-1] - c[0]), value=float("-inf"))
         clusters = [
-            F.log_softmax(output(z.contiguous()), dim=-1).add_(
-                head[:, c[0] + i, None]
-            )  # (B, c_{i+1} - c_i)
+            # (B, c_{i+1} - c_i)
+            F.log_softmax(output(z.contiguous()), dim=-1).add_(head[:, c[0] + i, None])
             for i, (z, output) in enumerate(zip(projected, self.tails))
         ]
         return torch.cat([head[:, : c[0]], *clusters], dim=1)  # (B, V)
@@ -159,9 +156,8 @@ class Stepper:
             xw = self.input[k](layer_state[0])  # the next layer's input gates (B, G·H)
         *top_state, hw = state[-1]  # hw = W_hh h + b, from the previous step
         top_state = self.layers[-1].cell(xw, hw, tuple(top_state))
-        hw, *first = self.top(top_state[0]).split(
-            self.splits, dim=1
-        )  # (B, G·H), then the output layer's
+        # (B, G·H), then the output layer's
+        hw, *first = self.top(top_state[0]).split(self.splits, dim=1)
         return self.log_probs(first, only_shortlist), new_state + [(*top_state, hw)]
 
     def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:

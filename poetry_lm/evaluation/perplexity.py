@@ -3,8 +3,8 @@
 perplexity = exp( total NLL / N ), where N counts every token after the begin token of each
 poem (characters, punctuation and the end token), each exactly once; padding is never counted.
 Poems are scored whole, each from a zero state, never as overlapping windows: by the model's
-sequence path, or one token at a time through generation's :class:`~poetry_lm.decoding.stepper.Stepper`,
-which shows what its int8 weights cost.
+sequence path, or one token at a time through generation's
+:class:`~poetry_lm.decoding.stepper.Stepper`, which shows what its int8 weights cost.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def perplexity(
     max_tokens: int = 16384,
     step: Stepper | None = None,
 ) -> PerplexityReport:
-    """Perplexity of ``poems`` under ``model``; with ``step`` (a Stepper of the model), as generation reads it."""
+    """Perplexity of ``poems`` under ``model``; with ``step`` (a Stepper of the model), as
+    generation reads it."""
     was_training = model.training
     model.eval()
     encoded = [table.encode_poem(p) for p in poems]

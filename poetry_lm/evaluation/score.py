@@ -1,8 +1,8 @@
 """How Tang-like is a poem: the model's surprisal at each of its characters, and its perplexity.
 
-Totals and perplexity come from :func:`poetry_lm.evaluation.perplexity.perplexity` (one definition everywhere:
-every token after the begin token, the end token included); the per-token surprisal is the
-model's own ``target_nll`` of each token, so the two always add up.
+Totals and perplexity come from :func:`poetry_lm.evaluation.perplexity.perplexity` (one
+definition everywhere: every token after the begin token, the end token included); the
+per-token surprisal is the model's own ``target_nll`` of each token, so the two always add up.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class PoemScore:
 
 @torch.inference_mode()
 def score_poem(model: PoetryLM, table: CharTable, text: str) -> PoemScore:
-    """Surprisal (negative log-probability, nats) of each token of ``text`` after the begin token."""
+    """Surprisal (negative log-probability, nats) of each token of ``text`` after the begin
+    token."""
     model.eval()
     ids = torch.tensor(table.encode_poem(text))
     hidden, _ = model(ids[:-1, None])  # (T-1, 1, H)

@@ -52,9 +52,8 @@ class Settings:
     softmax_hidden: int = 512  # the output layer's input width in its section
     cutoffs: list[int] = field(default_factory=lambda: [800, 2500])
     div_value: float = 4.0  # as PoetryLM uses
-    gen_model: str = str(
-        SHIPPED_MODEL
-    )  # generation: this checkpoint, or where it is missing an untrained
+    # generation: this checkpoint, or where it is missing an untrained
+    gen_model: str = str(SHIPPED_MODEL)
     gen_embed: int = 256  # model of this embedding width
     gen_hidden: int = 768  # and hidden width
     gen_batch: int = 100  # poems decoded together in the batched timing
@@ -159,9 +158,8 @@ def lstm_step_functions(
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(reference, f"{name}_l0").copy_(getattr(layer, name))
-    x = torch.randn(
-        T, B, E, device=device, requires_grad=True
-    )  # as if from the embedding: it gets a gradient
+    # as if from the embedding: it gets a gradient
+    x = torch.randn(T, B, E, device=device, requires_grad=True)
     zeros = torch.zeros(B, H, device=device)
     grad_out = torch.randn(T, B, H, device=device)  # stands in for the output layer's gradient
     params = [x, *layer.parameters(), *reference.parameters()]
@@ -343,10 +341,11 @@ def generation_section(s: Settings, results: dict) -> list[str]:
         "free, ≤ 32 characters": Constraints(),
         "七绝, rhymed": Constraints(form=parse_form("七绝"), rhyme=True),
     }
+    # weights packed once, as the CLI does
     steppers = {
         "int8": Stepper(model),
         "float32": Stepper(model, int8=False),
-    }  # weights packed once, as the CLI does
+    }
     runs = {
         (kind, n, weights): (
             lambda n=n, cons=cons, step=step: generate(

@@ -1,4 +1,5 @@
-"""Compare training runs: a markdown table and a plot of validation perplexity against time.
+"""Compare training runs: a markdown table, and plots of validation perplexity against time and
+of train loss against the optimizer step.
 
     python -m poetry_lm compare runs/cmp-* --png docs/comparison.png
 
@@ -45,11 +46,13 @@ def load_run(folder: Path) -> dict:
         "name": folder.name,
         "settings": {k: settings.get(k) for k in SHOWN},
         "history": history,
+        "steps": metrics.get("steps", []),  # train loss per block of steps (newer runs)
         "best_val_ppl": min(h["val_ppl"] for h in history),
+        # these three: of the last (possibly partial) epoch
         "minutes": history[-1]["elapsed_s"] / 60,
         "epochs": history[-1]["epoch"],
         "tokens_per_s": history[-1]["tokens_per_s"],
-    }  # of the last (possibly partial) epoch
+    }
 
 
 def table(runs: list[dict]) -> list[str]:
@@ -74,15 +77,19 @@ def plot(runs: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in runs:
+    fig, (ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, r in enumerate(runs):
         ax.plot(
             [h["elapsed_s"] / 60 for h in r["history"]],
             [h["val_ppl"] for h in r["history"]],
             marker="o",
             label=r["name"],
+            color=f"C{i}",
         )
+        steps = r["steps"]
+        loss_ax.plot([s["step"] for s in steps], [s["train_loss"] for s in steps], color=f"C{i}")
     ax.set(
         xlabel="training time (minutes)",
         ylabel="validation perplexity",
@@ -90,6 +97,14 @@ def plot(runs: list[dict], path: Path) -> None:
         title="validation perplexity against training time",
     )
     ax.legend(fontsize=8)
+    # plain numbers on the log axis (not 6.75 × 10²)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    loss_ax.set(
+        xlabel="optimizer step",
+        ylabel="train loss (nats/token)",
+        title="train loss per step (metrics.json 'steps')",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -103,7 +118,7 @@ def plot(runs: list[dict], path: Path) -> None:
     "--png",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also plot validation perplexity against training time.",
+    help="Also plot validation perplexity against training time, and train loss per step.",
 )
 def main(folders: tuple[Path, ...], png: Path | None) -> None:
     """Print a markdown table of the runs in FOLDERS."""

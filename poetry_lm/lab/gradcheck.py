@@ -1,6 +1,11 @@
 """Check the numpy reference cells' BPTT against torch and against finite differences.
 
     python -m poetry_lm gradcheck [--seed 0] [--T 4] [--B 3] [--input-size 3] [--hidden-size 5]
+    python -m poetry_lm gradcheck --cell my_module:MyCell [--reduction auto|sum|mean]
+
+With ``--cell`` it checks a class of your own instead (poetry_lm/lab/plugin.py describes the
+conventions it accepts, the homework's included) and names the gradient and the time step where
+an error first appears.
 
 Each cell runs over a random sequence in float64. The loss is a fixed random projection of
 everything the sequence produces,
@@ -27,7 +32,7 @@ import click
 import numpy as np
 import torch
 
-from poetry_lm.lab.reference import GRUCell, LSTMCell, RNNCell
+from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell, RNNCell
 
 TOL_TORCH = 1e-6
 TOL_FD = 1e-5
@@ -40,6 +45,7 @@ CELLS = {
     "rnn-sigmoid": (partial(RNNCell, nonlinearity="sigmoid"), None),
     "lstm": (LSTMCell, torch.nn.LSTM),
     "gru": (GRUCell, torch.nn.GRU),
+    "course-gru": (CourseGRUCell, None),  # the course's GRU: reset before W_h, no biases
 }
 ORACLE_KINDS = [kind for kind, (_, oracle) in CELLS.items() if oracle is not None]
 
@@ -132,6 +138,12 @@ def finite_difference_grads(case, eps=1e-6):
         "input": case.xs,
         **{f"{s}0": a for s, a in zip(case.state_names, case.state0)},
     }
+    return central_differences(loss, arrays, eps)
+
+
+def central_differences(loss, arrays, eps=1e-6):
+    """{name: (loss(a + ε e_i) − loss(a − ε e_i)) / 2ε for every entry i} for each array, which
+    ``loss()`` must read; the arrays are perturbed in place and restored."""
     grads = {}
     for name, a in arrays.items():
         grads[name] = g = np.empty_like(a)
@@ -172,7 +184,8 @@ def _paired(ours, theirs):
 
 def check(kind, T, B, input_size, hidden_size, seed=0):
     """{quantity: (error vs torch, error vs finite differences)} for one cell; None where that
-    oracle does not apply (no torch cell for rnn-sigmoid; forward values have no finite difference)."""
+    oracle does not apply (no torch cell for rnn-sigmoid or course-gru; forward values have no
+    finite difference)."""
     case = make_case(kind, T, B, input_size, hidden_size, seed)
     torch_err = oracle_errors(case) if kind in ORACLE_KINDS else {}
     fd_err = finite_difference_errors(case)
@@ -192,9 +205,30 @@ def within_tolerance(torch_err, fd_err):
 @click.option("--B", "B", type=click.IntRange(1), default=3, show_default=True, help="Batch size.")
 @click.option("--input-size", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--hidden-size", type=click.IntRange(1), default=5, show_default=True)
-def main(seed, T, B, input_size, hidden_size):
+@click.option(
+    "--cell",
+    "cell_spec",
+    metavar="MODULE:CLASS",
+    help="Check your own cell class instead (see poetry_lm/lab/plugin.py).",
+)
+@click.option(
+    "--reduction",
+    type=click.Choice(["auto", "sum", "mean"]),
+    default="auto",
+    show_default=True,
+    help="With --cell: are your parameter gradients batch sums or batch means?",
+)
+def main(seed, T, B, input_size, hidden_size, cell_spec, reduction):
     """Compare the numpy reference cells' BPTT with torch and with finite differences."""
     torch.set_num_threads(1)
+    if cell_spec:
+        from poetry_lm.lab.plugin import report_user_cell
+
+        try:
+            ok = report_user_cell(cell_spec, reduction, T, B, input_size, hidden_size, seed)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+        sys.exit(0 if ok else 1)
     click.echo(
         f"max relative error, err(a, b) = max|a-b| / max|b|; "
         f"tolerances: torch {TOL_TORCH:g}, finite differences {TOL_FD:g}"

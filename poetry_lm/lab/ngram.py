@@ -2,10 +2,10 @@
 
     python -m poetry_lm ngram --order 5            # valid and test perplexity
 
-It scores exactly what ``poetry_lm.evaluation.perplexity`` scores — every token after each poem's begin
-token, end token included, over the vocabulary of the shipped model (or ``--model``) — so its
-perplexity sits beside the LSTM's on the same definition. The history of a poem's first
-characters is padded with begin tokens.
+It scores exactly what ``poetry_lm.evaluation.perplexity`` scores — every token after each
+poem's begin token, end token included, over the vocabulary of the shipped model (or
+``--model``) — so its perplexity sits beside the LSTM's on the same definition. The history of
+a poem's first characters is padded with begin tokens.
 
 Interpolated modified Kneser-Ney (Chen & Goodman 1998): for a history h of length k with
 shortened history h' (its last k − 1 tokens),
@@ -115,7 +115,8 @@ def main(order: int, checkpoint: str, splits: tuple[str, ...]) -> None:
     for split in splits:
         nll, n = map(sum, zip(*(model.nll(ids) for ids in encode(split))))
         click.echo(
-            f"{order}-gram Kneser-Ney, {split} split: perplexity {math.exp(nll / n):.2f} over {n} tokens"
+            f"{order}-gram Kneser-Ney, {split} split: perplexity {math.exp(nll / n):.2f} "
+            f"over {n} tokens"
         )
 
 

@@ -120,9 +120,8 @@ class LSTMSequence(torch.autograd.Function):
     (RuntimeError), so it cannot corrupt backward."""
 
     @staticmethod
-    @torch.amp.custom_fwd(
-        device_type="cuda", cast_inputs=torch.float32
-    )  # under bf16 autocast the recurrence stays float32
+    # under bf16 autocast the recurrence stays float32
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, keep, retain_graph):
         T, B, I = x.shape
         H = weight_hh.shape[1]
@@ -228,13 +227,11 @@ class LSTMSequence(torch.autograd.Function):
                 if keep is not None:
                     dh.mul_(keep[t])  # … ⊙ k_t
                     dc.mul_(keep[t])  # k_t ⊙ dc_t
-                tanh_backward(
-                    torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp
-                )  # dh' ⊙ o ⊙ (1 − tanh²(c'))
+                # dh' ⊙ o ⊙ (1 − tanh²(c'))
+                tanh_backward(torch.mul(dh, o, out=tmp), tanh_c[t], grad_input=tmp)
                 dc.add_(tmp)  # dc' = k_t ⊙ dc_t + dh' ⊙ o ⊙ (1 − tanh²(c'))
-                sigmoid_backward(
-                    torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o
-                )  # dh' ⊙ tanh(c') ⊙ o(1−o)
+                # dh' ⊙ tanh(c') ⊙ o(1−o)
+                sigmoid_backward(torch.mul(dh, tanh_c[t], out=tmp), o, grad_input=da_o)
                 # each gate is read for the last time by the line that writes its gradient
                 torch.mul(dc, g, out=tmp)  # dc' ⊙ g, kept while g's gradient replaces g
                 tanh_backward(torch.mul(dc, i, out=tmp2), g, grad_input=da_g)  # dc' ⊙ i ⊙ (1−g²)

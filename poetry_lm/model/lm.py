@@ -1,4 +1,5 @@
-"""The language model: embedding → custom-parameter LSTM (or GRU, RNN) → softmax over the vocabulary.
+"""The language model: embedding → custom-parameter LSTM (or GRU, RNN) → softmax over the
+vocabulary.
 
 Each recurrent layer declares its own ``nn.Parameter`` tensors in torch's layout (LSTM gates
 i, f, g, o; GRU gates r, z, n), so weights copy to and from ``torch.nn.LSTM``/``GRU``/``RNN`` and
@@ -8,49 +9,62 @@ the equivalence tests can use torch's modules as independent oracles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from poetry_lm.model.fused import lstm_sequence
+from poetry_lm.settings import SettingError, setting
 
-State = list[
-    tuple[torch.Tensor, ...]
-]  # per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
+# per layer: (h, c) for an LSTM, (h,) for a GRU or RNN; each (B, H)
+State = list[tuple[torch.Tensor, ...]]
 CELLS = ("lstm", "gru", "rnn")
+SOFTMAXES = ("full", "adaptive")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
 @dataclass
 class ModelConfig:
+    """The model's shape; the defaults are the shipped model's (``models/README.md``).
+
+    ``cutoffs`` may stay empty until the output layer is built: the trainer fills them from the
+    train split's character frequencies. Raises ``SettingError`` (a ``ValueError``) for a setting
+    out of range or at odds with another.
+    """
+
     vocab_size: int
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    num_layers: int = 1
-    dropout: float = 0.1  # on the embeddings, between layers and before the output layer
-    softmax: str = "full"  # "full" or "adaptive" (torch's AdaptiveLogSoftmaxWithLoss)
-    cutoffs: list[int] = field(
-        default_factory=list
-    )  # adaptive clusters, in frequency-sorted indices
-    tie_weights: bool = False  # output layer shares the embedding matrix (full softmax only)
-    cell: str = "lstm"  # "lstm", "gru" or "rnn"
-    activation: str = "tanh"  # the plain RNN's nonlinearity: "tanh", "relu" or "sigmoid"
+    embed_dim: int = setting(256, "Embedding width: each character becomes a vector this long.")
+    hidden_dim: int = setting(768, "Hidden units per recurrent layer.")
+    num_layers: int = setting(1, "Recurrent layers, stacked.")
+    dropout: float = setting(
+        0.25, "Dropout on the embeddings, between layers and before the output layer."
+    )
+    softmax: str = setting(
+        "adaptive",
+        "full, or adaptive (torch's AdaptiveLogSoftmaxWithLoss: frequent characters cost less).",
+    )
+    cutoffs: list[int] = setting(
+        [], "Adaptive-softmax cluster boundaries, in frequency-sorted indices."
+    )
+    tie_weights: bool = setting(False, "Share embedding and output weights (full softmax).")
+    cell: str = setting("lstm", "The recurrent cell.")
+    activation: str = setting("tanh", "Nonlinearity of the plain RNN cell (cell rnn).")
 
     def __post_init__(self):
-        if self.softmax not in ("full", "adaptive"):
-            raise ValueError(f"softmax must be 'full' or 'adaptive', not {self.softmax!r}")
-        if self.softmax == "adaptive" and not self.cutoffs:
-            raise ValueError("an adaptive softmax needs cutoffs")
+        if self.softmax not in SOFTMAXES:
+            raise SettingError(f"{{softmax}} must be 'full' or 'adaptive', not {self.softmax!r}")
         if self.tie_weights and self.softmax != "full":
-            raise ValueError("tied weights need the full softmax")
+            raise SettingError("{tie_weights} needs {softmax} full")
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+            raise SettingError(f"{{cell}} must be one of {', '.join(CELLS)}, not {self.cell!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
+            raise SettingError(
+                f"{{activation}} must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             )
+        if not 0 <= self.dropout < 1:
+            raise SettingError(f"{{dropout}} must be in [0, 1), not {self.dropout}")
 
 
 class RecurrentLayer(nn.Module):
@@ -72,9 +86,8 @@ class RecurrentLayer(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(G * hidden_size, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(G * hidden_size))
         self.bias_hh = nn.Parameter(torch.empty(G * hidden_size))
-        bound = 1.0 / math.sqrt(
-            hidden_size
-        )  # keeps pre-activations O(1) at the start, as torch does
+        # keeps pre-activations O(1) at the start, as torch does
+        bound = 1.0 / math.sqrt(hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
@@ -91,7 +104,8 @@ class RecurrentLayer(nn.Module):
         return F.linear(x, self.weight_ih, self.input_bias())
 
     def recurrent_gates(self, h: torch.Tensor) -> torch.Tensor:
-        """W_hh h + recurrent bias, the one product per step that cannot be batched over time: (B, H) → (B, G·H)."""
+        """W_hh h + recurrent bias, the one product per step that cannot be batched over time:
+        (B, H) → (B, G·H)."""
         return F.linear(h, self.weight_hh, self.recurrent_bias())
 
     def cell(
@@ -183,7 +197,8 @@ class LSTMLayer(RecurrentLayer):
     def cell(self, xw_t, hw_t, state):
         h, c = state
         gates = xw_t + hw_t  # (B, 4H)
-        # one σ over all four gates (g's is unused): at generation's batch of one, calls cost more than arithmetic
+        # one σ over all four gates (g's is unused): at generation's batch of one, calls cost
+        # more than arithmetic
         i, f, _, o = torch.sigmoid(gates).chunk(4, dim=1)
         c = torch.addcmul(f * c, i, torch.tanh(gates.chunk(4, dim=1)[2]))
         h = o * torch.tanh(c)
@@ -237,7 +252,8 @@ class StackedRNN(nn.Module):
 
 
 class PoetryLM(nn.Module):
-    """Character language model: embedding → recurrent layers → (dropout) → softmax over the vocabulary."""
+    """Character language model: embedding → recurrent layers → (dropout) → softmax over the
+    vocabulary."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -250,6 +266,8 @@ class PoetryLM(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         if config.softmax == "adaptive":
+            if not config.cutoffs:
+                raise SettingError("an adaptive {softmax} needs {cutoffs}")
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, V, list(config.cutoffs), div_value=4.0)
         else:
             # tying needs the output layer's input to be E wide: project H → E first
@@ -291,8 +309,7 @@ class PoetryLM(nn.Module):
         keep = (tokens != pad).unsqueeze(-1).to(self.embedding.weight.dtype)  # (T, B, 1)
         hidden, state = self(tokens[:-1], state, keep=keep[:-1])
         targets = tokens[1:]
-        scored = (targets != pad) & (
-            tokens[:-1] != pad
-        )  # (T-1, B): a real token after a real token
+        # (T-1, B): a real token after a real token
+        scored = (targets != pad) & (tokens[:-1] != pad)
         nll = self.target_nll(hidden[scored], targets[scored])
         return nll.sum(), int(scored.sum()), state

@@ -96,11 +96,13 @@ class Choice:
         self.open = open_options.expand(batch, -1).clone()
 
     def allows(self, fits: torch.Tensor) -> torch.Tensor:
-        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit an open option."""
+        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit
+        an open option."""
         return (self.open.float() @ fits) > 0
 
     def settle(self, fits: torch.Tensor, tokens: torch.Tensor) -> None:
-        """Close the options each written token does not fit, unless it fits none (forced or backed off)."""
+        """Close the options each written token does not fit, unless it fits none (forced or
+        backed off)."""
         narrowed = self.open & (fits[:, tokens].T > 0)
         self.open = torch.where(narrowed.any(1, keepdim=True), narrowed, self.open)
 
@@ -192,8 +194,9 @@ class Rules:
         return divmod(self.t, self.cons.form.chars + 1)
 
     def structure(self) -> torch.Tensor:
-        """(B, V): what the poem's shape allows next (line length, closing marks, heads, start text, end).
-        Sets ``forced``: True when it allows every poem one token only, which no layer can widen."""
+        """(B, V): what the poem's shape allows next (line length, closing marks, heads, start
+        text, end). Sets ``forced``: True when it allows every poem one token only, which no
+        layer can widen."""
         form, heads = self.cons.form, len(self.heads)
         if form:  # every poem of a form is at the same place: one row serves all
             line, col = self.place()
@@ -203,9 +206,8 @@ class Rules:
                 row = self.heads[line]
             else:
                 row = self.marks[line % 2] if col >= form.chars else self.inner
-            mask = row.expand(
-                len(self.done), -1
-            )  # a view: copied only if a start text writes to it
+            # a view: copied only if a start text writes to it
+            mask = row.expand(len(self.done), -1)
             self.forced = row is not self.inner  # the end, a line's head, its mark: one token each
         else:  # free verse has a shape only under an acrostic
             limit, lines = (FREE_VERSE_MAX, heads) if heads else (math.inf, math.inf)
@@ -224,9 +226,8 @@ class Rules:
             for b in writing:
                 token = self.starts[b][self.t]
                 if not mask[b, token]:
-                    raise ValueError(
-                        f"the start text {self.table.decode(self.starts[b])!r} does not fit {form.name}"
-                    )
+                    start = self.table.decode(self.starts[b])
+                    raise ValueError(f"the start text {start!r} does not fit {form.name}")
                 mask[b] = F.one_hot(torch.tensor(token), mask.shape[1]).bool()
         return mask
 
@@ -279,9 +280,8 @@ class Rules:
         if self.cons.no_repeat:
             self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
         self.t += 1
-        if (
-            self.cons.form
-        ):  # every poem is at the same place, and all end on the last step, with the end token
+        # every poem is at the same place, and all end on the last step, with the end token
+        if self.cons.form:
             line, col = self.place()
             self.line.fill_(line), self.col.fill_(col)
             self.done.fill_(self.t == self.max_steps)

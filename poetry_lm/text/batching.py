@@ -1,4 +1,5 @@
-"""Poems → tensors: front-padded training windows, poem streams, and whole-poem evaluation batches."""
+"""Poems → tensors: front-padded training windows, poem streams, and whole-poem evaluation
+batches."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def window_batches(
 def make_streams(
     poems: list[list[int]], batch_size: int, pad: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Encoded poems laid end to end in ``batch_size`` columns, in a random order: an (L, B) int array.
+    """Encoded poems laid end to end in ``batch_size`` columns, in a random order: an (L, B)
+    int array.
 
     Each poem is followed by one pad, which resets the recurrent state. Poems are dealt longest
     first, each to the currently shortest column, so the columns end within one short poem of
@@ -51,9 +53,8 @@ def make_streams(
     a column could end a long poem later than the others, and the last dozen chunks of an epoch
     would hold one or two poems each: a dozen noisy full-size Adam steps.)
     """
-    order = sorted(
-        rng.permutation(len(poems)), key=lambda i: -len(poems[i])
-    )  # equal lengths in random order
+    # equal lengths in random order
+    order = sorted(rng.permutation(len(poems)), key=lambda i: -len(poems[i]))
     columns: list[list[int]] = [[] for _ in range(batch_size)]  # poem indices per column
     shortest = [(0, b) for b in range(batch_size)]  # heap of (tokens so far, column)
     for i in order:

@@ -24,9 +24,8 @@ MIN_CHARS = 10  # fewer ideographs than a five-character couplet is a fragment, 
 SPLITS = ("train", "valid", "test")
 
 # Editorial apparatus in the upstream text (see corpus/README.md).
-_NOTE = re.compile(
-    r"（[^（）]*）"
-)  # (一作「…」) variant readings and notes; nest, so strip innermost first
+# (一作「…」) variant readings and notes; nest, so strip innermost first
+_NOTE = re.compile(r"（[^（）]*）")
 _MARKER = re.compile(r"〖[^〖〗]*〗")  # 〖1〗 footnote markers
 _CORRECTED = re.compile(r"\[([^\[\]]*)\]")  # [X]: X is an editor's corrected character; keep X
 _LOST = re.compile(r"[{}□]")  # {…} describes a character without a code point, □ is a lost one
@@ -152,7 +151,8 @@ def read_poem_file(path: Path | str) -> list[str]:
         bad = [ch for ch in text if not is_poem_char(ch)]
         if bad:
             raise CorpusError(
-                f"{path} line {line_no} holds {bad[0]!r}, which is not a Chinese character or poem punctuation"
+                f"{path} line {line_no} holds {bad[0]!r}, which is not a Chinese character "
+                "or poem punctuation"
             )
         poems.append(text)
     if not poems:

@@ -15,7 +15,8 @@ SPECIALS = (PAD, UNK, BOS, EOS)
 
 
 def _fastnlp_vocabulary():
-    """fastNLP's Vocabulary class, imported on demand (~3 s) and without its pkg_resources warning."""
+    """fastNLP's Vocabulary class, imported on demand (~3 s) and without its pkg_resources
+    warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastNLP import Vocabulary
@@ -23,7 +24,8 @@ def _fastnlp_vocabulary():
 
 
 def build_vocabulary(poems: Iterable[str], min_freq: int = 1):
-    """A fastNLP ``Vocabulary`` of the characters of ``poems``; BOS/EOS are counted once per poem."""
+    """A fastNLP ``Vocabulary`` of the characters of ``poems``; BOS/EOS are counted once per
+    poem."""
     Vocabulary = _fastnlp_vocabulary()
 
     vocab = Vocabulary(min_freq=min_freq, padding=PAD, unknown=UNK)
@@ -38,7 +40,8 @@ def vocabulary_to_list(vocab) -> list[str]:
 
 
 def vocabulary_from_list(tokens: list[str]):
-    """Tokens in index order → an equal fastNLP ``Vocabulary`` (all counts 1 keep the list order)."""
+    """Tokens in index order → an equal fastNLP ``Vocabulary`` (all counts 1 keep the list
+    order)."""
     vocab = _fastnlp_vocabulary()(padding=tokens[0], unknown=tokens[1])
     vocab.add_word_lst(tokens[2:])
     return vocab.build_vocab()

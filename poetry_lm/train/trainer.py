@@ -1,4 +1,5 @@
-"""The training loop: windows or poem streams → Adam/SGD steps → per-epoch validation → early stopping.
+"""The training loop: windows or poem streams → Adam/SGD steps → validation each epoch → early
+stopping.
 
 Everything needed to continue lives in ``<out>/last.pt`` (weights, optimizer, epoch, the
 position inside the epoch, RNG state, history); the best model by validation perplexity is
@@ -12,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,41 +24,98 @@ from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import DEFAULT_CORPUS
+from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
 from poetry_lm.text.corpus import load_corpus
 from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
 from poetry_lm.train import distributed
 
+BATCHINGS = ("windows", "streams")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+DEVICES = ("cpu", "cuda")
+
+
+# the learning rate each optimizer gets unless one is given: Adam's is the shipped recipe's, SGD's
+# the best of a small measured sweep (README, "Training runs to compare"); 2e-3 starves plain SGD
+DEFAULT_LR = {"adam": 2e-3, "sgd": 10.0}
+
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/default"
-    corpus: str = str(DEFAULT_CORPUS)
-    seq_len: int = 65  # tokens per window or stream chunk (input = first 64, target = last 64)
-    seq_step: int = 32  # stride between windows of a long poem
-    batching: str = "windows"  # "windows" (front-padded, strided) or "streams" (whole poems end to end, carried state)
-    batch_size: int = 64
-    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9)
-    lr: float = 2e-3
-    lr_schedule: str = "constant"  # "constant" or "cosine" (over max_epochs, after warm-up)
-    warmup_steps: int = 200
-    clip: float = 1.0  # max global gradient norm
-    max_epochs: int = 20
-    patience: int = 2  # stop after this many epochs without a better validation perplexity
-    max_minutes: float | None = None  # training-time budget over all sessions of the run
-    save_every_minutes: float = 5.0
-    min_freq: int = 2
-    limit_poems: int | None = (
-        None  # use only the first N poems of each split (quick experiments, tests)
+    """A training run's settings; the defaults are the shipped model's recipe
+    (``models/README.md``), so ``Trainer(TrainConfig())`` trains it again.
+
+    Raises ``SettingError`` (a ``ValueError``) for a setting out of range or at odds with another,
+    the model's settings (``model``, checked by ``ModelConfig``) included.
+    """
+
+    out_dir: str = setting(
+        "runs/default", "Run folder: last.pt, best.pt, metrics.json, training.png."
     )
-    seed: int = 0
-    device: str = "cpu"  # "cpu" or "cuda"
-    bf16: bool = False  # bfloat16 autocast (CUDA)
-    model: dict = field(default_factory=dict)  # ModelConfig fields other than vocab_size
+    corpus: str = setting(str(DEFAULT_CORPUS), "The corpus: JSON lines of poems, xz-compressed.")
+    seq_len: int = setting(
+        65, "Tokens per window or stream chunk (the input is the first 64, the target the last 64)."
+    )
+    seq_step: int = setting(32, "Stride between the windows of a long poem.")
+    batching: str = setting(
+        "streams",
+        "windows: each poem front-padded, or cut into overlapping windows; streams: whole poems "
+        "end to end, one stream per batch column, read a chunk at a time with the state carried.",
+    )
+    batch_size: int = setting(32, "Sequences per optimizer step (over all processes).")
+    optimizer: str = setting("adam", "Adam, or SGD with momentum 0.9.")
+    lr: float | None = setting(
+        None, "Peak learning rate [default: 0.002 with adam, 10 with sgd (a measured sweep)]."
+    )
+    lr_schedule: str = setting(
+        "cosine", "constant, or cosine decay to 5% over all epochs (both after the warm-up)."
+    )
+    warmup_steps: int = setting(200, "Steps of linear learning-rate warm-up.")
+    clip: float = setting(1.0, "Maximum global gradient norm.")
+    max_epochs: int = setting(9, "Most epochs to train.")
+    patience: int = setting(
+        2, "Stop after this many epochs without a better validation perplexity."
+    )
+    max_minutes: float | None = setting(
+        None, "Training-time budget for the whole run, resumed sessions included."
+    )
+    save_every_minutes: float = setting(5.0, "Minutes between saves of last.pt within an epoch.")
+    min_freq: int = setting(2, "Characters rarer than this in train become <unk>.")
+    limit_poems: int | None = setting(
+        None, "Use only the first N poems of each split (quick trials)."
+    )
+    seed: int = setting(0, "Random seed of the initial weights, the batches and dropout.")
+    device: str = setting("cpu", "Where to train.")
+    bf16: bool = setting(False, "bfloat16 autocast on CUDA.")
+    # ModelConfig fields other than vocab_size; those left out take ModelConfig's defaults
+    model: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        choices = (
+            ("batching", self.batching, BATCHINGS),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("lr_schedule", self.lr_schedule, SCHEDULES),
+            ("device", self.device, DEVICES),
+        )
+        for name, value, allowed in choices:
+            if value not in allowed:
+                raise SettingError(f"{{{name}}} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        if self.seq_step > self.seq_len:
+            raise SettingError("{seq_step} cannot exceed {seq_len}")
+        if self.bf16 and self.device != "cuda":
+            raise SettingError(
+                "{bf16} needs {device} cuda (bfloat16 autocast is a GPU option here)"
+            )
+        # the model's settings are checked now, before the corpus gives the vocabulary's size
+        ModelConfig(vocab_size=1, **self.model)
 
 
 class SequenceLoss(nn.Module):
-    """The model's summed sequence NLL as ``forward``, the call DistributedDataParallel hooks into."""
+    """The model's summed sequence NLL as ``forward``, the call that DistributedDataParallel
+    hooks into."""
 
     def __init__(self, model: PoetryLM, pad: int):
         super().__init__()
@@ -65,10 +123,6 @@ class SequenceLoss(nn.Module):
 
     def forward(self, tokens: torch.Tensor, state=None):
         return self.model.sequence_nll(tokens, self.pad, state)
-
-
-class Stop(Exception):
-    """Raised inside the epoch loop when the time budget is spent."""
 
 
 def adaptive_cutoffs(counts: list[int], shares=(0.80, 0.95)) -> list[int]:
@@ -79,12 +133,14 @@ def adaptive_cutoffs(counts: list[int], shares=(0.80, 0.95)) -> list[int]:
     return [c for c in cutoffs if 0 < c < len(counts)]
 
 
+# train_loss is recorded per block of this many steps, at most ~100 points an epoch
+STEP_POINTS_PER_EPOCH = 100
+
+
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', not {cfg.optimizer!r}")
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -96,6 +152,13 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 
 class Trainer:
+    """One training run. ``__init__`` prepares it in named steps, ``fit`` runs it.
+
+    Raises ``CheckpointError`` when ``<out>/last.pt`` exists and ``resume`` is false (or is
+    missing or unreadable when it is true), ``CorpusError`` for an unreadable corpus and
+    ``ValueError`` for settings that do not fit together.
+    """
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -107,61 +170,95 @@ class Trainer:
         self.log = log if self.ctx.is_main else (lambda msg: None)
         out = Path(cfg.out_dir)
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
-        if resume:  # the run's own settings; only the limits given in ``limits`` change
-            ckpt = read_checkpoint(self.last_path)
-            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, **(limits or {})})
-        splits = load_corpus(cfg.corpus)
-        if cfg.limit_poems:
-            splits = {k: v[: cfg.limit_poems] for k, v in splits.items()}
-        self.texts = {k: [p.text for p in v] for k, v in splits.items()}
-        if resume:
-            self.vocab = ckpt["vocab"]
-            model_cfg = ModelConfig(**ckpt["config"])
-        else:
-            if self.last_path.exists():
-                raise CheckpointError(
-                    f"{self.last_path} exists: pass --resume to continue it or choose another --out"
-                )
-            fnlp_vocab = build_vocabulary(self.texts["train"], cfg.min_freq)
-            self.vocab = vocabulary_to_list(fnlp_vocab)
-            model_args = dict(cfg.model)
-            if model_args.get("softmax") == "adaptive" and not model_args.get("cutoffs"):
-                model_args["cutoffs"] = adaptive_cutoffs(
-                    [fnlp_vocab.word_count.get(tok, 0) for tok in self.vocab]
-                )
-            model_cfg = ModelConfig(vocab_size=len(self.vocab), **model_args)
-        cfg.device, cfg.bf16 = self.ctx.device.type, cfg.bf16 and self.ctx.device.type == "cuda"
-        self.cfg = cfg
+        ckpt = read_checkpoint(self.last_path) if resume else None
+        self.cfg = self.settings(cfg, ckpt, limits)
+        self.texts = self.load_texts()
+        self.vocab, model_cfg = self.vocabulary(ckpt)
         self.table = CharTable(self.vocab)
-        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.model = PoetryLM(model_cfg).to(self.ctx.device)
-        self.loss = self.ctx.wrap(
-            SequenceLoss(self.model, self.table.pad), find_unused=model_cfg.softmax == "adaptive"
+        self.model, self.loss, self.optimizer = self.build_model(model_cfg)
+        self.progress, self.history = self.restore(ckpt)
+        self.encoded, self.windows = self.prepare_batches()
+        self.steps_per_epoch = self.epoch_batches(0)[1]
+        # the last (or current) epoch's training throughput, for the history
+        self.tokens_per_s = 0.0
+
+    # -- the steps of __init__ -----------------------------------------------------
+    def settings(self, cfg: TrainConfig, ckpt: dict | None, limits: dict | None) -> TrainConfig:
+        """The run's settings: ``cfg``, or when resuming the run's own, with only ``limits``
+        (e.g. ``max_epochs``, ``max_minutes``) changed. The device is the one the context got."""
+        if ckpt is not None:
+            cfg = TrainConfig(**{**ckpt["train"], "out_dir": cfg.out_dir, **(limits or {})})
+        elif self.last_path.exists():
+            raise CheckpointError(
+                f"{self.last_path} exists: pass --resume to continue it or choose another --out"
+            )
+        # a resumed run trains where this session's context is (bf16 only on the GPU)
+        device = self.ctx.device.type
+        return replace(cfg, device=device, bf16=cfg.bf16 and device == "cuda")
+
+    def load_texts(self) -> dict[str, list[str]]:
+        """The corpus's poem texts by split (the first ``limit_poems`` of each, if set)."""
+        splits = load_corpus(self.cfg.corpus)
+        if self.cfg.limit_poems:
+            splits = {k: v[: self.cfg.limit_poems] for k, v in splits.items()}
+        return {k: [p.text for p in v] for k, v in splits.items()}
+
+    def vocabulary(self, ckpt: dict | None) -> tuple[list[str], ModelConfig]:
+        """The vocabulary and the model's configuration: the checkpoint's when resuming, else
+        built from the train split (with adaptive-softmax cutoffs from its frequencies)."""
+        if ckpt is not None:
+            return ckpt["vocab"], ModelConfig(**ckpt["config"])
+        fnlp_vocab = build_vocabulary(self.texts["train"], self.cfg.min_freq)
+        vocab = vocabulary_to_list(fnlp_vocab)
+        model_cfg = ModelConfig(vocab_size=len(vocab), **self.cfg.model)
+        if model_cfg.softmax == "adaptive" and not model_cfg.cutoffs:
+            counts = [fnlp_vocab.word_count.get(tok, 0) for tok in vocab]
+            model_cfg.cutoffs = adaptive_cutoffs(counts)
+        return vocab, model_cfg
+
+    def build_model(self, model_cfg: ModelConfig):
+        """The model on the context's device, its loss module (wrapped for data parallelism)
+        and the optimizer. Seeded first, so every rank starts from the same weights."""
+        torch.manual_seed(self.cfg.seed)
+        model = PoetryLM(model_cfg).to(self.ctx.device)
+        # the adaptive softmax leaves the clusters no target reached this step without gradients
+        loss = self.ctx.wrap(
+            SequenceLoss(model, self.table.pad), find_unused=model_cfg.softmax == "adaptive"
         )
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.progress = {
+        return model, loss, make_optimizer(self.cfg, model.parameters())
+
+    def restore(self, ckpt: dict | None) -> tuple[dict, list[dict]]:
+        """Progress counters and history, fresh or from the checkpoint (whose weights, optimizer
+        state and RNG state are loaded here too)."""
+        progress = {
             "epoch": 0,
             "step_in_epoch": 0,
             "global_step": 0,
             "elapsed_s": 0.0,
             "best_val_ppl": math.inf,
             "bad_epochs": 0,
+            "loss_by_step": [],  # [global step, mean train loss of the block ending there]
         }
-        self.history: list[dict] = []
-        if resume:
+        history: list[dict] = []
+        if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.progress.update(ckpt["progress"])
-            self.history = ckpt["history"]
+            progress.update(ckpt["progress"])
+            history = ckpt["history"]
             torch.set_rng_state(ckpt["rng"])
-        if self.ctx.world > 1:  # different dropout masks on each rank
-            torch.manual_seed(cfg.seed * 1009 + self.ctx.rank * 7919 + self.progress["global_step"])
-        if cfg.batching not in ("windows", "streams"):
-            raise ValueError(f"batching must be 'windows' or 'streams', not {cfg.batching!r}")
-        self.encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
-        if cfg.batching == "windows":
-            self.windows = make_windows(self.encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
-        self.steps_per_epoch = self.epoch_batches(0)[1]
+        if self.ctx.world > 1:
+            # different dropout masks on each rank
+            seed = self.cfg.seed * 1009 + self.ctx.rank * 7919 + progress["global_step"]
+            torch.manual_seed(seed)
+        return progress, history
+
+    def prepare_batches(self) -> tuple[list[list[int]], np.ndarray | None]:
+        """The encoded train poems and, for ``batching="windows"``, their windows."""
+        cfg = self.cfg
+        encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
+        if cfg.batching == "streams":
+            return encoded, None
+        return encoded, make_windows(encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
 
     def epoch_batches(self, epoch: int, start: int = 0):
         """This epoch's shuffled (T, B) batches from step ``start`` on, and its number of steps."""
@@ -198,18 +295,27 @@ class Trainer:
     def fit(self) -> dict:
         cfg, p = self.cfg, self.progress
         n_params = sum(t.numel() for t in self.model.parameters())
+        threads, world = torch.get_num_threads(), self.ctx.world
         self.log(
-            f"vocabulary {len(self.vocab)}, {len(self.encoded)} poems as {cfg.batching} of {cfg.seq_len}, "
-            f"{self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M parameters, "
-            f"{torch.get_num_threads()} thread(s) × {self.ctx.world} process(es) on {self.ctx.device}"
+            f"vocabulary {len(self.vocab)}, {len(self.encoded)} poems as {cfg.batching} "
+            f"of {cfg.seq_len}, {self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M "
+            f"parameters, {threads} thread(s) × {world} process(es) on {self.ctx.device}"
         )
+        total = cfg.max_epochs * self.steps_per_epoch
+        if cfg.warmup_steps > total / 4:
+            self.log(
+                f"the warm-up ({cfg.warmup_steps} steps) is over a quarter of the run's {total} "
+                "steps: the learning rate is reached late or never (see --warmup-steps)"
+            )
         try:
             while p["epoch"] < cfg.max_epochs and p["bad_epochs"] < cfg.patience:
-                train_loss = self.train_epoch()
+                train_loss, out_of_time = self.train_epoch()
+                if out_of_time:
+                    budget = cfg.max_minutes
+                    self.log(f"time budget of {budget} min spent; validating what there is")
+                    self.end_epoch(train_loss, partial=True)
+                    break
                 self.end_epoch(train_loss)
-        except Stop:
-            self.log(f"time budget of {cfg.max_minutes} min spent; validating what there is")
-            self.end_epoch(None, partial=True)
         except KeyboardInterrupt:
             self.save_last()
             self.log(f"interrupted: saved {self.last_path}; continue with --resume")
@@ -218,13 +324,16 @@ class Trainer:
             distributed.finish(self.ctx)
         return self.finish() if self.ctx.is_main else {}
 
-    def train_epoch(self) -> float:
+    def train_epoch(self) -> tuple[float, bool]:
+        """One epoch (or the rest of one) of optimizer steps. Returns the mean train loss in
+        nats/token, and whether it ended early because the time budget was spent."""
         cfg, p = self.cfg, self.progress
         from tqdm import tqdm
 
         self.model.train()
         batches, self.steps_per_epoch = self.epoch_batches(p["epoch"], p["step_in_epoch"])
         total_steps = cfg.max_epochs * self.steps_per_epoch
+        # a log file (stderr not a terminal) gets a progress line a minute
         bar = tqdm(
             batches,
             total=self.steps_per_epoch,
@@ -234,11 +343,14 @@ class Trainer:
             dynamic_ncols=True,
             disable=not self.ctx.is_main,
             mininterval=0.5 if sys.stderr.isatty() else 60,
-        )  # a log file gets a line a minute
+        )
         loss_sum, loss_tokens = 0.0, 0
         started, last_save = time.monotonic(), time.monotonic()
         elapsed0, tokens_seen = p["elapsed_s"], 0
-        state = None  # streams carry it from chunk to chunk (restarting from zero after a resume)
+        # streams carry the state from chunk to chunk (restarting from zero after a resume)
+        state = None
+        block, block_nll, block_n = max(1, self.steps_per_epoch // STEP_POINTS_PER_EPOCH), 0.0, 0
+        out_of_time = False
         for batch in bar:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, p["global_step"], total_steps)
@@ -259,15 +371,18 @@ class Trainer:
                 [float(nll.detach()), n, float(over_budget)]
             )
             self.optimizer.zero_grad(set_to_none=True)
-            # DDP averages gradients over ranks; scaling by world/total makes that the global token mean
+            # DDP averages gradients over ranks; scaling by world/total makes that the mean over
+            # all the global batch's tokens
             (nll * (self.ctx.world / total_n)).backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.optimizer.step()
-            loss_sum, loss_tokens, tokens_seen = (
-                loss_sum + total_nll,
-                loss_tokens + total_n,
-                tokens_seen + total_n,
-            )
+            loss_sum += total_nll
+            loss_tokens += total_n
+            block_nll, block_n = block_nll + total_nll, block_n + total_n
+            if (p["global_step"] + 1) % block == 0:
+                p["loss_by_step"].append([p["global_step"] + 1, round(block_nll / block_n, 4)])
+                block_nll, block_n = 0.0, 0
+            tokens_seen += total_n
             p["step_in_epoch"] += 1
             p["global_step"] += 1
             p["elapsed_s"] = elapsed0 + now - started
@@ -280,17 +395,15 @@ class Trainer:
                 self.save_last()
                 last_save = now
             if stop:
-                self.epoch_loss = loss_sum / max(loss_tokens, 1)
-                self.tokens_per_s = tokens_seen / max(now - started, 1e-9)
-                raise Stop
+                out_of_time = True
+                break
         bar.close()
         self.tokens_per_s = tokens_seen / max(time.monotonic() - started, 1e-9)
-        return loss_sum / max(loss_tokens, 1)
+        return loss_sum / max(loss_tokens, 1), out_of_time
 
-    def end_epoch(self, train_loss: float | None, partial: bool = False) -> None:
+    def end_epoch(self, train_loss: float, partial: bool = False) -> None:
+        """Validate, record the epoch (or the part of one) in the history, save and log."""
         p = self.progress
-        if train_loss is None:
-            train_loss = self.epoch_loss
         report = perplexity(self.model, self.table, self.texts["valid"])
         p["epoch"] += 0 if partial else 1
         record = {
@@ -299,7 +412,7 @@ class Trainer:
             "elapsed_s": round(p["elapsed_s"], 1),
             "train_loss": round(train_loss, 4),
             "val_ppl": round(report.perplexity, 3),
-            "tokens_per_s": round(getattr(self, "tokens_per_s", 0.0), 1),
+            "tokens_per_s": round(self.tokens_per_s, 1),
             "lr": self.optimizer.param_groups[0]["lr"],
         }
         self.history.append(record)
@@ -314,11 +427,13 @@ class Trainer:
             p["bad_epochs"] += 1
             if p["bad_epochs"] >= self.cfg.patience:
                 self.log(
-                    f"validation perplexity has not improved for {p['bad_epochs']} epochs: stopping early"
+                    f"validation perplexity has not improved for {p['bad_epochs']} epochs: "
+                    "stopping early"
                 )
         self.log(
-            f"epoch {record['epoch']:.2f}: train loss {train_loss:.4f}, valid ppl {report.perplexity:.2f}"
-            f"{' (best)' if improved else ''}, {record['elapsed_s'] / 60:.1f} min"
+            f"epoch {record['epoch']:.2f}: train loss {train_loss:.4f}, "
+            f"valid ppl {report.perplexity:.2f}{' (best)' if improved else ''}, "
+            f"{record['elapsed_s'] / 60:.1f} min"
         )
         self.save_last()
         self.write_metrics()
@@ -342,24 +457,33 @@ class Trainer:
         if not self.ctx.is_main:
             return
         out = Path(self.cfg.out_dir)
-        metrics = {"train": asdict(self.cfg), "history": self.history, "result": result}
+        steps = [{"step": s, "train_loss": loss} for s, loss in self.progress["loss_by_step"]]
+        metrics = {
+            "train": asdict(self.cfg),
+            "history": self.history,
+            "steps": steps,
+            "result": result,
+        }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
-        plot_history(self.history, out / "training.png")
+        plot_history(self.history, out / "training.png", steps)
 
 
-def plot_history(history: list[dict], path: Path) -> None:
-    """Train loss and validation perplexity per epoch, side by side."""
+def plot_history(history: list[dict], path: Path, steps: list[dict] = ()) -> None:
+    """Train loss per block of steps (line) and per epoch (dots), and validation perplexity per
+    epoch, side by side, both against the optimizer step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    left.set(xlabel="epoch", ylabel="train loss (nats/token)", title="training loss")
-    right.plot(epochs, [h["val_ppl"] for h in history], marker="o", color="tab:orange")
-    right.set(xlabel="epoch", ylabel="perplexity", title="validation perplexity")
+    at = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), sharex=True)
+    if steps:
+        left.plot([s["step"] for s in steps], [s["train_loss"] for s in steps], lw=0.8)
+    left.plot(at, [h["train_loss"] for h in history], "o", label="epoch mean")
+    left.set(xlabel="optimizer step", ylabel="train loss (nats/token)", title="training loss")
+    right.plot(at, [h["val_ppl"] for h in history], marker="o", color="tab:orange")
+    right.set(xlabel="optimizer step", ylabel="perplexity", title="validation perplexity")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -30,9 +30,8 @@ def test_training_writes_checkpoints_metrics_and_plot(tiny_run):
         assert (tiny_run / name).is_file()
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    assert (
-        metrics["result"]["best_val_ppl"] > 1 and "test_ppl" not in metrics["result"]
-    )  # test split untouched
+    # test split untouched
+    assert metrics["result"]["best_val_ppl"] > 1 and "test_ppl" not in metrics["result"]
     assert metrics["history"][1]["train_loss"] < metrics["history"][0]["train_loss"]
     ckpt = read_checkpoint(tiny_run / "last.pt")  # weights_only load: plain data only
     assert {"config", "vocab", "model", "optimizer", "progress", "history", "train"} <= set(ckpt)

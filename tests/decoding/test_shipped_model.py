@@ -26,9 +26,8 @@ def test_shipped_model_is_small_self_contained_and_trained():
     report = perplexity(model, table, poems)
     assert report.perplexity < 130
     as_generated = perplexity(model, table, poems, step=Stepper(model))
-    assert (
-        abs(as_generated.perplexity - report.perplexity) < 0.002 * report.perplexity
-    )  # int8 weights cost little
+    # int8 weights cost little
+    assert abs(as_generated.perplexity - report.perplexity) < 0.002 * report.perplexity
 
 
 def test_shipped_model_writes_a_seven_character_quatrain():
@@ -69,7 +68,7 @@ def test_train_py_defaults_are_the_shipped_recipe():
         ("cell", "cell"),
         ("embed_dim", "embed_dim"),
         ("hidden_dim", "hidden_dim"),
-        ("layers", "num_layers"),
+        ("num_layers", "num_layers"),  # the option --layers
         ("dropout", "dropout"),
         ("softmax", "softmax"),
     ):

@@ -65,7 +65,7 @@ def test_float32_step_is_the_model(cell, layers, softmax, tie):
 def test_perplexity_read_step_by_step_is_the_perplexity():
     table = CharTable([*SPECIALS, *"，。春眠不觉晓处闻啼鸟夜来风雨声花落知多少"])
     model = PoetryLM(
-        ModelConfig(vocab_size=len(table), embed_dim=8, hidden_dim=12, num_layers=2)
+        ModelConfig(vocab_size=len(table), embed_dim=8, hidden_dim=12, num_layers=2, softmax="full")
     ).eval()
     poems = ["春眠不觉晓，处处闻啼鸟。", "夜来风雨声，花落知多少。", "春眠。", "花落知多少"]
     whole = perplexity(model, table, poems, max_tokens=40)  # several batches, padding in each
@@ -82,9 +82,8 @@ def test_only_shortlist_scores_the_shortlist_alike_and_nothing_past_it():
     short, short_state = step(torch.tensor([3, 7, 11]), only_shortlist=True)
     assert step.shortlist == 10 and every[:, 10:].isfinite().all()
     assert torch.equal(short[:, :10], every[:, :10]) and short[:, 10:].isneginf().all()
-    assert all(
-        torch.equal(a, b) for a, b in zip(state[0], short_state[0])
-    )  # the state does not depend on it
+    # the state does not depend on it
+    assert all(torch.equal(a, b) for a, b in zip(state[0], short_state[0]))
 
 
 @torch.inference_mode()
@@ -103,15 +102,15 @@ def test_read_gives_every_row_the_prefix_state():
 @torch.inference_mode()
 def test_int8_step_stays_close_to_float32():
     model = model_of("lstm", 2, "adaptive", embed=32, hidden=64)
-    for p in (
-        model.parameters()
-    ):  # larger weights than the initialisation, so that the distributions are peaked
+    # larger weights than the initialisation, so that the distributions are peaked
+    for p in model.parameters():
         p.mul_(2)
     quantised = Stepper(model)
+    # int8 is really in use
     assert all(
         linear.packed is not None
         for linear in [*quantised.recurrent, *quantised.input, quantised.top, *quantised.tails]
-    )  # int8 is really in use
+    )
     tokens = torch.randint(0, V, (T, B), generator=torch.Generator().manual_seed(2))
     exact, approx = stepped(Stepper(model, int8=False), tokens), stepped(quantised, tokens)
     assert (
@@ -124,11 +123,17 @@ def test_int8_step_stays_close_to_float32():
     assert abs(nll[0] - nll[1]) < 0.005
 
 
+def untempered(**options) -> SampleOptions:
+    """Sampling options that leave the model's distribution as it is unless told otherwise
+    (temperature 1, top-p 1), rather than the generate command's defaults."""
+    return SampleOptions(**{"temperature": 1.0, "top_p": 1.0, **options})
+
+
 def reachable(probs: list[float], **options) -> set[int]:
     """The tokens a row yields over a fine grid of uniform draws in (0, 1)."""
     with np.errstate(divide="ignore"):  # log 0 = -inf: a masked token
         logp = np.log(np.array(probs, dtype=np.float32))
-    return {sample_row(logp, u, SampleOptions(**options)) for u in np.linspace(0, 1, 1002)[1:-1]}
+    return {sample_row(logp, u, untempered(**options)) for u in np.linspace(0, 1, 1002)[1:-1]}
 
 
 def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
@@ -144,7 +149,8 @@ def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
 
 
 def plain_sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
-    """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in vocabulary order."""
+    """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in
+    vocabulary order."""
     weight = np.exp((logp.astype(np.float64) - logp.max()) / opts.temperature)
     ranked = np.sort(weight)[::-1]
     k = opts.top_k or len(logp)
@@ -171,32 +177,26 @@ def test_sampling_shortcuts_draw_what_the_definition_draws():
                 dict(top_k=15, top_p=0.8),
                 dict(temperature=1.5, top_p=0.5),
             ):
-                opts = SampleOptions(**options)
+                opts = untempered(**options)
                 for u in rng.random(10):
                     draws += 1
                     differ += sample_row(logp, u, opts) != plain_sample_row(logp, u, opts)
-    assert (
-        draws == 3 * 20 * 5 * 10 and differ <= draws // 1000
-    )  # float32 against float64 sums may split a rare tie
+    # float32 against float64 sums may split a rare tie
+    assert draws == 3 * 20 * 5 * 10 and differ <= draws // 1000
 
 
 def test_sample_step_draws_by_inverse_cdf_in_vocabulary_order():
     logp = torch.tensor([[math.log(0.45), math.log(0.27), math.log(0.18), math.log(0.1)]] * 4)
     mask = torch.tensor([[True, True, True, False]] * 4)  # 0.5, 0.3, 0.2 … after renormalising
-    opts = SampleOptions(top_p=0.7)  # keeps tokens 0 and 1: cdf 0.625, 1.0 after renormalising
+    opts = untempered(top_p=0.7)  # keeps tokens 0 and 1: cdf 0.625, 1.0 after renormalising
     tokens, written = sample_step(logp, mask, np.array([0.0, 0.6, 0.7, 1.0]), opts)
     assert tokens.tolist() == [0, 0, 1, 1]
-    assert torch.equal(
-        written, logp[0, tokens]
-    )  # the model's own log-probability, not renormalised
-    everything, _ = sample_step(logp, mask, np.array([0.79, 0.81, 0.99, 1.0]), SampleOptions())
-    assert everything.tolist() == [
-        1,
-        2,
-        2,
-        2,
-    ]  # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible token
-    greedy, _ = sample_step(logp, ~mask, np.zeros(4), SampleOptions(greedy=True))
+    # the model's own log-probability, not renormalised
+    assert torch.equal(written, logp[0, tokens])
+    everything, _ = sample_step(logp, mask, np.array([0.79, 0.81, 0.99, 1.0]), untempered())
+    # cdf 0.5, 0.8, 1.0; u = 1 takes the last possible token
+    assert everything.tolist() == [1, 2, 2, 2]
+    greedy, _ = sample_step(logp, ~mask, np.zeros(4), untempered(greedy=True))
     assert greedy.tolist() == [3] * 4  # the likeliest allowed token
     forced, _ = sample_step(
         logp, mask & torch.tensor([False, False, True, False]), np.full(4, 0.5), opts, forced=True

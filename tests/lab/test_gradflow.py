@@ -1,7 +1,7 @@
 """poetry_lm.lab.gradflow: g(d) = batch mean of ‖∂L_b/∂h_{t−d}‖, L = NLL of the last target only.
 
 The recurrences that the weight settings below make exact (d = distance back from t):
-  RNN, ‖W_hh‖₂ = 1, sigmoid:  ∂L/∂h_{k−1} = W_hhᵀ diag(σ'(a_k)) ∂L/∂h_k, σ' ≤ 1/4  →  g(d) ≤ 4⁻ᵈ g(0)
+  RNN, ‖W_hh‖₂ = 1, sigmoid:  ∂L/∂h_{k−1} = W_hhᵀ diag(σ'(a_k)) ∂L/∂h_k, σ' ≤ 1/4 → g(d) ≤ 4⁻ᵈ g(0)
   RNN, W_hh = 2I, relu, every pre-activation > 0:  J = 2I                     →  g(d) = 2ᵈ g(0)
   LSTM, all weights 0 but b_f and W_hg = w·I: h = c = 0 at every step, i = o = ½, g' = tanh' = 1, so
       ∂L/∂c_t = ½ ∂L/∂h_t,  ∂L/∂h_{k−1} = (w/2) ∂L/∂c_k,  ∂L/∂c_{k−1} = (f + w/4) ∂L/∂c_k
@@ -68,7 +68,9 @@ def test_one_norm_per_distance_and_distance_zero_is_the_output_gradient(name, ta
 
 def test_two_layer_model_measures_its_top_layer(table, tokens):
     torch.manual_seed(0)
-    model = PoetryLM(ModelConfig(len(table), E, H, num_layers=2, cell="gru"))
+    model = PoetryLM(
+        ModelConfig(len(table), E, H, num_layers=2, dropout=0.1, softmax="full", cell="gru")
+    )
     assert hidden_grad_norms(model, tokens).shape == (T,)
 
 
@@ -148,20 +150,69 @@ def test_command_writes_png_csv_and_ratio_table(tmp_path, table):
     with open(out_csv) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["model", "trained", "distance", "grad_norm"]
-    models = [*gradflow.UNTRAINED, "mine"]
+    models = ["rnn-tanh", "rnn-relu", "rnn-sigmoid", "lstm", "lstm c", "gru", "mine"]
     assert [(r["model"], r["trained"], int(r["distance"])) for r in rows] == [
         (m, "1" if m == "mine" else "0", d) for m in models for d in range(12)
     ]
     assert all(float(r["grad_norm"]) > 0 for r in rows)
     table_lines = [line.split() for line in result.output.splitlines()]
-    assert ["model", "trained", "k=10"] in table_lines  # only distances below --steps
+    assert ["model", "trained", "d=10"] in table_lines  # only distances below --steps
     assert (
         sum(
-            line[:2] in (["mine", "yes"], *([m, "no"] for m in gradflow.UNTRAINED))
+            line[:2] in (["mine", "yes"], ["lstm", "c"], *([m, "no"] for m in gradflow.UNTRAINED))
             for line in table_lines
         )
-        == 6
+        == 7
     )
+
+
+def run_command(*args):
+    return CliRunner().invoke(
+        gradflow.main,
+        ["--embed-dim", str(E), "--hidden-dim", str(H), "--steps", "8", "--poems", "3", *args],
+    )
+
+
+def test_default_output_is_a_run_folder_not_docs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_command()
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs" / "gradflow").iterdir()) == [
+        "gradient_flow.csv",
+        "gradient_flow.png",
+    ]
+    assert not (tmp_path / "docs").exists()
+
+
+def test_untrained_numbers_do_not_depend_on_a_checkpoint(tmp_path, table):
+    """A checkpoint with another vocabulary (size and order) must not move the untrained rows."""
+    torch.manual_seed(2)
+    other = CharTable([*SPECIALS, *reversed(table.tokens[len(SPECIALS) :])][:-5])
+    model = PoetryLM(ModelConfig(len(other), E, H, cell="lstm", softmax="full"))
+    save_checkpoint(tmp_path / "m.pt", model, other.tokens)
+    rows = {}
+    for label, extra in (("alone", []), ("with", ["--checkpoint", f"x={tmp_path / 'm.pt'}"])):
+        result = run_command("--out", str(tmp_path / label), *extra)
+        assert result.exit_code == 0, result.output
+        with open(tmp_path / label / "gradient_flow.csv") as f:
+            rows[label] = [r for r in csv.DictReader(f) if r["trained"] == "0"]
+    assert rows["alone"] == rows["with"] and len(rows["alone"]) == 6 * 8
+
+
+def test_lstm_cell_state_curve_is_flat_when_the_forget_gate_is_open(table, tokens):
+    """With f = σ(20) ≈ 1 and the zero weights of the test above, ∂L/∂c_{k−1} = (f + w/4) ∂L/∂c_k,
+    so the cell-state curve stays within (f + w/4)^T of its start: the carousel, measured."""
+    model = untrained_model("lstm", len(table), E, H)
+    layer, w = model.rnn.layers[0], 0.1
+    with torch.no_grad():
+        for p in (layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh):
+            p.zero_()
+        layer.bias_ih[H : 2 * H] = 20.0
+        layer.weight_hh[2 * H : 3 * H] = w * torch.eye(H)
+    c = gradflow.state_grad_norms(model, tokens)["c"].double()
+    expected = (1 + w / 4) ** torch.arange(T, dtype=torch.float64)  # f = σ(20) = 1 − 2e-9
+    assert torch.allclose(c / c[0], expected, rtol=1e-6)
+    assert "c" not in gradflow.state_grad_norms(untrained_model("gru", len(table), E, H), tokens)
 
 
 def test_command_rejects_bad_checkpoint_options(tmp_path):

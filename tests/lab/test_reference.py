@@ -24,12 +24,12 @@ from poetry_lm.lab.gradcheck import (
     oracle_errors,
     rel_error,
 )
-from poetry_lm.lab.reference import GRUCell, LSTMCell
+from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell
 
 torch.set_num_threads(1)
 
 _rng = np.random.default_rng(7)
-# (T, B, input_size, hidden_size): T = 1 with B = 1, input wider and narrower than hidden, two random
+# (T, B, input_size, hidden_size): T = 1 with B = 1, input wider and narrower than hidden, 2 random
 SHAPES = [(1, 1, 4, 3), (5, 2, 2, 6)] + [
     tuple(int(n) for n in _rng.integers(1, 7, 4)) for _ in range(2)
 ]
@@ -39,7 +39,8 @@ PARAMS = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 def expected_names(kind, with_values):
     states = ["h", "c"] if kind == "lstm" else ["h"]
     values = ["output", *(f"{s}_T" for s in states)] if with_values else []
-    return {*values, *PARAMS, "input", *(f"{s}0" for s in states)}
+    params = CourseGRUCell.PARAMS if kind == "course-gru" else PARAMS
+    return {*values, *params, "input", *(f"{s}0" for s in states)}
 
 
 def break_gru_backward(monkeypatch):
@@ -105,7 +106,9 @@ def test_backward_accumulates_and_bptt_resets():
 
 
 def test_reference_package_does_not_import_torch():
-    code = "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -125,3 +128,48 @@ def test_gradcheck_command_exits_1_on_a_wrong_gradient(monkeypatch):
     assert {line.split()[0] for line in result.output.splitlines() if line.endswith("FAIL")} == {
         "gru"
     }
+
+
+def test_course_gru_da_z_has_the_opposite_sign_to_torchs_formula():
+    """The course's z weighs the candidate: ∂h'/∂z = n − h. Its dW_zh and dW_zx (checked by
+    finite differences) are exactly the negatives of what torch's (h − n) would give."""
+    case = make_case("course-gru", T=1, B=2, input_size=3, hidden_size=4, seed=5)
+    assert max(finite_difference_errors(case).values()) <= TOL_FD
+    cell, x, h = case.cell, case.xs[0], case.state0[0]
+    *_, cache = cell.forward(x, h)
+    dh = case.proj[0][0] + case.proj[1]
+    cell.zero_grad()
+    cell.backward(dh, cache)
+    _, _, z, _, _, n = cache
+    da_z_torch_sign = dh * (h - n) * z * (1 - z)
+    np.testing.assert_allclose(da_z_torch_sign.T @ h, -cell.grads["W_zh"], rtol=1e-12)
+    np.testing.assert_allclose(da_z_torch_sign.T @ x, -cell.grads["W_zx"], rtol=1e-12)
+
+
+def test_two_stacked_layers_match_torch_two_layer_lstm():
+    """The recipe of docs/bptt.md § Two layers: the upper layer's dx is the lower layer's dout."""
+    rng = np.random.default_rng(3)
+    T, B, I, H = 4, 2, 3, 5
+    lower, upper = LSTMCell(I, H, rng=1), LSTMCell(H, H, rng=2)
+    xs = rng.standard_normal((T, B, I))
+    zeros = np.zeros((B, H))
+    out1, h1, c1, caches1 = lower.forward_sequence(xs, zeros, zeros)
+    out2, h2, c2, caches2 = upper.forward_sequence(out1, zeros, zeros)
+    dout = rng.standard_normal((T, B, H))  # L = Σ dout ⊙ out2
+    grads2, dx2, *_ = upper.bptt(dout, zeros, zeros, caches2)
+    grads2 = {k: g.copy() for k, g in grads2.items()}
+    grads1, dxs, *_ = lower.bptt(dx2, zeros, zeros, caches1)
+
+    lstm = torch.nn.LSTM(I, H, num_layers=2, dtype=torch.float64)
+    with torch.no_grad():
+        for layer, cell in enumerate((lower, upper)):
+            for name, p in cell.parameters().items():
+                getattr(lstm, f"{name}_l{layer}").copy_(torch.from_numpy(p))
+    t_xs = torch.tensor(xs, requires_grad=True)
+    t_out, _ = lstm(t_xs)
+    (t_out * torch.from_numpy(dout)).sum().backward()
+    assert rel_error(out2, t_out.detach().numpy()) < TOL_TORCH
+    assert rel_error(dxs, t_xs.grad.numpy()) < TOL_TORCH
+    for layer, grads in enumerate((grads1, grads2)):
+        for name, g in grads.items():
+            assert rel_error(g, getattr(lstm, f"{name}_l{layer}").grad.numpy()) < TOL_TORCH, name

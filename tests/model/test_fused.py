@@ -69,9 +69,8 @@ def test_matches_the_masked_loop_of_lstm_layer(T, B, I, H):
     c0 = torch.randn(B, H, dtype=torch.double, requires_grad=True)
 
     out, (h, c) = layer(x, (h0, c0), keep)  # the fused op
-    ref_out, (ref_h, ref_c) = RecurrentLayer.forward(
-        layer, x, (h0, c0), keep
-    )  # the step-by-step loop
+    # the step-by-step loop
+    ref_out, (ref_h, ref_c) = RecurrentLayer.forward(layer, x, (h0, c0), keep)
     torch.testing.assert_close(out, ref_out, **TOL)
     torch.testing.assert_close(h, ref_h, **TOL)
     torch.testing.assert_close(c, ref_c, **TOL)

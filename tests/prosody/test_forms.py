@@ -1,4 +1,5 @@
-"""Constrained decoding: forms, acrostics, rhyme, tones, no-repeat, best-of, beam, prime, scripts, score.
+"""Constrained decoding: forms, acrostics, rhyme, tones, no-repeat, best-of, beam, prime,
+scripts, score.
 
 Every generated poem is checked by ``check_poem`` below, written from the textbook rules and
 the rhyme table file, without the generator's own bookkeeping (``poetry_lm.prosody.forms``).
@@ -23,7 +24,8 @@ from poetry_lm.text.corpus import is_ideograph, to_traditional
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 SHAPES = {"五绝": (4, 5), "七绝": (4, 7), "五律": (8, 5), "七律": (8, 7)}
-# 五言绝句 tonal patterns as textbooks print them, one per key; the first line's rhyming variant apart
+# 五言绝句 tonal patterns as textbooks print them, one per key; the first line's rhyming
+# variant apart
 PATTERNS_5 = [
     ["平平平仄仄", "仄仄仄平平", "仄仄平平仄", "平平仄仄平"],
     ["仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平"],
@@ -32,7 +34,8 @@ RHYMING_FIRST_5 = ["平平仄仄平", "仄仄仄平平"]
 
 
 def read_table():
-    """Rhyme groups {name: chars} of the level tone and each character's tones, from the table file."""
+    """Rhyme groups {name: chars} of the level tone and each character's tones, from the table
+    file."""
     groups, tones = {}, {}
     for row in TABLE_PATH.read_text(encoding="utf-8").splitlines():
         if row.startswith("#"):
@@ -147,9 +150,8 @@ def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
             return super().__call__(tokens, state)
 
     ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
-    heads = (
-        ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]
-    )  # frequent and rare: in and past the shortlist
+    # frequent and rare: in and past the shortlist
+    heads = ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]
     for opts in (SampleOptions(best_of=2), SampleOptions(beam=3)):
         for cons, starts in [
             (Constraints(parse_form("七绝"), rhyme=True), ["", ideographs[5]]),
@@ -235,9 +237,8 @@ def test_best_of_keeps_the_likeliest_candidate_and_beam_1_is_greedy(tiny):
 
 
 def test_back_off_drops_tones_then_rhyme_and_says_where():
-    table = CharTable(
-        [*SPECIALS, "，", "。", *"东同铜桐童"]
-    )  # only level-tone characters of one group
+    # only level-tone characters of one group
+    table = CharTable([*SPECIALS, "，", "。", *"东同铜桐童"])
     rules = Rules(table, Constraints(parse_form("五绝"), rhyme=True, tones=True), [[]], 128)
     while not rules.done.all():
         rules.advance(rules.allowed().float().argmax(1))

@@ -40,7 +40,7 @@ def test_min_freq_maps_rare_characters_to_unk():
 def test_vocabulary_round_trips_through_a_checkpoint(tmp_path):
     fnlp = build_vocabulary(POEMS)
     tokens = vocabulary_to_list(fnlp)
-    model = PoetryLM(ModelConfig(vocab_size=len(tokens), embed_dim=4, hidden_dim=4))
+    model = PoetryLM(ModelConfig(vocab_size=len(tokens), embed_dim=4, hidden_dim=4, softmax="full"))
     save_checkpoint(tmp_path / "m.pt", model, tokens)
     _, table, payload = load_model(tmp_path / "m.pt")
     assert table.tokens == tokens
@@ -100,19 +100,20 @@ def test_streams_hold_each_poem_once_whole_and_balanced():
                 current.append(token)
         ends.append(len(column) - column[::-1].index(2))  # up to the last end token
     assert sorted(found) == sorted(poems)
-    assert (
-        max(ends) - min(ends) <= min(map(len, poems)) + 1
-    )  # the columns end within one short poem
+    # the columns end within one short poem
+    assert max(ends) - min(ends) <= min(map(len, poems)) + 1
     again = make_streams(poems, batch_size=4, pad=pad, rng=np.random.default_rng(1))
     assert not np.array_equal(again, streams)  # another epoch, another order
 
 
 def test_stream_chunks_with_carried_state_score_every_token_once():
-    """Reading the streams chunk by chunk, state carried, gives the NLL of scoring each poem whole."""
+    """Reading the streams chunk by chunk, state carried, gives the NLL of scoring each poem
+    whole."""
     tokens = vocabulary_to_list(build_vocabulary(POEMS))
     table = CharTable(tokens)
     torch.manual_seed(0)
-    model = PoetryLM(ModelConfig(vocab_size=len(tokens), embed_dim=6, hidden_dim=8)).double().eval()
+    config = ModelConfig(vocab_size=len(tokens), embed_dim=6, hidden_dim=8, softmax="full")
+    model = PoetryLM(config).double().eval()
     encoded = [table.encode_poem(p) for p in POEMS * 3]
     streams = make_streams(encoded, batch_size=2, pad=table.pad, rng=np.random.default_rng(1))
     total, n, state = 0.0, 0, None

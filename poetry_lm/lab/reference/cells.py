@@ -27,7 +27,8 @@ Its z plays the role of torch's 1 - z; that part is only a relabelling. But it a
 gate to h *before* the matrix product, W_h (r ⊙ h), while torch (like cuDNN) applies it after,
 r ⊙ (W_hn h + b_hn). These differ for general weights, so the two cells compute different
 functions, not the same function in two notations. This project follows torch's form so that
-weights load directly from torch's modules, and torch can serve as the test oracle.
+weights load directly from torch's modules, and torch can serve as the test oracle. The course's
+cell is ``CourseGRUCell`` in course_gru.py, checked by finite differences only.
 """
 
 import numpy as np
@@ -66,6 +67,7 @@ class _Cell:
     """What all cells share: parameters, gradient buffers, the affine maps and the time loop."""
 
     GATES = 1
+    PARAMS = PARAM_NAMES
 
     def __init__(self, input_size, hidden_size, rng=None):
         """Draw every parameter from U(-1/√H, 1/√H), torch's default; rng is a seed or Generator."""
@@ -80,7 +82,7 @@ class _Cell:
 
     def parameters(self):
         """The parameter arrays by name (the arrays themselves, not copies)."""
-        return {name: getattr(self, name) for name in PARAM_NAMES}
+        return {name: getattr(self, name) for name in self.PARAMS}
 
     def zero_grad(self):
         self.grads = {name: np.zeros_like(p) for name, p in self.parameters().items()}
@@ -231,7 +233,7 @@ class GRUCell(_Cell):
 
         da_n = dh' ⊙ (1 - z) ⊙ (1 - n²)
         da_r = da_n ⊙ gh_n ⊙ r(1-r)
-        da_z = dh' ⊙ (h - n) ⊙ z(1-z)
+        da_z = dh' ⊙ (h - n) ⊙ z(1-z)     (h - n, not n - h: torch's z keeps the old state)
         dgi = [da_r | da_z | da_n],   dgh = [da_r | da_z | da_n ⊙ r]
         dx = dgi W_ih,   dh = dgh W_hh + dh' ⊙ z
         """

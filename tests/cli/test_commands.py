@@ -1,0 +1,42 @@
+"""One entry point: every command is in the group, and the README's layout shows every module."""
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from poetry_lm.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_lists_every_command_with_its_summary():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("Commands:\n", 1)[1]
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert names == list(COMMANDS)
+    # every command has a one-line summary beside its name
+    assert all(len(line.split()) > 1 for line in listed.splitlines() if line.strip())
+
+
+def test_every_command_runs_its_help():
+    for name in COMMANDS:
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, name
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1]
+    named = set(re.findall(r"`([\w/.]+)`", layout))
+    package = ROOT / "poetry_lm"
+    modules = [
+        p.relative_to(package).as_posix()
+        for p in sorted(package.rglob("*"))
+        if p.suffix in (".py", ".txt") and p.name not in ("__init__.py", "__main__.py")
+    ]
+    # a row may name a module by its path in the package, or, after the first, by its name
+    missing = [m for m in modules if m not in named and f"poetry_lm/{m}" not in named]
+    missing = [m for m in missing if Path(m).name not in named]
+    assert not missing, f"README layout leaves out {missing}"

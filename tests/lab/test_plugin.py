@@ -1,0 +1,78 @@
+"""gradcheck --cell: a user's class in the homework's conventions (tests/lab/homework_cells.py),
+batch means and batch sums, and the time step and gradient named where a bug first shows."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from poetry_lm.lab import gradcheck
+from poetry_lm.lab.plugin import first_failure, load_class, make_user_case, sequence_errors
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+
+
+def run(*args):
+    return CliRunner().invoke(gradcheck.main, list(args))
+
+
+@pytest.mark.parametrize(
+    "name, reduction",
+    [("MeanRNNCell", "mean"), ("SumRNNCell", "sum"), ("CourseGRU", "sum")],
+)
+def test_homework_cells_pass_and_the_batch_reduction_is_detected(name, reduction):
+    result = run("--cell", f"homework_cells:{name}")
+    assert result.exit_code == 0, result.output
+    assert f"batch {reduction}s" in result.output
+    assert "PASS" in result.output and "FAIL" not in result.output
+    case, used = make_user_case(load_class(f"homework_cells:{name}"))
+    assert used == reduction
+    expected = (
+        {"dWzh", "dWzx", "dWrh", "dWrx", "dWh", "dWx"}
+        if name == "CourseGRU"
+        else {"dW_ih", "dW_hh", "db_ih", "db_hh"}
+    )
+    assert set(sequence_errors(case)) == expected | {"input", "h0"}
+
+
+def test_the_wrong_reduction_fails_on_the_parameters_only():
+    result = run("--cell", "homework_cells:MeanRNNCell", "--reduction", "sum")
+    assert result.exit_code == 1
+    failed = {line.split()[0] for line in result.output.splitlines() if line.endswith("FAIL")}
+    assert failed == {"dW_ih", "dW_hh", "db_ih", "db_hh"}
+
+
+def test_a_missing_gradient_is_named_with_the_first_time_step():
+    case, _ = make_user_case(load_class("homework_cells:ForgetsBiasCell"), "sum", T=5)
+    failure = first_failure(case)
+    assert (failure.gradient, failure.step) == ("db_hh", 4)  # BPTT visits t = 4 first
+
+
+def test_assigning_instead_of_adding_fails_at_the_second_step_bptt_visits():
+    case, _ = make_user_case(load_class("homework_cells:AssignsCell"), "sum", T=4)
+    failure = first_failure(case)
+    assert (failure.gradient, failure.step) == ("dW_hh", 2)
+    result = run("--cell", "homework_cells:AssignsCell", "--T", "4", "--reduction", "sum")
+    assert result.exit_code == 1
+    assert "dW_hh first goes wrong at time step t = 2" in result.output
+    assert "+=" in result.output
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_colon", "MODULE:CLASS"),
+        ("no_such_module_xyz:Cell", "cannot import"),
+        ("homework_cells:Nope", "has no class"),
+        ("homework_cells:BrokenCell", "raised NotImplementedError while checked: TODO"),
+    ],
+)
+def test_a_bad_spec_is_one_sentence_and_exit_1(spec, message):
+    result = run("--cell", spec)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
