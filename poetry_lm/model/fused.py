@@ -184,9 +184,8 @@ class LSTMSequence(torch.autograd.Function):
         ``tanh_backward(u, y) = u ⊙ (1−y²)``, which take the activation's output y. Writing
         the result over y itself is safe: each element is read before it is written.
         """
-        if (
-            ctx.gates_overwritten
-        ):  # (torch would refuse too, in less plain words: a saved tensor changed)
+        # (torch would refuse too, in less plain words: a saved tensor changed)
+        if ctx.gates_overwritten:
             raise RuntimeError(
                 "lstm_sequence's backward overwrites its saved gates, so it runs once per "
                 "forward; call lstm_sequence with retain_graph=True to backpropagate twice"
@@ -237,9 +236,8 @@ class LSTMSequence(torch.autograd.Function):
                 tanh_backward(torch.mul(dc, i, out=tmp2), g, grad_input=da_g)  # dc' ⊙ i ⊙ (1−g²)
                 sigmoid_backward(tmp, i, grad_input=da_i)  # dc' ⊙ g ⊙ i(1−i)
                 torch.mul(dc, f, out=dc_prev)  # dc_{t−1} = dc' ⊙ f
-                sigmoid_backward(
-                    torch.mul(dc, cs[t], out=tmp), f, grad_input=da_f
-                )  # dc' ⊙ c ⊙ f(1−f)
+                # dc' ⊙ c ⊙ f(1−f)
+                sigmoid_backward(torch.mul(dc, cs[t], out=tmp), f, grad_input=da_f)
                 dc, dc_prev = dc_prev, dc
                 dh_rec = dh_times_w(da[t])  # dh_{t→t−1} = da W_hh   (B, H)
 
