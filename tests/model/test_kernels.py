@@ -143,3 +143,27 @@ def test_every_gemm_backend_computes_the_same_products(backend):
         torch.testing.assert_close(linear(x, w), x @ w.t(), **close)
         torch.testing.assert_close(linear(x, w, b), x @ w.t() + b, **close)
         torch.testing.assert_close(weight_grad(d, x), d.t() @ x, **close)
+
+
+@needs_triton
+def test_the_loops_a_cuda_graph_captures_match_the_op(monkeypatch):
+    """``graphed_forward`` and ``graphed_backward`` (what the GPU captures), run eagerly under
+    the interpreter: the same states and gradients as the op's torch-kernel path."""
+    T, B, I, H = 4, 3, 2, 5
+    ts, keep = inputs(T, B, I, H, torch.float32, True, seed=8)
+    x, h0, c0, w_ih, b, w_hh = (t.detach() for t in ts)
+    want = run("torch", ts, keep, monkeypatch)
+    gates = (x.reshape(T * B, I) @ w_ih.t() + b).view(T, B, 4 * H)
+    hs, cs, tanh_c = torch.zeros(T + 1, B, H), torch.zeros(T + 1, B, H), torch.zeros(T, B, H)
+    hs[0], cs[0] = h0, c0
+    fused.graphed_forward(gates, hs, cs, tanh_c, keep, w_hh)
+    torch.testing.assert_close(hs[1:], want[0], **TOL32)
+    torch.testing.assert_close(cs[T], want[2], **TOL32)
+    out, h, c = hs[1:].clone(), hs[T].clone(), cs[T].clone()
+    # the gradients touch_everything sends back: w for out, 2h for h_T, 0.5 for c_T
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
+    dh, dc = 2 * h, torch.full_like(c, 0.5)
+    fused.graphed_backward(gates, tanh_c, cs, dout, dh, dc, keep, w_hh)
+    torch.testing.assert_close(dh, want[4], **TOL32)  # dh0
+    torch.testing.assert_close(dc, want[5], **TOL32)  # dc0
+    torch.testing.assert_close(gates.sum((0, 1)), want[7], **TOL32)  # db = Σ da
