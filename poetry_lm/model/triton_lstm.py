@@ -18,25 +18,33 @@ False and the GPU runs the torch kernels. ``POETRY_LM_CUDA_GRAPHS=0`` turns the 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-except ImportError:  # the optional "gpu" extra is not installed
-    triton = None
+_kernels: dict = {}  # "cuda"/"cpu" → {"forward", "backward"}, built on first use
 
 
 def available() -> bool:
-    """Whether Triton is installed."""
-    return triton is not None
+    """Whether Triton is installed (without importing it: that takes ~0.4 s, which the model's
+    users who never run these kernels, such as poem generation, should not pay)."""
+    return importlib.util.find_spec("triton") is not None
 
 
-if triton is not None:
+def kernels(device_type: str) -> dict:
+    """The two kernels, compiled for CUDA tensors or interpreted (numpy, on the CPU) for CPU
+    tensors; Triton is imported here, on first use."""
+    if not _kernels:
+        _kernels.update(_build())
+    return _kernels["cuda" if device_type == "cuda" else "cpu"]
+
+
+def _build() -> dict:
+    import triton
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
 
     def _forward_step(
         gates,  # (B, 4H) in: x W_ihᵀ + b; out: i f g o
@@ -118,8 +126,7 @@ if triton is not None:
         tl.store(d + 3 * H, dh * t * o * (1 - o), mask=m)
         tl.store(dc + b * H + j, dcc * f, mask=m)
 
-    # compiled for CUDA tensors, interpreted (numpy, on the CPU) for CPU tensors
-    KERNELS = {
+    return {
         "cuda": {"forward": triton.jit(_forward_step), "backward": triton.jit(_backward_step)},
         "cpu": {
             "forward": InterpretedFunction(_forward_step),
@@ -129,9 +136,10 @@ if triton is not None:
 
 
 def _launch(name: str, like: torch.Tensor, B: int, H: int, keep, *args) -> None:
-    kernel = KERNELS["cuda" if like.is_cuda else "cpu"][name]
-    block = min(triton.next_power_of_2(H), 256 if like.is_cuda else 32)
-    grid = (B, triton.cdiv(H, block))
+    """One kernel over a grid of (batch row, block of hidden units)."""
+    kernel = kernels(like.device.type)[name]
+    block = min(1 << (H - 1).bit_length(), 256 if like.is_cuda else 32)  # a power of 2 ≥ H
+    grid = (B, -(-H // block))
     has_keep = keep is not None
     args = [like if a is None else a for a in args]  # a placeholder pointer where keep is None
     kernel[grid](*args, H, HAS_KEEP=has_keep, BLOCK=block)
