@@ -256,6 +256,7 @@ def report(inputs: int, hidden: int, batch: int = 64, steps: int = 64) -> list[s
     """Measure every available backend of each role at one shape (what ``choose`` compares),
     as markdown lines: ``python -m poetry_lm.model.gemm E H [B T]``."""
     lines = [f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"]
+    start, start_cpu = time.perf_counter(), time.process_time()
     for role in ("recurrent", "linear", "weight"):
         candidates = [b for b in BACKENDS if available(b)]
         if role == "recurrent":
@@ -268,7 +269,11 @@ def report(inputs: int, hidden: int, batch: int = 64, steps: int = 64) -> list[s
         best = min(seconds.values())
         cells = ", ".join(f"{b} {1e3 * t:.2f} ms ({best / t:.2f})" for b, t in seconds.items())
         lines.append(f"- {role} ({what}): {cells}")
-    return lines
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return lines + [
+        f"These measurements, which the op makes once per shape, took {wall:.1f} s "
+        f"({cpu:.1f} s of this process's CPU time)."
+    ]
 
 
 if __name__ == "__main__":
