@@ -184,16 +184,25 @@ def run_graphed(
     own static copies, replays, and returns those static tensors: the caller must clone what it
     keeps beyond the next replay of the same graph (another layer of the same shape replays it).
     None values are passed through as None (and are part of the key)."""
-    key = (name, *((k, None if v is None else (v.shape, v.dtype)) for k, v in tensors.items()))
+    key = (
+        name,
+        *((k, None if v is None else (v.shape, v.dtype, v.device)) for k, v in tensors.items()),
+    )
     if key not in _graphs:
-        static = {k: None if v is None else v.clone() for k, v in tensors.items()}
+        # contiguous copies: the kernels take contiguous rows (copy_ below converts any layout)
+        static = {
+            k: None if v is None else v.clone(memory_format=torch.contiguous_format)
+            for k, v in tensors.items()
+        }
         side = torch.cuda.Stream()  # warm up (Triton compiles, cuBLAS picks kernels) off-graph
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             loop(**static)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads' CUDA calls during the capture (DDP's gradient hooks,
+        # a data loader) are no error; only this thread's stream is captured
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             loop(**static)
         _graphs[key] = graph, static
     graph, static = _graphs[key]
