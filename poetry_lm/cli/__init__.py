@@ -16,6 +16,8 @@ COMMANDS = {
     "generate": "poetry_lm.cli.generate:generate_command",
     "evaluate": "poetry_lm.cli.evaluate:evaluate_command",
     "score": "poetry_lm.cli.score:score_command",
+    "check": "poetry_lm.cli.check:check_command",
+    "duizhang": "poetry_lm.cli.duizhang:duizhang_command",
     "bench": "poetry_lm.lab.bench:bench_command",
     "gradcheck": "poetry_lm.lab.gradcheck:main",
     "gradflow": "poetry_lm.lab.gradflow:main",
@@ -23,6 +25,7 @@ COMMANDS = {
     "compare": "poetry_lm.lab.compare:main",
     "numpy-lm": "poetry_lm.lab.numpy_lm:main",
     "exercise": "poetry_lm.lab.exercise:exercise",
+    "decoding-stats": "poetry_lm.lab.decoding_stats:main",
 }
 
 

@@ -45,7 +45,8 @@ from poetry_lm.decoding.generate import SampleOptions
 @click.option(
     "--rhyme/--no-rhyme",
     default=None,
-    help="Even lines end in one 平水韵 group [default: on with --form].",
+    help="Even lines end in one 平水韵 group, no rhyme twice (free poems: a group of either "
+    "tone, once the first verse sets the length) [default: on].",
 )
 @click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
 @click.option(
@@ -57,6 +58,8 @@ from poetry_lm.decoding.generate import SampleOptions
 @option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
 @option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
 @option_from(SampleOptions, "prime")
+@option_from(SampleOptions, "repetition", "--repetition-penalty", type=click.FloatRange(0))
+@option_from(SampleOptions, "same_place", "--same-place-penalty", type=click.FloatRange(0))
 @option_from(SampleOptions, "temperature", type=float)
 @option_from(SampleOptions, "top_k", type=click.IntRange(0))
 @option_from(SampleOptions, "top_p", type=float)
@@ -74,8 +77,8 @@ from poetry_lm.decoding.generate import SampleOptions
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme and per-character "
-    "log-probabilities.",
+    help="json: one object per line with text, lines, form, rhyme, score, per-character "
+    "log-probabilities and truncated.",
 )
 @click.option(
     "-v",
@@ -101,6 +104,8 @@ def generate_command(
     best_of,
     beam,
     prime,
+    repetition,
+    same_place,
     temperature,
     top_k,
     top_p,
@@ -133,13 +138,20 @@ def generate_command(
         best_of=best_of,
         beam=beam,
         prime=to_simplified(prime),
+        repetition=repetition,
+        same_place=same_place,
     )
+    for text, hint in [*((t, "--start") for t in start_texts), (prime, "--prime")]:
+        if len(to_simplified(text)) > max_len:
+            raise click.BadParameter(
+                f"{text!r} is longer than --max-len ({max_len} characters)", param_hint=hint
+            )
     starts = [to_simplified(t) for t in [*chars, *start_texts]] or [""]
     cons = run_or_exit(
         Constraints,
         form,
         to_simplified(acrostic),
-        form is not None if rhyme is None else rhyme,
+        rhyme is not False,
         rhyme_first,
         tones,
         no_repeat,
@@ -156,7 +168,8 @@ def generate_command(
             click.echo(
                 f"poem {i}: mean log-probability {poem.score:.3f}"
                 + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
-                + "".join(f"; {event}" for event in poem.backoffs),
+                + "".join(f"; {event}" for event in poem.backoffs)
+                + (f"; truncated at --max-len {max_len}" if poem.truncated else ""),
                 err=True,
             )
     if fmt == "json":
@@ -171,6 +184,7 @@ def generate_command(
                         "rhyme": [script_of(g) for g in poem.rhyme],
                         "score": round(poem.score, 4),
                         "logprobs": [round(lp, 4) for lp in poem.logprobs],
+                        "truncated": poem.truncated,
                     },
                     ensure_ascii=False,
                 )

@@ -8,6 +8,15 @@ a quarter of the bytes, packed once for fbgemm's dynamically quantised product (
 is quantised on the fly, the sums are int32, the result float32). It raises the shipped
 model's validation perplexity by less than 0.1% (``evaluate --as-generated``, measured in
 ``docs/performance.md``). Where fbgemm is missing (not x86), the products stay float32.
+
+fbgemm quantises its input with one scale for the whole batch, from the batch's range, which
+would make a poem's numbers depend on the poems decoded beside it. So the inputs it is given
+all lie in one fixed range: an LSTM's or GRU's h lies in (-1, 1), and a last row holding +1 and
+-1 pins the batch's range to [-1, 1] whatever the other rows are. Each row is then quantised
+alike alone or in any batch, and its sums are exact int32: its result is the same, bit for bit.
+An input of no fixed range (an adaptive softmax's projected clusters, a tied projection, a ReLU
+RNN's h) is multiplied in float32 one row at a time (``torch.bmm`` of 1-row products, whose
+rounding does not depend on the batch, unlike one (B, I) GEMM's).
 """
 
 from __future__ import annotations
@@ -19,8 +28,7 @@ import torch.nn.functional as F
 
 from poetry_lm.model.lm import PoetryLM, State
 
-# fbgemm is x86-only, and torch has deprecated the quantized tensors its packing takes:
-# check for both
+# fbgemm is x86-only, and torch has deprecated the quantized tensors its packing takes: check both
 INT8_KERNEL = (
     "fbgemm" in torch.backends.quantized.supported_engines
     and hasattr(torch, "quantize_per_channel")
@@ -29,13 +37,24 @@ INT8_KERNEL = (
 
 
 class Int8Linear:
-    """x (B, I) → x Wᵀ + b (B, O), W (O, I) read as int8 (float32 without fbgemm or with
-    ``int8=False``)."""
+    """x (B, I) → x Wᵀ + b (B, O), W (O, I) read as int8 (float32 without fbgemm or ``int8=False``).
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, int8: bool = True):
+    ``bounded``: every input lies in [-1, 1] (an LSTM's or GRU's h). Without it, and with int8
+    asked for, W stays float32 and each row is multiplied on its own. Either way each row's
+    result is independent of the other rows of the batch (module doc); ``int8=False`` is the
+    plain float32 product, the model's own numbers.
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        int8: bool = True,
+        bounded: bool = False,
+    ):
         weight, bias = weight.detach().float(), None if bias is None else bias.detach().float()
-        self.packed = None
-        if int8 and INT8_KERNEL:
+        self.packed, self.rowwise = None, None
+        if int8 and INT8_KERNEL and bounded:
             scale = (weight.abs().amax(1) / 127).clamp(min=1e-12).double()  # (O,): row max → ±127
             zero = torch.zeros(len(weight), dtype=torch.long)
             # torch marks quantized tensors deprecated; fbgemm's kernels take only them
@@ -43,14 +62,21 @@ class Int8Linear:
                 warnings.simplefilter("ignore", UserWarning)
                 rows = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(rows, bias)
-        # packed: a copy of its own
+            self.range_row = weight.new_zeros(1, weight.shape[1])  # (1, I): +1, -1, then 0
+            self.range_row[0, :2] = torch.tensor([1.0, -1.0])[: weight.shape[1]]
+        elif int8 and INT8_KERNEL:
+            self.rowwise = weight.T.contiguous()  # (I, O)
         self.weight, self.bias = (weight, bias) if self.packed is None else (None, None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rowwise is not None:  # (B, 1, I) @ (B, I, O): B products of one row
+            y = torch.bmm(x[:, None, :], self.rowwise.expand(len(x), -1, -1))[:, 0]
+            return y if self.bias is None else y + self.bias
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
         # reduce_range: 7-bit inputs, so that no CPU's 16-bit intermediate sums can overflow
-        return torch.ops.quantized.linear_dynamic.default(x, self.packed, True)
+        x = torch.cat([x, self.range_row])  # (B + 1, I): the batch's range is [-1, 1]
+        return torch.ops.quantized.linear_dynamic.default(x, self.packed, True)[:-1]
 
 
 class Stepper:
@@ -70,19 +96,28 @@ class Stepper:
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
+        # models of issue 15 this stepper does not read yet: a clear error, not a shape mismatch
+        if model.config.couplet_input:
+            raise ValueError("generation does not read a couplet-input model yet")
+        if model.config.direction == "backward":
+            raise ValueError("a backward model scores poems read right to left; it does not write")
         self.model = model
         # a list: slicing a ModuleList builds a module
         self.layers = list(model.rnn.layers)
         *lower, top = self.layers
+        config = model.config  # h lies in (-1, 1) for these cells: no per-row scaling
+        h_bounded = config.cell != "rnn" or config.activation in ("tanh", "sigmoid")
         with torch.no_grad():
             first = self.layers[0]
             # (V, G·H)
             self.input_gates = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())
             self.input = [
-                Int8Linear(layer.weight_ih, layer.input_bias(), int8) for layer in self.layers[1:]
+                Int8Linear(layer.weight_ih, layer.input_bias(), int8, h_bounded)
+                for layer in self.layers[1:]
             ]
             self.recurrent = [
-                Int8Linear(layer.weight_hh, layer.recurrent_bias(), int8) for layer in lower
+                Int8Linear(layer.weight_hh, layer.recurrent_bias(), int8, h_bounded)
+                for layer in lower
             ]
             # the rows that read the top h: W_hh, then the output layer's first matrices
             rows, biases = [top.weight_hh], [top.recurrent_bias()]
@@ -109,7 +144,7 @@ class Stepper:
             bias = torch.cat(
                 [w.new_zeros(len(w)) if b is None else b for w, b in zip(rows, biases)]
             )
-            self.top = Int8Linear(torch.cat(rows), bias, int8)
+            self.top = Int8Linear(torch.cat(rows), bias, int8, h_bounded)
             self.first_recurrent = bias[: len(top.weight_hh)]  # W_hh h + b at h = 0
 
     def log_probs(self, first: list[torch.Tensor], only_shortlist: bool = False) -> torch.Tensor:
@@ -122,8 +157,7 @@ class Stepper:
         if self.model.config.softmax == "full":
             (logits,) = first
             return F.log_softmax(logits if self.output is None else self.output(logits), dim=-1)
-        # adaptive: log p(w) = log p(cluster of w | h) + log p(w | cluster, h);
-        # the shortlist is cluster 0
+        # adaptive: log p(w) = log p(cluster of w | h) + log p(w | cluster, h); shortlist: cluster 0
         c = self.cutoffs
         head, *projected = first
         head = F.log_softmax(head, dim=-1)

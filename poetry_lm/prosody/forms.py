@@ -2,15 +2,20 @@
 each poem of a batch may take next.
 
 Structure (a form's line count and length, its ，/。 marks, acrostic heads, the end) is never
-relaxed. Tones, rhyme and no-repeat narrow the choice further; where together they leave a poem
-no candidate, they are dropped for that step in the order tones, rhyme, no-repeat, and the poem
-records it. The rhyme group and the tonal key (平起/仄起) are not fixed in advance: they start
+relaxed. Tones, rhyme (its characters all different: no 重韵), no-repeat and no repeated verse
+narrow the choice further; where together they leave a poem no candidate, they are dropped for
+that step in that order, and the poem records it.
+
+A free poem (no form) takes its shape from its first verse, of 3 to 12 characters: every later
+verse has as many, verses end in ，/； and 。/？/! by turns (the last in 。？！ always), and the
+poem may end only after a closing mark. With rhyme, its even verses end in one 平水韵 group of
+either tone. A free poem that would run past ``max_len`` ends at its last complete couplet and is
+marked truncated. The rhyme group and the tonal key (平起/仄起) are not fixed in advance: they start
 open and each rhyming or tonal character the model writes closes the options it does not fit.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,10 +24,11 @@ import torch.nn.functional as F
 
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
-from poetry_lm.text.vocab import SPECIALS, CharTable
+from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
 
 VERSE_ENDS = "，。？！；"  # a verse (句) ends at one of these
-FREE_VERSE_MAX = 12  # characters in a verse of a free acrostic poem before a verse end is due
+CLOSING = "。？！"  # … and a couplet, or the poem, at one of these
+FREE_VERSE_MIN, FREE_VERSE_MAX = 3, 12  # characters in the first verse of a free poem
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,8 @@ class Constraints:
     no_repeat: bool = False  # no character twice in a poem (punctuation aside)
 
     def __post_init__(self):
-        if self.form is None and (self.rhyme or self.rhyme_first or self.tones):
-            raise ValueError("rhyme and tones need a form (--form)")
+        if self.form is None and (self.rhyme_first or self.tones):
+            raise ValueError("--tones and --rhyme-first need a form (--form)")
         if self.form and self.acrostic and len(self.acrostic) != self.form.lines:
             raise ValueError(
                 f"a {self.form.name} has {self.form.lines} lines, so its acrostic needs "
@@ -96,15 +102,16 @@ class Choice:
         self.open = open_options.expand(batch, -1).clone()
 
     def allows(self, fits: torch.Tensor) -> torch.Tensor:
-        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit
-        an open option."""
+        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit an
+        open option."""
         return (self.open.float() @ fits) > 0
 
-    def settle(self, fits: torch.Tensor, tokens: torch.Tensor) -> None:
-        """Close the options each written token does not fit, unless it fits none (forced or
-        backed off)."""
+    def settle(self, fits: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> None:
+        """Close the options each written token does not fit, in the rows (B,) asked, unless it
+        fits none (forced or backed off)."""
         narrowed = self.open & (fits[:, tokens].T > 0)
-        self.open = torch.where(narrowed.any(1, keepdim=True), narrowed, self.open)
+        keep = narrowed.any(1, keepdim=True) & rows[:, None]
+        self.open = torch.where(keep, narrowed, self.open)
 
 
 @dataclass(frozen=True)
@@ -118,18 +125,23 @@ class TokenMasks:
     ideographs: torch.Tensor
     verse_ends: torch.Tensor  # ，。？！；
     marks: torch.Tensor  # (2, V): ， and 。
+    free_marks: torch.Tensor  # (2, V): a free poem's odd verses' ends (，；), even ones' (。？！)
     tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄
     group_names: list[str]  # the 平 rhyme groups …
     group_fits: torch.Tensor  # (groups, V): … and their characters
     group_sizes: torch.Tensor  # (groups,)
+    any_group_fits: torch.Tensor  # (all 106 groups, V): a free poem may rhyme in any
 
 
 @lru_cache(maxsize=4)
 def token_masks(table: CharTable) -> TokenMasks:
     """Classify a vocabulary once (a Python pass over V tokens), not at every generate call."""
 
-    def having(test) -> torch.Tensor:  # (V,) tokens that pass test
-        return torch.tensor([tok not in SPECIALS and test(tok) for tok in table.tokens])
+    # (V,) tokens that pass test; specials and 囗 (a lost character, which older
+    # vocabularies list) are never written
+    def having(test) -> torch.Tensor:
+        never = {*SPECIALS, LOST_CHAR}
+        return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
     group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()
@@ -139,12 +151,18 @@ def token_masks(table: CharTable) -> TokenMasks:
         ideographs=having(is_ideograph),
         verse_ends=having(lambda tok: tok in VERSE_ENDS),
         marks=torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")]),
+        free_marks=torch.stack(
+            [having(lambda tok: tok in "，；"), having(lambda tok: tok in CLOSING)]
+        ),
         tone_fits=torch.stack(
             [having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]
         ).float(),
         group_names=[g.name for g in groups],
         group_fits=group_fits,
         group_sizes=group_fits.sum(1),
+        any_group_fits=torch.stack(
+            [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
+        ).float(),
     )
 
 
@@ -152,7 +170,8 @@ class Rules:
     """Per-step masks for a batch of poems under one set of constraints.
 
     ``starts[b]`` (token ids) is forced as the beginning of poem b and must fit its form.
-    Without a form, a poem also ends after ``max_len`` tokens.
+    Without a form, a poem also ends within ``max_len`` tokens (``truncated`` says where that,
+    not the model, ended it).
     """
 
     def __init__(self, table: CharTable, cons: Constraints, starts: list[list[int]], max_len: int):
@@ -163,9 +182,14 @@ class Rules:
         self.max_steps = form.lines * (form.chars + 1) + 1 if form else max_len
         self.line = torch.zeros(B, dtype=torch.long)  # per poem: lines finished
         self.col = torch.zeros(B, dtype=torch.long)  # characters in the current line
+        # characters per line: the form's, or a free poem's first verse's (0 until it ends)
+        self.length = torch.full((B,), form.chars if form else 0, dtype=torch.long)
         self.done = torch.zeros(B, dtype=torch.bool)
+        self.truncated = torch.zeros(B, dtype=torch.bool)  # ended by max_len, not by the model
         self.forced = False  # this step allows every poem one token (structure)
         self.backoffs: list[list[str]] = [[] for _ in range(B)]
+        self.verses: list[list[tuple[int, ...]]] = [[] for _ in range(B)]  # finished, no marks
+        self.current: list[list[int]] = [[] for _ in range(B)]  # the verse being written
 
         masks = token_masks(table)
         self.eos = masks.end
@@ -175,18 +199,24 @@ class Rules:
         ).bool()
         if cons.form:  # a form: ideographs, then ，/。 by line
             self.inner, self.ends, self.marks = masks.ideographs, masks.marks.any(0), masks.marks
-        else:  # free: anything; with an acrostic, the end only after it
-            self.inner = masks.ordinary | (self.eos & (not cons.acrostic))
-            self.ends = masks.verse_ends
+        else:  # free: ideographs, then ，； or 。？！ by verse
+            self.inner, self.ends, self.marks = masks.ideographs, masks.verse_ends, masks.free_marks
         self.used = torch.zeros(B, V, dtype=torch.bool)  # no-repeat: the ideographs each poem wrote
-        if cons.form:
-            self.rhymed = rhyme_lines(cons.form, cons.rhyme_first)
+        self.rhymes_used = torch.zeros(B, V, dtype=torch.bool)  # no 重韵: the rhymes written
+        self.rhymed = rhyme_lines(form, cons.rhyme_first) if form else []
+        if form:
             self.tone_fits = masks.tone_fits
             self.keys = Choice(B, torch.ones(2, dtype=torch.bool))
             self.group_names, self.group_fits = masks.group_names, masks.group_fits
             # a group with fewer characters than the poem has rhymes is never chosen
             self.groups = Choice(B, masks.group_sizes >= len(self.rhymed))
-        self.pending: list[tuple[Choice, torch.Tensor]] = []  # choices the next tokens settle
+        else:  # any group, of either tone, with room for a few rhymes
+            self.group_names = [g.name for g in rhyme_groups()]
+            self.group_fits = masks.any_group_fits
+            self.groups = Choice(B, self.group_fits.sum(1) >= 4)
+        # choices the next tokens settle, and in which rows
+        self.pending: list[tuple[Choice, torch.Tensor, torch.Tensor]] = []
+        self.rhyming: torch.Tensor | None = None  # (B,): the next token is a rhyme (None: none)
 
     def place(self) -> tuple[int, int]:
         """(line, column) of the next token, the same for every poem of a form: its lines are
@@ -206,17 +236,10 @@ class Rules:
                 row = self.heads[line]
             else:
                 row = self.marks[line % 2] if col >= form.chars else self.inner
-            # a view: copied only if a start text writes to it
-            mask = row.expand(len(self.done), -1)
+            mask = row.expand(len(self.done), -1)  # a view: copied only if a start text writes it
             self.forced = row is not self.inner  # the end, a line's head, its mark: one token each
-        else:  # free verse has a shape only under an acrostic
-            limit, lines = (FREE_VERSE_MAX, heads) if heads else (math.inf, math.inf)
-            mask = torch.where((self.col >= limit)[:, None], self.ends, self.inner)
-            if heads:
-                head = self.heads[self.line.clamp(max=heads - 1)]
-                mask = torch.where(((self.col == 0) & (self.line < heads))[:, None], head, mask)
-            mask = torch.where((self.done | (self.line >= lines))[:, None], self.eos, mask)
-            self.forced = False  # (not known without counting)
+        else:
+            mask = self.free_structure()
         writing = [
             b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]
         ]
@@ -226,9 +249,38 @@ class Rules:
             for b in writing:
                 token = self.starts[b][self.t]
                 if not mask[b, token]:
-                    start = self.table.decode(self.starts[b])
-                    raise ValueError(f"the start text {start!r} does not fit {form.name}")
+                    shape = form.name if form else "the shape of a free poem"
+                    raise ValueError(
+                        f"the start text {self.table.decode(self.starts[b])!r} does not fit {shape}"
+                    )
                 mask[b] = F.one_hot(torch.tensor(token), mask.shape[1]).bool()
+        return mask
+
+    def free_structure(self) -> torch.Tensor:
+        """(B, V) for free poems: the first verse sets the length, marks alternate, the poem
+        ends after a closing mark, and within max_len (at its last complete couplet)."""
+        heads = len(self.heads)
+        line, col, length = self.line, self.col, self.length
+        first = length == 0
+        mark_due = torch.where(first, col >= FREE_VERSE_MAX, col >= length)
+        mark_ok = torch.where(first, col >= FREE_VERSE_MIN, col >= length)
+        last_line = (line == heads - 1) if heads else torch.zeros_like(self.done)
+        marks = self.marks[((line % 2 == 1) | last_line).long()]  # (B, V): ，； or 。？！
+        mask = torch.where(mark_due[:, None], marks, self.inner | (marks & mark_ok[:, None]))
+        # after a couplet (or, in an acrostic, its last line): the end is allowed
+        closed = (col == 0) & (line > 0) & ((line == heads) if heads else (line % 2 == 0))
+        room = self.t + 2 * (length + 1) <= self.max_len  # for one more couplet
+        if heads:
+            head = self.heads[line.clamp(max=heads - 1)]
+            mask = torch.where(((col == 0) & (line < heads))[:, None], head, mask)
+            room &= line < heads
+        mask = torch.where(
+            closed[:, None], torch.where(room[:, None], mask | self.eos, self.eos), mask
+        )
+        out_of_room = closed & ~room & ~self.done & (line < heads if heads else True)
+        self.truncated |= out_of_room
+        mask = torch.where(self.done[:, None], self.eos, mask)
+        self.forced = False  # (not known without counting)
         return mask
 
     def layers(self) -> list[tuple[str, torch.Tensor]]:
@@ -240,14 +292,39 @@ class Rules:
             if cons.tones and rule:
                 fits = self.tone_fits[list(rule)]
                 layers.append(("tones", self.keys.allows(fits)))
-                self.pending.append((self.keys, fits))
-            if cons.rhyme and line in self.rhymed and col == cons.form.chars - 1:
-                layers.append(("rhyme", self.groups.allows(self.group_fits)))
-                self.pending.append((self.groups, self.group_fits))
+                self.pending.append((self.keys, fits, ~self.done))
+            at_rhyme = cons.rhyme and line in self.rhymed and col == cons.form.chars - 1
+            self.rhyming = ~self.done if at_rhyme else None  # every live poem, or none
+        else:  # the last character of an even verse, its length known
+            place = (self.line % 2 == 1) & (self.col == self.length - 1) & ~self.done
+            self.rhyming = place if cons.rhyme and place.any() else None
+        if self.rhyming is not None:  # no 重韵: a rhyme already written is out
+            allowed = self.groups.allows(self.group_fits) & ~self.rhymes_used
+            layers.append(("rhyme", allowed | ~self.rhyming[:, None]))
+            self.pending.append((self.groups, self.group_fits, self.rhyming))
         if cons.no_repeat:  # nor an acrostic head that a later line is due to begin with
             later = torch.arange(len(self.heads))[None, :] > self.line[:, None]
             layers.append(("no-repeat", ~(self.used | ((later.float() @ self.heads.float()) > 0))))
+        repeats = self.repeated_verse_endings()
+        if repeats is not None:
+            layers.append(("repeated verse", ~repeats))
         return layers
+
+    def repeated_verse_endings(self) -> torch.Tensor | None:
+        """(B, V): at a verse's last character, those that would make it an earlier verse again
+        (None where there are none)."""
+        if self.cons.form:  # every poem at the same place: only at a line's last character
+            rows = range(len(self.done)) if self.place()[1] == self.cons.form.chars - 1 else ()
+        else:
+            rows = ((self.col == self.length - 1) & ~self.done).nonzero().flatten().tolist()
+        out = None
+        for b in rows:
+            prefix = tuple(self.current[b])
+            for verse in self.verses[b]:
+                if verse[:-1] == prefix:
+                    out = torch.zeros_like(self.used) if out is None else out
+                    out[b, verse[-1]] = True
+        return out
 
     def allowed(self) -> torch.Tensor:
         """(B, V) mask of the tokens each poem may write next: the structure, narrowed by the layers
@@ -272,37 +349,69 @@ class Rules:
                 )
         return mask
 
+    def previous_verse_tokens(self) -> list[int]:
+        """Per poem, the token at the next token's place in the previous verse (-1: none)."""
+        out = []
+        for b, verses in enumerate(self.verses):
+            col = len(self.current[b])
+            out.append(verses[-1][col] if verses and col < len(verses[-1]) else -1)
+        return out
+
     def advance(self, tokens: torch.Tensor) -> None:
         """Record the tokens (B,) just written (ignored for finished poems)."""
         live = ~self.done
-        for choice, fits in self.pending:
-            choice.settle(fits, tokens)
+        for choice, fits, rows in self.pending:
+            choice.settle(fits, tokens, rows)
         if self.cons.no_repeat:
-            self.used[torch.arange(len(tokens)), tokens] |= live & self.ideographs[tokens]
+            rows = torch.arange(len(tokens))
+            self.used[rows, tokens] |= live & self.ideographs[tokens]
+        if self.rhyming is not None:
+            rows = torch.arange(len(tokens))
+            self.rhymes_used[rows, tokens] |= self.rhyming & live
+        if self.cons.form:  # a line's mark comes at one place, the same for every poem
+            ends = None
+            ended = [self.place()[1] == self.cons.form.chars] * len(tokens)
+        else:
+            ends = live & self.ends[tokens]
+            ended = ends.tolist()
+        eos = self.table.eos
+        for b, (token, alive, end) in enumerate(zip(tokens.tolist(), live.tolist(), ended)):
+            if not alive:
+                continue
+            if end:
+                self.verses[b].append(tuple(self.current[b]))
+                self.current[b] = []
+            elif token != eos:
+                self.current[b].append(token)
         self.t += 1
-        # every poem is at the same place, and all end on the last step, with the end token
-        if self.cons.form:
+        if self.cons.form:  # every poem is at the same place, and all end on the last step
             line, col = self.place()
             self.line.fill_(line), self.col.fill_(col)
             self.done.fill_(self.t == self.max_steps)
         else:
-            ends = live & self.ends[tokens]
+            self.length = torch.where(ends & (self.length == 0), self.col, self.length)
             self.line += ends
             self.col = torch.where(ends, 0, self.col + live)
-            self.done |= live & (tokens == self.table.eos) | (self.t >= self.max_len)
+            at_limit = live & (self.t >= self.max_len) & (tokens != self.table.eos)
+            self.truncated |= at_limit
+            self.done |= live & (tokens == self.table.eos) | at_limit
 
     def select(self, index: torch.Tensor) -> None:
         """Reorder the batch (beam search): poem b becomes the former poem index[b]."""
-        for name in ("line", "col", "done", "used"):
+        for name in ("line", "col", "length", "done", "truncated", "used", "rhymes_used"):
             setattr(self, name, getattr(self, name)[index])
         if self.cons.form:
-            self.keys.open, self.groups.open = self.keys.open[index], self.groups.open[index]
-        self.backoffs = [list(self.backoffs[i]) for i in index.tolist()]
-        self.starts = [self.starts[i] for i in index.tolist()]
+            self.keys.open = self.keys.open[index]
+        self.groups.open = self.groups.open[index]
+        order = index.tolist()
+        self.backoffs = [list(self.backoffs[i]) for i in order]
+        self.verses = [list(self.verses[i]) for i in order]
+        self.current = [list(self.current[i]) for i in order]
+        self.starts = [self.starts[i] for i in order]
 
     def rhyme_of(self, b: int) -> list[str]:
         """The rhyme groups poem b's rhymes all belong to (usually one)."""
-        if not self.cons.rhyme:
+        if not self.cons.rhyme or (not self.cons.form and int(self.line[b]) < 2):
             return []
         return [
             name for name, open_ in zip(self.group_names, self.groups.open[b].tolist()) if open_

@@ -47,3 +47,17 @@ def _tones() -> dict[str, frozenset[str]]:
 def tones_of(ch: str) -> frozenset[str]:
     """{平}, {仄}, both for a character read either way, or empty for one the table lacks."""
     return _tones().get(ch, frozenset())
+
+
+@lru_cache(maxsize=1)
+def _groups() -> dict[str, tuple[RhymeGroup, ...]]:
+    groups: dict[str, list[RhymeGroup]] = {}
+    for group in rhyme_groups():
+        for ch in group.chars:
+            groups.setdefault(ch, []).append(group)
+    return {ch: tuple(g) for ch, g in groups.items()}
+
+
+def groups_of(ch: str) -> tuple[RhymeGroup, ...]:
+    """Every group the character is read in (table order), or () for one the table lacks."""
+    return _groups().get(ch, ())

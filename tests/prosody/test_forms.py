@@ -1,5 +1,5 @@
-"""Constrained decoding: forms, acrostics, rhyme, tones, no-repeat, best-of, beam, prime,
-scripts, score.
+"""Constrained decoding: forms, acrostics, rhyme, tones, no-repeat, best-of, beam, prime, scripts,
+score.
 
 Every generated poem is checked by ``check_poem`` below, written from the textbook rules and
 the rhyme table file, without the generator's own bookkeeping (``poetry_lm.prosody.forms``).
@@ -24,8 +24,8 @@ from poetry_lm.text.corpus import is_ideograph, to_traditional
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 SHAPES = {"五绝": (4, 5), "七绝": (4, 7), "五律": (8, 5), "七律": (8, 7)}
-# 五言绝句 tonal patterns as textbooks print them, one per key; the first line's rhyming
-# variant apart
+# 五言绝句 tonal patterns as textbooks print them, one per key (the first line's rhyming variant
+# apart)
 PATTERNS_5 = [
     ["平平平仄仄", "仄仄仄平平", "仄仄平平仄", "平平仄仄平"],
     ["仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平"],
@@ -78,6 +78,7 @@ def check_poem(
     if rhyme:
         ends = [line[-2] for i, line in enumerate(lines) if i % 2 == 1 or (i == 0 and rhyme_first)]
         assert any(set(ends) <= chars_ for chars_ in LEVEL_GROUPS.values()), (text, ends)
+        assert len(set(ends)) == len(ends), (text, ends)  # no 重韵
     if tones:
         checked = [p - 1 for p in (2, 4, 6, chars) if p <= chars]
         assert any(
@@ -222,18 +223,16 @@ def test_free_acrostic_and_no_rhyme(tiny):
         assert poem.rhyme == []
 
 
-def test_best_of_keeps_the_likeliest_candidate_and_beam_1_is_greedy(tiny):
+def test_best_of_keeps_the_best_candidate_and_plain_beam_1_is_greedy(tiny):
     model, table = tiny
     cons = Constraints(parse_form("七绝"), rhyme=True)
-    candidates = generate(
-        model, table, [""] * 4, SampleOptions(), torch.Generator().manual_seed(5), cons
-    )
-    (best,) = generate(
-        model, table, [""], SampleOptions(best_of=4), torch.Generator().manual_seed(5), cons
-    )
+    # best-of K's candidates for seed s are the poems of seeds s … s + K - 1
+    candidates = generate(model, table, [""] * 4, SampleOptions(), None, cons, seeds=[5, 6, 7, 8])
+    (best,) = generate(model, table, [""], SampleOptions(best_of=4), None, cons, seeds=[5])
     assert best.text == max(candidates, key=lambda p: p.score).text
     greedy = generate(model, table, [""], SampleOptions(greedy=True), None, cons)
-    assert generate(model, table, [""], SampleOptions(beam=1), None, cons)[0].text == greedy[0].text
+    plain_beam = SampleOptions(beam=1, greedy=True)  # no Gumbel noise: the plain beam search
+    assert generate(model, table, [""], plain_beam, None, cons)[0].text == greedy[0].text
 
 
 def test_back_off_drops_tones_then_rhyme_and_says_where():
@@ -266,7 +265,7 @@ def test_cli_json_traditional_prime_and_verbose(tiny_run):
     plain = invoke(generate_command, *args, "--format", "json")
     assert plain.exit_code == 0, plain.output
     record = json.loads(plain.output)
-    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs"}
+    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs", "truncated"}
     assert record["form"] == "五绝" and len(record["logprobs"]) == len(record["text"]) == 24
     assert "".join(record["lines"]) == record["text"] and [v[0] for v in record["lines"]] == list(
         "东南西北"
@@ -337,3 +336,12 @@ def test_score_reports_surprisal_perplexity_and_the_most_surprising(tiny_run, ti
     )
     assert record["most_surprising"][0][1] == max(nats for _, nats in record["per_token"])
     assert invoke(score_command, "--model", tiny_run / "best.pt").exit_code == 2
+
+
+def test_the_lost_character_is_never_written():
+    """囗 marks a lost character; older vocabularies (the shipped one) list it as a token."""
+    table = CharTable([*SPECIALS, "囗", "月", "，", "。"])
+    masks = token_masks(table)
+    lost = table.tokens.index("囗")
+    assert not masks.ordinary[lost] and not masks.ideographs[lost]
+    assert masks.ordinary[table.tokens.index("月")]

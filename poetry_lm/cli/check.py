@@ -1,0 +1,49 @@
+"""``poetry-lm check``: the 格律 of a poem (tones, rhymes, form and faults); no model is read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("check")
+@click.argument("poem", required=False)
+@click.option(
+    "--file",
+    "poem_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Check the poems of this UTF-8 file instead of POEM (blank lines between poems).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def check_command(poem, poem_file, fmt):
+    """The 格律 of POEM (either script; verses split at marks, spaces or line breaks): each
+    character's 平仄 and reading, each rhyme's group, the form, and the faults (失粘, 失对, 出韵,
+    重韵, 孤平, 三平尾, 三仄尾). Exit status 0 whatever the faults."""
+    from poetry_lm.prosody.check import check_poem, format_check
+
+    if (poem is None) == (poem_file is None):
+        raise click.UsageError("give a POEM or --file, one of the two")
+    if poem_file:
+        try:
+            text = Path(poem_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise click.ClickException(f"cannot read {poem_file}: {err}") from None
+        poems = [p for p in text.split("\n\n") if p.strip()]
+    else:
+        poems = [poem]
+    checks = []
+    for text in poems:
+        try:
+            checks.append(check_poem(text))
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+    if fmt == "json":
+        for check in checks:
+            click.echo(json.dumps(check.to_dict(), ensure_ascii=False))
+    else:
+        click.echo("\n\n".join(format_check(c) for c in checks))

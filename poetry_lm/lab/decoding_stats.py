@@ -1,0 +1,208 @@
+"""How poems are written, measured: repetition, 重韵, rhyme, closing and verbatim copies of train
+verses, for corpus poems and for generated ones, so that decoding can be set to the corpus.
+
+    python -m poetry_lm decoding-stats                   # corpus rates, then every setting
+    python -m poetry_lm decoding-stats --poems 200 --setting 七律-tones --setting beam-五律
+    python -m poetry_lm decoding-stats --file poems.jsonl   # poems written elsewhere (JSON lines
+                                                             # with "text", or one poem a line)
+
+The checker here reads the rhyme table file on its own and splits verses on its own: it shares
+no code with the rules that generation enforces (``prosody/forms.py``, ``prosody/rhyme.py``), so
+it can catch them out.
+
+Rates, each the share of poems (verse counts: of verses):
+
+- ``char3``: some character used 3 or more times (marks aside);
+- ``same_place``: two adjacent verses with the same character at the same place (萧萧 … 萧萧
+  counts like any other);
+- ``repeated_verse``: a verse written twice;
+- ``chongyun`` (重韵): two even verses ending in the same character;
+- ``rhymes``: the even verses' last characters share a 平水韵 group (any tone);
+- ``closed``: the poem ends on 。, ？ or ！; ``double_mark``: two marks in a row;
+- ``mixed``: verses of different lengths; ``copied``: verses that are verses of train poems
+  (share of verses).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import click
+
+MARKS = "，。？！；：、"
+CLOSING = "。？！"
+FORM_SHAPES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
+TABLE_FILE = Path(__file__).resolve().parents[1] / "prosody" / "pingshui.txt"
+RATES = ("char3", "same_place", "repeated_verse", "chongyun", "rhymes", "closed", "double_mark")
+
+
+@lru_cache(maxsize=1)
+def rhyme_table() -> dict[str, frozenset[str]]:
+    """{character: the names of the groups it is in}, read from the table file directly."""
+    groups: dict[str, set[str]] = {}
+    for row in TABLE_FILE.read_text(encoding="utf-8").splitlines():
+        if row.startswith("#"):
+            continue
+        name, _tone, chars = row.split("\t")
+        for ch in chars:
+            groups.setdefault(ch, set()).add(name)
+    return {ch: frozenset(g) for ch, g in groups.items()}
+
+
+def split_verses(text: str) -> list[str]:
+    """Verses with their closing mark; text after the last mark is a verse too."""
+    out, current = [], ""
+    for ch in text:
+        current += ch
+        if ch in MARKS:
+            out.append(current)
+            current = ""
+    return out + [current] if current else out
+
+
+def shape_of(text: str) -> str:
+    """五绝 … 七律 for 4 or 8 verses of 5 or 7 characters, else 'free'."""
+    words = [v.rstrip(MARKS) for v in split_verses(text)]
+    lengths = {len(w) for w in words}
+    if len(lengths) == 1:
+        return FORM_SHAPES.get((len(words), lengths.pop()), "free")
+    return "free"
+
+
+def poem_flags(text: str) -> dict[str, bool]:
+    """Each rate's flag for one poem (see the module doc)."""
+    verses = split_verses(text)
+    words = [v.rstrip(MARKS) for v in verses]
+    counts = Counter(ch for ch in text if ch not in MARKS)
+    same_place = any(
+        any(a == b for a, b in zip(first, second)) for first, second in zip(words, words[1:])
+    )
+    even_ends = [w[-1] for w in words[1::2] if w]
+    table = rhyme_table()
+    shared = frozenset.intersection(*(table.get(ch, frozenset()) for ch in even_ends or "?"))
+    return {
+        "char3": any(n >= 3 for n in counts.values()),
+        "same_place": same_place,
+        "repeated_verse": len(set(words)) < len(words),
+        "chongyun": len(set(even_ends)) < len(even_ends),
+        "rhymes": len(even_ends) > 1 and bool(shared),
+        "closed": bool(text) and text[-1] in CLOSING,
+        "double_mark": any(a in MARKS and b in MARKS for a, b in zip(text, text[1:])),
+        "mixed": len({len(w) for w in words}) > 1,
+    }
+
+
+@dataclass
+class Rates:
+    poems: int
+    rates: dict[str, float]  # share of poems with each flag
+    copied: float | None  # share of verses that are train verses (None: not measured)
+
+
+def rates_of(texts: list[str], train_verses: set[str] | None = None) -> Rates:
+    flags = [poem_flags(t) for t in texts]
+    rates = {name: sum(f[name] for f in flags) / max(len(flags), 1) for name in flags[0]}
+    copied = None
+    if train_verses is not None:
+        words = [w for t in texts for w in (v.rstrip(MARKS) for v in split_verses(t)) if w]
+        copied = sum(w in train_verses for w in words) / max(len(words), 1)
+    return Rates(len(texts), rates, copied)
+
+
+def train_verse_index(train_texts: list[str]) -> set[str]:
+    """Every verse (marks stripped) of the train poems."""
+    return {w for t in train_texts for w in (v.rstrip(MARKS) for v in split_verses(t)) if w}
+
+
+# name -> (generate options, constraints): the command lines they stand for are in SETTING_ARGS
+SETTING_ARGS = {
+    "五绝": "--form 五绝",
+    "七绝": "--form 七绝",
+    "五律": "--form 五律",
+    "七律": "--form 七律",
+    "七律-tones": "--form 七律 --tones",
+    "五律-best-of-8": "--form 五律 --best-of 8",
+    "beam-五律": "--form 五律 --beam 4",
+    "beam-七绝": "--form 七绝 --beam 4",
+    "beam-五绝": "--form 五绝 --beam 4",
+    "free": "",
+    "free-acrostic": "--acrostic 春夏秋冬",
+}
+
+
+def generated_texts(
+    setting: str, poems: int, seed: int, model_path: str, extra: str = ""
+) -> list[str]:
+    """``poems`` poems of a setting, as the command line writes them (its defaults, then the
+    ``extra`` options), in one batch."""
+    from click.testing import CliRunner
+
+    from poetry_lm.cli.generate import generate_command
+
+    args = [*SETTING_ARGS[setting].split(), *extra.split(), "-n", str(poems), "--seed", str(seed)]
+    out = CliRunner().invoke(generate_command, [*args, "--model", model_path, "--format", "json"])
+    if out.exit_code != 0:
+        raise click.ClickException(f"generate {' '.join(args)} failed: {out.output.strip()}")
+    return [json.loads(line)["text"] for line in out.output.splitlines() if line.startswith("{")]
+
+
+def row(label: str, r: Rates, extra: str = "") -> str:
+    cells = [f"{100 * r.rates[name]:.1f}" for name in RATES]
+    copied = "" if r.copied is None else f"{100 * r.copied:.2f}"
+    return f"| {label} | {r.poems} | " + " | ".join(cells) + f" | {copied} | {extra} |"
+
+
+HEADER = [
+    "| poems | n | char ≥3 % | same place % | repeated verse % | 重韵 % | rhymes % | closed % "
+    "| 。。 % | train verses % | distinct |",
+    "|---|---:|" + "---:|" * (len(RATES) + 2),
+]
+
+
+@click.command("decoding-stats")
+@click.option("--poems", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--setting", "settings", multiple=True, type=click.Choice(list(SETTING_ARGS)))
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None)
+@click.option("--corpus/--no-corpus", default=True, help="Report the train split's rates too.")
+@click.option(
+    "--model", "model_path", default=None, help="Checkpoint (default: the shipped model)."
+)
+@click.option("--extra", default="", help="More generate options for every setting.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+def main(poems, settings, seed, poem_file, corpus, model_path, extra, threads):
+    """Repetition, 重韵, rhyme, closing and train-verse copies: corpus and generated (percent)."""
+    import torch
+
+    from poetry_lm.paths import SHIPPED_MODEL
+    from poetry_lm.text.corpus import load_corpus
+
+    torch.set_num_threads(threads)
+    splits = load_corpus()
+    train = [p.text for p in splits["train"]]
+    index = train_verse_index(train)
+    click.echo("\n".join(HEADER))
+    if corpus:
+        by_shape: dict[str, list[str]] = {}
+        for text in train:
+            by_shape.setdefault(shape_of(text), []).append(text)
+        for shape in [*FORM_SHAPES.values(), "free"]:
+            click.echo(row(f"train {shape}", rates_of(by_shape[shape])))
+        test = [p.text for p in splits["test"]]
+        click.echo(row("test (all), copies of train verses", rates_of(test, index)))
+    if poem_file:
+        lines = Path(poem_file).read_text(encoding="utf-8").splitlines()
+        texts = [json.loads(x)["text"] if x.startswith("{") else x for x in lines if x.strip()]
+        click.echo(row(poem_file, rates_of(texts, index), f"{len(set(texts))}"))
+    for setting in settings or ([] if poem_file else list(SETTING_ARGS)):
+        start = time.perf_counter()
+        texts = generated_texts(setting, poems, seed, model_path or str(SHIPPED_MODEL), extra)
+        secs = time.perf_counter() - start
+        info = f"{len(set(texts))} ({secs:.0f} s)"
+        label = f"`{' '.join([SETTING_ARGS[setting] or '(free)', extra]).strip()}`"
+        click.echo(row(label, rates_of(texts, index), info))

@@ -1,0 +1,253 @@
+"""格律 of any poem: the tone (平仄) of each character, the rhyme group of each rhyme, the form,
+and each fault named by its standard term, as 搜韵's 格律检测 reports them.
+
+Rules (those of any textbook of 近体诗, e.g. 王力《诗词格律》):
+
+- **Form.** 4 or 8 lines, all of 5 or 7 characters, rhyming in a level (平) group of the 平水韵:
+  五绝, 七绝, 五律, 七律. Anything else, an oblique (仄) rhyme included, is 古体 (free): its tones
+  and rhymes are reported but not judged.
+- **Rhyme.** The even lines end in one group, the group most of them share; the first line
+  rhymes too when its last character is in it (首句入韵). 出韵: an even line's last character
+  outside the group. 重韵: a rhyme character used a second time.
+- **粘对.** A line's key is the tone of its 2nd character (of its 4th, reversed, where the 2nd
+  may be read either way). 失对: the two lines of a couplet share a key. 失粘: a couplet's
+  first line differs from the line before it.
+- **孤平.** In a line that ends 平 with its 4th-from-last character 仄 (the 平平仄仄平 pattern,
+  counted over the last five characters), at most one other character may be read 平.
+- **三平尾 / 三仄尾.** The last three characters of a line all 平, or all 仄.
+
+A character the table reads both ways counts as either tone and is never a fault; a character
+it lacks is unknown and never a fault either. Each character's reading is the group(s) of
+:mod:`poetry_lm.prosody.rhyme` that give it the tone its place asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from poetry_lm.prosody.rhyme import PING, ZE, groups_of
+from poetry_lm.text.corpus import is_ideograph, to_simplified
+
+EITHER, UNKNOWN = "either", "unknown"
+FORM_NAMES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
+FREE = "古体"
+FAULT_TERMS = ("失粘", "失对", "出韵", "重韵", "孤平", "三平尾", "三仄尾")
+
+
+@dataclass
+class CharCheck:
+    char: str
+    line: int  # 1-based
+    position: int  # 1-based, within the line
+    tone: str  # 平, 仄, either or unknown
+    reading: list[str]  # the rhyme group(s) that give the tone used here ([] if unknown)
+    rhyme: str | None = None  # the rhyme group, for a rhyming character
+
+
+@dataclass
+class Fault:
+    term: str  # one of FAULT_TERMS
+    line: int  # 1-based
+    position: int  # 1-based character within the line
+    message: str
+
+
+@dataclass
+class PoemCheck:
+    text: str  # the poem in simplified script, its verses joined by ，/。
+    lines: list[str]  # the verses, without marks
+    form: str  # 五绝 七绝 五律 七律, or 古体 (not regulated)
+    regulated: bool
+    rhyme_group: str | None  # the group the rhymes share
+    chars: list[CharCheck] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.faults
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data: every field, and ``clean``."""
+        return {**asdict(self), "clean": self.clean}
+
+
+def split_verses(text: str) -> list[str]:
+    """A poem in either script → its verses (ideographs only): any other character (marks,
+    spaces, line breaks, quotes) ends a verse."""
+    verses, current = [], ""
+    for ch in to_simplified(text):
+        if is_ideograph(ch):
+            current += ch
+        elif current:
+            verses.append(current)
+            current = ""
+    return verses + [current] if current else verses
+
+
+def tone_class(ch: str) -> str:
+    tones = {g.tone for g in groups_of(ch)}
+    return UNKNOWN if not tones else EITHER if len(tones) == 2 else tones.pop()
+
+
+def can_be(ch: str, tone: str) -> bool:
+    return any(g.tone == tone for g in groups_of(ch))
+
+
+def is_only(ch: str, tone: str) -> bool:
+    return tone_class(ch) == tone
+
+
+def opposite(tone: str) -> str:
+    return ZE if tone == PING else PING
+
+
+def choose_group(ends: list[str]):
+    """The group that most of the even lines' last characters share: level groups win ties."""
+    counts: dict = {}
+    for ch in dict.fromkeys(ends):  # a repeated rhyme counts once
+        for g in groups_of(ch):
+            counts[g] = counts.get(g, 0) + 1
+    if not counts:
+        return None
+    return max(counts, key=lambda g: (counts[g], g.tone == PING))
+
+
+def line_key(line: str) -> str | None:
+    """The tone of the 2nd character, or the reverse of the 4th's where the 2nd is either."""
+    for pos, flip in ((1, False), (3, True), (5, False)):
+        if pos < len(line) and tone_class(line[pos]) in (PING, ZE):
+            tone = tone_class(line[pos])
+            return opposite(tone) if flip else tone
+    return None
+
+
+def check_poem(text: str) -> PoemCheck:
+    """Check a poem (either script; verses split at any mark, space or line break).
+
+    Raises ValueError when the text holds no Chinese character.
+    """
+    lines = split_verses(text)
+    if not lines:
+        raise ValueError("the poem has no Chinese characters")
+    marks = ["，" if i % 2 == 0 else "。" for i in range(len(lines))]
+    shape = (len(lines), len(lines[0])) if len({len(v) for v in lines}) == 1 else None
+    even_ends = [v[-1] for v in lines[1::2]]
+    group = choose_group(even_ends)
+    regulated = shape in FORM_NAMES and group is not None and group.tone == PING
+    result = PoemCheck(
+        text="".join(v + m for v, m in zip(lines, marks)),
+        lines=lines,
+        form=FORM_NAMES[shape] if regulated else FREE,
+        regulated=regulated,
+        rhyme_group=group.name if group else None,
+    )
+    faults = result.faults
+
+    # rhyme: the even lines, and the first where its last character is in the group
+    rhyme_lines = [i for i in range(len(lines)) if i % 2 == 1]
+    if group and len(lines) > 1 and lines[0][-1] in group.chars:
+        rhyme_lines.insert(0, 0)
+    rhymes: dict[int, str | None] = {}
+    seen: dict[str, int] = {}
+    for i in rhyme_lines:
+        ch, pos = lines[i][-1], len(lines[i])
+        rhymes[i] = group.name if group and ch in group.chars else None
+        if not regulated:
+            continue
+        if rhymes[i] is None:
+            found = "/".join(g.name for g in groups_of(ch)) or "no group in the table"
+            faults.append(Fault("出韵", i + 1, pos, f"{ch} is in {found}, not {group.name}"))
+        if ch in seen:
+            faults.append(Fault("重韵", i + 1, pos, f"{ch} already rhymes line {seen[ch] + 1}"))
+        seen.setdefault(ch, i)
+
+    # the tone each place asks for: the template of the poem's key, with 粘 and 对
+    keys = [line_key(v) for v in lines]
+    wanted: dict[tuple[int, int], str] = {}
+    if regulated:
+        first = next((i for i, k in enumerate(keys) if k), None)
+        if first is not None:
+            flips = lambda i: i % 4 in (1, 2)  # noqa: E731 — lines 2, 3, 6, 7 reverse line 1's key
+            base = keys[first] if flips(first) == flips(0) else opposite(keys[first])
+            for i, v in enumerate(lines):
+                key = opposite(base) if flips(i) else base
+                for pos in range(1, len(v) - 1, 2):  # the 2nd, 4th, 6th characters
+                    wanted[i, pos] = key if pos % 4 == 1 else opposite(key)
+        for i, v in enumerate(lines):
+            wanted[i, len(v) - 1] = PING if i in rhymes else ZE
+        check_tones(lines, keys, rhymes, faults)
+    faults.sort(key=lambda f: (f.line, f.position, FAULT_TERMS.index(f.term)))
+
+    for i, v in enumerate(lines):
+        for pos, ch in enumerate(v):
+            groups = groups_of(ch)
+            tone = wanted.get((i, pos))
+            if i in rhymes and pos == len(v) - 1 and rhymes[i]:
+                reading = [rhymes[i]]
+            else:
+                reading = [g.name for g in groups if tone is None or g.tone == tone]
+                reading = reading or [g.name for g in groups]
+            result.chars.append(
+                CharCheck(
+                    ch,
+                    i + 1,
+                    pos + 1,
+                    tone_class(ch),
+                    reading,
+                    rhymes.get(i) if pos == len(v) - 1 else None,
+                )
+            )
+    return result
+
+
+def check_tones(lines: list[str], keys: list, rhymes: dict, faults: list[Fault]) -> None:
+    """Append the faults of 粘对, 孤平 and the three-tone tails (a regulated poem's lines)."""
+    for i in range(1, len(lines)):
+        a, b = keys[i - 1], keys[i]
+        if a is None or b is None:
+            continue
+        if i % 2 == 1 and a == b:
+            faults.append(Fault("失对", i + 1, 2, f"line {i + 1} shares line {i}'s key ({a})"))
+        if i % 2 == 0 and a != b:
+            faults.append(
+                Fault("失粘", i + 1, 2, f"line {i + 1} ({b}) does not follow line {i} ({a})")
+            )
+    for i, v in enumerate(lines):
+        n = len(v)
+        tail = v[-5:]  # the last five characters: the 五言 core of a 七言 line
+        ends_ping = i in rhymes or is_only(v[-1], PING)
+        if ends_ping and is_only(tail[3], ZE):
+            level = sum(can_be(ch, PING) for ch in tail[:4])
+            if level <= 1:
+                pos = n - 4  # 1-based place of the tail's first character, the one owed a 平
+                faults.append(
+                    Fault("孤平", i + 1, pos, f"{v}: one 平 besides the rhyme in {tail[:4]}")
+                )
+        last3 = v[-3:]
+        if ends_ping and all(is_only(ch, PING) for ch in last3[:2]) and can_be(v[-1], PING):
+            faults.append(Fault("三平尾", i + 1, n - 2, f"{last3}: the last three all 平"))
+        if not ends_ping and all(is_only(ch, ZE) for ch in last3):
+            faults.append(Fault("三仄尾", i + 1, n - 2, f"{last3}: the last three all 仄"))
+
+
+TONE_MARKS = {PING: "平", ZE: "仄", EITHER: "◎", UNKNOWN: "？"}
+
+
+def format_check(check: PoemCheck) -> str:
+    """A report for people: the form and rhyme, each verse with its tones (◎ either, ？ unknown)
+    and rhyme group, then the faults, or 'no faults'."""
+    head = check.form + ("" if check.regulated else " (not regulated)")
+    if check.rhyme_group:
+        head += f", rhyme {check.rhyme_group}"
+    out = [head]
+    for i, verse in enumerate(check.lines, 1):
+        chars = [c for c in check.chars if c.line == i]
+        tones = "".join(TONE_MARKS[c.tone] for c in chars)
+        rhyme = chars[-1].rhyme
+        out.append(f"{verse}  {tones}" + (f"  {chars[-1].char} {rhyme}" if rhyme else ""))
+    if check.regulated:
+        out += [
+            f"{f.term}: line {f.line} character {f.position}: {f.message}" for f in check.faults
+        ]
+        out += [] if check.faults else ["no faults"]
+    return "\n".join(out)

@@ -1,0 +1,77 @@
+"""A poem depends on its start, its seed and the options only: decoded alone or in a batch of 20
+others it has the same tokens and the same log-probabilities, bit for bit (int8 weights)."""
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from poetry_lm.decoding.generate import SampleOptions, generate
+from poetry_lm.decoding.stepper import INT8_KERNEL, Stepper
+from poetry_lm.model.checkpoint import load_model
+from poetry_lm.prosody.forms import Constraints, parse_form
+from poetry_lm.text.corpus import is_ideograph
+from poetry_lm.text.vocab import SPECIALS
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt"
+pytestmark = pytest.mark.skipif(not INT8_KERNEL, reason="the int8 kernel (fbgemm) is x86-only")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model, table, _ = load_model(MODEL)
+    return model, table, Stepper(model)
+
+
+@torch.inference_mode()
+def test_a_row_of_a_step_is_the_same_alone_and_in_any_batch(shipped, tiny_run):
+    for model, step in [shipped[::2], (m := load_model(tiny_run / "best.pt")[0], Stepper(m))]:
+        V = model.config.vocab_size
+        gen = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, V, (21,), generator=gen)
+        _, state = step(tokens)  # 21 different states
+        for _ in range(3):
+            tokens = torch.randint(0, V, (21,), generator=gen)
+            batch, new_state = step(tokens, state)
+            for row in (0, 10, 20):
+                alone, _ = step(
+                    tokens[row : row + 1],
+                    [tuple(s[row : row + 1] for s in layer) for layer in state],
+                )
+                assert torch.equal(alone[0], batch[row])
+            state = new_state
+
+
+SETTINGS = [
+    (SampleOptions(temperature=0.8, top_p=0.95, max_len=40), Constraints()),
+    (SampleOptions(temperature=0.8, top_p=0.95), Constraints(parse_form("七绝"), rhyme=True)),
+    (SampleOptions(best_of=3), Constraints(parse_form("五绝"), rhyme=True, tones=True)),
+    (SampleOptions(beam=3), Constraints(parse_form("五律"), rhyme=True)),
+]
+
+
+@pytest.mark.parametrize("opts, cons", SETTINGS)
+def test_a_poem_is_the_same_alone_and_beside_20_others(shipped, opts, cons):
+    model, table, step = shipped
+    rng = random.Random(repr(opts))
+    ideographs = [t for t in table.tokens[:800] if t not in SPECIALS and is_ideograph(t)]
+    starts = [rng.choice(ideographs) for _ in range(21)]
+    seeds = [rng.randrange(2**31) for _ in range(21)]
+    batch = generate(model, table, starts, opts, None, cons, step, seeds)
+    assert len({p.text for p in batch}) > 15  # 21 different poems around it
+    for row in (0, 7, 20):
+        (alone,) = generate(model, table, [starts[row]], opts, None, cons, step, [seeds[row]])
+        assert alone.text == batch[row].text
+        assert alone.logprobs == batch[row].logprobs and alone.score == batch[row].score
+
+
+def test_seeds_are_drawn_from_the_generator_one_per_poem(shipped):
+    """So poem 1 of `generate 登 --seed 3` is poem 1 of `generate 登天 --seed 3`."""
+    model, table, step = shipped
+    opts, cons = SampleOptions(beam=4), Constraints(parse_form("五律"), rhyme=True)
+    one = generate(model, table, ["登"], opts, torch.Generator().manual_seed(3), cons, step)
+    two = generate(model, table, ["登", "天"], opts, torch.Generator().manual_seed(3), cons, step)
+    assert one[0] == two[0] and two[1].text.startswith("天")
+    with pytest.raises(ValueError, match="2 seeds for 1 poems"):
+        generate(model, table, ["登"], opts, None, cons, step, [1, 2])

@@ -1,0 +1,114 @@
+"""What decoding writes, over 200 poems per setting, judged by the checker of
+``poetry_lm.lab.decoding_stats``, which reads the rhyme table file itself and imports neither
+``prosody/forms.py`` nor ``prosody/rhyme.py`` (checked below): no 重韵, repetition within 1.5× of
+the train split's rate for the form, no repeated verse, few train verses, beams that differ,
+free poems that close and rhyme."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from poetry_lm.cli.generate import generate_command
+from poetry_lm.lab.decoding_stats import (
+    generated_texts,
+    poem_flags,
+    rates_of,
+    shape_of,
+    train_verse_index,
+)
+from poetry_lm.text.corpus import load_corpus
+
+MODEL = str(Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt")
+
+
+def test_the_checker_imports_no_generation_rule():
+    code = (
+        "import sys, poetry_lm.lab.decoding_stats as s; s.rhyme_table();"
+        "assert not {'poetry_lm.prosody.forms', 'poetry_lm.prosody.rhyme'} & set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_checker_flags_what_it_should():
+    clean = poem_flags("白日依山尽，黄河入海流。欲穷千里目，更上一层楼。")
+    assert (
+        clean["rhymes"]
+        and clean["closed"]
+        and not any(
+            clean[k] for k in ("char3", "same_place", "repeated_verse", "chongyun", "double_mark")
+        )
+    )
+    bad = poem_flags("春风吹春水，春水绿春楼。春风吹春水，春水绿春楼，")
+    assert bad["char3"] and bad["repeated_verse"] and bad["chongyun"] and not bad["closed"]
+    assert poem_flags("山中人不见，山外鸟飞回。")["same_place"]
+    assert poem_flags("明月照高楼，清风满一山。。")["double_mark"]
+    assert not poem_flags("明月照高楼，清风满一山。")["rhymes"]  # 楼 alone: one even verse
+    assert shape_of("白日依山尽，黄河入海流。欲穷千里目，更上一层楼。") == "五绝"
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    splits = load_corpus()
+    train = [p.text for p in splits["train"]]
+    by_shape = {}
+    for text in train:
+        by_shape.setdefault(shape_of(text), []).append(text)
+    return {shape: rates_of(texts) for shape, texts in by_shape.items()}, train_verse_index(train)
+
+
+@pytest.mark.parametrize("setting, form", [("七律", "七律"), ("beam-五绝", "五绝")])
+def test_form_poems_repeat_no_more_than_poets(corpus, setting, form):
+    rates, index = corpus
+    texts = generated_texts(setting, 200, 11, MODEL)
+    got = rates_of(texts, index)
+    assert got.poems == 200 and all(shape_of(t) == form for t in texts)
+    assert got.rates["chongyun"] <= 0.01 and got.rates["repeated_verse"] == 0
+    for name in ("char3", "same_place"):
+        assert got.rates[name] <= 1.5 * rates[form].rates[name], (name, got.rates[name])
+    assert got.copied <= 0.01
+    assert len(set(texts)) == 200
+
+
+def test_free_poems_close_rhyme_and_never_double_a_mark(corpus):
+    texts = generated_texts("free", 200, 12, MODEL)
+    got = rates_of(texts, corpus[1])
+    assert got.rates["closed"] == 1 and got.rates["double_mark"] == 0
+    assert got.rates["rhymes"] >= 0.7 and got.rates["repeated_verse"] == 0
+    assert got.copied <= 0.01
+
+
+def test_beam_n_10_gives_10_poems_and_another_seed_10_others():
+    def beams(seed):
+        out = CliRunner().invoke(
+            generate_command,
+            ["--model", MODEL, "--form", "五律", "--beam", "4", "-n", "10", "--seed", str(seed)],
+        )
+        assert out.exit_code == 0, out.output
+        return out.output.strip().split("\n\n")
+
+    first, second = beams(1), beams(2)
+    assert len(set(first)) == len(set(second)) == 10 and not set(first) & set(second)
+
+
+def test_max_len_ends_at_a_complete_verse_and_says_so():
+    out = CliRunner().invoke(
+        generate_command,
+        ["--model", MODEL, "-n", "5", "--max-len", "20", "--seed", "3", "--format", "json"],
+    )
+    assert out.exit_code == 0, out.output
+    for record in map(json.loads, out.output.splitlines()):
+        assert record["text"][-1] in "。？！" and len(record["text"]) <= 20
+        assert record["truncated"] is True  # no couplet pair fits 20 characters with the end
+    verbose = CliRunner().invoke(
+        generate_command, ["--model", MODEL, "--max-len", "20", "--seed", "3", "-v"]
+    )
+    assert "truncated at --max-len 20" in verbose.output
+    for option in ("--start", "--prime"):
+        long = CliRunner().invoke(
+            generate_command, ["--model", MODEL, option, "春" * 21, "--max-len", "20"]
+        )
+        assert long.exit_code == 2 and "longer than --max-len" in long.output
