@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from poetry_lm.text.corpus import DEFAULT_CORPUS, clean_text, split_of, to_simplified  # noqa: E402
+from poetry_lm.text.corpus import DEFAULT_CORPUS, clean_text, load_corpus, to_simplified  # noqa: E402
 
 
 @click.command()
@@ -43,7 +43,6 @@ def main(upstream: Path, out: Path) -> None:
                 continue
             seen.add(text)
             counts["kept"] += 1
-            counts[f"kept in {split_of(poem['id'])}"] += 1
             records.append(
                 {
                     "id": poem["id"],
@@ -61,6 +60,8 @@ def main(upstream: Path, out: Path) -> None:
     for key, value in counts.items():
         click.echo(f"{key:55s} {value:6d}")
     click.echo(f"characters kept: {sum(len(r['text']) for r in records)}")
+    for split, poems in load_corpus(out).items():  # near-duplicate groups decide the split
+        click.echo(f"{'kept in ' + split:55s} {len(poems):6d}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import MISSING, Field, fields
 import click
 
 from poetry_lm.model.checkpoint import CheckpointError
-from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import CorpusError
 
@@ -97,3 +97,15 @@ def settings_or_usage_error(cls, **values):
         flags = {name: max(p.opts, key=len) for name, p in params.items()}
         culprit = params.get(err.fields[0]) if err.fields else None
         raise click.BadParameter(err.worded(flags), ctx, param=culprit) from None
+
+
+corpus_option = click.option(
+    "--corpus",
+    type=click.Path(dir_okay=False),
+    default=str(DEFAULT_CORPUS),
+    show_default="corpus/tang.jsonl.xz",
+)
+
+split_option = click.option(
+    "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
+)

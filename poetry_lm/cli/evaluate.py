@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, set_threads, threads_option
-from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
+from poetry_lm.cli.common import (
+    corpus_option,
+    run_or_exit,
+    set_threads,
+    split_option,
+    threads_option,
+)
+from poetry_lm.paths import SHIPPED_MODEL
 
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(dir_okay=False), default=str(SHIPPED_MODEL))
-@click.option(
-    "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
-)
+@split_option
 @click.option(
     "--file",
     "poem_file",
@@ -20,33 +24,43 @@ from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
     default=None,
     help="Score this UTF-8 file of poems (one per line) instead of a corpus split.",
 )
-@click.option(
-    "--corpus",
-    type=click.Path(dir_okay=False),
-    default=str(DEFAULT_CORPUS),
-    show_default="corpus/tang.jsonl.xz",
-)
+@corpus_option
 @click.option(
     "--as-generated",
     is_flag=True,
     help="Read the poems one token at a time with generation's int8 weights, not whole with "
     "the model's own.",
 )
+@click.option(
+    "--titles",
+    is_flag=True,
+    help="Read each poem of the split after its title (context, never scored).",
+)
 @threads_option
-def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, threads):
+def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, titles, threads):
     """Print the perplexity of CHECKPOINT on a corpus split or on a file of poems."""
     set_threads(threads)
+    if titles and (poem_file or as_generated):
+        raise click.UsageError(
+            "--titles reads a corpus split's titles: not with --file or --as-generated"
+        )
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.text.corpus import load_corpus, read_poem_file
+    from poetry_lm.text.corpus import clean_title, load_corpus, read_poem_file
 
     model, table, _ = run_or_exit(load_model, checkpoint)
     if poem_file:
         poems, source = run_or_exit(read_poem_file, poem_file), poem_file
     else:
-        poems, source = [p.text for p in run_or_exit(load_corpus, corpus)[split]], f"{split} split"
-    report = perplexity(model, table, poems, step=Stepper(model) if as_generated else None)
+        chosen = run_or_exit(load_corpus, corpus)[split]
+        poems, source = [p.text for p in chosen], f"{split} split"
+    names = [clean_title(p.title) for p in chosen] if titles else None
+    if titles:
+        source += ", given the titles"
+    report = run_or_exit(
+        perplexity, model, table, poems, step=Stepper(model) if as_generated else None, titles=names
+    )
     click.echo(
         f"{source}: perplexity {report.perplexity:.2f} over {report.tokens} tokens "
         f"in {report.poems} poems (<unk> rate {100 * report.unk_rate:.2f}%)"

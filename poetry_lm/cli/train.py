@@ -19,7 +19,7 @@ from poetry_lm.cli.common import (
     settings_or_usage_error,
     threads_option,
 )
-from poetry_lm.model.lm import ACTIVATIONS, CELLS, SOFTMAXES, ModelConfig
+from poetry_lm.model.lm import ACTIVATIONS, CELLS, DIRECTIONS, SOFTMAXES, ModelConfig
 from poetry_lm.train.trainer import (
     BATCHINGS,
     DEVICES,
@@ -67,6 +67,12 @@ POSITIVE = click.FloatRange(0, min_open=True)
 @option_from(TrainConfig, "max_minutes", type=POSITIVE)
 @option_from(TrainConfig, "save_every_minutes", type=POSITIVE)
 @option_from(TrainConfig, "limit_poems", type=click.IntRange(1))
+@option_from(ModelConfig, "couplet_input")
+@option_from(TrainConfig, "title_share", type=click.FloatRange(0, 1))
+@option_from(ModelConfig, "direction", type=click.Choice(DIRECTIONS))
+@option_from(ModelConfig, "forget_bias", type=float)
+@option_from(ModelConfig, "weight_drop", type=click.FloatRange(0, 1, max_open=True))
+@option_from(ModelConfig, "locked_dropout")
 @option_from(TrainConfig, "seed", type=int)
 @option_from(TrainConfig, "device", type=click.Choice(DEVICES))
 @option_from(TrainConfig, "bf16")

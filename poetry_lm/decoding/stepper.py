@@ -96,6 +96,11 @@ class Stepper:
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
+        # models of issue 15 this stepper does not read yet: a clear error, not a shape mismatch
+        if model.config.couplet_input:
+            raise ValueError("generation does not read a couplet-input model yet")
+        if model.config.direction == "backward":
+            raise ValueError("a backward model scores poems read right to left; it does not write")
         self.model = model
         # a list: slicing a ModuleList builds a module
         self.layers = list(model.rnn.layers)

@@ -17,6 +17,7 @@ import torch
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.text.batching import poem_batches
+from poetry_lm.text.corpus import orient
 from poetry_lm.text.vocab import CharTable
 
 
@@ -51,12 +52,23 @@ def perplexity(
     poems: list[str],
     max_tokens: int = 16384,
     step: Stepper | None = None,
+    titles: list[str] | None = None,
 ) -> PerplexityReport:
     """Perplexity of ``poems`` under ``model``; with ``step`` (a Stepper of the model), as
-    generation reads it."""
+    generation reads it. With ``titles`` (one per poem, "" for none) each poem is read after its
+    title, which is context and never scored, so the definition is unchanged.
+
+    Raises ValueError for titles with a model that reads none, or with ``step``.
+    """
+    if titles is not None and step is not None:
+        raise ValueError("titles are scored by the model's sequence path only, not --as-generated")
     was_training = model.training
     model.eval()
-    encoded = [table.encode_poem(p) for p in poems]
+    titles = titles or [""] * len(poems)
+    direction = model.config.direction  # a backward model reads each poem right to left
+    encoded = [
+        table.encode_poem(orient(p, direction), t) for p, t in zip(poems, titles, strict=True)
+    ]
     nll, tokens = 0.0, 0
     device = model.embedding.weight.device
     for batch in poem_batches(encoded, table.pad, max_tokens):
@@ -67,5 +79,5 @@ def perplexity(
         nll += float(batch_nll)
         tokens += batch_tokens
     model.train(was_training)
-    unk = sum(ids[1:].count(table.unk) for ids in encoded)
+    unk = sum(ids[1:].count(table.unk) for ids in encoded)  # context tokens are >= V, never unk
     return PerplexityReport(math.exp(nll / max(tokens, 1)), nll, tokens, unk, len(poems))

@@ -22,6 +22,7 @@ from poetry_lm.settings import SettingError, setting
 State = list[tuple[torch.Tensor, ...]]
 CELLS = ("lstm", "gru", "rnn")
 SOFTMAXES = ("full", "adaptive")
+DIRECTIONS = ("forward", "backward")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
@@ -51,6 +52,29 @@ class ModelConfig:
     tie_weights: bool = setting(False, "Share embedding and output weights (full softmax).")
     cell: str = setting("lstm", "The recurrent cell.")
     activation: str = setting("tanh", "Nonlinearity of the plain RNN cell (cell rnn).")
+    # Couplet input: the first layer also reads the embedding of the previous verse's character
+    # at the position about to be written (see CoupletTracker). The trainer fills in the
+    # vocabulary's verse marks (，。？！；：、) and reset tokens (<pad>, <bos>, <eos>, <sep>).
+    couplet_input: bool = setting(
+        False, "Also feed the first layer the previous verse's character at the same position."
+    )
+    verse_marks: list[int] = setting([], "Indices of the marks that end a verse (couplet input).")
+    verse_resets: list[int] = setting(
+        [], "Indices of the tokens that start afresh (couplet input)."
+    )
+    direction: str = setting(
+        "forward", "forward, or backward: poems read right to left (a reader for reranking)."
+    )
+    # Regularisation and initialisation after AWD-LSTM (Merity et al. 2017), LSTM only
+    forget_bias: float = setting(
+        0.0, "Added to the LSTM forget gate's bias at initialisation (AWD-LSTM uses 1)."
+    )
+    weight_drop: float = setting(
+        0.0, "DropConnect probability on the LSTM's recurrent weights in training."
+    )
+    locked_dropout: bool = setting(
+        False, "One dropout mask per sequence for the embeddings and outputs, not one per step."
+    )
 
     def __post_init__(self):
         if self.softmax not in SOFTMAXES:
@@ -65,6 +89,14 @@ class ModelConfig:
             )
         if not 0 <= self.dropout < 1:
             raise SettingError(f"{{dropout}} must be in [0, 1), not {self.dropout}")
+        if self.direction not in DIRECTIONS:
+            raise SettingError(
+                f"{{direction}} must be 'forward' or 'backward', not {self.direction!r}"
+            )
+        if (self.forget_bias or self.weight_drop) and self.cell != "lstm":
+            raise SettingError("{forget_bias} and {weight_drop} need {cell} lstm")
+        if not 0 <= self.weight_drop < 1:
+            raise SettingError(f"{{weight_drop}} must be in [0, 1), not {self.weight_drop}")
 
 
 class RecurrentLayer(nn.Module):
@@ -77,6 +109,7 @@ class RecurrentLayer(nn.Module):
 
     gates = 1
     state_size = 1  # tensors in the state: 2 for an LSTM's (h, c)
+    weight_drop = 0.0  # DropConnect probability on weight_hh in training (LSTMLayer only)
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -189,9 +222,12 @@ class LSTMLayer(RecurrentLayer):
     def forward(self, x, state, keep=None):
         """As ``RecurrentLayer.forward``, but the input GEMM and the recurrence are one autograd
         node with the hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster)."""
-        out, h, c = lstm_sequence(
-            x, *state, self.weight_ih, self.input_bias(), self.weight_hh, keep
-        )
+        # weight drop: one mask on W_hh for the whole sequence, so every step sees the same
+        # recurrent weights (dropping h itself at each step would disturb the memory)
+        weight_hh = self.weight_hh
+        if self.weight_drop and self.training:
+            weight_hh = F.dropout(weight_hh, self.weight_drop)
+        out, h, c = lstm_sequence(x, *state, self.weight_ih, self.input_bias(), weight_hh, keep)
         return out, (h, c)
 
     def cell(self, xw_t, hw_t, state):
@@ -251,6 +287,71 @@ class StackedRNN(nn.Module):
         return x, final
 
 
+CHAR, MARK, RESET = 0, 1, 2  # token kinds for CoupletTracker
+
+
+class CoupletTracker:
+    """Which character of the previous verse answers the next one, known causally.
+
+    In regulated verse character k of an even line answers character k of the odd line before
+    it (对仗). ``step(x_t)`` reads token x_t (B,) and returns, for the token x_{t+1} about to be
+    written, the index of the character at the same position of the previous verse, or -1 where
+    there is none (first verse, a verse longer than the previous one, a title). A verse is the
+    text between two marks; the reset tokens (``<bos>``, ``<eos>``, ``<sep>``, padding) and context
+    tokens (>= V, a title) start afresh.
+
+    The same object serves training (``sequence`` over a (T, B) batch) and generation (one
+    ``step`` per written token; ``select`` follows beam reordering). A batch that starts inside a
+    poem (a stream chunk, a window) has no previous verse until its first mark.
+    """
+
+    def __init__(self, kinds: torch.Tensor, batch: int):
+        self.kinds = kinds  # (V,) CHAR, MARK or RESET per vocabulary index
+        device = kinds.device
+        self.history = torch.empty(0, batch, dtype=torch.long, device=device)  # (t, B)
+        self.verse_start = torch.full((batch,), -1, dtype=torch.long, device=device)  # -1: unknown
+        self.prev_start = torch.zeros(batch, dtype=torch.long, device=device)
+        self.prev_len = torch.zeros(batch, dtype=torch.long, device=device)
+
+    @staticmethod
+    def token_kinds(config: ModelConfig) -> torch.Tensor:
+        kinds = torch.full((config.vocab_size,), CHAR, dtype=torch.long)
+        kinds[list(config.verse_marks)] = MARK
+        kinds[list(config.verse_resets)] = RESET
+        return kinds
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,) the token just read → counterpart of the next token (B,), -1 for none."""
+        t = len(self.history)
+        self.history = torch.cat([self.history, x[None]])
+        V = len(self.kinds)
+        kind = torch.where(x >= V, RESET, self.kinds[x % V])  # context tokens reset
+        mark, reset = kind == MARK, kind == RESET
+        known = self.verse_start >= 0
+        # a mark closes the current verse: it becomes the previous one (length 0 if its start
+        # lies before this batch); a reset forgets it
+        self.prev_start = torch.where(mark, self.verse_start, self.prev_start)
+        closed = torch.where(known, t - self.verse_start, 0)
+        self.prev_len = torch.where(mark, closed, torch.where(reset, 0, self.prev_len))
+        self.verse_start = torch.where(mark | reset, t + 1, self.verse_start)
+        k = t + 1 - self.verse_start  # position of the next token in its verse
+        has = self.verse_start.ge(0) & (k < self.prev_len)
+        where = (self.prev_start + k).clamp(0, t)  # a step of the history, read where ``has``
+        counterpart = self.history.gather(0, where[None]).squeeze(0)
+        return torch.where(has, counterpart % V, -1)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep rows ``rows`` (B',) of every field, as a beam search reorders its hypotheses."""
+        self.history = self.history[:, rows]
+        self.verse_start, self.prev_start, self.prev_len = (
+            f[rows] for f in (self.verse_start, self.prev_start, self.prev_len)
+        )
+
+    def sequence(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (T, B) → counterparts (T, B): row t answers the token that follows tokens[t]."""
+        return torch.stack([self.step(x) for x in tokens])
+
+
 class PoetryLM(nn.Module):
     """Character language model: embedding → recurrent layers → (dropout) → softmax over the
     vocabulary."""
@@ -261,9 +362,23 @@ class PoetryLM(nn.Module):
         E, H, V = config.embed_dim, config.hidden_dim, config.vocab_size
         self.embedding = nn.Embedding(V, E)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if config.couplet_input:
+            # filled in from the vocabulary by the trainer, like the adaptive cutoffs
+            if not (config.verse_marks and config.verse_resets):
+                raise SettingError("{couplet_input} needs {verse_marks} and {verse_resets}")
+            # what the second input reads where the previous verse has no counterpart
+            self.no_counterpart = nn.Parameter(torch.empty(E).uniform_(-0.1, 0.1))
+            self.register_buffer(
+                "token_kinds", CoupletTracker.token_kinds(config), persistent=False
+            )
+        input_size = 2 * E if config.couplet_input else E  # the two embeddings side by side
         self.rnn = StackedRNN(
-            config.cell, E, H, config.num_layers, config.dropout, config.activation
+            config.cell, input_size, H, config.num_layers, config.dropout, config.activation
         )
+        for layer in self.rnn.layers:
+            layer.weight_drop = config.weight_drop
+            with torch.no_grad():  # gates i, f, g, o: the forget gate's block is the second
+                layer.bias_ih[H : 2 * H] += config.forget_bias
         self.dropout = nn.Dropout(config.dropout)
         if config.softmax == "adaptive":
             if not config.cutoffs:
@@ -279,10 +394,35 @@ class PoetryLM(nn.Module):
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
-        """tokens (T, B) → hidden features (T, B, H) for the output layer, and the state."""
-        x = self.dropout(self.embedding(tokens))  # (T, B, E)
-        hidden, state = self.rnn(x, state, keep)
-        return self.dropout(hidden), state
+        """tokens (T, B) → hidden features (T, B, H) for the output layer, and the state.
+
+        A context token (index + V, a title's) reads as its character (see ``text/vocab.py``).
+        With couplet input, the counterparts come from a fresh ``CoupletTracker`` over ``tokens``.
+        """
+        x = self.embedding(tokens % self.config.vocab_size)  # (T, B, E)
+        if self.config.couplet_input:
+            counterparts = self.tracker(tokens.shape[1]).sequence(tokens)  # (T, B)
+            x = torch.cat([x, self.counterpart_embedding(counterparts)], dim=-1)  # (T, B, 2E)
+        hidden, state = self.rnn(self.drop(x), state, keep)
+        return self.drop(hidden), state
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout of x (T, B, F): per element, or with ``locked_dropout`` one mask per sequence
+        (B, F) for every step, as AWD-LSTM's variational dropout."""
+        if not (self.config.locked_dropout and self.training and self.config.dropout):
+            return self.dropout(x)
+        keep = 1 - self.config.dropout
+        mask = x.new_empty(1, *x.shape[1:]).bernoulli_(keep) / keep  # (1, B, F)
+        return x * mask
+
+    def tracker(self, batch: int) -> CoupletTracker:
+        """A fresh tracker of the previous verse for ``batch`` rows (couplet input only)."""
+        return CoupletTracker(self.token_kinds, batch)
+
+    def counterpart_embedding(self, counterparts: torch.Tensor) -> torch.Tensor:
+        """counterparts (...,) from a CoupletTracker, -1 for none → the second input (..., E)."""
+        found = self.embedding(counterparts.clamp(min=0))
+        return torch.where(counterparts[..., None] >= 0, found, self.no_counterpart)
 
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (N, H) → exact log-probabilities over the whole vocabulary (N, V)."""
@@ -305,11 +445,12 @@ class PoetryLM(nn.Module):
     ) -> tuple[torch.Tensor, int, State]:
         """tokens (T, B), padding anywhere → (summed NLL of every non-pad token after the
         first position, number of such tokens, state after the last input). Padding is never
-        scored and never feeds the state; ``state`` continues a stream from its previous chunk."""
+        scored and never feeds the state; ``state`` continues a stream from its previous chunk.
+        Context tokens (index + V: a title and its ``<sep>``) are read but never scored."""
         keep = (tokens != pad).unsqueeze(-1).to(self.embedding.weight.dtype)  # (T, B, 1)
         hidden, state = self(tokens[:-1], state, keep=keep[:-1])
         targets = tokens[1:]
-        # (T-1, B): a real token after a real token
-        scored = (targets != pad) & (tokens[:-1] != pad)
+        # (T-1, B): a real poem token after a real token
+        scored = (targets != pad) & (tokens[:-1] != pad) & (targets < self.config.vocab_size)
         nll = self.target_nll(hidden[scored], targets[scored])
         return nll.sum(), int(scored.sum()), state

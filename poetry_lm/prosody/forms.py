@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
-from poetry_lm.text.vocab import SPECIALS, CharTable
+from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
 
 VERSE_ENDS = "，。？！；"  # a verse (句) ends at one of these
 CLOSING = "。？！"  # … and a couplet, or the poem, at one of these
@@ -137,8 +137,11 @@ class TokenMasks:
 def token_masks(table: CharTable) -> TokenMasks:
     """Classify a vocabulary once (a Python pass over V tokens), not at every generate call."""
 
-    def having(test) -> torch.Tensor:  # (V,) tokens that pass test
-        return torch.tensor([tok not in SPECIALS and test(tok) for tok in table.tokens])
+    # (V,) tokens that pass test; specials and 囗 (a lost character, which older
+    # vocabularies list) are never written
+    def having(test) -> torch.Tensor:
+        never = {*SPECIALS, LOST_CHAR}
+        return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
     group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()

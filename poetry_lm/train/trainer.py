@@ -26,7 +26,8 @@ from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import DEFAULT_CORPUS
 from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
-from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.corpus import clean_title, load_corpus, orient
+from poetry_lm.text.duplicates import PUNCTUATION
 from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
 from poetry_lm.train import distributed
 
@@ -90,6 +91,10 @@ class TrainConfig:
     bf16: bool = setting(False, "bfloat16 autocast on CUDA.")
     # ModelConfig fields other than vocab_size; those left out take ModelConfig's defaults
     model: dict = field(default_factory=dict)
+    # drawn afresh each epoch; the others are read without one, so one model writes either way
+    title_share: float = setting(
+        0.0, "Share of train poems read after their title (context, never scored)."
+    )
 
     def __post_init__(self):
         choices = (
@@ -103,6 +108,8 @@ class TrainConfig:
                 raise SettingError(f"{{{name}}} must be one of {', '.join(allowed)}, not {value!r}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
+        if not 0 <= self.title_share <= 1:
+            raise SettingError(f"{{title_share}} must be in [0, 1], not {self.title_share}")
         if self.seq_step > self.seq_len:
             raise SettingError("{seq_step} cannot exceed {seq_len}")
         if self.bf16 and self.device != "cuda":
@@ -172,7 +179,7 @@ class Trainer:
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
         ckpt = read_checkpoint(self.last_path) if resume else None
         self.cfg = self.settings(cfg, ckpt, limits)
-        self.texts = self.load_texts()
+        self.texts, self.titles = self.load_texts()
         self.vocab, model_cfg = self.vocabulary(ckpt)
         self.table = CharTable(self.vocab)
         self.model, self.loss, self.optimizer = self.build_model(model_cfg)
@@ -196,12 +203,14 @@ class Trainer:
         device = self.ctx.device.type
         return replace(cfg, device=device, bf16=cfg.bf16 and device == "cuda")
 
-    def load_texts(self) -> dict[str, list[str]]:
-        """The corpus's poem texts by split (the first ``limit_poems`` of each, if set)."""
+    def load_texts(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """The corpus's poem texts and cleaned titles by split (the first ``limit_poems`` of
+        each, if set)."""
         splits = load_corpus(self.cfg.corpus)
         if self.cfg.limit_poems:
             splits = {k: v[: self.cfg.limit_poems] for k, v in splits.items()}
-        return {k: [p.text for p in v] for k, v in splits.items()}
+        texts = {k: [p.text for p in v] for k, v in splits.items()}
+        return texts, {k: [clean_title(p.title) for p in v] for k, v in splits.items()}
 
     def vocabulary(self, ckpt: dict | None) -> tuple[list[str], ModelConfig]:
         """The vocabulary and the model's configuration: the checkpoint's when resuming, else
@@ -214,6 +223,10 @@ class Trainer:
         if model_cfg.softmax == "adaptive" and not model_cfg.cutoffs:
             counts = [fnlp_vocab.word_count.get(tok, 0) for tok in vocab]
             model_cfg.cutoffs = adaptive_cutoffs(counts)
+        if model_cfg.couplet_input:  # the tracker's token kinds, kept in the config
+            table = CharTable(vocab)
+            model_cfg.verse_marks = [table.index[m] for m in PUNCTUATION if m in table.index]
+            model_cfg.verse_resets = [table.pad, table.bos, table.eos, table.sep]
         return vocab, model_cfg
 
     def build_model(self, model_cfg: ModelConfig):
@@ -252,10 +265,17 @@ class Trainer:
             torch.manual_seed(seed)
         return progress, history
 
-    def prepare_batches(self) -> tuple[list[list[int]], np.ndarray | None]:
-        """The encoded train poems and, for ``batching="windows"``, their windows."""
+    def prepare_batches(self, epoch: int = 0) -> tuple[list[list[int]], np.ndarray | None]:
+        """The encoded train poems and, for ``batching="windows"``, their windows. With a
+        ``title_share``, which poems carry their title is drawn for ``epoch``; a backward
+        model reads every poem right to left (its title, context, still first)."""
         cfg = self.cfg
-        encoded = [self.table.encode_poem(t) for t in self.texts["train"]]
+        texts = [orient(t, self.model.config.direction) for t in self.texts["train"]]
+        titled = np.random.default_rng([cfg.seed, epoch, 1]).random(len(texts)) < cfg.title_share
+        encoded = [
+            self.table.encode_poem(text, title if keep else "")
+            for text, title, keep in zip(texts, self.titles["train"], titled)
+        ]
         if cfg.batching == "streams":
             return encoded, None
         return encoded, make_windows(encoded, cfg.seq_len, cfg.seq_step, self.table.pad)
@@ -263,6 +283,8 @@ class Trainer:
     def epoch_batches(self, epoch: int, start: int = 0):
         """This epoch's shuffled (T, B) batches from step ``start`` on, and its number of steps."""
         cfg = self.cfg
+        if cfg.title_share:  # this epoch's draw of titled poems
+            self.encoded, self.windows = self.prepare_batches(epoch)
         rng = np.random.default_rng([cfg.seed, epoch])
         if cfg.batching == "streams":
             streams = make_streams(self.encoded, cfg.batch_size, self.table.pad, rng)
@@ -404,7 +426,7 @@ class Trainer:
     def end_epoch(self, train_loss: float, partial: bool = False) -> None:
         """Validate, record the epoch (or the part of one) in the history, save and log."""
         p = self.progress
-        report = perplexity(self.model, self.table, self.texts["valid"])
+        report = perplexity(self.model, self.table, self.texts["valid"])  # without titles
         p["epoch"] += 0 if partial else 1
         record = {
             "epoch": p["epoch"] + (p["step_in_epoch"] / self.steps_per_epoch if partial else 0),

@@ -16,9 +16,9 @@ from poetry_lm.paths import SHIPPED_MODEL
 from poetry_lm.settings import SettingError
 from poetry_lm.train.trainer import TrainConfig
 
-# fields no option sets: the vocabulary's size and the adaptive cutoffs come from the corpus,
-# and the model's settings reach TrainConfig as one dict
-NOT_OPTIONS = {"vocab_size", "cutoffs", "model"}
+# fields no option sets: the vocabulary's size, the adaptive cutoffs and the couplet input's
+# token kinds come from the corpus, and the model's settings reach TrainConfig as one dict
+NOT_OPTIONS = {"vocab_size", "cutoffs", "verse_marks", "verse_resets", "model"}
 COMMANDS = (
     (train_command, (TrainConfig, ModelConfig)),
     (generate_command, (SampleOptions,)),

@@ -336,3 +336,12 @@ def test_score_reports_surprisal_perplexity_and_the_most_surprising(tiny_run, ti
     )
     assert record["most_surprising"][0][1] == max(nats for _, nats in record["per_token"])
     assert invoke(score_command, "--model", tiny_run / "best.pt").exit_code == 2
+
+
+def test_the_lost_character_is_never_written():
+    """囗 marks a lost character; older vocabularies (the shipped one) list it as a token."""
+    table = CharTable([*SPECIALS, "囗", "月", "，", "。"])
+    masks = token_masks(table)
+    lost = table.tokens.index("囗")
+    assert not masks.ordinary[lost] and not masks.ideographs[lost]
+    assert masks.ordinary[table.tokens.index("月")]

@@ -9,10 +9,12 @@ from poetry_lm.text.corpus import (
     clean_text,
     is_ideograph,
     load_corpus,
+    normalise_marks,
     read_poem_file,
     split_of,
     strip_annotations,
 )
+from poetry_lm.text.vocab import LOST_CHAR
 
 
 def test_notes_markers_and_corrections_are_removed():
@@ -57,8 +59,20 @@ def test_shipped_corpus_counts_and_split_sizes():
     splits = load_corpus()
     sizes = {k: len(v) for k, v in splits.items()}
     assert sum(sizes.values()) == 55376
-    assert sizes == {"train": 44030, "valid": 5627, "test": 5719}
-    assert all(split_of(p.id) == name for name, poems in splits.items() for p in poems[:500])
+    assert sizes == {"train": 44035, "valid": 5613, "test": 5728}
+    # each poem goes where its group's smallest id goes
+    assert all(split_of(p.group) == name for name, poems in splits.items() for p in poems)
+    assert all(p.group <= p.id for poems in splits.values() for p in poems)
+    texts = [p.text for poems in splits.values() for p in poems]
+    assert not any("。。" in t or "？。" in t for t in texts)
+    assert sum(LOST_CHAR in t for t in texts) == 28  # kept, read as <unk>
+
+
+def test_doubled_marks_collapse_to_the_strongest():
+    assert normalise_marks("床前明月光，疑是地上霜。。") == "床前明月光，疑是地上霜。"
+    assert normalise_marks("何处是归乎？。江上，。") == "何处是归乎？江上。"
+    assert normalise_marks("白日，依山；尽。") == "白日，依山；尽。"
+    assert clean_text("床前明月光，疑是地上霜。。") == "床前明月光，疑是地上霜。"
 
 
 def test_corrupt_corpus_files_are_clear_errors(tmp_path):

@@ -128,3 +128,32 @@ def test_stream_chunks_with_carried_state_score_every_token_once():
         len(list(stream_chunks(streams, seq_len=5, start=2)))
         == len(list(stream_chunks(streams, seq_len=5))) - 2
     )
+
+
+def test_titles_are_context_tokens_and_old_vocabularies_read_none():
+    tokens = vocabulary_to_list(build_vocabulary(POEMS))
+    table = CharTable(tokens)
+    V = len(table)
+    ids = table.encode_poem("床前明月光。", title="静夜吟")
+    assert ids[0] == table.bos and ids[-1] == table.eos
+    assert ids[1:5] == [
+        table.unk + V,
+        table.unk + V,
+        table.unk + V,
+        table.sep + V,
+    ]  # 静夜思 unknown
+    assert ids[5:-1] == table.encode("床前明月光。")
+    assert table.encode_poem("床前明月光。", title="") == table.encode_poem("床前明月光。")
+    old = CharTable([t for t in tokens if t != "<sep>"])  # a vocabulary from before titles
+    assert old.sep is None
+    with pytest.raises(ValueError, match="without titles"):
+        old.encode_poem("床前明月光。", title="静夜吟")
+
+
+def test_the_separator_is_never_written():
+    from poetry_lm.prosody.forms import token_masks
+
+    table = CharTable(vocabulary_to_list(build_vocabulary(POEMS)))
+    masks = token_masks(table)
+    assert not masks.ordinary[table.sep] and not masks.ideographs[table.sep]
+    assert masks.ordinary[table.index["月"]]

@@ -1,0 +1,70 @@
+"""The 对仗 measure: shape detection, pair statistics, tones, and the command."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from poetry_lm.cli import main as cli
+from poetry_lm.evaluation.duizhang import (
+    PairTable,
+    couplets,
+    lushi_lines,
+    measure,
+    tones_opposed,
+)
+
+# 杜甫《春望》: its middle couplets are textbook 对仗
+CHUNWANG = (
+    "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。"
+    + "烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。"
+)
+
+
+def test_lushi_shape():
+    assert lushi_lines(CHUNWANG)[2:4] == ["感时花溅泪", "恨别鸟惊心"]
+    assert lushi_lines(CHUNWANG.replace("深。", "深，")) is None  # marks out of place
+    assert lushi_lines(CHUNWANG[:24]) is None  # a 绝句
+    assert lushi_lines(CHUNWANG.replace("城春草木深", "城春草木深深")) is None  # uneven lines
+
+
+def test_couplets_take_equal_length_verse_pairs_of_any_poem():
+    assert list(couplets("白日依山尽，黄河入海流。欲穷千里，更上一层楼。")) == [
+        ("白日依山尽", "黄河入海流")
+    ]
+
+
+def test_pair_statistics_against_chance():
+    train = ["花溅泪，鸟惊心。", "花开早，鸟来迟。", "山青青，水长长。", "花落地，鸟归巢。"] * 2
+    train += ["云一二，月三四。"]
+    train = [t.replace("，", "一二，").replace("。", "三四。") for t in train]  # 5 characters
+    table = PairTable(train)
+    assert table.pairs["花", "鸟"] == 6 and table.chars["花"] == 6 and table.total == 45
+    # observed 6 against 6 * 6 / (2 * 45) = 0.4 expected
+    assert table.ratio("花", "鸟") == pytest.approx(6 / 0.4)
+    assert table.opposite("花", "鸟") and table.opposite("鸟", "花")
+    assert not table.opposite("花", "山")  # never seen opposite
+    assert not table.opposite("云", "月")  # seen once: too rare to count
+    assert not table.opposite("一", "一")  # the same character is no 对仗
+
+
+def test_measure_counts_only_middle_couplets_and_tones():
+    table = PairTable([CHUNWANG] * 3)
+    report = measure(table, [CHUNWANG, "床前明月光，疑是地上霜。"])
+    assert (report.poems, report.couplets) == (1, 2)
+    assert report.pair_share == 1.0  # every aligned pair was seen opposite three times
+    # 时/别, 溅/惊, 火/书, 三/万: 平仄 in the 平水韵 table (别 and 溅 entering or oblique)
+    assert tones_opposed("时", "别") and not tones_opposed("时", "心")
+    assert 0.5 <= report.tone_share <= 1.0
+
+
+def test_command_on_split_and_generated_json(tmp_path):
+    poems = tmp_path / "gen.jsonl"
+    poems.write_text(json.dumps({"text": CHUNWANG, "lines": []}, ensure_ascii=False) + "\n")
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(poems)])
+    assert result.exit_code == 0, result.output
+    assert "1 poems with the 律诗 shape, 2 middle couplets" in result.output
+    short = tmp_path / "short.txt"
+    short.write_text("床前明月光，疑是地上霜。\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(short)])
+    assert result.exit_code == 1 and "no poem with the 律诗 shape" in result.output

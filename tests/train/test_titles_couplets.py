@@ -1,0 +1,87 @@
+"""Training with titles, with the couplet input, and right to left; evaluating such models."""
+
+import math
+
+import torch
+from click.testing import CliRunner
+
+from poetry_lm.cli import main as cli
+from poetry_lm.evaluation.perplexity import perplexity
+from poetry_lm.model.checkpoint import load_model
+from poetry_lm.train.trainer import TrainConfig, Trainer
+
+TINY = dict(
+    limit_poems=120,
+    batch_size=32,
+    seq_len=33,
+    seq_step=16,
+    lr=0.01,
+    max_epochs=1,
+    batching="streams",
+)
+
+
+def train(out, model=None, **overrides):
+    cfg = TrainConfig(
+        out_dir=str(out),
+        **{**TINY, **overrides},
+        model=dict(embed_dim=16, hidden_dim=32, softmax="full", **(model or {})),
+    )
+    trainer = Trainer(cfg, log=lambda msg: None)
+    trainer.fit()
+    return trainer
+
+
+def test_a_share_of_poems_is_read_after_its_title_drawn_each_epoch(tmp_path):
+    trainer = train(tmp_path, title_share=0.5)
+    sep = trainer.table.sep + len(trainer.table)
+
+    def titled(epoch):
+        trainer.epoch_batches(epoch)
+        return [sep in ids for ids in trainer.encoded]
+
+    first, second = titled(0), titled(1)
+    assert 0.3 < sum(first) / len(first) < 0.7 and first != second
+    # scored tokens are the same with or without titles: the poems' own
+    model, table, _ = load_model(tmp_path / "best.pt")
+    poems, titles = trainer.texts["valid"][:20], trainer.titles["valid"][:20]
+    plain = perplexity(model, table, poems)
+    given = perplexity(model, table, poems, titles=titles)
+    assert plain.tokens == given.tokens and plain.nll != given.nll
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "best.pt"), "--titles"])
+    assert result.exit_code == 0 and "given the titles" in result.output, result.output
+
+
+def test_a_model_from_before_titles_refuses_them_clearly(tmp_path):
+    # the shipped model's vocabulary has no <sep>
+    result = CliRunner().invoke(cli, ["evaluate", "--titles", "--split", "valid"])
+    assert result.exit_code == 1 and "trained without titles" in result.output, result.output
+    poems = tmp_path / "p.txt"
+    poems.write_text("床前明月光，疑是地上霜。\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["evaluate", "--titles", "--file", str(poems)])
+    assert result.exit_code == 2 and "--titles" in result.output
+
+
+def test_couplet_input_trains_and_is_kept_in_the_checkpoint(tmp_path):
+    trainer = train(tmp_path, model=dict(couplet_input=True))
+    model, table, payload = load_model(tmp_path / "best.pt")
+    assert payload["config"]["couplet_input"] and model.rnn.layers[0].weight_ih.shape[1] == 32
+    marks = {table.tokens[i] for i in payload["config"]["verse_marks"]}
+    assert {"，", "。"} <= marks
+    report = perplexity(model, table, trainer.texts["valid"][:20])
+    assert math.isfinite(report.perplexity) and report.perplexity < len(table)
+
+
+def test_a_backward_model_reads_poems_right_to_left(tmp_path):
+    trainer = train(tmp_path, model=dict(direction="backward"))
+    assert all(
+        ids[1] == trainer.table.index.get(trainer.texts["train"][i][-1], trainer.table.unk)
+        for i, ids in enumerate(trainer.encoded[:10])
+    )
+    model, table, _ = load_model(tmp_path / "best.pt")
+    poem = trainer.texts["valid"][0]
+    ids = torch.tensor(table.encode_poem(poem[::-1]))[:, None]
+    with torch.no_grad():
+        nll, n, _ = model.sequence_nll(ids, table.pad)
+    report = perplexity(model, table, [poem])
+    assert report.tokens == n and math.isclose(report.nll, float(nll), rel_tol=1e-6)
