@@ -18,6 +18,8 @@ COMMANDS = {
     "score": "poetry_lm.cli.score:score_command",
     "check": "poetry_lm.cli.check:check_command",
     "duizhang": "poetry_lm.cli.duizhang:duizhang_command",
+    "serve": "poetry_lm.cli.serve:serve_command",
+    "loadtest": "poetry_lm.serve.loadtest:loadtest_command",
     "bench": "poetry_lm.lab.bench:bench_command",
     "gradcheck": "poetry_lm.lab.gradcheck:main",
     "gradflow": "poetry_lm.lab.gradflow:main",

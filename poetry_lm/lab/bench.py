@@ -22,8 +22,6 @@ A section is a function ``(Settings, results) → list of markdown lines`` in ``
 from __future__ import annotations
 
 import os
-import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +30,8 @@ import click
 import torch
 import torch.nn.functional as F
 
+from poetry_lm.model import cpu_step, fused, gemm
+from poetry_lm.model.gemm import cpu_model
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
 from poetry_lm.paths import SHIPPED_MODEL
 
@@ -100,27 +100,7 @@ def median_times(
     """Median time in seconds of each function, by ``clock_for`` the current thread count and
     the device the functions run on; the functions run interleaved."""
     clock = clock_for(torch.get_num_threads(), device)[0]
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            times[name].append(clock() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return gemm.median_times(fns, reps, warmup, clock)
 
 
 def gemm_peak(n: int, reps: int, device: str = "cpu") -> float:
@@ -194,8 +174,7 @@ def lstm_step_functions(
 
     return {
         "nn.LSTM": step(lambda: reference(x, (zeros[None], zeros[None]))[0]),
-        # the generic step-by-step loop every cell inherits, which LSTMLayer overrides with the
-        # fused op
+        # the step-by-step loop every cell inherits; LSTMLayer overrides it with the fused op
         "autograd loop": step(lambda: RecurrentLayer.forward(layer, x, (zeros, zeros))[0]),
         "fused": step(lambda: layer(x, (zeros, zeros))[0]),
     }
@@ -212,12 +191,14 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
         "| speed vs nn.LSTM |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    results["lstm"] = []
+    results["lstm"], chosen = [], []
     for E, H in s.lstm_sizes:
         _, flops = lstm_flops_per_token(E, H)
-        seconds = median_times(
-            lstm_step_functions(E, H, s.batch, s.steps, s.device), s.reps, device=s.device
-        )
+        fns = lstm_step_functions(E, H, s.batch, s.steps, s.device)
+        # the path the fused op takes (on a new machine or shape this measures the GEMMs)
+        how = fused.paths(torch.empty(s.steps, s.batch, E, device=s.device), H)
+        chosen.append(f"- E = {E}, H = {H}: " + ", ".join(f"{k} {v}" for k, v in how.items()))
+        seconds = median_times(fns, s.reps, device=s.device)
         for name, sec in seconds.items():
             gflops = flops * tokens / sec / 1e9
             ratio = seconds["nn.LSTM"] / sec
@@ -232,6 +213,13 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
         "",
         "FLOPs per token counted as 3 · 2·(4H·E + 4H·H) (forward matmuls, backward twice that); "
         "speed vs nn.LSTM = nn.LSTM's time / this time (> 1 is faster).",
+        "",
+        "The fused op's path at each size (`poetry_lm/model/fused.py`, `paths`): the GEMM "
+        "backend of each role (`gemm.py`, measured once per machine and shape, cached), the "
+        "step's elementwise path and whether the time loop is a CUDA graph:",
+        "",
+        *chosen,
+        f"- the C step kernel: {cpu_step.status()}" if s.device == "cpu" else "",
         "",
     ]
     return lines
@@ -284,8 +272,8 @@ def softmax_section(s: Settings, results: dict) -> list[str]:
     ]
     results["softmax"] = seconds
     lines = [
-        f"### Output layer on {s.device}, one training step (forward + backward), "
-        f"H = {H}, V = {V}, {N} tokens",
+        f"### Output layer on {s.device}, one training step (forward + backward), H = {H}, "
+        f"V = {V}, {N} tokens",
         "",
         "| output layer | ms / step | tokens/s | speed vs full |",
         "|---|---:|---:|---:|",

@@ -16,6 +16,11 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     assert result.exit_code == 0, result.output
     out = result.output
     assert "threads: 1" in out and "torch " in out and "CPU: " in out
+    for E, H in QUICK["lstm_sizes"]:  # the fused op's path at each size
+        path = re.search(rf"- E = {E}, H = {H}: recurrent (\S+), linear (\S+), weight (\S+), "
+                         r"step (C kernel|Triton|torch), graphs no", out)  # fmt: skip
+        assert path and {path[1], path[2], path[3]} <= {"mkl", "onednn", "onednn-t", "plain"}
+    assert "- the C step kernel: " in out
     peak = re.search(r"GEMM peak .*: ([\d.]+) GFLOP/s", out)
     assert peak and float(peak.group(1)) > 0
 

@@ -1,5 +1,5 @@
-"""The CUDA path: the fused op against cuDNN's LSTM, and training with and without bfloat16 on
-a GPU.
+"""The CUDA path: the fused op against cuDNN's LSTM, its compiled Triton kernels and CUDA graphs
+against its torch kernels, and training with and without bfloat16 on a GPU.
 
 Skipped where torch sees no GPU (CI has none); run them on a machine that has one.
 """
@@ -12,8 +12,10 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY_TRAIN
 from test_fused import PARAMS, TOL, fused_layer, touch_everything
+from test_kernels import TOL32, assert_all_close, inputs, run
 
 from poetry_lm.cli.train import train_command
+from poetry_lm.model import fused, triton_lstm
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
 
@@ -89,3 +91,50 @@ def test_training_on_the_gpu_matches_the_cpu_and_bf16_stays_close(tmp_path, tiny
         model, table, ["月"], SampleOptions(max_len=20), torch.Generator().manual_seed(0)
     )[0]
     assert poem.text.startswith("月") and len(poem.text) > 1
+
+
+needs_triton = pytest.mark.skipif(not triton_lstm.available(), reason="Triton is not installed")
+
+
+@needs_triton
+@pytest.mark.parametrize("graphs", ["1", "0"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, TOL), (torch.float32, TOL32)])
+def test_compiled_triton_path_matches_the_torch_kernels(graphs, masked, dtype, tol, monkeypatch):
+    """The compiled Triton kernels, with and without CUDA graphs of the loop, against the torch
+    kernels (the hand-written BPTT) on the GPU: outputs and every gradient."""
+    monkeypatch.setenv("POETRY_LM_CUDA_GRAPHS", graphs)
+    ts, keep = inputs(7, 5, 3, 9, dtype, masked, seed=4)
+    ts = [t.detach().cuda().requires_grad_(True) for t in ts]
+    keep = None if keep is None else keep.cuda()
+    want = run("torch", ts, keep, monkeypatch)
+    assert fused.paths(ts[0], 9, keep) == dict(
+        recurrent="plain", linear="plain", weight="plain", step="torch", graphs="no"
+    )
+    monkeypatch.setenv("POETRY_LM_STEP", "")
+    assert fused.paths(ts[0], 9, keep)["step"] == "Triton"
+    assert fused.paths(ts[0], 9, keep)["graphs"] == ("yes" if graphs == "1" else "no")
+    for _ in range(2):  # the second call replays the captured graphs
+        assert_all_close(run("", ts, keep, monkeypatch), want, tol)
+
+
+@needs_triton
+def test_graph_buffers_are_not_shared_between_calls(monkeypatch):
+    """Two forwards of the same shape before either backward (two stacked layers of equal
+    width): each keeps its own saved tensors, so both gradients are right."""
+    monkeypatch.setenv("POETRY_LM_CUDA_GRAPHS", "1")
+    torch.manual_seed(0)
+    layers = [LSTMLayer(6, 6).cuda() for _ in range(2)]
+    x = torch.randn(5, 3, 6, device="cuda", requires_grad=True)
+    zeros = torch.zeros(3, 6, device="cuda")
+
+    def two_layers(forward):
+        h = x
+        for layer in layers:
+            h = forward(layer, h, (zeros, zeros))[0]
+        return torch.autograd.grad(h.square().sum(), [x, *layers[0].parameters()])
+
+    got = two_layers(lambda layer, h, s: layer(h, s))
+    want = two_layers(lambda layer, h, s: RecurrentLayer.forward(layer, h, s))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **TOL32)

@@ -221,8 +221,9 @@ def test_training_with_the_fused_op_follows_the_step_by_step_loop(monkeypatch):
 
 
 def test_packed_recurrent_weight_gives_the_same_numbers():
-    """float32 sequences of 32+ steps on a CPU with MKL take the packed-weight GEMM; it must
-    agree with the step-by-step loop as closely as any float32 reordering of sums does."""
+    """float32 sequences of 32+ steps take the GEMMs chosen for this machine (MKL's packed
+    weight among the candidates) and the C step kernel where it builds; they must agree with the
+    step-by-step loop as closely as any float32 reordering of sums does."""
     from poetry_lm.model.fused import PACK_FROM_STEPS
 
     torch.manual_seed(2)

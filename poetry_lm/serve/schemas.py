@@ -1,0 +1,219 @@
+"""The JSON API's requests and responses, and the limits on every size.
+
+The field names mirror the CLI's options (``--top-k`` → ``top_k``, ``--best-of`` → ``best_of``).
+Every limit below is enforced by pydantic before any work starts, and appears in the OpenAPI
+docs at ``/docs`` beside its field. Text in either script is accepted and read as simplified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from poetry_lm.decoding.generate import SampleOptions
+from poetry_lm.prosody.forms import parse_form
+
+# Limits: each bounds the work one request can ask for (rows × steps of decoding)
+MAX_STARTS = 16  # start texts in one request
+MAX_START_CHARS = 32  # characters in one start text
+MAX_POEMS = 32  # poems in one request: starts × n
+MAX_WIDTH = 16  # best-of candidates or beam hypotheses per poem
+MAX_ROWS = 128  # decoding rows in one request: poems × width
+MAX_LEN = 256  # characters of a free poem (max_len)
+MAX_PRIME_CHARS = 128
+MAX_ACROSTIC_CHARS = 16
+MAX_POEM_CHARS = 400  # a poem sent to score, check or rewrite
+MAX_CANDIDATES = 8  # rewrite candidates
+MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
+
+Script = Literal["simplified", "traditional"]
+# the API's names for SampleOptions fields that the CLI also renames
+API_NAMES = {"repetition": "repetition_penalty", "same_place": "same_place_penalty"}
+
+
+def from_options(name: str, **limits):
+    """A request field for ``SampleOptions.name``: its default and help from the dataclass (as
+    the CLI's options take theirs), its limits from here."""
+    (f,) = [f for f in fields(SampleOptions) if f.name == name]
+    return Field(f.default, description=f.metadata["help"], **limits)
+
+
+class Request(BaseModel):
+    """Unknown fields are an error, not silently ignored: a misspelt option would otherwise
+    quietly do nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sampling(Request):
+    temperature: float = from_options("temperature", gt=0, le=10)
+    top_k: int = from_options("top_k", ge=0, le=10000)
+    top_p: float = from_options("top_p", gt=0, le=1)
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="The same seed and options write the same poems."
+    )
+    script: Script = Field("simplified", description="Script of the poems returned.")
+
+
+class GenerateRequest(Sampling):
+    starts: list[str] = Field(
+        [],
+        max_length=MAX_STARTS,
+        description=f"One poem (× n) per start text, each ≤ {MAX_START_CHARS} characters; "
+        "none: the model chooses the first character.",
+    )
+    n: int = Field(1, ge=1, le=MAX_POEMS, description="Poems per start.")
+    form: str | None = Field(
+        None, description="五绝, 七绝, 五律 or 七律 (wujue … qilv); none: free."
+    )
+    acrostic: str = Field(
+        "", max_length=MAX_ACROSTIC_CHARS, description="Line i begins with character i (藏头诗)."
+    )
+    rhyme: bool = Field(
+        True,
+        description="Even lines rhyme in one group, no rhyme twice (free poems too, once the "
+        "first verse sets the length).",
+    )
+    rhyme_first: bool = Field(False, description="The first line rhymes too.")
+    tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
+    no_repeat: bool = Field(False, description="No character twice in a poem.")
+    greedy: bool = from_options("greedy")
+    best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
+    beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
+    prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
+    repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
+    same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
+    max_len: int = from_options("max_len", ge=1, le=MAX_LEN)
+
+    @field_validator("starts")
+    @classmethod
+    def _short_starts(cls, starts: list[str]) -> list[str]:
+        for start in starts:
+            if len(start) > MAX_START_CHARS:
+                raise ValueError(f"a start text has at most {MAX_START_CHARS} characters")
+        return starts
+
+    @field_validator("form")
+    @classmethod
+    def _known_form(cls, form: str | None) -> str | None:
+        return form and parse_form(form).name  # ValueError names the forms there are
+
+    @model_validator(mode="after")
+    def _bounded(self) -> GenerateRequest:
+        poems = max(len(self.starts), 1) * self.n
+        if poems > MAX_POEMS:
+            raise ValueError(f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
+        if self.form is None and (self.tones or self.rhyme_first):
+            raise ValueError("tones and rhyme_first need a form")
+        for text in [*self.starts, self.prime]:  # as the CLI: never cut silently
+            if len(text) > self.max_len:
+                raise ValueError(f"{text!r} is longer than max_len ({self.max_len} characters)")
+        if self.beam and self.best_of > 1:
+            raise ValueError("choose beam or best_of, not both")
+        rows = poems * (self.beam or self.best_of)
+        if rows > MAX_ROWS:
+            raise ValueError(f"at most {MAX_ROWS} rows per request (poems × best_of or beam)")
+        return self
+
+
+class PoemText(Request):
+    text: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_POEM_CHARS,
+        description="A poem in either script, punctuated (，。); spaces and newlines are ignored.",
+    )
+
+
+class ScoreRequest(PoemText):
+    pass
+
+
+class CheckRequest(PoemText):
+    pass
+
+
+class ConvertRequest(Request):
+    text: str = Field(..., max_length=MAX_POEM_CHARS * 4)
+    script: Script
+
+
+class RewriteRequest(Sampling, PoemText):
+    line: int = Field(..., ge=0, description="The 0-based index of the verse to rewrite.")
+    n: int = Field(4, ge=1, le=MAX_CANDIDATES, description="Candidates wanted.")
+
+
+# Responses
+class Poem(BaseModel):
+    """A poem as the CLI's ``--format json`` writes it, with each character's tone."""
+
+    text: str
+    lines: list[str]
+    form: str | None
+    rhyme: list[str] = Field(description="The 平水韵 group(s) its rhymes share.")
+    score: float = Field(description="Mean log-probability per token, the end included.")
+    logprobs: list[float] = Field(description="Log-probability of each character of text.")
+    tones: list[str] = Field(description="Per character: 平, 仄, 平仄 (either) or '' (unknown).")
+    rhymes: list[int] = Field(description="Indices into text of its rhyming characters.")
+    truncated: bool = Field(False, description="max_len ended it, at its last whole verse.")
+
+
+class GenerateResponse(BaseModel):
+    poems: list[Poem]
+
+
+class ScoreResponse(BaseModel):
+    text: str
+    perplexity: float
+    surprisal: float = Field(description="Total, nats.")
+    tokens: int
+    unknown: int
+    per_token: list[tuple[str, float]] = Field(description="(token, nats), the end included.")
+
+
+class RewriteResponse(BaseModel):
+    line: int
+    candidates: list[Poem] = Field(description="The whole poem with each new line, best first.")
+
+
+class ConvertResponse(BaseModel):
+    text: str
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    vocabulary: int
+    batches: int = Field(description="Decoding batches run so far (requests batched together).")
+    decode_cpu_s: float = Field(description="CPU seconds the decoding thread has used so far.")
+
+
+class CharCheck(BaseModel):
+    char: str
+    line: int = Field(description="1-based.")
+    position: int = Field(description="1-based, within the line.")
+    tone: str = Field(description="平, 仄, either or unknown.")
+    reading: list[str] = Field(description="The rhyme group(s) giving the tone used here.")
+    rhyme: str | None = Field(description="The rhyme group, for a rhyming character.")
+
+
+class Fault(BaseModel):
+    term: str = Field(description="失粘, 失对, 出韵, 重韵, 孤平, 三平尾 or 三仄尾.")
+    line: int
+    position: int
+    message: str
+
+
+class CheckResponse(BaseModel):
+    """格律 of a poem, as ``poetry-lm check --format json`` gives it."""
+
+    text: str
+    lines: list[str]
+    form: str = Field(description="五绝, 七绝, 五律, 七律, or 古体 (not regulated).")
+    regulated: bool
+    rhyme_group: str | None
+    chars: list[CharCheck]
+    faults: list[Fault]
+    clean: bool

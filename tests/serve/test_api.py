@@ -1,0 +1,340 @@
+"""The JSON API through FastAPI's test client, with the shipped model: what each endpoint
+returns, every kind of bad request, and a fuzz of malformed ones."""
+
+import json
+import socket
+import threading
+
+import pytest
+from click.testing import CliRunner
+from serve_app import shared_app
+
+from poetry_lm.cli import main
+from poetry_lm.prosody.rhyme import groups_of
+from poetry_lm.serve import schemas
+
+
+@pytest.fixture(scope="module")
+def app():
+    return shared_app()
+
+
+# starlette's test client asks for httpx2; httpx, which the project installs, still works
+pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app)
+
+
+DENGGAO = (
+    "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
+    "万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。"
+)
+
+
+def post(client, path, body):
+    return client.post(path, json=body)
+
+
+def test_health_and_page(client):
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "poetry_lm.pt"
+    assert health["vocabulary"] == 6868 and health["batches"] >= 0
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from the internet
+    assert client.get("/docs").status_code == 200
+
+
+def test_generate_a_rhymed_qijue(client):
+    body = {"starts": ["月"], "form": "七绝", "seed": 3}
+    r = post(client, "/api/generate", body)
+    assert r.status_code == 200, r.text
+    (poem,) = r.json()["poems"]
+    assert poem["text"][0] == "月" and poem["form"] == "七绝"
+    assert [len(line) for line in poem["lines"]] == [8] * 4
+    assert [line[-1] for line in poem["lines"]] == ["，", "。", "，", "。"]
+    assert len(poem["logprobs"]) == len(poem["tones"]) == len(poem["text"]) == 32
+    assert all(lp <= 0 for lp in poem["logprobs"])
+    assert poem["rhymes"] == [14, 30]  # the last characters of lines 2 and 4
+    (group,) = poem["rhyme"]
+    for i in poem["rhymes"]:
+        assert group in {g.name for g in groups_of(poem["text"][i])}
+        assert "平" in poem["tones"][i]
+    assert post(client, "/api/generate", body).json()["poems"][0] == poem  # the seed decides
+    cli = CliRunner().invoke(
+        main, ["generate", "月", "--form", "七绝", "--seed", "3", "--format", "json"]
+    )
+    assert json.loads(cli.output)["text"] == poem["text"]  # and writes what the CLI writes
+
+
+def test_generate_options_mirror_the_cli(client):
+    r = post(
+        client,
+        "/api/generate",
+        {
+            "form": "wujue",
+            "acrostic": "春夏秋冬",
+            "tones": True,
+            "seed": 1,
+            "script": "traditional",
+        },
+    )
+    assert r.status_code == 200, r.text
+    (poem,) = r.json()["poems"]
+    assert [line[0] for line in poem["lines"]] == list("春夏秋冬")
+    assert poem["form"] == "五绝"
+    r = post(client, "/api/generate", {"starts": ["山", "水"], "n": 2, "beam": 2, "max_len": 20})
+    poems = r.json()["poems"]
+    assert [p["text"][0] for p in poems] == ["山", "山", "水", "水"]
+    for p in poems:  # free poems: they may rhyme, the last character of a verse
+        assert len(p["text"]) <= 20 and p["form"] is None
+        assert all(p["text"][i + 1] in "，。？！；" for i in p["rhymes"])
+
+
+def test_a_seeded_poem_is_the_same_in_a_batch_with_others(app, client):
+    body = {"starts": ["风"], "form": "五律", "n": 2, "seed": 11}
+    alone = post(client, "/api/generate", body).json()
+    batches = app.state.batcher.batches
+    results = [None] * 8
+
+    def ask(i):
+        results[i] = post(client, "/api/generate", {**body, "seed": 11 if i == 0 else i})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    batcher = app.state.batcher
+    batcher.window, batcher.max_wait = 0.3, 1.0  # wide, so that a busy machine still batches
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        batcher.window, batcher.max_wait = 0.015, 0.1
+    assert all(r.status_code == 200 for r in results)
+    assert results[0].json() == alone
+    assert app.state.batcher.batches - batches < 8  # some requests shared a batch
+
+
+def test_rewrite_keeps_the_other_lines_the_form_and_the_rhyme(client):
+    r = post(client, "/api/rewrite", {"text": DENGGAO, "line": 3, "n": 4, "seed": 2})
+    assert r.status_code == 200, r.text
+    candidates = r.json()["candidates"]
+    assert 1 <= len(candidates) <= 4
+    lines = [line for line in DENGGAO.replace("。", "。|").replace("，", "，|").split("|") if line]
+    for c in candidates:
+        assert c["lines"][:3] == lines[:3] and c["lines"][4:] == lines[4:]
+        new = c["lines"][3]
+        assert new != lines[3] and len(new) == 8 and new.endswith("。")
+        assert "上平声十灰" in {g.name for g in groups_of(new[-2])}  # the poem's rhyme
+        assert new[-2] not in "哀回台杯"  # nor another line's rhyme (重韵)
+        assert c["rhymes"] and c["form"] == "七律"
+    scores = [c["score"] for c in candidates]
+    assert scores == sorted(scores, reverse=True)  # likeliest whole poem first
+    non_rhyming = post(client, "/api/rewrite", {"text": DENGGAO, "line": 2, "seed": 2}).json()
+    for c in non_rhyming["candidates"]:
+        assert "仄" in c["tones"][2 * 8 + 6]  # a line that does not rhyme ends 仄
+
+
+def test_score_matches_the_cli(client):
+    r = post(client, "/api/score", {"text": "白日依山尽，黄河入海流。"})
+    assert r.status_code == 200
+    data = r.json()
+    cli = CliRunner().invoke(main, ["score", "白日依山尽，黄河入海流。", "--format", "json"])
+    expected = json.loads(cli.output)
+    assert data["perplexity"] == expected["perplexity"] and data["tokens"] == 13
+    assert [tok for tok, _ in data["per_token"]] == [*"白日依山尽，黄河入海流。", "<eos>"]
+    assert sum(n for _, n in data["per_token"]) == pytest.approx(data["surprisal"], abs=0.01)
+
+
+def test_check_names_faults(client):
+    clean = post(client, "/api/check", {"text": DENGGAO}).json()
+    assert clean["form"] == "七律" and clean["clean"] and clean["faults"] == []
+    assert len(clean["chars"]) == 56
+    broken = post(client, "/api/check", {"text": DENGGAO.replace("鸟飞回", "鸟飞去")}).json()
+    assert [(f["term"], f["line"]) for f in broken["faults"]] == [("出韵", 2)]
+
+
+def test_convert(client):
+    r = post(client, "/api/convert", {"text": "风急天高", "script": "traditional"})
+    assert r.json() == {"text": "風急天高"}
+    assert post(client, "/api/convert", {"text": "風急", "script": "simplified"}).json() == {
+        "text": "风急"
+    }
+
+
+# Every kind of bad request: (path, body, status, words the message must hold)
+BAD = [
+    ("/api/generate", {"starts": ["☃"]}, 400, "does not know the character"),
+    ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "does not fit"),
+    ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic needs 4"),
+    ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
+    ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
+    ("/api/generate", {"prime": "☃"}, 400, "choose another prime"),
+    ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
+    ("/api/rewrite", {"text": "☃☃，", "line": 0}, 400, "does not know"),
+    ("/api/check", {"text": "hello"}, 400, "no Chinese characters"),
+    ("/api/generate", {"n": 1000}, 422, "n: "),
+    ("/api/generate", {"n": "many"}, 422, "n: "),
+    ("/api/generate", {"starts": ["月"] * 17}, 422, "starts"),
+    ("/api/generate", {"starts": ["月" * 33]}, 422, "at most 32"),
+    ("/api/generate", {"starts": ["月"] * 16, "n": 4}, 422, "at most 32 poems"),
+    ("/api/generate", {"n": 16, "best_of": 16}, 422, "at most 128 rows"),
+    ("/api/generate", {"beam": 2, "best_of": 2}, 422, "not both"),
+    ("/api/generate", {"form": "十四行"}, 422, "unknown form"),
+    ("/api/generate", {"temperature": 0}, 422, "temperature"),
+    ("/api/generate", {"top_p": 1.5}, 422, "top_p"),
+    ("/api/generate", {"seed": -1}, 422, "seed"),
+    ("/api/generate", {"script": "latin"}, 422, "script"),
+    ("/api/generate", {"starts": ["明月"], "max_len": 1}, 422, "longer than max_len"),
+    ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
+    ("/api/generate", {"model": "/etc/passwd"}, 422, "unknown field 'model'"),
+    ("/api/generate", [1, 2], 422, "valid dictionary"),
+    ("/api/score", {}, 422, "text is required"),
+    ("/api/score", {"text": ""}, 422, "text"),
+    ("/api/score", {"text": "月" * 401}, 422, "at most 400"),
+    ("/api/rewrite", {"text": DENGGAO}, 422, "line is required"),
+    ("/api/rewrite", {"text": DENGGAO, "line": -1}, 422, "line"),
+    ("/api/rewrite", {"text": DENGGAO, "line": 0, "n": 9}, 422, "n: "),
+    ("/api/convert", {"text": "月", "script": "klingon"}, 422, "script"),
+]
+
+
+@pytest.mark.parametrize("path, body, status, words", BAD)
+def test_bad_requests_get_one_clear_message(client, path, body, status, words):
+    r = post(client, path, body)
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and words in detail and "Traceback" not in detail
+
+
+def test_bad_bodies(client):
+    r = client.post(
+        "/api/generate", content="{not json", headers={"content-type": "application/json"}
+    )
+    assert (r.status_code, r.json()["detail"]) == (422, "the body is not valid JSON")
+    r = client.post("/api/generate", content="{}", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"]
+    big = b'{"text": "' + b"a" * (10 * 2**20) + b'"}'
+    r = client.post("/api/score", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than 65536 bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit holds while the body is read
+        for _ in range(100):
+            yield b"x" * 1024
+
+    r = client.post("/api/score", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.get("/api/nothing").status_code == 404
+    assert client.get("/api/generate").status_code == 405
+
+
+def test_a_slow_request_is_cut_off_and_the_server_carries_on(app, client):
+    app.state.timeout = 1e-4
+    try:
+        r = post(client, "/api/generate", {"form": "七律", "n": 8})
+    finally:
+        app.state.timeout = 20.0
+    assert r.status_code == 408 and "cut off" in r.json()["detail"]
+    assert post(client, "/api/generate", {"form": "五绝"}).status_code == 200
+
+
+def test_a_full_queue_answers_429(app, client):
+    app.state.batcher.max_waiting = 0
+    try:
+        r = post(client, "/api/generate", {})
+    finally:
+        app.state.batcher.max_waiting = 4096
+    assert r.status_code == 429 and "try again" in r.json()["detail"]
+
+
+def fuzz_requests():
+    """Malformed or oversized requests: wrong types, missing fields, huge sizes, unknown
+    characters, bodies that are not JSON or not declared JSON."""
+    huge = "月" * 100_000
+    json_bodies = [
+        ("/api/generate", {"n": 10**9}),
+        ("/api/generate", {"n": None}),
+        ("/api/generate", {"n": 1.5}),
+        ("/api/generate", {"starts": "月"}),
+        ("/api/generate", {"starts": [1]}),
+        ("/api/generate", {"starts": [huge]}),
+        ("/api/generate", {"starts": ["\x00"]}),
+        ("/api/generate", {"starts": ["<eos>"]}),
+        ("/api/generate", {"acrostic": huge}),
+        ("/api/generate", {"form": 7}),
+        ("/api/generate", {"form": "七绝", "acrostic": "☃☃☃☃"}),
+        ("/api/generate", {"best_of": 10**6}),
+        ("/api/generate", {"beam": -3}),
+        ("/api/generate", {"max_len": 10**6}),
+        ("/api/generate", {"top_k": "all"}),
+        ("/api/generate", {"temperature": "hot"}),
+        ("/api/generate", {"seed": 2**70}),
+        ("/api/generate", {"tones": "yes please"}),
+        ("/api/generate", "月"),
+        ("/api/generate", 42),
+        ("/api/generate", None),
+        ("/api/score", {"text": 5}),
+        ("/api/score", {"text": ["月"]}),
+        ("/api/score", {"poem": "月"}),
+        ("/api/check", {"text": huge[:401]}),
+        ("/api/check", {"text": "   "}),
+        ("/api/rewrite", {"text": "月", "line": "first"}),
+        ("/api/rewrite", {"text": "月明。", "line": 10**12}),
+        ("/api/rewrite", {"text": "，。", "line": 0}),
+        ("/api/convert", {"text": "月"}),
+    ]
+    for path, body in json_bodies:
+        yield path, {"content": json.dumps(body), "headers": {"content-type": "application/json"}}
+    raw = [
+        ("/api/generate", b"", "application/json"),
+        ("/api/generate", b"\xff\xfe\x00", "application/json"),
+        ("/api/score", '{"text": "月"'.encode(), "application/json"),
+        ("/api/score", "text=月".encode(), "application/x-www-form-urlencoded"),
+        ("/api/check", '{"text": "月"}'.encode(), "text/plain"),
+        ("/api/check", '{"text": "月"}'.encode(), ""),
+        ("/api/generate", b"x" * (10 * 2**20), "application/json"),
+    ]
+    for path, content, kind in raw:
+        yield path, {"content": content, "headers": {"content-type": kind}}
+
+
+def test_fuzz_malformed_requests_all_get_4xx_and_the_server_stays_up(client):
+    cases = list(fuzz_requests())
+    assert len(cases) >= 30
+    for path, kwargs in cases:
+        r = client.post(path, **kwargs)
+        assert 400 <= r.status_code < 500, (path, kwargs.get("content", b"")[:80], r.text)
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and detail and "Traceback" not in detail
+    assert client.get("/healthz").status_code == 200
+    assert post(client, "/api/generate", {"form": "五绝"}).status_code == 200
+
+
+def test_limits_are_in_the_docs(client):
+    docs = client.get("/openapi.json").json()
+    text = json.dumps(docs, ensure_ascii=False)
+    for limit in (schemas.MAX_ROWS, schemas.MAX_POEMS, schemas.MAX_POEM_CHARS):
+        assert str(limit) in docs["info"]["description"]
+    assert "/api/generate" in docs["paths"] and "/api/check" in docs["paths"]
+    assert '"maximum": 32' in text  # n's limit on its field
+
+
+def test_serve_with_a_missing_model_is_one_sentence():
+    result = CliRunner().invoke(main, ["serve", "--model", "/nonexistent/model.pt"])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_serve_on_a_taken_port_is_one_sentence():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(main, ["serve", "--port", port])
+    assert result.exit_code == 1
+    assert (
+        f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
+    )
