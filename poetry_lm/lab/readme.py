@@ -3,7 +3,8 @@
 A fenced block (three backticks, no language) whose first line begins with ``$ `` is an
 example: each ``$ command`` line is followed by the output it prints (stdout and stderr as a
 terminal shows them), and examples are separated by blank lines. A shown output whose last
-line is ``...`` shows only its first lines: those are compared, the rest is left out.
+line is ``...`` shows only its first lines: those are compared, the rest is left out. A block
+that runs another program (``curl`` against a running server) is not checked.
 
     python -m poetry_lm.lab.readme README.md models/README.md            # compare; exit 1 on drift
     python -m poetry_lm.lab.readme --update README.md models/README.md   # rewrite the outputs
@@ -97,12 +98,19 @@ def render(ex: Example, output: list[str]) -> list[str]:
     return [f"$ {ex.command}", *output]
 
 
+PACKAGE_COMMANDS = ("poetry-lm ", "python -m poetry_lm ", "python generate.py", "python train.py")
+
+
 def refresh(text: str) -> str:
-    """``text`` with every example's output replaced by what its command prints now."""
+    """``text`` with every example's output replaced by what its command prints now. A block
+    with a command of another program (``curl`` against a running server) is left as written."""
     lines = text.split("\n")
     for first, last in reversed(example_blocks(lines)):
+        examples = parse_block(lines[first:last])
+        if not all(ex.command.startswith(PACKAGE_COMMANDS) for ex in examples):
+            continue
         body: list[str] = []
-        for ex in parse_block(lines[first:last]):
+        for ex in examples:
             body += [*([""] if body else []), *render(ex, run_command(ex.command))]
         lines[first:last] = body
     return "\n".join(lines)
