@@ -184,7 +184,7 @@ def generate_command(
     max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MAX)
     if len(prime) > max_len:
         raise click.BadParameter(
-            f"the prime text has {len(prime)} characters, more than --max-len allows ({max_len})",
+            f"the prime text ({len(prime)} characters) is longer than --max-len ({max_len})",
             param_hint="--prime",
         )
     cons = run_or_exit(
@@ -256,12 +256,14 @@ def fit_max_len(max_len: int, form, acrostic: str, starts: list[str], verse_max:
                     param_hint="--max-len",
                 )
             max_len = needed
-    limit, what = (form.lines * (form.chars + 1), form.name) if form else (max_len, "--max-len")
+    limit, what = (
+        (form.lines * (form.chars + 1), f"a {form.name}") if form else (max_len, "--max-len")
+    )
     longest = max(starts, key=len, default="")
     if len(longest) > limit:
         raise click.BadParameter(
-            f"the start text {longest[:20]!r} has {len(longest)} characters, more than "
-            f"{what} allows ({limit})",
+            f"the start text {longest[:20]!r} ({len(longest)} characters) is longer than "
+            f"{what} ({limit})",
             param_hint="--start",
         )
     return max_len
