@@ -36,7 +36,6 @@ from poetry_lm.serve import schemas as s
 from poetry_lm.serve.batcher import Batcher, Busy, Job
 from poetry_lm.serve.poet import (
     Poet,
-    clean,
     poem_seeds,
     recognise_form,
     rhyme_positions,
@@ -219,17 +218,18 @@ def create_app(
     async def generate(req: s.GenerateRequest):
         """Write poems; the options mirror ``poetry-lm generate``."""
         form = req.form and parse_form(req.form)
-        starts = [clean(text) for text in req.starts] or [""]
         try:
+            starts = [poet.read(text, "start") for text in req.starts] or [""]
+            prime = poet.read(req.prime, "prime")
             cons = Constraints(
                 form=form,
-                acrostic=clean(req.acrostic),
+                acrostic=poet.read(req.acrostic, "acrostic"),
                 rhyme=req.rhyme,
                 rhyme_first=req.rhyme_first,
                 tones=req.tones,
                 no_repeat=req.no_repeat,
             )
-            poet.check_request(starts, cons, clean(req.prime))
+            poet.check_request(starts, cons, prime)
         except ValueError as err:
             raise HTTPException(400, str(err)) from None
         try:
@@ -241,7 +241,7 @@ def create_app(
                 max_len=req.max_len,
                 best_of=req.best_of,
                 beam=req.beam,
-                prime=clean(req.prime),
+                prime=prime,
                 repetition=req.repetition_penalty,
                 same_place=req.same_place_penalty,
             )
@@ -287,7 +287,10 @@ def create_app(
     @app.post("/api/score", response_model=s.ScoreResponse)
     async def score(req: s.ScoreRequest):
         """Per-character surprisal (nats) and perplexity, as ``poetry-lm score --format json``."""
-        text = clean(req.text)
+        try:
+            text = poet.read(req.text)
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from None
         scored = await run(Job(None, text, lambda texts: [poet.score(texts[0])]))
         r = scored.report
         return s.ScoreResponse(
@@ -303,7 +306,10 @@ def create_app(
     async def rewrite(req: s.RewriteRequest):
         """Candidates for one verse that keep the form, the rhyme and the verses around it,
         ranked by the log-probability of the whole poem."""
-        text = clean(req.text)
+        try:
+            text = poet.read(req.text)
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from None
         opts = SampleOptions(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
 
         def new_lines(payloads):

@@ -24,12 +24,8 @@ from poetry_lm.evaluation.score import score_poem
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.prosody.forms import FORMS, VERSE_ENDS, Constraints, Form, token_masks
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
-from poetry_lm.text.corpus import is_ideograph, to_simplified
-
-
-def clean(text: str) -> str:
-    """A poem as a user pastes it → simplified script, without spaces or newlines."""
-    return to_simplified("".join(text.split()))
+from poetry_lm.text.corpus import is_ideograph
+from poetry_lm.text.normalise import read_poem
 
 
 def recognise_form(lines: list[str]) -> Form | None:
@@ -78,6 +74,12 @@ class Poet:
         self.checkpoint = Path(checkpoint)
         self.model, self.table, _ = load_model(checkpoint)
         self.step = Stepper(self.model)
+
+    def read(self, text: str, what: str = "poem") -> str:
+        """A user's text by the one rule every command uses (text/normalise.py): full-width
+        marks, simplified script only for characters the model lacks; raises PoemTextError
+        (a ValueError) naming ``what`` when it is not poem text."""
+        return read_poem(text, self.table.index, what)
 
     def check_request(self, starts: list[str], cons: Constraints, prime: str) -> None:
         """Everything about a generate request that could fail inside a shared batch, checked

@@ -151,6 +151,19 @@ def test_score_matches_the_cli(client):
     assert sum(n for _, n in data["per_token"]) == pytest.approx(data["surprisal"], abs=0.01)
 
 
+def test_text_is_read_by_the_commands_one_rule(client):
+    """Half-width marks, a BOM and spaces as the CLI reads them; a character the model knows
+    (乾) is kept, not converted; a start that begins with a mark is refused."""
+    half = post(client, "/api/score", {"text": "\ufeff床前明月光, 疑是地上霜."}).json()
+    full = post(client, "/api/score", {"text": "床前明月光，疑是地上霜。"}).json()
+    assert half["text"] == full["text"] == "床前明月光，疑是地上霜。"
+    assert half["perplexity"] == full["perplexity"] and half["unknown"] == 0
+    poem = post(client, "/api/generate", {"starts": ["乾"], "seed": 1}).json()["poems"][0]
+    assert poem["text"][0] == "乾"
+    bad = post(client, "/api/generate", {"starts": ["，"], "seed": 1})
+    assert bad.status_code == 400 and "begins with" in bad.json()["detail"]
+
+
 def test_check_names_faults(client):
     clean = post(client, "/api/check", {"text": DENGGAO}).json()
     assert clean["form"] == "七律" and clean["clean"] and clean["faults"] == []
@@ -169,14 +182,16 @@ def test_convert(client):
 
 # Every kind of bad request: (path, body, status, words the message must hold)
 BAD = [
-    ("/api/generate", {"starts": ["☃"]}, 400, "does not know the character"),
+    ("/api/generate", {"starts": ["龘"]}, 400, "does not know the character"),
+    ("/api/generate", {"starts": ["☃"]}, 400, "not a Chinese character"),
     ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "does not fit"),
     ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic needs 4"),
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
     ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
-    ("/api/generate", {"prime": "☃"}, 400, "choose another prime"),
+    ("/api/generate", {"prime": "龘"}, 400, "choose another prime"),
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
-    ("/api/rewrite", {"text": "☃☃，", "line": 0}, 400, "does not know"),
+    ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "does not know"),
+    ("/api/score", {"text": "abc"}, 400, "not a Chinese character"),
     ("/api/check", {"text": "hello"}, 400, "no Chinese characters"),
     ("/api/generate", {"n": 1000}, 422, "n: "),
     ("/api/generate", {"n": "many"}, 422, "n: "),

@@ -138,7 +138,7 @@ def test_traditional_display_shading_and_a_phone_screen(browser, base_url):
 
 
 def test_an_error_is_shown_not_thrown(page):
-    page.fill("#start", "☃")
+    page.fill("#start", "龘")
     page.click("#write-button")
     page.wait_for_function("document.getElementById('error').innerText.length > 0")
     assert "does not know the character" in page.inner_text("#error")
