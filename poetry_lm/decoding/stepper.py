@@ -96,7 +96,8 @@ class Stepper:
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
-        # models of issue 15 this stepper does not read yet: a clear error, not a shape mismatch
+        # couplet-input and backward models, which this stepper does not read yet: a clear
+        # error, not a shape mismatch
         if model.config.couplet_input:
             raise ValueError("generation does not read a couplet-input model yet")
         if model.config.direction == "backward":
