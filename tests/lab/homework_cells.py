@@ -100,3 +100,44 @@ class BrokenCell(SumRNNCell):
 
     def backward(self, delta, h, h_prev_l, h_prev_t):
         raise NotImplementedError("TODO")
+
+
+class MeanLSTMForgetsCellPath:
+    """An LSTM with batch-mean gradients whose backward returns dc′ to the step before instead
+    of dc′ ⊙ f: every parameter gradient of a longer sequence is then off as well."""
+
+    def __init__(self, input_size, hidden_size):
+        H = hidden_size
+        self.W_ih = np.random.randn(4 * H, input_size) * 0.5
+        self.W_hh = np.random.randn(4 * H, H) * 0.5
+        self.b_ih = np.random.randn(4 * H) * 0.5
+        self.b_hh = np.random.randn(4 * H) * 0.5
+        for name in ("W_ih", "W_hh", "b_ih", "b_hh"):
+            setattr(self, "d" + name, np.zeros_like(getattr(self, name)))
+
+    def forward(self, x, h, c):
+        a = x @ self.W_ih.T + self.b_ih + h @ self.W_hh.T + self.b_hh
+        i, f, g, o = np.split(a, 4, axis=1)
+        i, f, o, g = (1 / (1 + np.exp(-i)), 1 / (1 + np.exp(-f)), 1 / (1 + np.exp(-o)), np.tanh(g))
+        c_new = f * c + i * g
+        self.cache = (x, h, c, i, f, g, o, np.tanh(c_new))
+        return o * np.tanh(c_new), c_new
+
+    def backward(self, delta, delta_c):
+        x, h, c, i, f, g, o, tc = self.cache
+        batch = x.shape[0]
+        dc = delta_c + delta * o * (1 - tc**2)
+        da = np.concatenate(
+            [
+                dc * g * i * (1 - i),
+                dc * c * f * (1 - f),
+                dc * i * (1 - g**2),
+                delta * tc * o * (1 - o),
+            ],
+            axis=1,
+        )
+        self.dW_ih += da.T @ x / batch
+        self.dW_hh += da.T @ h / batch
+        self.db_ih += da.sum(0) / batch
+        self.db_hh += da.sum(0) / batch
+        return da @ self.W_ih, da @ self.W_hh, dc  # the bug: dc, not dc * f

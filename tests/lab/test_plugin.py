@@ -53,6 +53,15 @@ def test_a_missing_gradient_is_named_with_the_first_time_step():
     assert (failure.gradient, failure.step) == ("db_hh", 4)  # BPTT visits t = 4 first
 
 
+def test_a_state_path_bug_is_not_blamed_on_the_batch_reduction():
+    """The scaling is judged on one step, so a wrong dc to the step before is named as dc (the
+    cell's batch means found), not as every dW off by a factor of B."""
+    result = run("--cell", "homework_cells:MeanLSTMForgetsCellPath")
+    assert result.exit_code == 1
+    assert "batch means" in result.output
+    assert "FAIL: dc first goes wrong" in result.output
+
+
 def test_assigning_instead_of_adding_fails_at_the_second_step_bptt_visits():
     case, _ = make_user_case(load_class("homework_cells:AssignsCell"), "sum", T=4)
     failure = first_failure(case)
