@@ -53,6 +53,13 @@ class FiniteFloatRange(click.FloatRange):
             self.fail(f"{value} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        # without bounds here (the settings dataclass checks the range), click would print
+        # "x<=None" in the help
+        if self.min is None and self.max is None:
+            return "finite"
+        return super()._describe_range()
+
 
 # One seed rule for every command: an integer from 0 to 2**32 - 1 (what numpy and torch both take).
 SEED = click.IntRange(0, 2**32 - 1)

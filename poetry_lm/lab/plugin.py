@@ -196,10 +196,10 @@ def _native_states(cell) -> int:
 
 
 def _choose_reduction(case, reduction):
-    """"sum" or "mean": the scaling under which the parameter gradients of ONE step match finite
-    differences. One step, because a bug in how the state gradient reaches the step before
-    (dc′ ⊙ f forgotten, say) skews every parameter gradient of a longer sequence, and could then
-    make the wrong scaling fit better and be blamed on dW."""
+    """The batch reduction, "sum" or "mean": the scaling under which the parameter gradients
+    of ONE step match finite differences. One step, because a bug in how the state gradient
+    reaches the step before (dc′ ⊙ f forgotten, say) skews every parameter gradient of a longer
+    sequence, and could then make the wrong scaling fit better and be blamed on dW."""
     if reduction != "auto":
         return reduction
     case = Case(case.kind, case.cell, case.xs[:1], case.state0, (case.proj[0][:1], *case.proj[1:]))

@@ -24,6 +24,7 @@ def test_every_command_runs_its_help():
     for name in COMMANDS:
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, name
+        assert "None" not in result.output, name  # an unset bound or default shown as None
 
 
 def test_the_readme_layout_names_every_module():
