@@ -16,7 +16,8 @@ Rates, each the share of poems (verse counts: of verses):
 - ``same_place``: two adjacent verses with the same character at the same place (萧萧 … 萧萧
   counts like any other);
 - ``repeated_verse``: a verse written twice;
-- ``chongyun`` (重韵): two even verses ending in the same character;
+- ``chongyun`` (重韵): two rhyming verses ending in the same character (the even verses,
+  and the first where it ends in their group);
 - ``rhymes``: the even verses' last characters share a 平水韵 group (any tone);
 - ``closed``: the poem ends on 。, ？ or ！; ``double_mark``: two marks in a row;
 - ``mixed``: verses of different lengths; ``copied``: verses that are verses of train poems
@@ -85,11 +86,14 @@ def poem_flags(text: str) -> dict[str, bool]:
     even_ends = [w[-1] for w in words[1::2] if w]
     table = rhyme_table()
     shared = frozenset.intersection(*(table.get(ch, frozenset()) for ch in even_ends or "?"))
+    # a first verse ending in the even verses' group rhymes too (首句入韵), so it counts for 重韵
+    first = words[0][-1] if len(words) > 1 and words[0] else ""
+    rhyme_ends = even_ends + ([first] if shared & table.get(first, frozenset()) else [])
     return {
         "char3": any(n >= 3 for n in counts.values()),
         "same_place": same_place,
         "repeated_verse": len(set(words)) < len(words),
-        "chongyun": len(set(even_ends)) < len(even_ends),
+        "chongyun": len(set(rhyme_ends)) < len(rhyme_ends),
         "rhymes": len(even_ends) > 1 and bool(shared),
         "closed": bool(text) and text[-1] in CLOSING,
         "double_mark": any(a in MARKS and b in MARKS for a, b in zip(text, text[1:])),

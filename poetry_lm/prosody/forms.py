@@ -202,7 +202,9 @@ class Rules:
         else:  # free: ideographs, then ，； or 。？！ by verse
             self.inner, self.ends, self.marks = masks.ideographs, masks.verse_ends, masks.free_marks
         self.used = torch.zeros(B, V, dtype=torch.bool)  # no-repeat: the ideographs each poem wrote
-        self.rhymes_used = torch.zeros(B, V, dtype=torch.bool)  # no 重韵: the rhymes written
+        # no 重韵: the last character of every verse written so far. An unrhymed verse counts
+        # too, since a first line that ends in the rhyme group reads as rhymed (首句入韵)
+        self.rhymes_used = torch.zeros(B, V, dtype=torch.bool)
         self.rhymed = rhyme_lines(form, cons.rhyme_first) if form else []
         if form:
             self.tone_fits = masks.tone_fits
@@ -217,6 +219,7 @@ class Rules:
         # choices the next tokens settle, and in which rows
         self.pending: list[tuple[Choice, torch.Tensor, torch.Tensor]] = []
         self.rhyming: torch.Tensor | None = None  # (B,): the next token is a rhyme (None: none)
+        self.verse_end: torch.Tensor | None = None  # (B,): the next token ends a verse
 
     def place(self) -> tuple[int, int]:
         """(line, column) of the next token, the same for every poem of a form: its lines are
@@ -293,10 +296,14 @@ class Rules:
                 fits = self.tone_fits[list(rule)]
                 layers.append(("tones", self.keys.allows(fits)))
                 self.pending.append((self.keys, fits, ~self.done))
-            at_rhyme = cons.rhyme and line in self.rhymed and col == cons.form.chars - 1
-            self.rhyming = ~self.done if at_rhyme else None  # every live poem, or none
-        else:  # the last character of an even verse, its length known
-            place = (self.line % 2 == 1) & (self.col == self.length - 1) & ~self.done
+            at_end = col == cons.form.chars - 1 and line < cons.form.lines
+            self.verse_end = ~self.done if at_end else None  # every live poem, or none
+            at_rhyme = cons.rhyme and line in self.rhymed and at_end
+            self.rhyming = ~self.done if at_rhyme else None
+        else:  # the last character of a verse, its length known; of an even one, a rhyme
+            at_end = (self.col == self.length - 1) & ~self.done
+            self.verse_end = at_end if at_end.any() else None
+            place = at_end & (self.line % 2 == 1)
             self.rhyming = place if cons.rhyme and place.any() else None
         if self.rhyming is not None:  # no 重韵: a rhyme already written is out
             allowed = self.groups.allows(self.group_fits) & ~self.rhymes_used
@@ -365,9 +372,9 @@ class Rules:
         if self.cons.no_repeat:
             rows = torch.arange(len(tokens))
             self.used[rows, tokens] |= live & self.ideographs[tokens]
-        if self.rhyming is not None:
+        if self.verse_end is not None:
             rows = torch.arange(len(tokens))
-            self.rhymes_used[rows, tokens] |= self.rhyming & live
+            self.rhymes_used[rows, tokens] |= self.verse_end & live
         if self.cons.form:  # a line's mark comes at one place, the same for every poem
             ends = None
             ended = [self.place()[1] == self.cons.form.chars] * len(tokens)

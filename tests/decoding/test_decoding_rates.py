@@ -45,6 +45,10 @@ def test_the_checker_flags_what_it_should():
     bad = poem_flags("春风吹春水，春水绿春楼。春风吹春水，春水绿春楼，")
     assert bad["char3"] and bad["repeated_verse"] and bad["chongyun"] and not bad["closed"]
     assert poem_flags("山中人不见，山外鸟飞回。")["same_place"]
+    # a first verse in the rhyme group rhymes (首句入韵): its character again is 重韵
+    assert poem_flags("月照青山树影深，云开远水照人心。风吹古寺钟声远，鸟啼秋草海门深。")[
+        "chongyun"
+    ]
     assert poem_flags("明月照高楼，清风满一山。。")["double_mark"]
     assert not poem_flags("明月照高楼，清风满一山。")["rhymes"]  # 楼 alone: one even verse
     assert shape_of("白日依山尽，黄河入海流。欲穷千里目，更上一层楼。") == "五绝"
@@ -71,6 +75,12 @@ def test_form_poems_repeat_no_more_than_poets(corpus, setting, form):
         assert got.rates[name] <= 1.5 * rates[form].rates[name], (name, got.rates[name])
     assert got.copied <= 0.01
     assert len(set(texts)) == 200
+
+
+def test_a_first_verse_that_rhymes_is_not_rhymed_again(corpus):
+    """Seed 0 wrote three such 七律 of 200 when only the even verses were kept distinct."""
+    texts = generated_texts("七律", 200, 0, MODEL)
+    assert rates_of(texts, corpus[1]).rates["chongyun"] == 0
 
 
 def test_free_poems_close_rhyme_and_never_double_a_mark(corpus):
