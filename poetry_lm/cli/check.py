@@ -25,6 +25,7 @@ def check_command(poem, poem_file, fmt):
     character's 平仄 and reading, each rhyme's group, the form, and the faults (失粘, 失对, 出韵,
     重韵, 孤平, 三平尾, 三仄尾). Exit status 0 whatever the faults."""
     from poetry_lm.prosody.check import check_poem, format_check
+    from poetry_lm.text.normalise import check_poem_text, normalise
 
     if (poem is None) == (poem_file is None):
         raise click.UsageError("give a POEM or --file, one of the two")
@@ -39,9 +40,12 @@ def check_command(poem, poem_file, fmt):
     checks = []
     for text in poems:
         try:
+            # the one text rule of every command decides what is poem text; the poem itself is
+            # checked as given, since its line breaks and spaces may be what separates verses
+            check_poem_text(normalise(text))
             checks.append(check_poem(text))
         except ValueError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.UsageError(str(err)) from None
     if fmt == "json":
         for check in checks:
             click.echo(json.dumps(check.to_dict(), ensure_ascii=False))

@@ -187,15 +187,10 @@ def generate_command(
             f"the prime text ({len(prime)} characters) is longer than --max-len ({max_len})",
             param_hint="--prime",
         )
-    cons = run_or_exit(
-        Constraints,
-        form,
-        acrostic,
-        rhyme is not False,
-        rhyme_first,
-        tones,
-        no_repeat,
-    )
+    try:  # each check of an option combination (an acrostic's length, say) is a usage error
+        cons = Constraints(form, acrostic, rhyme is not False, rhyme_first, tones, no_repeat)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
     opts = dataclasses.replace(opts, max_len=max_len, prime=prime)

@@ -113,6 +113,13 @@ def test_cli_text_json_file_and_errors(tmp_path):
         "reading": ["上平声一东", "上声一董", "去声一送"],  # a free place: every reading
         "rhyme": None,
     }
-    for args, code in [([], 2), (["abc"], 1), (["--file", str(tmp_path / "none.txt")], 1)]:
+    # text that is not a poem is refused by the one text rule, as score refuses it: exit 2
+    for args, code in [
+        ([], 2),
+        (["abc"], 2),
+        ([""], 2),
+        (["abc白日依山尽，黄河入海流。"], 2),
+        (["--file", str(tmp_path / "none.txt")], 1),
+    ]:
         out = runner.invoke(check_command, args)
         assert out.exit_code == code and "Traceback" not in out.output
