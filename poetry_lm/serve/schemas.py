@@ -42,9 +42,9 @@ def from_options(name: str, **limits):
 
 class Request(BaseModel):
     """Unknown fields are an error, not silently ignored: a misspelt option would otherwise
-    quietly do nothing."""
+    quietly do nothing. nan and ±inf are refused as not finite, as the CLI refuses them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Sampling(Request):
@@ -52,7 +52,10 @@ class Sampling(Request):
     top_k: int = from_options("top_k", ge=0, le=10000)
     top_p: float = from_options("top_p", gt=0, le=1)
     seed: int | None = Field(
-        None, ge=0, lt=2**63, description="The same seed and options write the same poems."
+        None,
+        ge=0,
+        le=2**32 - 1,  # the CLI's one seed rule
+        description="The same seed and options write the same poems.",
     )
     script: Script = Field("simplified", description="Script of the poems returned.")
 
