@@ -144,7 +144,7 @@ def generate_command(
     from poetry_lm.decoding.generate import generate, verses
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.prosody.forms import FREE_VERSE_MAX, Constraints
+    from poetry_lm.prosody.forms import FREE_VERSE_MAX, FREE_VERSE_MIN, Constraints
     from poetry_lm.text.corpus import is_ideograph, to_traditional
     from poetry_lm.text.normalise import normalise
 
@@ -181,7 +181,7 @@ def generate_command(
             param_hint="--acrostic",
         )
     prime = poem_text(prime, known, "--prime", "prime text")
-    max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MAX)
+    max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MIN, FREE_VERSE_MAX)
     if len(prime) > max_len:
         raise click.BadParameter(
             f"the prime text ({len(prime)} characters) is longer than --max-len ({max_len})",
@@ -233,14 +233,24 @@ def generate_command(
                 emit(("\n" if written > 1 else "") + "\n".join(verses(text)))
 
 
-def fit_max_len(max_len: int, form, acrostic: str, starts: list[str], verse_max: int) -> int:
+def fit_max_len(
+    max_len: int, form, acrostic: str, starts: list[str], verse_min: int, verse_max: int
+) -> int:
     """--max-len checked against what the request needs, so that nothing is silently cut.
 
     A free acrostic of n lines may need n × (``verse_max`` + 1) characters: --max-len is raised
-    to that when it was left at its default and refused when it was given smaller. A start text
+    to that when it was left at its default and refused when it was given smaller. A free poem
+    needs room for one couplet of the shortest verses, 2 × (``verse_min`` + 1). A start text
     longer than the poem can be (--max-len, or the form's length) is refused.
     """
     given = click.get_current_context().get_parameter_source("max_len")
+    couplet = 2 * (verse_min + 1)
+    if form is None and not acrostic and max_len < couplet:
+        raise click.BadParameter(
+            f"a free poem needs room for a couplet of {verse_min}-character verses: give at "
+            f"least --max-len {couplet}",
+            param_hint="--max-len",
+        )
     if acrostic and form is None:
         needed = len(acrostic) * (verse_max + 1)
         if needed > max_len:

@@ -265,7 +265,9 @@ class Rules:
         heads = len(self.heads)
         line, col, length = self.line, self.col, self.length
         first = length == 0
-        mark_due = torch.where(first, col >= FREE_VERSE_MAX, col >= length)
+        # the first verse no longer than lets its couplet fit within max_len (2 × (verse + mark))
+        first_max = min(FREE_VERSE_MAX, max(FREE_VERSE_MIN, self.max_len // 2 - 1))
+        mark_due = torch.where(first, col >= first_max, col >= length)
         mark_ok = torch.where(first, col >= FREE_VERSE_MIN, col >= length)
         last_line = (line == heads - 1) if heads else torch.zeros_like(self.done)
         marks = self.marks[((line % 2 == 1) | last_line).long()]  # (B, V): ，； or 。？！

@@ -104,6 +104,23 @@ def test_beam_n_10_gives_10_poems_and_another_seed_10_others():
     assert len(set(first)) == len(set(second)) == 10 and not set(first) & set(second)
 
 
+@pytest.mark.parametrize("max_len", [8, 10, 12])
+def test_a_short_max_len_still_gives_a_whole_couplet(max_len):
+    """The first verse is kept short enough for its couplet to fit: never a verse cut off."""
+    args = ["--model", MODEL, "月", "-n", "5", "--max-len", str(max_len), "--seed", "2"]
+    out = CliRunner().invoke(generate_command, [*args, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    for record in map(json.loads, out.output.splitlines()):
+        lines = record["lines"]
+        assert len(lines) >= 2 and len({len(line) for line in lines}) == 1, lines
+        assert record["text"][-1] in "。？！" and len(record["text"]) <= max_len
+
+
+def test_a_max_len_too_short_for_a_couplet_is_a_usage_error():
+    out = CliRunner().invoke(generate_command, ["--model", MODEL, "月", "--max-len", "7"])
+    assert out.exit_code == 2 and "at least --max-len 8" in out.output
+
+
 def test_max_len_ends_at_a_complete_verse_and_says_so():
     out = CliRunner().invoke(
         generate_command,
