@@ -244,13 +244,6 @@ def fit_max_len(
     longer than the poem can be (--max-len, or the form's length) is refused.
     """
     given = click.get_current_context().get_parameter_source("max_len")
-    couplet = 2 * (verse_min + 1)
-    if form is None and not acrostic and max_len < couplet:
-        raise click.BadParameter(
-            f"a free poem needs room for a couplet of {verse_min}-character verses: give at "
-            f"least --max-len {couplet}",
-            param_hint="--max-len",
-        )
     if acrostic and form is None:
         needed = len(acrostic) * (verse_max + 1)
         if needed > max_len:
@@ -270,5 +263,12 @@ def fit_max_len(
             f"the start text {longest[:20]!r} ({len(longest)} characters) is longer than "
             f"{what} ({limit})",
             param_hint="--start",
+        )
+    couplet = 2 * (verse_min + 1)
+    if form is None and not acrostic and max_len < couplet:
+        raise click.BadParameter(
+            f"a free poem needs room for a couplet of {verse_min}-character verses: give at "
+            f"least --max-len {couplet}",
+            param_hint="--max-len",
         )
     return max_len
