@@ -35,6 +35,8 @@ from pathlib import Path
 
 import click
 
+from poetry_lm.cli.common import seed_option
+
 MARKS = "，。？！；：、"
 CLOSING = "。？！"
 FORM_SHAPES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
@@ -171,7 +173,7 @@ HEADER = [
 @click.command("decoding-stats")
 @click.option("--poems", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--setting", "settings", multiple=True, type=click.Choice(list(SETTING_ARGS)))
-@click.option("--seed", type=int, default=1, show_default=True)
+@seed_option(1, "Seed of the generated poems (as generate's --seed).")
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None)
 @click.option("--corpus/--no-corpus", default=True, help="Report the train split's rates too.")
 @click.option(

@@ -32,6 +32,7 @@ import click
 import numpy as np
 import torch
 
+from poetry_lm.cli.common import seed_option
 from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell, RNNCell
 
 TOL_TORCH = 1e-6
@@ -198,7 +199,7 @@ def within_tolerance(torch_err, fd_err):
 
 
 @click.command()
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option(0, "Seed of the random weights and inputs.")
 @click.option(
     "--T", "T", type=click.IntRange(1), default=4, show_default=True, help="Sequence length."
 )

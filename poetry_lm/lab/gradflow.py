@@ -40,7 +40,7 @@ from pathlib import Path
 import click
 import torch
 
-from poetry_lm.cli.common import run_or_exit
+from poetry_lm.cli.common import run_or_exit, seed_option
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import DEFAULT_CORPUS
@@ -230,13 +230,7 @@ def parse_checkpoint(ctx, param, values):
     show_default=True,
     help="B: valid poems in the batch.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Initialisation seed of the untrained models.",
-)
+@seed_option(0, "Initialisation seed of the untrained models.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False),

@@ -15,7 +15,7 @@ from collections import Counter
 
 import click
 
-from poetry_lm.cli.common import run_or_exit
+from poetry_lm.cli.common import run_or_exit, seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
 
 
@@ -75,7 +75,7 @@ def run(corpus, poems, cell, embed_dim, hidden_dim, k, batch, lr, clip, epochs, 
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
 @click.option("--clip", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option(0, "Seed of the initial weights.")
 @click.option(
     "--corpus", type=click.Path(dir_okay=False), default=str(DEFAULT_CORPUS), show_default=True
 )
