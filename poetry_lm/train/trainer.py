@@ -163,11 +163,16 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 LR_FLOOR = 0.05  # the cosine schedule ends at this fraction of --lr
 
 
+def warmup_factor(cfg: TrainConfig, step: int) -> float:
+    """The linear warm-up's share of --lr at ``step``: (step + 1) / warmup_steps, at most 1."""
+    return min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+
+
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int, anchor=(0, 1.0)) -> float:
     """The rate at ``step``: warm-up, then constant or a cosine from ``anchor`` = (step s0,
     fraction f0 of --lr there) down to LR_FLOOR at ``total_steps``. The anchor is (0, 1) unless a
     resumed run changed its length: the cosine then continues from where the rate was."""
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    warm = warmup_factor(cfg, step)
     if cfg.lr_schedule == "constant":
         return cfg.lr * warm
     s0, f0 = anchor
@@ -438,8 +443,7 @@ class Trainer:
         if p["total_steps"] and p["total_steps"] != total and self.cfg.lr_schedule == "cosine":
             step = p["global_step"]
             rate = learning_rate(self.cfg, step, p["total_steps"], p["lr_anchor"])
-            warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
-            p["lr_anchor"] = [step, rate / (self.cfg.lr * warm)]
+            p["lr_anchor"] = [step, rate / (self.cfg.lr * warmup_factor(self.cfg, step))]
             self.log(
                 f"the schedule now runs {total} steps instead of {p['total_steps']}: the cosine "
                 f"continues from lr {rate:.3g} at step {step}"
