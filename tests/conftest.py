@@ -33,3 +33,14 @@ def tiny_run(tmp_path_factory):
     result = CliRunner().invoke(train_command, ["--out", str(out), *TINY_TRAIN])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_backward_run(tmp_path_factory):
+    """As ``tiny_run``, reading poems right to left (``--direction backward``): a reader for the
+    rerank, on the same vocabulary as ``tiny_run``'s model."""
+    out = tmp_path_factory.mktemp("backward_run")
+    args = ["--out", str(out), *TINY_TRAIN, "--direction", "backward"]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 0, result.output
+    return out

@@ -23,6 +23,7 @@ from poetry_lm.cli.common import (
     threads_option,
 )
 from poetry_lm.decoding.generate import SampleOptions
+from poetry_lm.decoding.rerank import RerankOptions
 
 # Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
 # written as each batch is done, so memory stays bounded whatever -n and the start count ask.
@@ -75,6 +76,8 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
 @option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
 @option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
+@option_from(RerankOptions, "reader", "--rerank-with", type=click.Path(dir_okay=False))
+@option_from(RerankOptions, "weight", "--rerank-weight", type=FiniteFloatRange(0))
 @option_from(SampleOptions, "prime", type=TEXT)
 @option_from(SampleOptions, "repetition", "--repetition-penalty", type=FiniteFloatRange(0))
 @option_from(SampleOptions, "same_place", "--same-place-penalty", type=FiniteFloatRange(0))
@@ -97,13 +100,13 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     default="text",
     show_default=True,
     help="json: one object per line with text, lines, form, rhyme, score, per-character "
-    "log-probabilities and truncated.",
+    "log-probabilities, truncated (and backward with --rerank-with).",
 )
 @click.option(
     "-v",
     "--verbose",
     is_flag=True,
-    help="On stderr: each poem's rhyme, score and dropped constraints.",
+    help="On stderr: each poem's rhyme, score (and backward score) and dropped constraints.",
 )
 @seed_option(None, "Random seed: the same seed writes the same poems.")
 @threads_option
@@ -120,6 +123,8 @@ def generate_command(
     no_repeat,
     best_of,
     beam,
+    reader,
+    weight,
     prime,
     repetition,
     same_place,
@@ -141,7 +146,8 @@ def generate_command(
     set_threads(threads)
     import torch
 
-    from poetry_lm.decoding.generate import generate, verses
+    from poetry_lm.decoding.generate import candidates, verses
+    from poetry_lm.decoding.rerank import rerank
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.prosody.forms import FREE_VERSE_MAX, FREE_VERSE_MIN, Constraints
@@ -161,7 +167,13 @@ def generate_command(
         repetition=repetition,
         same_place=same_place,
     )
+    rerank_opts = settings_or_usage_error(RerankOptions, reader=reader, weight=weight)
+    if reader and (beam or best_of) < 2:
+        raise click.UsageError(
+            "--rerank-with ranks several candidates per poem: give --best-of or --beam of 2 or more"
+        )
     model, table, _ = run_or_exit(load_model, checkpoint)
+    reader_model = load_reader(reader, table) if reader else None
     known = table.index
     # CHARS is one start character per poem, so each must be a character
     chars = normalise(chars, known)
@@ -204,9 +216,10 @@ def generate_command(
     written = 0
     for first in range(0, len(requests), per_batch):
         batch, batch_seeds = requests[first : first + per_batch], seeds[first : first + per_batch]
-        poems = run_or_exit(
-            generate, model, table, batch, opts, generator, cons, step, seeds=batch_seeds
+        found = run_or_exit(
+            candidates, model, table, batch, opts, generator, cons, step, seeds=batch_seeds
         )
+        poems = rerank(found, reader_model, table, rerank_opts.weight)
         for poem in poems:  # each batch is written as soon as it is done
             written += 1
             if verbose:
@@ -214,7 +227,8 @@ def generate_command(
                     f"poem {written}: mean log-probability {poem.score:.3f}"
                     + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
                     + "".join(f"; {event}" for event in poem.backoffs)
-                    + (f"; truncated at --max-len {max_len}" if poem.truncated else ""),
+                    + (f"; truncated at --max-len {max_len}" if poem.truncated else "")
+                    + (f"; backward {poem.backward:.3f}" if poem.backward is not None else ""),
                     err=True,
                 )
             text = script_of(poem.text)
@@ -228,9 +242,25 @@ def generate_command(
                     "logprobs": [round(lp, 4) for lp in poem.logprobs],
                     "truncated": poem.truncated,
                 }
+                if poem.backward is not None:
+                    record["backward"] = round(poem.backward, 4)
                 emit(json.dumps(record, ensure_ascii=False))
             else:
                 emit(("\n" if written > 1 else "") + "\n".join(verses(text)))
+
+
+def load_reader(path: str, table):
+    """The --rerank-with checkpoint: unreadable, exit status 1 (as --model); not a backward
+    model of the forward model's vocabulary, a usage error."""
+    from poetry_lm.decoding.rerank import check_reader
+    from poetry_lm.model.checkpoint import load_model
+
+    reader, reader_table, _ = run_or_exit(load_model, path)
+    try:
+        check_reader(reader, reader_table, table, f"checkpoint {path}")
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--rerank-with") from None
+    return reader
 
 
 def fit_max_len(

@@ -16,6 +16,8 @@ split's (``docs/decoding.md``).
 **Ranking.** The kept row is the one with the best mean penalised log-probability: the model's
 own (unmasked) log-probability of each token written, the end token included, less the
 penalties it paid, averaged. A candidate that repeats itself is ranked down, not up.
+:func:`candidates` returns every row, so that another ranking can choose
+(:mod:`poetry_lm.decoding.rerank`: forward plus backward log-probability).
 
 **Stochastic beam search** (Kool, van Hoof & Welling 2019, "Stochastic Beams and Where to Find
 Them"): each hypothesis carries a Gumbel-perturbed score, and its children's perturbed scores
@@ -100,6 +102,7 @@ class GeneratedPoem:
     rhyme: list[str]  # the rhyme groups its rhyming characters share (with rhyme on)
     backoffs: list[str]  # where a constraint was dropped for want of candidates
     truncated: bool = False  # max_len, not the model, ended it (at its last complete verse)
+    backward: float | None = None  # mean log-probability per token read right to left (rerank)
 
     @property
     def lines(self) -> list[str]:
@@ -213,8 +216,19 @@ def repetition_of(cons: Constraints, opts: SampleOptions) -> tuple[float, float]
     )
 
 
+def generate(*args, **kwargs) -> list[GeneratedPoem]:
+    """One poem per start text: of each poem's candidates, the one with the best score (the first
+    such, in row order). Takes the arguments of :func:`candidates` and raises its errors."""
+    return [best(rows) for rows in candidates(*args, **kwargs)]
+
+
+def best(rows: list[GeneratedPoem]) -> GeneratedPoem:
+    """Plain ranking: the candidate of the best score, the first such in row order."""
+    return max(rows, key=lambda poem: poem.score)
+
+
 @torch.inference_mode()
-def generate(
+def candidates(
     model: PoetryLM,
     table: CharTable,
     starts: list[str],
@@ -223,9 +237,10 @@ def generate(
     cons: Constraints | None = None,
     step: Stepper | None = None,
     seeds: list[int] | None = None,
-) -> list[GeneratedPoem]:
-    """One poem per start text (``""`` lets the model choose its first character), decoded as one
-    batch.
+) -> list[list[GeneratedPoem]]:
+    """Every candidate of one poem per start text (``""`` lets the model choose its first
+    character): per poem, its ``best_of`` samples or its ``beam`` final hypotheses (a beam that
+    found fewer repeats its best), in row order; all decoded as one batch.
 
     ``step``: a :class:`Stepper` of ``model``, so that many calls build it once (~0.15 s).
     ``seeds``: one per start, the seed of that poem's own random stream; by default drawn from
@@ -323,22 +338,26 @@ def generate(
         # in the shortlist
         logp, state = step(next_t, state, rules.forced and not mask[:, step.shortlist :].any())
     scores = [float((model_lp[b] - paid[b])[live[b]].mean()) for b in range(R)]
-    poems = []
-    for first in range(0, R, width):  # keep each poem's best row
-        best = max(range(first, first + width), key=lambda b: scores[b])
-        chars = live[best] & (tokens[best] != table.eos)
-        text = table.decode(tokens[best][chars].tolist())
-        logprobs = model_lp[best][chars].tolist()
-        truncated = bool(rules.truncated[best])
-        if truncated and text and text[-1] not in CLOSING:  # back to its last complete verse
-            keep = max((i + 1 for i, ch in enumerate(text) if ch in CLOSING), default=len(text))
-            text, logprobs = text[:keep], logprobs[:keep]
-        poems.append(
-            GeneratedPoem(
-                text, logprobs, scores[best], rules.rhyme_of(best), rules.backoffs[best], truncated
-            )
-        )
-    return poems
+    poems = [
+        row_poem(table, rules, b, tokens[b][live[b]], model_lp[b][live[b]], scores[b])
+        for b in range(R)
+    ]
+    return [poems[first : first + width] for first in range(0, R, width)]
+
+
+def row_poem(
+    table: CharTable, rules: Rules, b: int, tokens: np.ndarray, logprobs: np.ndarray, score: float
+) -> GeneratedPoem:
+    """Row ``b``'s poem from the tokens it wrote (n,) and their log-probabilities (n,); a
+    truncated poem is cut back to its last complete verse."""
+    chars = tokens != table.eos
+    text = table.decode(tokens[chars].tolist())
+    kept = logprobs[chars].tolist()
+    truncated = bool(rules.truncated[b])
+    if truncated and text and text[-1] not in CLOSING:  # back to its last complete verse
+        keep = max((i + 1 for i, ch in enumerate(text) if ch in CLOSING), default=len(text))
+        text, kept = text[:keep], kept[:keep]
+    return GeneratedPoem(text, kept, score, rules.rhyme_of(b), rules.backoffs[b], truncated)
 
 
 def verses(poem: str) -> list[str]:

@@ -16,7 +16,7 @@ import torch
 
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
-from poetry_lm.text.batching import poem_batches
+from poetry_lm.text.batching import pad_right, poem_batches
 from poetry_lm.text.corpus import orient
 from poetry_lm.text.vocab import CharTable
 
@@ -45,6 +45,33 @@ def stepped_nll(step: Stepper, tokens: torch.Tensor, pad: int) -> tuple[float, i
     return nll, count
 
 
+def encode_oriented(
+    model: PoetryLM, table: CharTable, poems: list[str], titles: list[str] | None = None
+) -> list[list[int]]:
+    """Poems encoded as ``model`` reads them: a backward model reads each one right to left."""
+    titles = titles or [""] * len(poems)
+    direction = model.config.direction
+    return [table.encode_poem(orient(p, direction), t) for p, t in zip(poems, titles, strict=True)]
+
+
+@torch.inference_mode()
+def poem_nll(
+    model: PoetryLM, table: CharTable, poems: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each poem's summed NLL (P,) and scored tokens (P,) under ``model`` (read in its
+    direction), by its sequence path in one batch: the per-poem terms of :func:`perplexity`.
+
+    Float32 sums of one batched pass: a poem's figure alone and in a batch agree to float
+    tolerance (the matrix products' blocking may differ with the batch size), not bit for bit.
+    """
+    batch = pad_right(encode_oriented(model, table, poems), table.pad)
+    was_training = model.training
+    model.eval()
+    nll, tokens = model.row_nll(batch.to(model.embedding.weight.device), table.pad)
+    model.train(was_training)
+    return nll.cpu(), tokens.cpu()
+
+
 @torch.inference_mode()
 def perplexity(
     model: PoetryLM,
@@ -64,11 +91,7 @@ def perplexity(
         raise ValueError("titles are scored by the model's sequence path only, not --as-generated")
     was_training = model.training
     model.eval()
-    titles = titles or [""] * len(poems)
-    direction = model.config.direction  # a backward model reads each poem right to left
-    encoded = [
-        table.encode_poem(orient(p, direction), t) for p, t in zip(poems, titles, strict=True)
-    ]
+    encoded = encode_oriented(model, table, poems, titles)
     nll, tokens = 0.0, 0
     device = model.embedding.weight.device
     for batch in poem_batches(encoded, table.pad, max_tokens):

@@ -5,6 +5,8 @@ verses, for corpus poems and for generated ones, so that decoding can be set to 
     python -m poetry_lm decoding-stats --poems 200 --setting 七律-tones --setting beam-五律
     python -m poetry_lm decoding-stats --file poems.jsonl   # poems written elsewhere (JSON lines
                                                              # with "text", or one poem a line)
+    python -m poetry_lm decoding-stats --no-corpus --setting 七绝-best-of-8 \
+        --rerank-with back.pt --rerank-weight 0.5 --rerank-weight 1   # plain against reranked
 
 The checker here reads the rhyme table file on its own and splits verses on its own: it shares
 no code with the rules that generation enforces (``prosody/forms.py``, ``prosody/rhyme.py``), so
@@ -22,11 +24,18 @@ Rates, each the share of poems (verse counts: of verses):
 - ``closed``: the poem ends on 。, ？ or ！; ``double_mark``: two marks in a row;
 - ``mixed``: verses of different lengths; ``copied``: verses that are verses of train poems
   (share of verses).
+
+With ``--rerank-with`` (a backward checkpoint, :mod:`poetry_lm.decoding.rerank`) each setting is
+written with plain ranking and then reranked at each ``--rerank-weight`` (the same seeds, so the
+same candidates), and every row adds the kept poems' mean log-probability per token under the
+forward model and under the backward one (−log of their perplexity under each, by the models'
+float32 sequence path). A setting with one candidate per poem has nothing to rerank.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -35,7 +44,7 @@ from pathlib import Path
 
 import click
 
-from poetry_lm.cli.common import seed_option
+from poetry_lm.cli.common import field_default, run_or_exit, seed_option
 
 MARKS = "，。？！；：、"
 CLOSING = "。？！"
@@ -133,6 +142,7 @@ SETTING_ARGS = {
     "七律": "--form 七律",
     "七律-tones": "--form 七律 --tones",
     "五律-best-of-8": "--form 五律 --best-of 8",
+    "七绝-best-of-8": "--form 七绝 --best-of 8",
     "beam-五律": "--form 五律 --beam 4",
     "beam-七绝": "--form 七绝 --beam 4",
     "beam-五绝": "--form 五绝 --beam 4",
@@ -141,33 +151,76 @@ SETTING_ARGS = {
 }
 
 
+def generate_args(setting: str, extra: str = "") -> list[str]:
+    """The generate options of a setting: its own, then the ``extra`` ones."""
+    return [*SETTING_ARGS[setting].split(), *extra.split()]
+
+
 def generated_texts(
-    setting: str, poems: int, seed: int, model_path: str, extra: str = ""
+    setting: str, poems: int, seed: int, model_path: str, extra: str = "", more: tuple = ()
 ) -> list[str]:
     """``poems`` poems of a setting, as the command line writes them (its defaults, then the
-    ``extra`` options), in one batch."""
+    ``extra`` options, then the options ``more``), in one batch."""
     from click.testing import CliRunner
 
     from poetry_lm.cli.generate import generate_command
 
-    args = [*SETTING_ARGS[setting].split(), *extra.split(), "-n", str(poems), "--seed", str(seed)]
+    args = [*generate_args(setting, extra), *more, "-n", str(poems), "--seed", str(seed)]
     out = CliRunner().invoke(generate_command, [*args, "--model", model_path, "--format", "json"])
     if out.exit_code != 0:
         raise click.ClickException(f"generate {' '.join(args)} failed: {out.output.strip()}")
     return [json.loads(line)["text"] for line in out.output.splitlines() if line.startswith("{")]
 
 
-def row(label: str, r: Rates, extra: str = "") -> str:
+def candidates_per_poem(args: list[str]) -> int:
+    """How many candidates ``generate`` with options ``args`` ranks per poem (its own parse)."""
+    from poetry_lm.cli.generate import generate_command
+
+    params = generate_command.make_context("generate", list(args), resilient_parsing=True).params
+    return params["beam"] or params["best_of"]
+
+
+def row(label: str, r: Rates, extra: str = "", logp: tuple[float | None, ...] = ()) -> str:
+    """A table row; ``logp``: the log-probability columns' values (None: blank)."""
     cells = [f"{100 * r.rates[name]:.1f}" for name in RATES]
     copied = "" if r.copied is None else f"{100 * r.copied:.2f}"
-    return f"| {label} | {r.poems} | " + " | ".join(cells) + f" | {copied} | {extra} |"
+    scored = "".join("  |" if x is None else f" {x:.3f} |" for x in logp)
+    return f"| {label} | {r.poems} | " + " | ".join(cells) + f" | {copied} |{scored} {extra} |"
 
 
-HEADER = [
-    "| poems | n | char ≥3 % | same place % | repeated verse % | 重韵 % | rhymes % | closed % "
-    "| 。。 % | train verses % | distinct |",
-    "|---|---:|" + "---:|" * (len(RATES) + 2),
-]
+def header(scored: bool) -> list[str]:
+    """The table's head; ``scored``: with the forward and backward log-probability columns."""
+    logp = " log-p/token fwd | log-p/token bwd |" if scored else ""
+    return [
+        "| poems | n | char ≥3 % | same place % | repeated verse % | 重韵 % | rhymes % | closed % "
+        f"| 。。 % | train verses % |{logp} distinct |",
+        "|---|---:|" + "---:|" * (len(RATES) + 2 + 2 * scored),
+    ]
+
+
+def readers(model_path: str, reader_path: str | None):
+    """(forward model, backward reader or None, vocabulary) for the log-probability columns;
+    a reader that cannot rerank for the forward model is a usage error."""
+    from poetry_lm.decoding.rerank import check_reader
+    from poetry_lm.model.checkpoint import load_model
+
+    model, table, _ = run_or_exit(load_model, model_path)
+    if reader_path is None:
+        return model, None, table
+    reader, reader_table, _ = run_or_exit(load_model, reader_path)
+    try:
+        check_reader(reader, reader_table, table, f"checkpoint {reader_path}")
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--rerank-with") from None
+    return model, reader, table
+
+
+def mean_logprobs(texts: list[str], models: list, table) -> tuple[float, ...]:
+    """Each model's mean log-probability per token of ``texts`` (pooled): −log perplexity.
+    No models, no figures."""
+    from poetry_lm.evaluation.perplexity import perplexity
+
+    return tuple(-math.log(perplexity(m, table, texts).perplexity) for m in models)
 
 
 @click.command("decoding-stats")
@@ -180,35 +233,68 @@ HEADER = [
     "--model", "model_path", default=None, help="Checkpoint (default: the shipped model)."
 )
 @click.option("--extra", default="", help="More generate options for every setting.")
+@click.option(
+    "--rerank-with",
+    "reader_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A backward checkpoint: each setting plain and reranked, with the kept poems' mean "
+    "log-probability per token under both models.",
+)
+@click.option(
+    "--rerank-weight",
+    "weights",
+    type=click.FloatRange(0),
+    multiple=True,
+    help="λ of a reranked row (repeatable: one row each) [default: generate's --rerank-weight].",
+)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
-def main(poems, settings, seed, poem_file, corpus, model_path, extra, threads):
+def main(
+    poems, settings, seed, poem_file, corpus, model_path, extra, reader_path, weights, threads
+):
     """Repetition, 重韵, rhyme, closing and train-verse copies: corpus and generated (percent)."""
     import torch
 
+    from poetry_lm.decoding.rerank import RerankOptions
     from poetry_lm.paths import SHIPPED_MODEL
     from poetry_lm.text.corpus import load_corpus
 
     torch.set_num_threads(threads)
+    weights = weights or [field_default(RerankOptions, "weight")]
+    model_path = model_path or str(SHIPPED_MODEL)
+    scorers, table = [], None
+    if reader_path:
+        *scorers, table = readers(model_path, reader_path)
+    blank = (None,) * len(scorers)
     splits = load_corpus()
     train = [p.text for p in splits["train"]]
     index = train_verse_index(train)
-    click.echo("\n".join(HEADER))
+    click.echo("\n".join(header(bool(scorers))))
     if corpus:
         by_shape: dict[str, list[str]] = {}
         for text in train:
             by_shape.setdefault(shape_of(text), []).append(text)
         for shape in [*FORM_SHAPES.values(), "free"]:
-            click.echo(row(f"train {shape}", rates_of(by_shape[shape])))
+            click.echo(row(f"train {shape}", rates_of(by_shape[shape]), logp=blank))
         test = [p.text for p in splits["test"]]
-        click.echo(row("test (all), copies of train verses", rates_of(test, index)))
+        click.echo(row("test (all), copies of train verses", rates_of(test, index), logp=blank))
     if poem_file:
         lines = Path(poem_file).read_text(encoding="utf-8").splitlines()
         texts = [json.loads(x)["text"] if x.startswith("{") else x for x in lines if x.strip()]
-        click.echo(row(poem_file, rates_of(texts, index), f"{len(set(texts))}"))
+        logp = mean_logprobs(texts, scorers, table)
+        click.echo(row(poem_file, rates_of(texts, index), f"{len(set(texts))}", logp))
     for setting in settings or ([] if poem_file else list(SETTING_ARGS)):
-        start = time.perf_counter()
-        texts = generated_texts(setting, poems, seed, model_path or str(SHIPPED_MODEL), extra)
-        secs = time.perf_counter() - start
-        info = f"{len(set(texts))} ({secs:.0f} s)"
-        label = f"`{' '.join([SETTING_ARGS[setting] or '(free)', extra]).strip()}`"
-        click.echo(row(label, rates_of(texts, index), info))
+        args = generate_args(setting, extra)
+        runs = [("", ())]  # (label suffix, generate options): plain ranking, then each rerank
+        if reader_path and candidates_per_poem(args) > 1:
+            runs += [
+                (f" rerank λ={w:g}", ("--rerank-with", reader_path, "--rerank-weight", str(w)))
+                for w in weights
+            ]
+        for suffix, rerank_args in runs:
+            start = time.perf_counter()
+            texts = generated_texts(setting, poems, seed, model_path, extra, rerank_args)
+            info = f"{len(set(texts))} ({time.perf_counter() - start:.0f} s)"
+            label = f"`{' '.join(args) or '(free)'}`{suffix}"
+            logp = mean_logprobs(texts, scorers, table)
+            click.echo(row(label, rates_of(texts, index), info, logp))

@@ -447,10 +447,25 @@ class PoetryLM(nn.Module):
         first position, number of such tokens, state after the last input). Padding is never
         scored and never feeds the state; ``state`` continues a stream from its previous chunk.
         Context tokens (index + V: a title and its ``<sep>``) are read but never scored."""
+        nll, scored, state = self.scored_nll(tokens, pad, state)
+        return nll.sum(), int(scored.sum()), state
+
+    def row_nll(self, tokens: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``sequence_nll``, per row: tokens (T, B) → (summed NLL of each row (B,), scored
+        tokens of each row (B,)). For ranking candidates of one batch against each other."""
+        nll, scored, _ = self.scored_nll(tokens, pad)
+        rows = nll.new_zeros(scored.shape)  # (T-1, B), 0 where nothing is scored
+        rows[scored] = nll
+        return rows.sum(0), scored.sum(0)
+
+    def scored_nll(
+        self, tokens: torch.Tensor, pad: int, state: State | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """tokens (T, B) → (NLL of each scored token (N,), where they stand (T-1, B) bool, the
+        state after the last input): what ``sequence_nll`` and ``row_nll`` sum."""
         keep = (tokens != pad).unsqueeze(-1).to(self.embedding.weight.dtype)  # (T, B, 1)
         hidden, state = self(tokens[:-1], state, keep=keep[:-1])
         targets = tokens[1:]
         # (T-1, B): a real poem token after a real token
         scored = (targets != pad) & (tokens[:-1] != pad) & (targets < self.config.vocab_size)
-        nll = self.target_nll(hidden[scored], targets[scored])
-        return nll.sum(), int(scored.sum()), state
+        return self.target_nll(hidden[scored], targets[scored]), scored, state

@@ -88,14 +88,15 @@ def poem_batches(
     for i in order:
         longest = len(poems[i])  # sorted: the newest poem is the longest of the batch
         if batch and longest * (len(batch) + 1) > max_tokens:
-            yield _pad_right(batch, pad)
+            yield pad_right(batch, pad)
             batch = []
         batch.append(poems[i])
     if batch:
-        yield _pad_right(batch, pad)
+        yield pad_right(batch, pad)
 
 
-def _pad_right(batch: list[list[int]], pad: int) -> torch.Tensor:
+def pad_right(batch: list[list[int]], pad: int) -> torch.Tensor:
+    """Encoded poems → one (T, B) batch, each poem a column padded at its end."""
     length = max(len(ids) for ids in batch)
     out = torch.full((length, len(batch)), pad, dtype=torch.long)
     for b, ids in enumerate(batch):

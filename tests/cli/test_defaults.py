@@ -10,6 +10,7 @@ from poetry_lm.cli.common import field_default
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.train import train_command
 from poetry_lm.decoding.generate import SampleOptions
+from poetry_lm.decoding.rerank import RerankOptions
 from poetry_lm.model.checkpoint import read_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import SHIPPED_MODEL
@@ -21,7 +22,7 @@ from poetry_lm.train.trainer import TrainConfig
 NOT_OPTIONS = {"vocab_size", "cutoffs", "verse_marks", "verse_resets", "model"}
 COMMANDS = (
     (train_command, (TrainConfig, ModelConfig)),
-    (generate_command, (SampleOptions,)),
+    (generate_command, (SampleOptions, RerankOptions)),
 )
 
 

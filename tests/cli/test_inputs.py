@@ -271,13 +271,13 @@ def test_requests_are_decoded_in_bounded_batches_and_streamed(monkeypatch):
     args = ["日月山", "-n", 3, "--best-of", 2, "--seed", 3, "--max-len", 12]
     whole = invoke(generate_command, *args)
     sizes = []
-    real = decoding.generate
+    real = decoding.candidates  # what the command decodes each batch with
 
     def counting(model, table, starts, opts, *rest, **named):
         sizes.append(len(starts) * (opts.beam or opts.best_of))
         return real(model, table, starts, opts, *rest, **named)
 
-    monkeypatch.setattr(decoding, "generate", counting)
+    monkeypatch.setattr(decoding, "candidates", counting)
     monkeypatch.setattr(generate_cli, "MAX_ROWS", 4)
     chunked = invoke(generate_command, *args)
     assert chunked.exit_code == 0, chunked.output
