@@ -228,7 +228,11 @@ def generate_command(
                     + "".join(f"; rhyme {script_of(g)}" for g in poem.rhyme)
                     + "".join(f"; {event}" for event in poem.backoffs)
                     + (f"; truncated at --max-len {max_len}" if poem.truncated else "")
-                    + (f"; backward {poem.backward:.3f}" if poem.backward is not None else ""),
+                    + (
+                        f"; backward mean log-probability {poem.backward:.3f}"
+                        if poem.backward is not None
+                        else ""
+                    ),
                     err=True,
                 )
             text = script_of(poem.text)

@@ -198,21 +198,14 @@ def header(scored: bool) -> list[str]:
     ]
 
 
-def readers(model_path: str, reader_path: str | None):
-    """(forward model, backward reader or None, vocabulary) for the log-probability columns;
-    a reader that cannot rerank for the forward model is a usage error."""
-    from poetry_lm.decoding.rerank import check_reader
+def readers(model_path: str, reader_path: str):
+    """(forward model, backward reader, vocabulary) for the log-probability columns; a reader
+    that cannot rerank for the forward model is a usage error, as in ``generate``."""
+    from poetry_lm.cli.generate import load_reader
     from poetry_lm.model.checkpoint import load_model
 
     model, table, _ = run_or_exit(load_model, model_path)
-    if reader_path is None:
-        return model, None, table
-    reader, reader_table, _ = run_or_exit(load_model, reader_path)
-    try:
-        check_reader(reader, reader_table, table, f"checkpoint {reader_path}")
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--rerank-with") from None
-    return model, reader, table
+    return model, load_reader(reader_path, table), table
 
 
 def mean_logprobs(texts: list[str], models: list, table) -> tuple[float, ...]:
