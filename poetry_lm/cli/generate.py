@@ -75,6 +75,7 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
 @option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
 @option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
+@option_from(SampleOptions, "title", type=TEXT)
 @option_from(SampleOptions, "prime", type=TEXT)
 @option_from(SampleOptions, "repetition", "--repetition-penalty", type=FiniteFloatRange(0))
 @option_from(SampleOptions, "same_place", "--same-place-penalty", type=FiniteFloatRange(0))
@@ -96,7 +97,7 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, score, per-character "
+    help="json: one object per line with title, text, lines, form, rhyme, score, per-character "
     "log-probabilities and truncated.",
 )
 @click.option(
@@ -120,6 +121,7 @@ def generate_command(
     no_repeat,
     best_of,
     beam,
+    title,
     prime,
     repetition,
     same_place,
@@ -181,6 +183,7 @@ def generate_command(
             param_hint="--acrostic",
         )
     prime = poem_text(prime, known, "--prime", "prime text")
+    title = title_option(title, table)
     max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MIN, FREE_VERSE_MAX)
     if len(prime) > max_len:
         raise click.BadParameter(
@@ -193,7 +196,7 @@ def generate_command(
         raise click.UsageError(str(err)) from None
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
-    opts = dataclasses.replace(opts, max_len=max_len, prime=prime)
+    opts = dataclasses.replace(opts, max_len=max_len, prime=prime, title=title)
     requests = [s for s in starts or [""] for _ in range(num)]
     per_batch = max(1, MAX_ROWS // (beam or best_of))
     step = Stepper(model)  # packed once for every batch
@@ -220,6 +223,7 @@ def generate_command(
             text = script_of(poem.text)
             if fmt == "json":
                 record = {
+                    "title": script_of(title),
                     "text": text,
                     "lines": verses(text),
                     "form": form and form.name,
@@ -231,6 +235,28 @@ def generate_command(
                 emit(json.dumps(record, ensure_ascii=False))
             else:
                 emit(("\n" if written > 1 else "") + "\n".join(verses(text)))
+
+
+def title_option(value: str, table) -> str:
+    """--title under the one text rule, for a model that reads titles; a usage error if not.
+    Characters the model does not know are read as ``<unk>``, as in training; a warning on
+    stderr names them."""
+    if not value:
+        return ""
+    from poetry_lm.decoding.generate import check_title
+    from poetry_lm.text.normalise import read_title
+
+    try:
+        title = read_title(value, table.index)
+        unknown = check_title(table, title)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--title") from None
+    if unknown:
+        click.echo(
+            f"warning: the model does not know {''.join(unknown)} of the title; read as <unk>",
+            err=True,
+        )
+    return title
 
 
 def fit_max_len(

@@ -265,7 +265,16 @@ def test_cli_json_traditional_prime_and_verbose(tiny_run):
     plain = invoke(generate_command, *args, "--format", "json")
     assert plain.exit_code == 0, plain.output
     record = json.loads(plain.output)
-    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs", "truncated"}
+    assert set(record) == {
+        "title",
+        "text",
+        "lines",
+        "form",
+        "rhyme",
+        "score",
+        "logprobs",
+        "truncated",
+    }
     assert record["form"] == "五绝" and len(record["logprobs"]) == len(record["text"]) == 24
     assert "".join(record["lines"]) == record["text"] and [v[0] for v in record["lines"]] == list(
         "东南西北"
