@@ -72,7 +72,7 @@ class Int8Linear:
             # with O = 4821 (the shipped model's last cluster) a row's numbers depended on its
             # place in the batch; on whole lines every row is computed as row 0 is.
             I, O = weight.shape[1], weight.shape[0]
-            self.rowwise = F.pad(weight.T, (0, -O % 16, 0, -I % 16))
+            self.rowwise = F.pad(weight.T, (0, -O % 16, 0, -I % 16)).contiguous()
             self.out_features = O
         self.weight, self.bias = (weight, bias) if self.packed is None else (None, None)
 
@@ -118,8 +118,6 @@ class Stepper:
     """Advance a CPU model one token at a time, keeping the state (inference only, no dropout).
 
     ``int8=False`` keeps float32 weights: the model's own numbers, for tests and comparisons.
-    Tokens may be context tokens (index + V, a title's: ``text/vocab.py``), read as the model
-    reads them.
 
     Two things make a step cheaper than the model's own loop:
 
@@ -218,12 +216,12 @@ class Stepper:
         return StepState(layers, couplet)
 
     def first_input_gates(
-        self, tokens: torch.Tensor, couplet: CoupletTracker | None
+        self, tokens: torch.Tensor, couplet: CoupletTracker | None, context: bool
     ) -> tuple[torch.Tensor, CoupletTracker | None]:
         """tokens (B,) and the rows' tracker → the first layer's input gates (B, G·H) and the
         tracker past ``tokens`` (a new one: the state's is left as it was)."""
-        V = len(self.input_gates)
-        xw = F.embedding(tokens % V, self.input_gates)  # (B, G·H); a context token as its token
+        read_as = tokens % len(self.input_gates) if context else tokens  # a title's as its token
+        xw = F.embedding(read_as, self.input_gates)  # (B, G·H)
         if couplet is None:
             return xw, None
         couplet = copy.copy(couplet)  # step() rebinds its rows, never writes into them
@@ -231,12 +229,18 @@ class Stepper:
         return xw + F.embedding(counterparts + 1, self.counterpart_gates), couplet
 
     def __call__(
-        self, tokens: torch.Tensor, state: StepState | None = None, only_shortlist: bool = False
+        self,
+        tokens: torch.Tensor,
+        state: StepState | None = None,
+        only_shortlist: bool = False,
+        context: bool = False,
     ) -> tuple[torch.Tensor, StepState]:
         """tokens (B,) and state (None: the initial state) → log-probabilities of the next token
-        (B, V) and the new state. ``only_shortlist``: as in :meth:`log_probs`."""
+        (B, V) and the new state. ``only_shortlist``: as in :meth:`log_probs`. ``context``:
+        ``tokens`` may hold context tokens (index + V, a title's: ``text/vocab.py``), read as
+        the model reads them; without it (a poem's tokens) the step saves a call."""
         state = self.initial_state(len(tokens)) if state is None else state
-        xw, couplet = self.first_input_gates(tokens, state.couplet)  # (B, G·H)
+        xw, couplet = self.first_input_gates(tokens, state.couplet, context)  # (B, G·H)
         layers, new_layers = state.layers, []
         for k, layer in enumerate(self.layers[:-1]):  # the layers below the top
             layer_state = layer.cell(xw, self.recurrent[k](layers[k][0]), layers[k])
@@ -254,7 +258,7 @@ class Stepper:
         the state, each repeated for ``rows`` rows: (rows, V), a state of ``rows`` rows."""
         state = None
         for token in tokens:
-            logp, state = self(torch.tensor([token]), state)
+            logp, state = self(torch.tensor([token]), state, context=True)
         return logp.expand(rows, -1), state.select(torch.zeros(rows, dtype=torch.long))
 
 

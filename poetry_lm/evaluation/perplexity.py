@@ -39,7 +39,7 @@ def stepped_nll(step: Stepper, tokens: torch.Tensor, pad: int) -> tuple[float, i
     (context tokens, a title's, read and never scored)."""
     state, nll, count = None, 0.0, 0
     for current, target in zip(tokens[:-1], tokens[1:]):  # each (B,)
-        logp, state = step(current, state)
+        logp, state = step(current, state, context=True)
         scored = (current != pad) & (target != pad) & (target < logp.shape[1])
         nll -= float(logp[scored].gather(1, target[scored, None]).sum())
         count += int(scored.sum())

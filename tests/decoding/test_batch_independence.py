@@ -46,9 +46,10 @@ def test_a_row_of_a_step_is_the_same_alone_and_in_any_batch(shipped, tiny_run, t
         tokens[:2] += V
         state = None
         for t in range(12):
-            batch, new_state = step(tokens[t], state)
+            batch, new_state = step(tokens[t], state, context=True)
             for row in (0, 10, 20) if t >= 1 else ():
-                alone, _ = step(tokens[t, row : row + 1], state.select(torch.tensor([row])))
+                one = state.select(torch.tensor([row]))
+                alone, _ = step(tokens[t, row : row + 1], one, context=True)
                 assert torch.equal(alone[0], batch[row])
             state = new_state
         if model.config.couplet_input:  # rows stood beside others with counterparts

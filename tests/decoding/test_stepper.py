@@ -54,10 +54,11 @@ def titled_verses(length: int, rows: int) -> torch.Tensor:
 
 
 def stepped(step: Stepper, tokens: torch.Tensor) -> torch.Tensor:
-    """tokens (T, B) fed one step at a time → log-probabilities after each (T, B, V)."""
+    """tokens (T, B), context tokens among them, fed one step at a time → log-probabilities
+    after each (T, B, V)."""
     state, out = None, []
     for t in range(len(tokens)):
-        logp, state = step(tokens[t], state)
+        logp, state = step(tokens[t], state, context=True)
         out.append(logp)
     return torch.stack(out)
 
