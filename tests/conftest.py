@@ -44,3 +44,14 @@ def tiny_backward_run(tmp_path_factory):
     result = CliRunner().invoke(train_command, args)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_theme_run(tmp_path_factory):
+    """As ``tiny_run``, with titles read before half of the poems and the couplet input: a
+    model that writes for a title (its folder holds best.pt and last.pt)."""
+    out = tmp_path_factory.mktemp("theme_run")
+    args = ["--out", str(out), *TINY_TRAIN, "--couplet-input", "--title-share", "0.5"]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 0, result.output
+    return out

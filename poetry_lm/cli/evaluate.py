@@ -43,10 +43,8 @@ def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, titles,
     """Print the perplexity of CHECKPOINT on a corpus split or on a file of poems."""
     setup_streams()
     set_threads(threads)
-    if titles and (poem_file or as_generated):
-        raise click.UsageError(
-            "--titles reads a corpus split's titles: not with --file or --as-generated"
-        )
+    if titles and poem_file:
+        raise click.UsageError("--titles reads a corpus split's titles: not with --file")
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model

@@ -78,6 +78,7 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @option_from(SampleOptions, "beam", type=click.IntRange(0, 64))
 @option_from(RerankOptions, "reader", "--rerank-with", type=click.Path(dir_okay=False))
 @option_from(RerankOptions, "weight", "--rerank-weight", type=FiniteFloatRange(0))
+@option_from(SampleOptions, "title", type=TEXT)
 @option_from(SampleOptions, "prime", type=TEXT)
 @option_from(SampleOptions, "repetition", "--repetition-penalty", type=FiniteFloatRange(0))
 @option_from(SampleOptions, "same_place", "--same-place-penalty", type=FiniteFloatRange(0))
@@ -99,7 +100,7 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per line with text, lines, form, rhyme, score, per-character "
+    help="json: one object per line with title, text, lines, form, rhyme, score, per-character "
     "log-probabilities, truncated (and backward with --rerank-with).",
 )
 @click.option(
@@ -125,6 +126,7 @@ def generate_command(
     beam,
     reader,
     weight,
+    title,
     prime,
     repetition,
     same_place,
@@ -193,6 +195,7 @@ def generate_command(
             param_hint="--acrostic",
         )
     prime = poem_text(prime, known, "--prime", "prime text")
+    title = title_option(title, table)
     max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MIN, FREE_VERSE_MAX)
     if len(prime) > max_len:
         raise click.BadParameter(
@@ -205,7 +208,7 @@ def generate_command(
         raise click.UsageError(str(err)) from None
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
-    opts = dataclasses.replace(opts, max_len=max_len, prime=prime)
+    opts = dataclasses.replace(opts, max_len=max_len, prime=prime, title=title)
     requests = [s for s in starts or [""] for _ in range(num)]
     per_batch = max(1, MAX_ROWS // (beam or best_of))
     step = Stepper(model)  # packed once for every batch
@@ -238,6 +241,7 @@ def generate_command(
             text = script_of(poem.text)
             if fmt == "json":
                 record = {
+                    "title": script_of(title),
                     "text": text,
                     "lines": verses(text),
                     "form": form and form.name,
@@ -265,6 +269,28 @@ def load_reader(path: str, table):
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--rerank-with") from None
     return reader
+
+
+def title_option(value: str, table) -> str:
+    """--title under the one text rule, for a model that reads titles; a usage error if not.
+    Characters the model does not know are read as ``<unk>``, as in training; a warning on
+    stderr names them."""
+    if not value:
+        return ""
+    from poetry_lm.decoding.generate import check_title
+    from poetry_lm.text.normalise import read_title
+
+    try:
+        title = read_title(value, table.index)
+        unknown = check_title(table, title)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--title") from None
+    if unknown:
+        click.echo(
+            f"warning: the model does not know {''.join(unknown)} of the title; read as <unk>",
+            err=True,
+        )
+    return title
 
 
 def fit_max_len(

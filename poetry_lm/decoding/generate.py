@@ -38,6 +38,7 @@ from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Constraints, Rules, token_masks
 from poetry_lm.settings import SettingError, setting
+from poetry_lm.text.corpus import MAX_TITLE_CHARS
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 # (repetition, same_place) in nats, per form (None: free poems), from docs/decoding.md
@@ -74,6 +75,11 @@ class SampleOptions:
     beam: int = setting(
         0, "Stochastic beam search of this width instead of sampling (0: sample; Gumbel-top-k)."
     )
+    title: str = setting(
+        "",
+        f"Write for this title (at most {MAX_TITLE_CHARS} characters), read first as context by "
+        "a model trained with titles; characters it does not know read as <unk>.",
+    )
     prime: str = setting("", "Read this first, as earlier verses of the poem, without printing it.")
     repetition: float | None = setting(
         None, "Nats off a character's log-probability per earlier use [default: the form's]."
@@ -92,6 +98,11 @@ class SampleOptions:
         for name in ("repetition", "same_place"):
             if (getattr(self, name) or 0) < 0:
                 raise SettingError(f"{{{name}}} must be 0 or more, not {getattr(self, name)}")
+        if len(self.title) > MAX_TITLE_CHARS:
+            raise SettingError(
+                f"{{title}} has {len(self.title)} characters; "
+                f"at most {MAX_TITLE_CHARS} are accepted"
+            )
 
 
 @dataclass
@@ -120,6 +131,22 @@ def check_start(table: CharTable, text: str, what: str = "start") -> None:
             raise UnknownCharacterError(
                 f"the model does not know the character {ch!r}; choose another {what}"
             )
+
+
+def check_title(table: CharTable, title: str) -> list[str]:
+    """A title for ``table``'s model → its characters that the model reads as ``<unk>`` (as it
+    did in training, where titles were not counted into the vocabulary). Raises ValueError for
+    a title with a model trained without titles."""
+    table.encode_poem("", title)  # raises for a vocabulary without <sep>
+    return table.unknown_chars(title)
+
+
+def context_tokens(table: CharTable, opts: SampleOptions) -> list[int]:
+    """What every row reads before it writes: ``<bos>``, the title as context tokens with its
+    ``<sep>`` (as in training), and the prime, closed by a 。 where it ends without a mark.
+    Raises ValueError for a title with a model trained without titles."""
+    prime = opts.prime if not opts.prime or opts.prime[-1] in VERSE_ENDS else opts.prime + "。"
+    return table.encode_poem(prime, opts.title)[:-1]  # all but the end token
 
 
 def sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
@@ -250,8 +277,9 @@ def candidates(
 
     Without a form, writing stops at the end token or within ``opts.max_len`` characters (then
     at the last complete verse, and the poem is marked truncated); padding, begin and ``<unk>``
-    can never be drawn. Raises ValueError for a start, acrostic or prime the model cannot read,
-    or a start or prime longer than ``opts.max_len``.
+    can never be drawn. ``opts.title`` is read first, as context (its characters the model does
+    not know as ``<unk>``). Raises ValueError for a start, acrostic or prime the model cannot read,
+    a start or prime longer than ``opts.max_len``, or a title with a model trained without.
     """
     cons = cons or Constraints()
     for text, what in [
@@ -272,9 +300,8 @@ def candidates(
     rows = [s for s in starts for _ in range(width)]
     R, V = len(rows), len(table)
     rules = Rules(table, cons, [table.encode(s) for s in rows], opts.max_len)
-    prime = opts.prime if not opts.prime or opts.prime[-1] in VERSE_ENDS else opts.prime + "。"
     step = step or Stepper(model)
-    logp, state = step.read([table.bos, *table.encode(prime)], R)
+    logp, state = step.read(context_tokens(table, opts), R)
     # row j of a poem of seed s draws from seed s + j (best-of K's candidates are the poems of
     # seeds s … s + K - 1); a beam's noise comes from its poem's seed
     streams = [torch.Generator().manual_seed(seed + j) for seed in seeds for j in range(width)]
@@ -315,7 +342,7 @@ def candidates(
             next_ids, index, keys, sums = beam_step(keys, sums, scored, noise)
             index_t = torch.from_numpy(index)
             rules.select(index_t)
-            state = [tuple(s[index_t] for s in layer) for layer in state]
+            state = state.select(index_t)
             tokens, model_lp, paid, live = tokens[index], model_lp[index], paid[index], live[index]
             penalty, lp = penalty[index], lp[index]
             here = penalty

@@ -15,18 +15,20 @@ all lie in one fixed range: an LSTM's or GRU's h lies in (-1, 1), and a last row
 -1 pins the batch's range to [-1, 1] whatever the other rows are. Each row is then quantised
 alike alone or in any batch, and its sums are exact int32: its result is the same, bit for bit.
 An input of no fixed range (an adaptive softmax's projected clusters, a tied projection, a ReLU
-RNN's h) is multiplied in float32 one row at a time (``torch.bmm`` of 1-row products, whose
-rounding does not depend on the batch, unlike one (B, I) GEMM's).
+RNN's h) is multiplied in float32 one row at a time (``torch.bmm`` of 1-row products padded to
+whole 64-byte lines, whose rounding does not depend on the batch, unlike one (B, I) GEMM's).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.model.lm import PoetryLM, State
+from poetry_lm.model.lm import CoupletTracker, PoetryLM, State
 
 # fbgemm is x86-only, and torch has deprecated the quantized tensors its packing takes: check both
 INT8_KERNEL = (
@@ -65,18 +67,51 @@ class Int8Linear:
             self.range_row = weight.new_zeros(1, weight.shape[1])  # (1, I): +1, -1, then 0
             self.range_row[0, :2] = torch.tensor([1.0, -1.0])[: weight.shape[1]]
         elif int8 and INT8_KERNEL:
-            self.rowwise = weight.T.contiguous()  # (I, O)
+            # (I', O'): W^T zero-padded to whole 16-float (64-byte) lines. bmm rounds a row whose
+            # input or result starts off such a line differently from one that starts on it, so
+            # with O = 4821 (the shipped model's last cluster) a row's numbers depended on its
+            # place in the batch; on whole lines every row is computed as row 0 is.
+            I, O = weight.shape[1], weight.shape[0]
+            self.rowwise = F.pad(weight.T, (0, -O % 16, 0, -I % 16)).contiguous()
+            self.out_features = O
         self.weight, self.bias = (weight, bias) if self.packed is None else (None, None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rowwise is not None:  # (B, 1, I) @ (B, I, O): B products of one row
-            y = torch.bmm(x[:, None, :], self.rowwise.expand(len(x), -1, -1))[:, 0]
+        if self.rowwise is not None:  # (B, 1, I') @ (B, I', O'): B products of one row
+            if x.shape[1] < len(self.rowwise):
+                x = F.pad(x, (0, len(self.rowwise) - x.shape[1]))  # (B, I'): zeros after x
+            y = torch.bmm(x[:, None, :], self.rowwise.expand(len(x), -1, -1))
+            y = y[:, 0, : self.out_features]  # (B, O)
             return y if self.bias is None else y + self.bias
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
         # reduce_range: 7-bit inputs, so that no CPU's 16-bit intermediate sums can overflow
         x = torch.cat([x, self.range_row])  # (B + 1, I): the batch's range is [-1, 1]
         return torch.ops.quantized.linear_dynamic.default(x, self.packed, True)[:-1]
+
+
+@dataclass
+class StepState:
+    """What a :class:`Stepper` carries from one token to the next, for B rows.
+
+    A step returns a new state and leaves the one it was given as it was, so a state can be
+    stepped twice (a test's batch and one of its rows alone).
+    """
+
+    # per layer (h, c) of an LSTM, (h,) of a GRU or RNN, the top layer's followed by the
+    # W_hh h + b of its next step (see Stepper): each (B, ·)
+    layers: State
+    # couplet input: each row's previous verse, which gives the next token's counterpart
+    couplet: CoupletTracker | None = None
+
+    def select(self, rows: torch.Tensor) -> StepState:
+        """Rows ``rows`` (B',) of everything, as a new state: a beam's reordering, one row of a
+        batch, or one row repeated (``rows`` all 0)."""
+        couplet = None
+        if self.couplet is not None:
+            couplet = copy.copy(self.couplet)
+            couplet.select(rows)
+        return StepState([tuple(s[rows] for s in layer) for layer in self.layers], couplet)
 
 
 class Stepper:
@@ -88,7 +123,12 @@ class Stepper:
 
     - the first layer's input gates are looked up, not computed: a float32 (V, G·H) table of
       W_ih e_v + b for every token v (84 MB at V=6868, H=768), built by one V×E×G·H GEMM
-      (~0.1 s at E=256 on one core), turns a product that streams all of W_ih into one row;
+      (~0.1 s at E=256 on one core), turns a product that streams all of W_ih into one row.
+      With couplet input the first layer reads [e_v; e_c], c the counterpart from a
+      :class:`~poetry_lm.model.lm.CoupletTracker` carried in the state, so W_ih = [W_x | W_c]
+      and the gates are the sum of two rows: W_x e_v + b from the token's table, and W_c e_c
+      from a (V + 1, G·H) table whose row 0 is W_c times the learned "none" vector (another
+      84 MB);
     - the top layer's new h feeds two products, its own recurrence at the next step (W_hh h)
       and the output layer: they are one product of the stacked matrices (each product call
       costs ~15 µs before any arithmetic), and W_hh h waits in the state for the next step,
@@ -96,10 +136,7 @@ class Stepper:
     """
 
     def __init__(self, model: PoetryLM, int8: bool = True):
-        # couplet-input and backward models, which this stepper does not read yet: a clear
-        # error, not a shape mismatch
-        if model.config.couplet_input:
-            raise ValueError("generation does not read a couplet-input model yet")
+        # a backward model, which this stepper does not read: a clear error
         if model.config.direction == "backward":
             raise ValueError("a backward model scores poems read right to left; it does not write")
         self.model = model
@@ -109,9 +146,7 @@ class Stepper:
         config = model.config  # h lies in (-1, 1) for these cells: no per-row scaling
         h_bounded = config.cell != "rnn" or config.activation in ("tanh", "sigmoid")
         with torch.no_grad():
-            first = self.layers[0]
-            # (V, G·H)
-            self.input_gates = F.linear(model.embedding.weight, first.weight_ih, first.input_bias())
+            self.input_gates, self.counterpart_gates = first_layer_tables(model)
             self.input = [
                 Int8Linear(layer.weight_ih, layer.input_bias(), int8, h_bounded)
                 for layer in self.layers[1:]
@@ -171,36 +206,71 @@ class Stepper:
         ]
         return torch.cat([head[:, : c[0]], *clusters], dim=1)  # (B, V)
 
-    def initial_state(self, rows: int) -> State:
-        """The state before any token: zeros, and the top layer's W_hh h + b for h = 0."""
+    def initial_state(self, rows: int) -> StepState:
+        """The state before any token: zeros, the top layer's W_hh h + b for h = 0, and with
+        couplet input a tracker that has read nothing."""
         zeros = self.input_gates.new_zeros(rows, self.layers[0].hidden_size)
         state = [(zeros,) * layer.state_size for layer in self.layers]
-        return state[:-1] + [(*state[-1], self.first_recurrent.expand(rows, -1))]
+        layers = state[:-1] + [(*state[-1], self.first_recurrent.expand(rows, -1))]
+        couplet = self.model.tracker(rows) if self.counterpart_gates is not None else None
+        return StepState(layers, couplet)
+
+    def first_input_gates(
+        self, tokens: torch.Tensor, couplet: CoupletTracker | None, context: bool
+    ) -> tuple[torch.Tensor, CoupletTracker | None]:
+        """tokens (B,) and the rows' tracker → the first layer's input gates (B, G·H) and the
+        tracker past ``tokens`` (a new one: the state's is left as it was)."""
+        read_as = tokens % len(self.input_gates) if context else tokens  # a title's as its token
+        xw = F.embedding(read_as, self.input_gates)  # (B, G·H)
+        if couplet is None:
+            return xw, None
+        couplet = copy.copy(couplet)  # step() rebinds its rows, never writes into them
+        counterparts = couplet.step(tokens)  # (B,), -1 for none: the table's row 0
+        return xw + F.embedding(counterparts + 1, self.counterpart_gates), couplet
 
     def __call__(
-        self, tokens: torch.Tensor, state: State | None = None, only_shortlist: bool = False
-    ) -> tuple[torch.Tensor, State]:
+        self,
+        tokens: torch.Tensor,
+        state: StepState | None = None,
+        only_shortlist: bool = False,
+        context: bool = False,
+    ) -> tuple[torch.Tensor, StepState]:
         """tokens (B,) and state (None: the initial state) → log-probabilities of the next token
-        (B, V) and the new state. ``only_shortlist``: as in :meth:`log_probs`."""
-        xw = F.embedding(tokens, self.input_gates)  # (B, G·H): the first layer's input gates
-        state = state or self.initial_state(len(tokens))
-        new_state = []
+        (B, V) and the new state. ``only_shortlist``: as in :meth:`log_probs`. ``context``:
+        ``tokens`` may hold context tokens (index + V, a title's: ``text/vocab.py``), read as
+        the model reads them; without it (a poem's tokens) the step saves a call."""
+        state = self.initial_state(len(tokens)) if state is None else state
+        xw, couplet = self.first_input_gates(tokens, state.couplet, context)  # (B, G·H)
+        layers, new_layers = state.layers, []
         for k, layer in enumerate(self.layers[:-1]):  # the layers below the top
-            layer_state = layer.cell(xw, self.recurrent[k](state[k][0]), state[k])
-            new_state.append(layer_state)
+            layer_state = layer.cell(xw, self.recurrent[k](layers[k][0]), layers[k])
+            new_layers.append(layer_state)
             xw = self.input[k](layer_state[0])  # the next layer's input gates (B, G·H)
-        *top_state, hw = state[-1]  # hw = W_hh h + b, from the previous step
+        *top_state, hw = layers[-1]  # hw = W_hh h + b, from the previous step
         top_state = self.layers[-1].cell(xw, hw, tuple(top_state))
         # (B, G·H), then the output layer's
         hw, *first = self.top(top_state[0]).split(self.splits, dim=1)
-        return self.log_probs(first, only_shortlist), new_state + [(*top_state, hw)]
+        new_state = StepState(new_layers + [(*top_state, hw)], couplet)
+        return self.log_probs(first, only_shortlist), new_state
 
-    def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, State]:
-        """Read one prefix (bos, prime …) once → log-probabilities of the next token and the
-        state, each repeated for ``rows`` rows: (rows, V), state of (rows, ·) tensors."""
+    def read(self, tokens: list[int], rows: int) -> tuple[torch.Tensor, StepState]:
+        """Read one prefix (bos, title, prime …) once → log-probabilities of the next token and
+        the state, each repeated for ``rows`` rows: (rows, V), a state of ``rows`` rows."""
         state = None
         for token in tokens:
-            logp, state = self(torch.tensor([token]), state)
-        return logp.expand(rows, -1), [
-            tuple(s.expand(rows, -1).contiguous() for s in layer) for layer in state
-        ]
+            logp, state = self(torch.tensor([token]), state, context=True)
+        return logp.expand(rows, -1), state.select(torch.zeros(rows, dtype=torch.long))
+
+
+def first_layer_tables(model: PoetryLM) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first layer's input gates for every input, looked up instead of computed (Stepper):
+    W_x e_v + b for every token v (V, G·H), and with couplet input W_c times the "none" vector
+    (row 0) and W_c e_c for every counterpart c (row c + 1): (V + 1, G·H); else None."""
+    first, E = model.rnn.layers[0], model.config.embed_dim
+    embeddings = model.embedding.weight  # (V, E)
+    # W_ih (G·H, E), or (G·H, 2E) = [W_x | W_c] with couplet input
+    token_gates = F.linear(embeddings, first.weight_ih[:, :E], first.input_bias())
+    if not model.config.couplet_input:
+        return token_gates, None
+    counterparts = torch.cat([model.no_counterpart[None], embeddings])  # (V + 1, E)
+    return token_gates, F.linear(counterparts, first.weight_ih[:, E:])

@@ -35,11 +35,12 @@ class PerplexityReport:
 
 
 def stepped_nll(step: Stepper, tokens: torch.Tensor, pad: int) -> tuple[float, int]:
-    """As ``PoetryLM.sequence_nll`` for poems (T, B) padded at the end, read one token at a time."""
+    """As ``PoetryLM.sequence_nll`` for poems (T, B) padded at the end, read one token at a time
+    (context tokens, a title's, read and never scored)."""
     state, nll, count = None, 0.0, 0
     for current, target in zip(tokens[:-1], tokens[1:]):  # each (B,)
-        logp, state = step(current, state)
-        scored = (current != pad) & (target != pad)
+        logp, state = step(current, state, context=True)
+        scored = (current != pad) & (target != pad) & (target < logp.shape[1])
         nll -= float(logp[scored].gather(1, target[scored, None]).sum())
         count += int(scored.sum())
     return nll, count
@@ -85,10 +86,8 @@ def perplexity(
     generation reads it. With ``titles`` (one per poem, "" for none) each poem is read after its
     title, which is context and never scored, so the definition is unchanged.
 
-    Raises ValueError for titles with a model that reads none, or with ``step``.
+    Raises ValueError for titles with a model that reads none.
     """
-    if titles is not None and step is not None:
-        raise ValueError("titles are scored by the model's sequence path only, not --as-generated")
     was_training = model.training
     model.eval()
     encoded = encode_oriented(model, table, poems, titles)

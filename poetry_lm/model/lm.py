@@ -288,6 +288,7 @@ class StackedRNN(nn.Module):
 
 
 CHAR, MARK, RESET = 0, 1, 2  # token kinds for CoupletTracker
+Verses = tuple[tuple[int, ...], tuple[int, ...] | None]  # (previous verse, current one so far)
 
 
 class CoupletTracker:
@@ -300,18 +301,23 @@ class CoupletTracker:
     text between two marks; the reset tokens (``<bos>``, ``<eos>``, ``<sep>``, padding) and context
     tokens (>= V, a title) start afresh.
 
+    Each row keeps two verses as tuples of token indices: the previous one, and the current one
+    so far. A character extends the current verse; a mark makes it the previous one and starts
+    another; a reset forgets both. The next token's counterpart is the previous verse's
+    character at the current verse's length. A batch that starts inside a poem (a stream chunk,
+    a window) has no previous verse until its first mark: its current verse is unknown (None)
+    until then.
+
     The same object serves training (``sequence`` over a (T, B) batch) and generation (one
-    ``step`` per written token; ``select`` follows beam reordering). A batch that starts inside a
-    poem (a stream chunk, a window) has no previous verse until its first mark.
+    ``step`` per written token; ``select`` follows beam reordering). It is plain Python over each
+    row: a step of a few rows costs a few microseconds, where a dozen torch calls on (B,) tensors
+    cost tens, and generation takes one step per token.
     """
 
     def __init__(self, kinds: torch.Tensor, batch: int):
-        self.kinds = kinds  # (V,) CHAR, MARK or RESET per vocabulary index
-        device = kinds.device
-        self.history = torch.empty(0, batch, dtype=torch.long, device=device)  # (t, B)
-        self.verse_start = torch.full((batch,), -1, dtype=torch.long, device=device)  # -1: unknown
-        self.prev_start = torch.zeros(batch, dtype=torch.long, device=device)
-        self.prev_len = torch.zeros(batch, dtype=torch.long, device=device)
+        self.kinds = kinds.tolist()  # (V,) CHAR, MARK or RESET per vocabulary index
+        self.device = kinds.device
+        self.rows: list[Verses] = [((), None)] * batch
 
     @staticmethod
     def token_kinds(config: ModelConfig) -> torch.Tensor:
@@ -320,36 +326,37 @@ class CoupletTracker:
         kinds[list(config.verse_resets)] = RESET
         return kinds
 
+    def read(self, verses: Verses, x: int) -> tuple[Verses, int]:
+        """One row's verses and the token it reads → its verses after it, and the counterpart
+        of the next token (-1 for none)."""
+        previous, current = verses
+        kind = self.kinds[x] if x < len(self.kinds) else RESET  # a context token starts afresh
+        if kind == MARK:
+            previous, current = current or (), ()
+        elif kind == RESET:
+            previous, current = (), ()
+        elif current is not None:
+            current += (x,)
+        k = len(previous) if current is None else len(current)  # the next token's place
+        return (previous, current), previous[k] if k < len(previous) else -1
+
+    def advance(self, tokens: list[int]) -> list[int]:
+        """Every row reads its token → the counterparts of the next tokens, -1 for none."""
+        read = [self.read(verses, x) for verses, x in zip(self.rows, tokens, strict=True)]
+        self.rows = [verses for verses, _ in read]  # a new list: copies of the tracker share rows
+        return [counterpart for _, counterpart in read]
+
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,) the token just read → counterpart of the next token (B,), -1 for none."""
-        t = len(self.history)
-        self.history = torch.cat([self.history, x[None]])
-        V = len(self.kinds)
-        kind = torch.where(x >= V, RESET, self.kinds[x % V])  # context tokens reset
-        mark, reset = kind == MARK, kind == RESET
-        known = self.verse_start >= 0
-        # a mark closes the current verse: it becomes the previous one (length 0 if its start
-        # lies before this batch); a reset forgets it
-        self.prev_start = torch.where(mark, self.verse_start, self.prev_start)
-        closed = torch.where(known, t - self.verse_start, 0)
-        self.prev_len = torch.where(mark, closed, torch.where(reset, 0, self.prev_len))
-        self.verse_start = torch.where(mark | reset, t + 1, self.verse_start)
-        k = t + 1 - self.verse_start  # position of the next token in its verse
-        has = self.verse_start.ge(0) & (k < self.prev_len)
-        where = (self.prev_start + k).clamp(0, t)  # a step of the history, read where ``has``
-        counterpart = self.history.gather(0, where[None]).squeeze(0)
-        return torch.where(has, counterpart % V, -1)
+        return torch.tensor(self.advance(x.tolist()), device=self.device)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep rows ``rows`` (B',) of every field, as a beam search reorders its hypotheses."""
-        self.history = self.history[:, rows]
-        self.verse_start, self.prev_start, self.prev_len = (
-            f[rows] for f in (self.verse_start, self.prev_start, self.prev_len)
-        )
+        self.rows = [self.rows[i] for i in rows.tolist()]
 
     def sequence(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (T, B) → counterparts (T, B): row t answers the token that follows tokens[t]."""
-        return torch.stack([self.step(x) for x in tokens])
+        return torch.tensor([self.advance(x) for x in tokens.tolist()], device=tokens.device)
 
 
 class PoetryLM(nn.Module):

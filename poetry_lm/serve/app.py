@@ -50,10 +50,10 @@ DESCRIPTION = f"""Write, score, rewrite and check Tang poems with a character-le
 Text in either script is accepted. Limits, enforced on every request: at most
 {s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_POEMS} poems
 (starts × n), best_of or beam {s.MAX_WIDTH}, {s.MAX_ROWS} decoding rows (poems × best_of or
-beam), max_len {s.MAX_LEN}, prime {s.MAX_PRIME_CHARS} characters, acrostic
-{s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite {s.MAX_POEM_CHARS} characters,
-{s.MAX_CANDIDATES} rewrite candidates, a body {s.MAX_BODY_BYTES // 1024} KiB, and a time limit
-per request (408 past it).
+beam), max_len {s.MAX_LEN}, a title {s.MAX_TITLE_CHARS} characters, prime
+{s.MAX_PRIME_CHARS}, acrostic {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite
+{s.MAX_POEM_CHARS} characters, {s.MAX_CANDIDATES} rewrite candidates, a body
+{s.MAX_BODY_BYTES // 1024} KiB, and a time limit per request (408 past it).
 
 Errors: 400 input the model cannot use, 408 too slow, 413 body too large, 415 not JSON,
 422 a field missing, mistyped or out of limits, 429 too many requests waiting; each with
@@ -210,6 +210,7 @@ def create_app(
             status="ok",
             model=poet.checkpoint.name,
             vocabulary=len(poet.table),
+            titles=poet.table.sep is not None,
             batches=batcher.batches,
             decode_cpu_s=round(batcher.cpu, 4),
         )
@@ -221,6 +222,7 @@ def create_app(
         try:
             starts = [poet.read(text, "start") for text in req.starts] or [""]
             prime = poet.read(req.prime, "prime")
+            title = poet.read_title(req.title)
             cons = Constraints(
                 form=form,
                 acrostic=poet.read(req.acrostic, "acrostic"),
@@ -229,7 +231,7 @@ def create_app(
                 tones=req.tones,
                 no_repeat=req.no_repeat,
             )
-            poet.check_request(starts, cons, prime)
+            poet.check_request(starts, cons, prime, title)
         except ValueError as err:
             raise HTTPException(400, str(err)) from None
         try:
@@ -241,6 +243,7 @@ def create_app(
                 max_len=req.max_len,
                 best_of=req.best_of,
                 beam=req.beam,
+                title=title,
                 prime=prime,
                 repetition=req.repetition_penalty,
                 same_place=req.same_place_penalty,

@@ -15,6 +15,7 @@ from poetry_lm.decoding.generate import (
     GeneratedPoem,
     SampleOptions,
     check_start,
+    check_title,
     generate,
     sample_step,
     verses,
@@ -25,7 +26,7 @@ from poetry_lm.model.checkpoint import load_model
 from poetry_lm.prosody.forms import FORMS, VERSE_ENDS, Constraints, Form, token_masks
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph
-from poetry_lm.text.normalise import read_poem
+from poetry_lm.text.normalise import read_poem, read_title
 
 
 def recognise_form(lines: list[str]) -> Form | None:
@@ -81,14 +82,21 @@ class Poet:
         (a ValueError) naming ``what`` when it is not poem text."""
         return read_poem(text, self.table.index, what)
 
-    def check_request(self, starts: list[str], cons: Constraints, prime: str) -> None:
+    def read_title(self, text: str) -> str:
+        """A user's title by the same rule (its Chinese characters kept, as the corpus keeps
+        titles); raises PoemTextError when it is not poem text or is too long."""
+        return read_title(text, self.table.index)
+
+    def check_request(self, starts: list[str], cons: Constraints, prime: str, title: str) -> None:
         """Everything about a generate request that could fail inside a shared batch, checked
-        alone first, so that one request's bad input never fails the others'."""
+        alone first, so that one request's bad input never fails the others'. A title's
+        characters the model lacks are read as <unk>, as in training."""
         for text, what in [*((s, "start") for s in starts), (cons.acrostic, "acrostic")]:
             check_start(self.table, text, what)
             if cons.form and what == "start":
                 check_fits(text, cons.form)
         check_start(self.table, prime, "prime")
+        check_title(self.table, title)
         if cons.acrostic and any(starts):
             raise ValueError("an acrostic sets the first character of every line; give no start")
 
@@ -143,7 +151,7 @@ class Poet:
             if k + 1 < len(ids):
                 logprobs.append(float(logp[0, ids[k + 1]]))
         logp = logp.expand(K, -1)  # (K, V): the verse's first character
-        state = [tuple(s.expand(K, -1).contiguous() for s in layer) for layer in state]
+        state = state.select(torch.zeros(K, dtype=torch.long))  # the prefix's, for every row
         uniforms = torch.rand(len(body), K, generator=generator).numpy()
         written, chosen = [], []  # (K,) tokens and their log-probabilities, per step
         for j in range(len(body)):

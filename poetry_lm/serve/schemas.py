@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from poetry_lm.decoding.generate import SampleOptions
 from poetry_lm.prosody.forms import parse_form
+from poetry_lm.text.corpus import MAX_TITLE_CHARS
 
 # Limits: each bounds the work one request can ask for (rows × steps of decoding)
 MAX_STARTS = 16  # start texts in one request
@@ -85,6 +86,7 @@ class GenerateRequest(Sampling):
     greedy: bool = from_options("greedy")
     best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
     beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
+    title: str = from_options("title", max_length=MAX_TITLE_CHARS)
     prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
     repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
     same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
@@ -189,6 +191,7 @@ class Health(BaseModel):
     status: str
     model: str
     vocabulary: int
+    titles: bool = Field(description="Whether the model reads a title (generate's title).")
     batches: int = Field(description="Decoding batches run so far (requests batched together).")
     decode_cpu_s: float = Field(description="CPU seconds the decoding thread has used so far.")
 

@@ -13,6 +13,9 @@ same way everywhere:
    character (a poem, a start text or a verse never begins with a mark), and at most
    :data:`MAX_TEXT_CHARS` long.
 
+A title is read by the same rule, then kept as the corpus keeps titles: its Chinese characters
+only (``clean_title``), at most :data:`~poetry_lm.text.corpus.MAX_TITLE_CHARS` of them.
+
 Errors are :class:`PoemTextError`, one sentence naming the text and the offending character.
 """
 
@@ -22,7 +25,9 @@ from collections.abc import Container
 from pathlib import Path
 
 from poetry_lm.text.corpus import (
+    MAX_TITLE_CHARS,
     CorpusError,
+    clean_title,
     is_ideograph,
     is_poem_char,
     normalise_marks,
@@ -75,6 +80,20 @@ def check_poem_text(text: str, what: str = "poem") -> str:
 def read_poem(text: str, known: Container[str] | None = None, what: str = "poem") -> str:
     """A user's text → normalised poem text (the whole rule), or :class:`PoemTextError`."""
     return check_poem_text(normalise(text, known), what)
+
+
+def read_title(text: str, known: Container[str] | None = None) -> str:
+    """A user's title → the title as the model reads it: the whole rule, then its Chinese
+    characters only, as the corpus's titles (``春望，其一`` → ``春望其一``). Raises
+    :class:`PoemTextError` for text that is not poem text or a title longer than
+    ``MAX_TITLE_CHARS`` characters (the longest a model was trained on)."""
+    text = read_poem(text, known, "title")
+    length = sum(map(is_ideograph, text))
+    if length > MAX_TITLE_CHARS:
+        raise PoemTextError(
+            f"the title has {length} characters; at most {MAX_TITLE_CHARS} are accepted"
+        )
+    return clean_title(text)
 
 
 def read_poem_file(path: Path | str, known: Container[str] | None = None) -> list[str]:

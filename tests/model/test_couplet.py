@@ -1,10 +1,12 @@
 """Titles as unscored context, and the couplet input (the previous verse's aligned character)."""
 
+import random
+
 import pytest
 import torch
 
 from poetry_lm.model.checkpoint import load_model, save_checkpoint
-from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.model.lm import CHAR, MARK, RESET, CoupletTracker, ModelConfig, PoetryLM
 from poetry_lm.text.duplicates import PUNCTUATION
 from poetry_lm.text.vocab import CharTable, build_vocabulary, vocabulary_to_list
 
@@ -135,13 +137,53 @@ def test_awd_options_forget_bias_weight_drop_and_locked_dropout(table):
         ModelConfig(**cfg, cell="gru", weight_drop=0.1)
 
 
-def test_generation_refuses_models_it_cannot_read_yet(table):
+def test_generation_refuses_a_backward_model(table):
     from poetry_lm.decoding.stepper import Stepper
 
-    with pytest.raises(ValueError, match="couplet-input"):
-        Stepper(PoetryLM(couplet_config(table)))
     backward = ModelConfig(
         vocab_size=len(table), embed_dim=6, hidden_dim=8, softmax="full", direction="backward"
     )
     with pytest.raises(ValueError, match="does not write"):
         Stepper(PoetryLM(backward))
+
+
+def plain_counterparts(kinds: list[int], tokens: list[int]) -> list[int]:
+    """The tracker's rule read plainly, for one row: after each token, the character of the
+    previous verse at the next token's position in its verse, or -1."""
+    V = len(kinds)
+    out, verse, previous = [], None, []  # verse None: it began before the row did
+    for x in tokens:
+        kind = RESET if x >= V else kinds[x]  # a context token starts afresh
+        if kind == MARK:
+            previous, verse = verse or [], []
+        elif kind == RESET:
+            previous, verse = [], []
+        elif verse is not None:
+            verse.append(x)
+        k = None if verse is None else len(verse)  # the next token's place in its verse
+        out.append(previous[k] if k is not None and k < len(previous) else -1)
+    return out
+
+
+def random_rows(rng: random.Random, kinds: list[int], rows: int, length: int) -> list[list[int]]:
+    """Rows of characters with marks, resets and context tokens (index + V) among them."""
+    V = len(kinds)
+    weights = [{CHAR: 1.0, MARK: 6.0, RESET: 2.0}[k] for k in kinds] + [0.3] * V
+    return [rng.choices(range(2 * V), weights, k=length) for _ in range(rows)]
+
+
+def test_the_tracker_follows_its_rule_and_a_beam_reordering():
+    rng = random.Random(0)
+    kinds = [RESET, RESET, MARK, MARK] + [CHAR] * 8  # V = 12
+    tracker = CoupletTracker(torch.tensor(kinds), 6)
+    rows = random_rows(rng, kinds, 6, 40)
+    got = tracker.sequence(torch.tensor(rows).T)  # (40, 6)
+    assert (got >= 0).float().mean() > 0.1  # the rows really have counterparts
+    for b, row in enumerate(rows):
+        assert got[:, b].tolist() == plain_counterparts(kinds, row)
+    # a beam keeps rows 3, 3 and 0, then goes on: each as if it had been read whole
+    tracker.select(torch.tensor([3, 3, 0]))
+    more = random_rows(rng, kinds, 3, 20)
+    got = tracker.sequence(torch.tensor(more).T)
+    for b, (kept, row) in enumerate(zip([3, 3, 0], more)):
+        assert got[:, b].tolist() == plain_counterparts(kinds, rows[kept] + row)[40:]

@@ -142,13 +142,13 @@ def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
     skipped = []
 
     class Counting(Stepper):
-        def __call__(self, tokens, state=None, only_shortlist=False):
+        def __call__(self, tokens, state=None, only_shortlist=False, context=False):
             skipped.append(only_shortlist)
-            return super().__call__(tokens, state, only_shortlist)
+            return super().__call__(tokens, state, only_shortlist, context)
 
     class EveryCluster(Stepper):
-        def __call__(self, tokens, state=None, only_shortlist=False):
-            return super().__call__(tokens, state)
+        def __call__(self, tokens, state=None, only_shortlist=False, context=False):
+            return super().__call__(tokens, state, context=context)
 
     ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
     # frequent and rare: in and past the shortlist
@@ -265,7 +265,16 @@ def test_cli_json_traditional_prime_and_verbose(tiny_run):
     plain = invoke(generate_command, *args, "--format", "json")
     assert plain.exit_code == 0, plain.output
     record = json.loads(plain.output)
-    assert set(record) == {"text", "lines", "form", "rhyme", "score", "logprobs", "truncated"}
+    assert set(record) == {
+        "title",
+        "text",
+        "lines",
+        "form",
+        "rhyme",
+        "score",
+        "logprobs",
+        "truncated",
+    }
     assert record["form"] == "五绝" and len(record["logprobs"]) == len(record["text"]) == 24
     assert "".join(record["lines"]) == record["text"] and [v[0] for v in record["lines"]] == list(
         "东南西北"

@@ -44,6 +44,7 @@ def test_health_and_page(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"] == "poetry_lm.pt"
     assert health["vocabulary"] == 6868 and health["batches"] >= 0
+    assert health["titles"] is False  # the shipped model was trained without titles
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "http://" not in page.text and "https://" not in page.text  # nothing from the internet
@@ -120,6 +121,56 @@ def test_a_seeded_poem_is_the_same_in_a_batch_with_others(app, client):
     assert app.state.batcher.batches - batches < 8  # some requests shared a batch
 
 
+@pytest.fixture(scope="module")
+def theme_app(tiny_theme_run):
+    """The service with a tiny model trained with titles and the couplet input."""
+    from poetry_lm.serve.app import create_app
+
+    app = create_app(tiny_theme_run / "best.pt")
+    yield app
+    app.state.batcher.close()
+
+
+def test_a_title_is_written_for_and_batched_per_poem(theme_app, tiny_theme_run):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(theme_app)
+    assert client.get("/healthz").json()["titles"] is True
+    body = {"title": "春望", "starts": ["春"], "form": "五绝", "n": 2, "seed": 11}
+    alone = post(client, "/api/generate", body)
+    assert alone.status_code == 200, alone.text
+    poems = alone.json()["poems"]
+    assert all(len(p["text"]) == 24 and p["text"][0] == "春" for p in poems)
+    cli = CliRunner().invoke(
+        main,
+        ["generate", "春", "--model", str(tiny_theme_run / "best.pt"), "--title", "春望"]
+        + ["-n", "2", "--form", "五绝", "--seed", "11", "--format", "json"],
+    )
+    assert [json.loads(line)["text"] for line in cli.stdout.splitlines()] == [
+        p["text"] for p in poems
+    ]  # what the CLI writes
+    untitled = post(client, "/api/generate", {**body, "title": ""}).json()["poems"]
+    assert [p["logprobs"] for p in untitled] != [p["logprobs"] for p in poems]  # it was read
+    # beside requests of other titles and seeds, decoded together where they can be
+    results = [None] * 8
+
+    def ask(i):
+        title = ["春望", "秋思", ""][i % 3]
+        results[i] = post(client, "/api/generate", {**body, "title": title, "seed": 11 + i})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    batcher = theme_app.state.batcher
+    batches = batcher.batches
+    batcher.window, batcher.max_wait = 0.3, 1.0  # wide, so that a busy machine still batches
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status_code == 200 for r in results)
+    assert results[0].json() == alone.json()
+    assert batcher.batches - batches < 8  # some requests shared a batch
+
+
 def test_rewrite_keeps_the_other_lines_the_form_and_the_rhyme(client):
     r = post(client, "/api/rewrite", {"text": DENGGAO, "line": 3, "n": 4, "seed": 2})
     assert r.status_code == 200, r.text
@@ -189,6 +240,8 @@ BAD = [
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
     ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
     ("/api/generate", {"prime": "龘"}, 400, "choose another prime"),
+    ("/api/generate", {"title": "春望"}, 400, "trained without titles"),  # the shipped model
+    ("/api/generate", {"title": "spring"}, 400, "not a Chinese character"),
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
     ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "does not know"),
     ("/api/score", {"text": "abc"}, 400, "not a Chinese character"),
@@ -210,6 +263,7 @@ BAD = [
     ("/api/generate", {"script": "latin"}, 422, "script"),
     ("/api/generate", {"starts": ["明月"], "max_len": 1}, 422, "longer than max_len"),
     ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
+    ("/api/generate", {"title": "春" * 25}, 422, "title: String should have at most 24"),
     ("/api/generate", {"model": "/etc/passwd"}, 422, "unknown field 'model'"),
     ("/api/generate", [1, 2], 422, "valid dictionary"),
     ("/api/score", {}, 422, "text is required"),

@@ -4,6 +4,7 @@ package, never a downloaded one) against a live server on loopback.
 The same code makes the README's screenshot: ``python tests/serve/test_page.py docs/web.png``.
 """
 
+import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,6 +143,26 @@ def test_an_error_is_shown_not_thrown(page):
     page.click("#write-button")
     page.wait_for_function("document.getElementById('error').innerText.length > 0")
     assert "does not know the character" in page.inner_text("#error")
+
+
+def test_the_title_goes_with_the_request_where_the_model_reads_titles(
+    page, browser, tiny_theme_run
+):
+    # the shipped model reads none: its title field is off
+    page.wait_for_function("document.getElementById('title').disabled")
+    from poetry_lm.serve.app import create_app
+
+    app = create_app(tiny_theme_run / "best.pt")
+    with running(app) as url:
+        themed = open_page(browser, url)
+        sent = []
+        themed.on("request", lambda r: sent.append(r) if r.url.endswith("/api/generate") else None)
+        themed.fill("#title", "春望")
+        verses = write_poem(themed, "春", "五绝")
+        assert json.loads(sent[-1].post_data)["title"] == "春望" and verses[0][0] == "春"
+        assert not themed.is_disabled("#title")
+        themed.close()
+    app.state.batcher.close()
 
 
 def screenshot(path):

@@ -8,6 +8,7 @@ from poetry_lm.text.normalise import (
     check_poem_text,
     normalise,
     read_poem,
+    read_title,
     simplify_unknown,
 )
 
@@ -34,3 +35,13 @@ def test_what_is_not_poem_text_is_refused(text, words):
 
 def test_an_empty_text_passes_the_check():
     assert check_poem_text("") == ""
+
+
+def test_a_title_is_read_by_the_rule_and_kept_as_the_corpus_keeps_titles():
+    assert read_title(" 春望, 其一 ") == "春望其一"  # its characters only, as clean_title
+    assert read_title("國破", known={"破"}) == "国破"  # only what the model lacks is converted
+    assert read_title("") == ""
+    assert read_title("春" * 24 + "。") == "春" * 24  # marks do not count
+    for text, words in [("spring", "not a Chinese character"), ("春" * 25, "at most 24")]:
+        with pytest.raises(PoemTextError, match=words):
+            read_title(text)
