@@ -23,6 +23,10 @@ TINY_TRAIN = [
     "33",
     "--seq-step",
     "16",
+    # the plain recipe; tiny_theme_run adds titles and the couplet input
+    "--no-couplet-input",
+    "--title-share",
+    "0",
 ]
 
 
@@ -55,3 +59,19 @@ def tiny_theme_run(tmp_path_factory):
     result = CliRunner().invoke(train_command, args)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def no_title_model(tmp_path_factory):
+    """A checkpoint whose vocabulary has no ``<sep>``, as every model trained before titles:
+    it cannot read a title (a tiny untrained model; its path as a string)."""
+    from poetry_lm.model.checkpoint import save_checkpoint
+    from poetry_lm.model.lm import ModelConfig, PoetryLM
+    from poetry_lm.text.vocab import REQUIRED
+
+    vocab = [*REQUIRED, "，", "。", *"床前明月光疑是地上霜举头望低思故乡春"]
+    torch.manual_seed(0)
+    config = ModelConfig(len(vocab), 8, 8, softmax="full", couplet_input=False)
+    path = tmp_path_factory.mktemp("no_title") / "old.pt"
+    save_checkpoint(path, PoetryLM(config), vocab)
+    return str(path)

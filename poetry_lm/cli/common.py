@@ -248,11 +248,15 @@ def field_default(cls, name: str):
 def option_from(cls, name: str, *decls: str, **attrs):
     """A click option for the dataclass field ``cls.name``, taking its default and help from the
     field, so that each is written once. ``decls`` default to ``--name-with-dashes``; a bool
-    field becomes a flag. ``attrs`` (a click type, say) are passed on."""
+    field becomes a flag (``--name/--no-name`` where it is on by default). ``attrs`` (a click
+    type, say) are passed on."""
     default = field_default(cls, name)
     attrs.setdefault("help", field_named(cls, name).metadata.get("help"))
     if isinstance(default, bool):
         attrs.setdefault("is_flag", True)
+        if default and not decls:  # a flag that is on by default needs a way to turn it off
+            name_dashed = name.replace("_", "-")
+            decls = (f"--{name_dashed}/--no-{name_dashed}",)
     else:
         attrs.setdefault("show_default", default not in (None, ""))
     return click.option(*(decls or ["--" + name.replace("_", "-")]), name, default=default, **attrs)

@@ -314,6 +314,7 @@ def generation_model(s: Settings):
             hidden_dim=s.gen_hidden,
             softmax="adaptive",
             cutoffs=s.cutoffs,
+            couplet_input=False,
         )
     ).eval()
     return model, table, "an untrained model"

@@ -73,6 +73,7 @@ def untrained_model(
         softmax="full",
         cell=cell,
         activation=activation,
+        couplet_input=False,
     )
     return PoetryLM(config).eval()
 

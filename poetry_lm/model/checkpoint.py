@@ -151,7 +151,7 @@ def load_model(path: Path | str) -> tuple[PoetryLM, CharTable, dict[str, Any]]:
     ):
         raise fault("it holds no weights")
     try:
-        config = ModelConfig(**payload["config"])
+        config = ModelConfig.from_saved(payload["config"])
         # the shapes are checked on the meta device first: a forged config must not make this
         # process allocate a model of any size it names
         with torch.device("meta"):

@@ -56,7 +56,7 @@ class ModelConfig:
     # at the position about to be written (see CoupletTracker). The trainer fills in the
     # vocabulary's verse marks (，。？！；：、) and reset tokens (<pad>, <bos>, <eos>, <sep>).
     couplet_input: bool = setting(
-        False, "Also feed the first layer the previous verse's character at the same position."
+        True, "Also feed the first layer the previous verse's character at the same position."
     )
     verse_marks: list[int] = setting([], "Indices of the marks that end a verse (couplet input).")
     verse_resets: list[int] = setting(
@@ -75,6 +75,12 @@ class ModelConfig:
     locked_dropout: bool = setting(
         False, "One dropout mask per sequence for the embeddings and outputs, not one per step."
     )
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> ModelConfig:
+        """The config a checkpoint stored. Checkpoints from before the couplet input lack the
+        field, and their models read without it (the default is now on)."""
+        return cls(**{"couplet_input": False, **saved})
 
     def __post_init__(self):
         if self.softmax not in SOFTMAXES:

@@ -84,7 +84,7 @@ class TrainConfig:
     )
     warmup_steps: int = setting(200, "Steps of linear learning-rate warm-up.")
     clip: float = setting(1.0, "Maximum global gradient norm.")
-    max_epochs: int = setting(9, "Most epochs to train.")
+    max_epochs: int = setting(7, "Most epochs to train.")
     patience: int = setting(
         2, "Stop after this many epochs without a better validation perplexity."
     )
@@ -103,7 +103,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     # drawn afresh each epoch; the others are read without one, so one model writes either way
     title_share: float = setting(
-        0.0, "Share of train poems read after their title (context, never scored)."
+        0.5, "Share of train poems read after their title (context, never scored)."
     )
 
     def __post_init__(self):
@@ -381,7 +381,7 @@ class Trainer:
         """The vocabulary and the model's configuration: the checkpoint's when resuming, else
         built from the train split (with adaptive-softmax cutoffs from its frequencies)."""
         if ckpt is not None:
-            return ckpt["vocab"], ModelConfig(**ckpt["config"])
+            return ckpt["vocab"], ModelConfig.from_saved(ckpt["config"])
         fnlp_vocab = build_vocabulary(self.texts["train"], self.cfg.min_freq)
         vocab = vocabulary_to_list(fnlp_vocab)
         model_cfg = ModelConfig(vocab_size=len(vocab), **self.cfg.model)

@@ -47,8 +47,12 @@ def test_the_dataclass_defaults_are_the_shipped_recipe():
         assert getattr(train, name) == ckpt["train"][name], name
     for name in ("lr_schedule", "warmup_steps", "clip", "min_freq", "max_epochs", "patience"):
         assert getattr(train, name) == ckpt["train"][name], name
+    for name in ("title_share", "seed"):
+        assert getattr(train, name) == ckpt["train"][name], name
     model = ModelConfig(vocab_size=ckpt["config"]["vocab_size"])
     for name in ("embed_dim", "hidden_dim", "num_layers", "dropout", "softmax", "cell"):
+        assert getattr(model, name) == ckpt["config"][name], name
+    for name in ("couplet_input", "direction", "forget_bias", "weight_drop", "locked_dropout"):
         assert getattr(model, name) == ckpt["config"][name], name
     assert (SampleOptions().temperature, SampleOptions().top_p) == (0.8, 0.95)
 

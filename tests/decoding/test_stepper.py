@@ -34,7 +34,7 @@ def model_of(
             cutoffs=[10, 30] if softmax == "adaptive" else [],
             tie_weights=tie,
             cell=cell,
-            **config,
+            **{"couplet_input": False, **config},
         )
     ).eval()
 

@@ -69,7 +69,16 @@ def test_one_norm_per_distance_and_distance_zero_is_the_output_gradient(name, ta
 def test_two_layer_model_measures_its_top_layer(table, tokens):
     torch.manual_seed(0)
     model = PoetryLM(
-        ModelConfig(len(table), E, H, num_layers=2, dropout=0.1, softmax="full", cell="gru")
+        ModelConfig(
+            len(table),
+            E,
+            H,
+            num_layers=2,
+            dropout=0.1,
+            softmax="full",
+            cell="gru",
+            couplet_input=False,
+        )
     )
     assert hidden_grad_norms(model, tokens).shape == (T,)
 
@@ -122,7 +131,7 @@ def test_command_writes_png_csv_and_ratio_table(tmp_path, table):
     torch.manual_seed(1)
     save_checkpoint(
         tmp_path / "m.pt",
-        PoetryLM(ModelConfig(len(table), E, H, cell="gru", softmax="full")),
+        PoetryLM(ModelConfig(len(table), E, H, cell="gru", softmax="full", couplet_input=False)),
         table.tokens,
     )
     png, out_csv = tmp_path / "g.png", tmp_path / "g.csv"
@@ -188,7 +197,9 @@ def test_untrained_numbers_do_not_depend_on_a_checkpoint(tmp_path, table):
     """A checkpoint with another vocabulary (size and order) must not move the untrained rows."""
     torch.manual_seed(2)
     other = CharTable([*SPECIALS, *reversed(table.tokens[len(SPECIALS) :])][:-5])
-    model = PoetryLM(ModelConfig(len(other), E, H, cell="lstm", softmax="full"))
+    model = PoetryLM(
+        ModelConfig(len(other), E, H, cell="lstm", softmax="full", couplet_input=False)
+    )
     save_checkpoint(tmp_path / "m.pt", model, other.tokens)
     rows = {}
     for label, extra in (("alone", []), ("with", ["--checkpoint", f"x={tmp_path / 'm.pt'}"])):

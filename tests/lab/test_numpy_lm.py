@@ -56,7 +56,9 @@ def test_output_layer_gradients_match_torch_linear():
 def torch_twin(model, cell):
     """PoetryLM holding the numpy model's weights, one layer, full softmax, no dropout."""
     V, E = model.embedding.shape
-    config = ModelConfig(V, E, model.cell.hidden_size, 1, 0.0, "full", cell=cell)
+    config = ModelConfig(
+        V, E, model.cell.hidden_size, 1, 0.0, "full", cell=cell, couplet_input=False
+    )
     twin = PoetryLM(config).double().eval()
     layer = twin.rnn.layers[0]
     with torch.no_grad():

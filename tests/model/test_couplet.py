@@ -59,7 +59,9 @@ def test_titles_and_batch_starts_have_no_counterpart(table):
 def test_title_tokens_are_read_but_never_scored(table):
     torch.manual_seed(0)
     model = PoetryLM(
-        ModelConfig(vocab_size=len(table), embed_dim=6, hidden_dim=8, softmax="full")
+        ModelConfig(
+            vocab_size=len(table), embed_dim=6, hidden_dim=8, softmax="full", couplet_input=False
+        )
     ).eval()
     plain = torch.tensor(table.encode_poem(POEMS[1]))[:, None]
     titled = torch.tensor(table.encode_poem(POEMS[1], title="春晓"))[:, None]
@@ -116,7 +118,9 @@ def test_couplet_input_needs_the_marks_to_build_the_model():
 
 def test_awd_options_forget_bias_weight_drop_and_locked_dropout(table):
     torch.manual_seed(3)
-    cfg = dict(vocab_size=len(table), embed_dim=6, hidden_dim=8, softmax="full")
+    cfg = dict(
+        vocab_size=len(table), embed_dim=6, hidden_dim=8, softmax="full", couplet_input=False
+    )
     plain = PoetryLM(ModelConfig(**cfg))
     torch.manual_seed(3)
     biased = PoetryLM(ModelConfig(**cfg, forget_bias=1.0))
@@ -141,7 +145,12 @@ def test_generation_refuses_a_backward_model(table):
     from poetry_lm.decoding.stepper import Stepper
 
     backward = ModelConfig(
-        vocab_size=len(table), embed_dim=6, hidden_dim=8, softmax="full", direction="backward"
+        vocab_size=len(table),
+        embed_dim=6,
+        hidden_dim=8,
+        softmax="full",
+        direction="backward",
+        couplet_input=False,
     )
     with pytest.raises(ValueError, match="does not write"):
         Stepper(PoetryLM(backward))

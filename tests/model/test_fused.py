@@ -195,6 +195,7 @@ def test_training_with_the_fused_op_follows_the_step_by_step_loop(monkeypatch):
             dropout=0.15,
             softmax="adaptive",
             cutoffs=[50, 150],
+            couplet_input=False,
         )
     )
     tokens = torch.randint(4, 300, (33, 16))

@@ -70,7 +70,7 @@ def tiny_lm(softmax="full", **kw) -> tuple[PoetryLM, CharTable]:
         hidden_dim=16,
         softmax=softmax,
         cutoffs=[6, 12] if softmax == "adaptive" else [],
-        **kw,
+        **{"couplet_input": False, **kw},
     )
     torch.manual_seed(0)
     return PoetryLM(cfg).eval(), CharTable(tokens)

@@ -171,6 +171,21 @@ def test_a_title_is_written_for_and_batched_per_poem(theme_app, tiny_theme_run):
     assert batcher.batches - batches < 8  # some requests shared a batch
 
 
+def test_a_model_from_before_titles_refuses_one_in_a_sentence(no_title_model):
+    from fastapi.testclient import TestClient
+
+    from poetry_lm.serve.app import create_app
+
+    app = create_app(no_title_model)
+    try:
+        client = TestClient(app)
+        assert client.get("/healthz").json()["titles"] is False
+        r = post(client, "/api/generate", {"title": "春望"})
+        assert r.status_code == 400 and "trained without titles" in r.json()["detail"], r.text
+    finally:
+        app.state.batcher.close()
+
+
 def test_rewrite_keeps_the_other_lines_the_form_and_the_rhyme(client):
     r = post(client, "/api/rewrite", {"text": DENGGAO, "line": 3, "n": 4, "seed": 2})
     assert r.status_code == 200, r.text
@@ -240,7 +255,6 @@ BAD = [
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
     ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
     ("/api/generate", {"prime": "龘"}, 400, "choose another prime"),
-    ("/api/generate", {"title": "春望"}, 400, "trained without titles"),  # the shipped model
     ("/api/generate", {"title": "spring"}, 400, "not a Chinese character"),
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
     ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "does not know"),

@@ -40,7 +40,11 @@ def test_min_freq_maps_rare_characters_to_unk():
 def test_vocabulary_round_trips_through_a_checkpoint(tmp_path):
     fnlp = build_vocabulary(POEMS)
     tokens = vocabulary_to_list(fnlp)
-    model = PoetryLM(ModelConfig(vocab_size=len(tokens), embed_dim=4, hidden_dim=4, softmax="full"))
+    model = PoetryLM(
+        ModelConfig(
+            vocab_size=len(tokens), embed_dim=4, hidden_dim=4, softmax="full", couplet_input=False
+        )
+    )
     save_checkpoint(tmp_path / "m.pt", model, tokens)
     _, table, payload = load_model(tmp_path / "m.pt")
     assert table.tokens == tokens
@@ -112,7 +116,9 @@ def test_stream_chunks_with_carried_state_score_every_token_once():
     tokens = vocabulary_to_list(build_vocabulary(POEMS))
     table = CharTable(tokens)
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=len(tokens), embed_dim=6, hidden_dim=8, softmax="full")
+    config = ModelConfig(
+        vocab_size=len(tokens), embed_dim=6, hidden_dim=8, softmax="full", couplet_input=False
+    )
     model = PoetryLM(config).double().eval()
     encoded = [table.encode_poem(p) for p in POEMS * 3]
     streams = make_streams(encoded, batch_size=2, pad=table.pad, rng=np.random.default_rng(1))

@@ -18,6 +18,7 @@ TINY = dict(
     lr=0.01,
     max_epochs=1,
     batching="streams",
+    title_share=0.0,  # the plain recipe: each test turns on what it tests
 )
 
 
@@ -25,7 +26,13 @@ def train(out, model=None, **overrides):
     cfg = TrainConfig(
         out_dir=str(out),
         **{**TINY, **overrides},
-        model=dict(embed_dim=16, hidden_dim=32, softmax="full", **(model or {})),
+        model={
+            "embed_dim": 16,
+            "hidden_dim": 32,
+            "softmax": "full",
+            "couplet_input": False,
+            **(model or {}),
+        },
     )
     trainer = Trainer(cfg, log=lambda msg: None)
     trainer.fit()
@@ -52,13 +59,13 @@ def test_a_share_of_poems_is_read_after_its_title_drawn_each_epoch(tmp_path):
     assert result.exit_code == 0 and "given the titles" in result.output, result.output
 
 
-def test_a_model_from_before_titles_refuses_them_clearly(tmp_path):
-    # the shipped model's vocabulary has no <sep>
-    result = CliRunner().invoke(cli, ["evaluate", "--titles", "--split", "valid"])
+def test_a_model_from_before_titles_refuses_them_clearly(tmp_path, no_title_model):
+    checkpoint = no_title_model
+    result = CliRunner().invoke(cli, ["evaluate", checkpoint, "--titles", "--split", "valid"])
     assert result.exit_code == 1 and "trained without titles" in result.output, result.output
     poems = tmp_path / "p.txt"
     poems.write_text("床前明月光，疑是地上霜。\n", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["evaluate", "--titles", "--file", str(poems)])
+    result = CliRunner().invoke(cli, ["evaluate", checkpoint, "--titles", "--file", str(poems)])
     assert result.exit_code == 2 and "--titles" in result.output
 
 
