@@ -48,7 +48,7 @@ PAGE = Path(__file__).resolve().parent / "page" / "index.html"
 DESCRIPTION = f"""Write, score, rewrite and check Tang poems with a character-level LSTM.
 
 Text in either script is accepted. Limits, enforced on every request: at most
-{s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_POEMS} poems
+{s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_KEYWORDS} keywords, {s.MAX_POEMS} poems
 (starts × n), best_of or beam {s.MAX_WIDTH}, {s.MAX_ROWS} decoding rows (poems × best_of or
 beam), max_len {s.MAX_LEN}, prime {s.MAX_PRIME_CHARS} characters, acrostic
 {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite {s.MAX_POEM_CHARS} characters,
@@ -228,8 +228,10 @@ def create_app(
                 rhyme_first=req.rhyme_first,
                 tones=req.tones,
                 no_repeat=req.no_repeat,
+                keywords=[poet.read(k, "keyword") for k in req.keywords],
             )
             poet.check_request(starts, cons, prime)
+            poet.check_keywords(starts, cons, req.max_len)
         except ValueError as err:
             raise HTTPException(400, str(err)) from None
         try:
