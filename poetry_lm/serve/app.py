@@ -48,12 +48,12 @@ PAGE = Path(__file__).resolve().parent / "page" / "index.html"
 DESCRIPTION = f"""Write, score, rewrite and check Tang poems with a character-level LSTM.
 
 Text in either script is accepted. Limits, enforced on every request: at most
-{s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_KEYWORDS} keywords, {s.MAX_POEMS} poems
+{s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_POEMS} poems
 (starts × n), best_of or beam {s.MAX_WIDTH}, {s.MAX_ROWS} decoding rows (poems × best_of or
 beam), max_len {s.MAX_LEN}, prime {s.MAX_PRIME_CHARS} characters, acrostic
 {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite {s.MAX_POEM_CHARS} characters,
 {s.MAX_CANDIDATES} rewrite candidates, a body {s.MAX_BODY_BYTES // 1024} KiB, and a time limit
-per request (408 past it).
+per request (408 past it). Keywords: at most {s.MAX_KEYWORDS}, of {s.MAX_KEYWORD_CHARS} characters.
 
 Errors: 400 input the model cannot use, 408 too slow, 413 body too large, 415 not JSON,
 422 a field missing, mistyped or out of limits, 429 too many requests waiting; each with

@@ -126,7 +126,9 @@ def test_a_long_keyword_sets_a_free_poems_verses_long_enough(tiny):
     model, table = tiny
     word = "".join(characters(table)[10:17])  # 7 characters
     cons = Constraints(keywords=[word])
-    poems = generate(model, table, [""] * 6, SampleOptions(), torch.Generator().manual_seed(0), cons)
+    poems = generate(
+        model, table, [""] * 6, SampleOptions(), torch.Generator().manual_seed(0), cons
+    )
     for poem in poems:
         assert_covers(poem, [word])
         assert all(len(line) >= 8 for line in verses(poem.text))  # 7 and a mark
@@ -207,9 +209,18 @@ def test_keywords_are_split_cleaned_and_checked():
 INFEASIBLE = [
     # (options, words of the message)
     (["--form", "五绝", "--keywords", "明月照高楼上"], "more than a line of a 五绝 (5)"),
-    (["--form", "五绝", "--keywords", "春风秋月夜 雨花开山高 水长天地久 日月星辰光"], "more than the 18 places"),
-    (["--form", "五绝", "--keywords", "春风秋 月夜雨 花开山 水长天 日月星"], "5 keywords need a line each"),
-    (["--form", "五绝", "--acrostic", "山水花鸟", "--keywords", "明月清风夜"], "the acrostic fixes"),
+    (
+        ["--form", "五绝", "--keywords", "春风秋月夜 雨花开山高 水长天地久 日月星辰光"],
+        "more than the 18 places",
+    ),
+    (
+        ["--form", "五绝", "--keywords", "春风秋 月夜雨 花开山 水长天 日月星"],
+        "5 keywords need a line each",
+    ),
+    (
+        ["--form", "五绝", "--acrostic", "山水花鸟", "--keywords", "明月清风夜"],
+        "the acrostic fixes",
+    ),
     (["--form", "五绝", "--keywords", "春。"], "Chinese characters only"),
     (["--form", "五绝", "--keywords", "龘"], "does not know the character"),
     (["--form", "五绝", "--keywords", "a"], "not a Chinese character"),
