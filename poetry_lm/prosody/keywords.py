@@ -4,16 +4,18 @@ step like the form's, not a hope.
 
 **The plan.** Each poem keeps a plan for the keywords it has not written yet, in a fixed order:
 each at the *latest* place (verse, column) where it and the ones after it still fit, found right
-to left. Keywords go one to a verse while they can (spread); several share a verse only when
-they must (packed). A keyword never takes a place whose character is fixed otherwise (an
+to left. Keywords go one to a verse while they can, by verses spread over those left (in a 七律,
+by lines 3, 6 and 8 for three), else as late as they fit; several share a verse only when they
+must (packed). A keyword never takes a place whose character is fixed otherwise (an
 acrostic's head, a start text) unless that character is its own, and never the rhyme of a
 rhyming verse unless its last character may rhyme there (in the rhyme group, not used yet: no
 重韵). That is only known in the verse being written: a later verse's rhyme is never counted on.
 
 **Bonus, then deadline.** Where a keyword may begin at the next character and the others still
-fit after it, its first character gains ``KEYWORD_BONUS`` nats and pays no repetition penalty
-(one keyword to a verse while the plan is spread), so that the model places it where it likes;
-once begun, its other characters are forced in turn. When the plan's first keyword must begin at
+fit after it, its first character gains ``KEYWORD_BONUS - log R`` nats, R being the places left
+before its latest one, and pays no repetition penalty (one keyword to a verse while the plan is
+spread): the model places it where it likes it, and more readily as its places run out. Once
+begun, its other characters are forced in turn. When the plan's first keyword must begin at
 the next character, it is forced there; with ``tones`` at the latest place of its verse where it
 fits the 平仄, which it overrides only where no such place is left (the poem records that).
 
@@ -39,7 +41,7 @@ import torch
 from poetry_lm.text.corpus import is_ideograph
 
 # nats added to a keyword's first character where it may begin, less log R where R places are
-# left before its deadline (docs/decoding.md measures the choice)
+# left before its latest place (docs/decoding.md measures the choice)
 KEYWORD_BONUS = 6.0
 MAX_KEYWORDS = 6  # per poem (every order of them is tried before giving up: 720 at most)
 MAX_KEYWORD_CHARS = 12  # a free poem's longest verse
@@ -220,9 +222,9 @@ class Coverage:
         each is as late as the ones after it allow) in verses ``verse`` to ``count`` - 1, at
         most ``per`` to a verse; None where they do not fit. ``spread``, a verse s: the j-th of
         m keywords no later than verse ``s + ceil((j + 1)(count - s)/m) - 1``, so that they
-        spread over the verses left (in a 七律, 2, 5 and 7 for three) rather than pile up at
-        the end.
-        Every column of ``verse`` is open: callers compare the first place with their own.
+        spread over the verses left (in a 七律 from s = 0, by verses 2, 5 and 7 for three)
+        rather than pile up at the end. Every column of ``verse`` is open: callers compare the
+        first place with their own.
         ``may_rhyme``: the keywords that may end on the rhyme of ``verse`` (of a later verse,
         none may: its group is not settled yet). Cached, as a poem asks the same at every
         column of a verse."""
@@ -302,6 +304,10 @@ class Coverage:
             self.steps[b] = Step() if done[b] else self.step_of(b, lay, line[b], col[b], length[b])
 
     def step_of(self, b: int, lay: Layout, verse: int, col: int, length: int) -> Step:
+        """Poem b's rule at (verse, col), verses ``length`` long (0: a free poem's first, not
+        set yet): a begun keyword's next character; the plan's first keyword where it is due;
+        else an offer of each keyword that may begin here. Raises RuntimeError if no plan fits
+        (it always does: each step keeps one)."""
         if self.progress[b] is not None:  # a keyword begun: its next token
             i, j = self.progress[b]
             return Step(force=self.keys[i][j], mark_ok=False)
@@ -419,7 +425,8 @@ class Coverage:
         """(B, V) after the layers → the forced keyword characters alone, where they are due (the
         marks and end the shape allows kept), over any layer but the shape, recorded in the
         poem's backoffs. With no-repeat, the characters of a keyword still to write wait for it."""
-        rules, out, done = self.rules, None, self.rules.done.tolist()
+        rules, out = self.rules, None
+        done = rules.done.tolist() if rules.cons.no_repeat else None
         for b, step in enumerate(self.steps):
             if step.force is not None:
                 out = mask.clone() if out is None else out
@@ -434,7 +441,7 @@ class Coverage:
                     )
                 out[b] &= ~rules.ideographs
                 out[b, token] = True
-            elif rules.cons.no_repeat and not done[b]:
+            elif done is not None and not done[b]:
                 waiting = {
                     t for i in self.missing(b) if len(self.keys[i]) > 1 for t in self.keys[i]
                 }
@@ -457,7 +464,7 @@ class Coverage:
         if not cells:
             return penalty, 0.0
         rows, tokens, nats = zip(*cells)
-        here, bonus = penalty.copy(), np.zeros_like(penalty)
+        here, bonus = penalty.copy(), np.zeros(penalty.shape, penalty.dtype)
         here[rows, tokens] = 0
         bonus[rows, tokens] = nats
         return here, bonus

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.lab.decoding_stats import (
     IMAGERY,
+    at_head,
     covered,
     generated_texts,
     keyword_sets,
@@ -155,3 +156,4 @@ def test_keyword_mode_writes_the_command_lines_poems_and_with_keywords_holds_the
     assert plain.texts == generated_texts(setting, 6, 4, MODEL)
     assert covered(keyed.texts, keywords) == 1 and covered(plain.texts, keywords) < 1
     assert len(keyed.seconds) == len(keyed.scores) == 6 and "ms a poem" in keyed.info()
+    assert at_head(["春风吹雨，月照归人。"], [["春", "月", "雨", "山"]]) == 2 / 3
