@@ -62,6 +62,14 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
     "--acrostic", type=TEXT, default="", help="Line i begins with the i-th character (藏头诗)."
 )
 @click.option(
+    "--keywords",
+    "keyword_texts",
+    type=TEXT,
+    multiple=True,
+    help='Words the poem must hold, each inside one verse: --keywords "春 雨 归" (quoted; '
+    "split at spaces, commas and 、) or the option repeated.",
+)
+@click.option(
     "--rhyme/--no-rhyme",
     default=None,
     help="Even lines end in one 平水韵 group, no rhyme twice (free poems: a group of either "
@@ -118,6 +126,7 @@ def generate_command(
     num,
     form,
     acrostic,
+    keyword_texts,
     rhyme,
     rhyme_first,
     tones,
@@ -152,7 +161,12 @@ def generate_command(
     from poetry_lm.decoding.rerank import rerank
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.prosody.forms import FREE_VERSE_MAX, FREE_VERSE_MIN, Constraints
+    from poetry_lm.prosody.forms import (
+        FREE_VERSE_MAX,
+        FREE_VERSE_MIN,
+        Constraints,
+        check_keywords,
+    )
     from poetry_lm.text.corpus import is_ideograph, to_traditional
     from poetry_lm.text.normalise import normalise
 
@@ -202,10 +216,17 @@ def generate_command(
             f"the prime text ({len(prime)} characters) is longer than --max-len ({max_len})",
             param_hint="--prime",
         )
+    keywords = read_keywords(keyword_texts, table)
     try:  # each check of an option combination (an acrostic's length, say) is a usage error
-        cons = Constraints(form, acrostic, rhyme is not False, rhyme_first, tones, no_repeat)
+        cons = Constraints(
+            form, acrostic, rhyme is not False, rhyme_first, tones, no_repeat, keywords
+        )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
+    try:  # keywords that cannot all fit the form, acrostic and start: before any decoding
+        check_keywords(table, cons, starts, max_len)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--keywords") from None
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
     opts = dataclasses.replace(opts, max_len=max_len, prime=prime, title=title)
@@ -291,6 +312,21 @@ def title_option(value: str, table) -> str:
             err=True,
         )
     return title
+
+
+def read_keywords(texts: tuple[str, ...], table) -> list[str]:
+    """--keywords values → keywords, each read by the text rule and known to the model (else a
+    usage error)."""
+    from poetry_lm.decoding.generate import check_start
+    from poetry_lm.prosody.keywords import split_keywords
+
+    words = [poem_text(k, table.index, "--keywords", "keyword") for k in split_keywords(texts)]
+    for word in words:
+        try:
+            check_start(table, word, "keyword")
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--keywords") from None
+    return words
 
 
 def fit_max_len(

@@ -278,17 +278,19 @@ def candidates(
     Without a form, writing stops at the end token or within ``opts.max_len`` characters (then
     at the last complete verse, and the poem is marked truncated); padding, begin and ``<unk>``
     can never be drawn. ``opts.title`` is read first, as context (its characters the model does
-    not know as ``<unk>``). Raises ValueError for a start, acrostic or prime the model cannot read,
-    a start or prime longer than ``opts.max_len``, or a title with a model trained without.
+    not know as ``<unk>``). Raises ValueError for a start, acrostic, prime or keyword the model
+    cannot read, a start or prime longer than ``opts.max_len``, a title with a model trained
+    without, or keywords that cannot all fit (``KeywordError``, from :class:`Rules`).
     """
     cons = cons or Constraints()
     for text, what in [
         *((s, "start") for s in starts),
         (cons.acrostic, "acrostic"),
         (opts.prime, "prime"),
+        *((k, "keyword") for k in cons.keywords),
     ]:
         check_start(table, text, what)
-        if what != "acrostic" and len(text) > opts.max_len:
+        if what in ("start", "prime") and len(text) > opts.max_len:
             raise ValueError(f"the {what} text is longer than max_len ({opts.max_len})")
     if cons.acrostic and any(starts):
         raise ValueError("an acrostic sets the first character of every line; give no start text")
@@ -324,11 +326,12 @@ def candidates(
         previous = [(b, p) for b, p in enumerate(rules.previous_verse_tokens()) if p >= 0]
         for b, prev in previous:
             penalty[b, prev] += same_place
-        here = penalty  # (R, V), as it stands for this step
+        # (R, V) as they stand for this step, a keyword's character spared; and its bonus
+        here, bonus = rules.keyword_terms(penalty)
         allowed = mask.numpy()
         if opts.beam:  # a finished hypothesis may only repeat the end token, at no cost
             done = rules.done.numpy()
-            scored = np.where(allowed, lp - here, np.float32(-np.inf))
+            scored = np.where(allowed, lp - here + bonus, np.float32(-np.inf))
             scored[done] = np.where(allowed[done], 0, -np.inf)
             noise = None
             if not opts.greedy:  # tempered, then Gumbel-perturbed
@@ -344,10 +347,9 @@ def candidates(
             rules.select(index_t)
             state = state.select(index_t)
             tokens, model_lp, paid, live = tokens[index], model_lp[index], paid[index], live[index]
-            penalty, lp = penalty[index], lp[index]
-            here = penalty
+            penalty, lp, here = penalty[index], lp[index], here[index]
         else:
-            next_ids = sample_step(lp - here, allowed, uniforms[t], opts, rules.forced)
+            next_ids = sample_step(lp - here + bonus, allowed, uniforms[t], opts, rules.forced)
         picked = np.arange(R), next_ids
         tokens[:, t], model_lp[:, t], paid[:, t] = next_ids, lp[picked], here[picked]
         live[:, t] = ~rules.done.numpy()

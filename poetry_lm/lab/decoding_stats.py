@@ -8,6 +8,14 @@ verses, for corpus poems and for generated ones, so that decoding can be set to 
     python -m poetry_lm decoding-stats --no-corpus --setting 七绝-best-of-8 \
         --rerank-with back.pt --rerank-weight 0.5 --rerank-weight 1   # plain against reranked
 
+    python -m poetry_lm decoding-stats --no-corpus --setting 七绝 --keywords 3   # with keywords
+
+With ``--keywords N`` each poem of a setting is written twice, one poem at a time: as the
+command line writes it (its options, the seeds ``--seed`` draws) and with N keywords drawn
+(by ``--seed``) from common imagery characters (``IMAGERY``); the two rows add each one's
+mean score (mean penalised log-probability), the share of poems holding every keyword, and the
+median CPU time per poem, the two timed in turn so that load falls on both alike.
+
 The checker here reads the rhyme table file on its own and splits verses on its own: it shares
 no code with the rules that generation enforces (``prosody/forms.py``, ``prosody/rhyme.py``), so
 it can catch them out.
@@ -36,9 +44,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +61,7 @@ CLOSING = "。？！"
 FORM_SHAPES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
 TABLE_FILE = Path(__file__).resolve().parents[1] / "prosody" / "pingshui.txt"
 RATES = ("char3", "same_place", "repeated_verse", "chongyun", "rhymes", "closed", "double_mark")
+IMAGERY = "春秋月风花雨山水云雪柳江夜酒归梦雁舟霜烟松竹灯草"  # keywords are drawn from these
 
 
 @lru_cache(maxsize=1)
@@ -172,6 +183,85 @@ def generated_texts(
     return [json.loads(line)["text"] for line in out.output.splitlines() if line.startswith("{")]
 
 
+def keyword_sets(poems: int, n: int, seed: int) -> list[list[str]]:
+    """n keywords per poem, drawn from IMAGERY by ``seed``."""
+    rng = random.Random(seed)
+    return [rng.sample(IMAGERY, n) for _ in range(poems)]
+
+
+@dataclass
+class Written:
+    texts: list[str]
+    scores: list[float]
+    seconds: list[float]  # CPU time per poem
+
+    def info(self) -> str:
+        ms = 1000 * statistics.median(self.seconds)
+        score = statistics.mean(self.scores)
+        return f"{len(set(self.texts))}; score {score:.3f}; {ms:.1f} ms a poem"
+
+
+def with_keywords(
+    setting: str, keywords: list[list[str]], seed: int, model_path: str, extra: str = ""
+) -> tuple[Written, Written]:
+    """The setting's poems (as the command line writes them: its options parsed by its own
+    parser, its seeds) without and with ``keywords[i]`` for poem i, one poem at a time, each
+    pair timed in turn."""
+    import torch
+
+    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.decoding.generate import SampleOptions, generate
+    from poetry_lm.decoding.stepper import Stepper
+    from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.prosody.forms import Constraints
+
+    args = [*SETTING_ARGS[setting].split(), *extra.split(), "--model", model_path]
+    with generate_command.make_context("generate", args) as ctx:
+        p = ctx.params
+    opts = SampleOptions(**{f.name: p[f.name] for f in fields(SampleOptions)})
+    rules = dict(
+        form=p["form"],
+        acrostic=p["acrostic"],
+        rhyme=p["rhyme"] is not False,  # on unless --no-rhyme, as generate reads it
+        rhyme_first=p["rhyme_first"],
+        tones=p["tones"],
+        no_repeat=p["no_repeat"],
+    )
+    model, table, _ = load_model(model_path)
+    step = Stepper(model)
+    seeds = torch.randint(0, 2**62, (len(keywords),), generator=torch.Generator().manual_seed(seed))
+    runs = (Written([], [], []), Written([], [], []))
+    for poem_seed, words in zip(seeds.tolist(), keywords):
+        for run, cons in zip(runs, [Constraints(**rules), Constraints(**rules, keywords=words)]):
+            start = time.process_time()
+            (poem,) = generate(model, table, [""], opts, None, cons, step, [poem_seed])
+            run.seconds.append(time.process_time() - start)
+            run.texts.append(poem.text)
+            run.scores.append(poem.score)
+    return runs
+
+
+def covered(texts: list[str], keywords: list[list[str]]) -> float:
+    """The share of poems with every keyword inside one of their verses."""
+    held = [
+        all(any(k in verse for verse in split_verses(text)) for k in words)
+        for text, words in zip(texts, keywords)
+    ]
+    return sum(held) / max(len(held), 1)
+
+
+def at_head(texts: list[str], keywords: list[list[str]]) -> float:
+    """The share of keywords (each where it first appears) that begin a verse: 13% of these
+    imagery characters in the train split's 七绝 do."""
+    first = [
+        next((verse.index(k) for verse in split_verses(text) if k in verse), None)
+        for text, words in zip(texts, keywords)
+        for k in words
+    ]
+    placed = [col for col in first if col is not None]
+    return sum(col == 0 for col in placed) / max(len(placed), 1)
+
+
 def candidates_per_poem(args: list[str]) -> int:
     """How many candidates ``generate`` with options ``args`` ranks per poem (its own parse)."""
     from poetry_lm.cli.generate import generate_command
@@ -241,9 +331,27 @@ def mean_logprobs(texts: list[str], models: list, table) -> tuple[float, ...]:
     multiple=True,
     help="λ of a reranked row (repeatable: one row each) [default: generate's --rerank-weight].",
 )
+@click.option(
+    "--keywords",
+    "n_keywords",
+    type=click.IntRange(0, 6),
+    default=0,
+    help="Write each setting's poems without and with this many keywords each (drawn from "
+    "common imagery characters), one at a time: coverage, score and time per poem too.",
+)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 def main(
-    poems, settings, seed, poem_file, corpus, model_path, extra, reader_path, weights, threads
+    poems,
+    settings,
+    seed,
+    poem_file,
+    corpus,
+    model_path,
+    extra,
+    reader_path,
+    weights,
+    n_keywords,
+    threads,
 ):
     """Repetition, 重韵, rhyme, closing and train-verse copies: corpus and generated (percent)."""
     import torch
@@ -259,6 +367,7 @@ def main(
     if reader_path:
         *scorers, table = readers(model_path, reader_path)
     blank = (None,) * len(scorers)
+    times: list[str] = []  # with keywords: the time ratio per setting
     splits = load_corpus()
     train = [p.text for p in splits["train"]]
     index = train_verse_index(train)
@@ -278,6 +387,22 @@ def main(
         click.echo(row(poem_file, rates_of(texts, index), f"{len(set(texts))}", logp))
     for setting in settings or ([] if poem_file else list(SETTING_ARGS)):
         args = generate_args(setting, extra)
+        label = f"`{' '.join(args) or '(free)'}`"
+        if n_keywords:
+            keywords = keyword_sets(poems, n_keywords, seed)
+            plain, keyed = with_keywords(setting, keywords, seed, model_path, extra)
+            click.echo(
+                row(label + ", one at a time", rates_of(plain.texts, index), plain.info(), blank)
+            )
+            share = (
+                f"; keywords held {100 * covered(keyed.texts, keywords):.1f}%, "
+                f"{100 * at_head(keyed.texts, keywords):.0f}% at a verse's head"
+            )
+            label += f" + {n_keywords} keywords"
+            click.echo(row(label, rates_of(keyed.texts, index), keyed.info() + share, blank))
+            ratio = statistics.median(keyed.seconds) / statistics.median(plain.seconds)
+            times.append(f"{setting}: with keywords / without = {ratio:.2f}")
+            continue
         runs = [("", ())]  # (label suffix, generate options): plain ranking, then each rerank
         if reader_path and candidates_per_poem(args) > 1:
             runs += [
@@ -288,6 +413,11 @@ def main(
             start = time.perf_counter()
             texts = generated_texts(setting, poems, seed, model_path, extra, rerank_args)
             info = f"{len(set(texts))} ({time.perf_counter() - start:.0f} s)"
-            label = f"`{' '.join(args) or '(free)'}`{suffix}"
             logp = mean_logprobs(texts, scorers, table)
-            click.echo(row(label, rates_of(texts, index), info, logp))
+            click.echo(row(label + suffix, rates_of(texts, index), info, logp))
+    if times:
+        from poetry_lm.model.gemm import cpu_model
+
+        click.echo(
+            f"\nMedian CPU time a poem, {cpu_model()}, {threads} thread(s): " + "; ".join(times)
+        )

@@ -22,6 +22,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from poetry_lm.prosody.keywords import Coverage, clean_keywords
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
@@ -83,8 +84,19 @@ class Constraints:
     rhyme_first: bool = False  # the first line rhymes too
     tones: bool = False  # 平仄 at the 2nd, 4th, 6th and last characters
     no_repeat: bool = False  # no character twice in a poem (punctuation aside)
+    # each appears in the poem, inside one verse (prosody/keywords.py); a tuple, so that
+    # Constraints stay hashable (a list given is kept as one)
+    keywords: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "keywords", clean_keywords(self.keywords))
+        longest = max(map(len, self.keywords), default=0)
+        if self.form and longest > self.form.chars:
+            word = max(self.keywords, key=len)
+            raise ValueError(
+                f"the keyword {word!r} has {longest} characters, more than a line of a "
+                f"{self.form.name} ({self.form.chars})"
+            )
         if self.form is None and (self.rhyme_first or self.tones):
             raise ValueError("--tones and --rhyme-first need a form (--form)")
         if self.form and self.acrostic and len(self.acrostic) != self.form.lines:
@@ -220,6 +232,8 @@ class Rules:
         self.pending: list[tuple[Choice, torch.Tensor, torch.Tensor]] = []
         self.rhyming: torch.Tensor | None = None  # (B,): the next token is a rhyme (None: none)
         self.verse_end: torch.Tensor | None = None  # (B,): the next token ends a verse
+        # the keywords: KeywordError here where they cannot fit
+        self.coverage = Coverage(self, starts) if cons.keywords else None
 
     def place(self) -> tuple[int, int]:
         """(line, column) of the next token, the same for every poem of a form: its lines are
@@ -265,10 +279,10 @@ class Rules:
         heads = len(self.heads)
         line, col, length = self.line, self.col, self.length
         first = length == 0
-        # the first verse no longer than lets its couplet fit within max_len (2 × (verse + mark))
-        first_max = min(FREE_VERSE_MAX, max(FREE_VERSE_MIN, self.max_len // 2 - 1))
-        mark_due = torch.where(first, col >= first_max, col >= length)
+        mark_due = torch.where(first, col >= self.first_verse_max(), col >= length)
         mark_ok = torch.where(first, col >= FREE_VERSE_MIN, col >= length)
+        if self.coverage:  # a first verse ends where the keywords still fit
+            mark_due, mark_ok = self.coverage.first_verse_marks(mark_due, mark_ok)
         last_line = (line == heads - 1) if heads else torch.zeros_like(self.done)
         marks = self.marks[((line % 2 == 1) | last_line).long()]  # (B, V): ，； or 。？！
         mask = torch.where(mark_due[:, None], marks, self.inner | (marks & mark_ok[:, None]))
@@ -284,9 +298,23 @@ class Rules:
         )
         out_of_room = closed & ~room & ~self.done & (line < heads if heads else True)
         self.truncated |= out_of_room
+        if self.coverage:  # no end while a keyword is missing
+            mask = self.coverage.hold_end(mask)
         mask = torch.where(self.done[:, None], self.eos, mask)
         self.forced = False  # (not known without counting)
         return mask
+
+    def first_verse_min(self) -> int:
+        return FREE_VERSE_MIN
+
+    def first_verse_max(self) -> int:
+        """The longest first verse of a free poem: one whose couplet (2 × (verse + mark)) fits
+        within max_len."""
+        return min(FREE_VERSE_MAX, max(FREE_VERSE_MIN, self.max_len // 2 - 1))
+
+    def tone_rule_at(self, line: int, col: int) -> tuple[int, int] | None:
+        """A form's :func:`tone_rule` at (line, col)."""
+        return tone_rule(self.cons.form, self.rhymed, line, col)
 
     def layers(self) -> list[tuple[str, torch.Tensor]]:
         """The narrowing constraints at this step, in back-off order: (name, (B, V) mask)."""
@@ -337,12 +365,16 @@ class Rules:
 
     def allowed(self) -> torch.Tensor:
         """(B, V) mask of the tokens each poem may write next: the structure, narrowed by the layers
-        that leave it a candidate."""
+        that leave it a candidate, and by the keywords."""
+        if self.coverage:
+            self.coverage.decide()
         shape = self.structure()
         layers = self.layers()
         mask = shape
         for _, layer in layers:
             mask = mask & layer
+        if self.coverage:  # a keyword's character where it is due, over the layers
+            mask = self.coverage.narrow(mask, layers)
         for i, (name, _) in enumerate(layers):  # back off where nothing is left
             stuck = ~mask.any(1)
             if not stuck.any():
@@ -404,6 +436,8 @@ class Rules:
             at_limit = live & (self.t >= self.max_len) & (tokens != self.table.eos)
             self.truncated |= at_limit
             self.done |= live & (tokens == self.table.eos) | at_limit
+        if self.coverage:
+            self.coverage.advance(tokens.tolist(), live.tolist())
 
     def select(self, index: torch.Tensor) -> None:
         """Reorder the batch (beam search): poem b becomes the former poem index[b]."""
@@ -417,6 +451,13 @@ class Rules:
         self.verses = [list(self.verses[i]) for i in order]
         self.current = [list(self.current[i]) for i in order]
         self.starts = [self.starts[i] for i in order]
+        if self.coverage:
+            self.coverage.select(order)
+
+    def keyword_terms(self, penalty):
+        """The repetition penalties (B, V) with a keyword's character where it may be written
+        spared, and the bonus (B, V) it gets there (0.0 without keywords): ``Coverage.terms``."""
+        return self.coverage.terms(penalty) if self.coverage else (penalty, 0.0)
 
     def rhyme_of(self, b: int) -> list[str]:
         """The rhyme groups poem b's rhymes all belong to (usually one)."""
@@ -425,3 +466,10 @@ class Rules:
         return [
             name for name, open_ in zip(self.group_names, self.groups.open[b].tolist()) if open_
         ]
+
+
+def check_keywords(table: CharTable, cons: Constraints, starts: list[str], max_len: int) -> None:
+    """Raise KeywordError (a ValueError, one sentence) where the keywords cannot all fit a poem
+    of ``cons`` with one of the start texts, as :func:`generate` would, but before any decoding."""
+    if cons.keywords:
+        Rules(table, cons, [table.encode(s) for s in dict.fromkeys(starts or [""])], max_len)

@@ -53,7 +53,8 @@ Text in either script is accepted. Limits, enforced on every request: at most
 beam), max_len {s.MAX_LEN}, a title {s.MAX_TITLE_CHARS} characters, prime
 {s.MAX_PRIME_CHARS}, acrostic {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite
 {s.MAX_POEM_CHARS} characters, {s.MAX_CANDIDATES} rewrite candidates, a body
-{s.MAX_BODY_BYTES // 1024} KiB, and a time limit per request (408 past it).
+{s.MAX_BODY_BYTES // 1024} KiB, and a time limit per request (408 past it). Keywords: at
+most {s.MAX_KEYWORDS}, of {s.MAX_KEYWORD_CHARS} characters.
 
 Errors: 400 input the model cannot use, 408 too slow, 413 body too large, 415 not JSON,
 422 a field missing, mistyped or out of limits, 429 too many requests waiting; each with
@@ -230,8 +231,10 @@ def create_app(
                 rhyme_first=req.rhyme_first,
                 tones=req.tones,
                 no_repeat=req.no_repeat,
+                keywords=[poet.read(k, "keyword") for k in req.keywords],
             )
             poet.check_request(starts, cons, prime, title)
+            poet.check_keywords(starts, cons, req.max_len)
         except ValueError as err:
             raise HTTPException(400, str(err)) from None
         try:

@@ -23,7 +23,14 @@ from poetry_lm.decoding.generate import (
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.evaluation.score import score_poem
 from poetry_lm.model.checkpoint import load_model
-from poetry_lm.prosody.forms import FORMS, VERSE_ENDS, Constraints, Form, token_masks
+from poetry_lm.prosody.forms import (
+    FORMS,
+    VERSE_ENDS,
+    Constraints,
+    Form,
+    check_keywords,
+    token_masks,
+)
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.normalise import read_poem, read_title
@@ -99,6 +106,13 @@ class Poet:
         check_title(self.table, title)
         if cons.acrostic and any(starts):
             raise ValueError("an acrostic sets the first character of every line; give no start")
+
+    def check_keywords(self, starts: list[str], cons: Constraints, max_len: int) -> None:
+        """Keywords the model can read, that fit the poem asked for with each start (else a
+        ValueError naming the problem), checked alone like :meth:`check_request`."""
+        for word in cons.keywords:
+            check_start(self.table, word, "keyword")
+        check_keywords(self.table, cons, starts, max_len)
 
     def generate(
         self,

@@ -8,12 +8,13 @@ docs at ``/docs`` beside its field. Text in either script is accepted and read a
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from poetry_lm.decoding.generate import SampleOptions
 from poetry_lm.prosody.forms import parse_form
+from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
 
 # Limits: each bounds the work one request can ask for (rows × steps of decoding)
@@ -83,6 +84,12 @@ class GenerateRequest(Sampling):
     rhyme_first: bool = Field(False, description="The first line rhymes too.")
     tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
     no_repeat: bool = Field(False, description="No character twice in a poem.")
+    keywords: list[Annotated[str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS)]] = Field(
+        [],
+        max_length=MAX_KEYWORDS,
+        description=f"Words the poem must hold, each inside one verse (主题词), each ≤ "
+        f"{MAX_KEYWORD_CHARS} characters.",
+    )
     greedy: bool = from_options("greedy")
     best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
     beam: int = from_options("beam", ge=0, le=MAX_WIDTH)

@@ -61,6 +61,9 @@ SETTINGS = [
     (SampleOptions(temperature=0.8, top_p=0.95), Constraints(parse_form("七绝"), rhyme=True)),
     (SampleOptions(best_of=3), Constraints(parse_form("五绝"), rhyme=True, tones=True)),
     (SampleOptions(beam=3), Constraints(parse_form("五律"), rhyme=True)),
+    # keywords: each poem's plan, bonus and forced characters are its own
+    (SampleOptions(best_of=2), Constraints(parse_form("七绝"), rhyme=True, keywords=["春", "雨"])),
+    (SampleOptions(beam=2, max_len=48), Constraints(keywords=["春风", "归"])),
 ]
 
 

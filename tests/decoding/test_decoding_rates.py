@@ -14,11 +14,16 @@ from click.testing import CliRunner
 
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.lab.decoding_stats import (
+    IMAGERY,
+    at_head,
+    covered,
     generated_texts,
+    keyword_sets,
     poem_flags,
     rates_of,
     shape_of,
     train_verse_index,
+    with_keywords,
 )
 from poetry_lm.text.corpus import load_corpus
 
@@ -139,3 +144,16 @@ def test_max_len_ends_at_a_complete_verse_and_says_so():
             generate_command, ["--model", MODEL, option, "春" * 21, "--max-len", "20"]
         )
         assert long.exit_code == 2 and "longer than --max-len" in long.output
+
+
+@pytest.mark.parametrize("setting", ["七绝", "beam-五绝"])
+def test_keyword_mode_writes_the_command_lines_poems_and_with_keywords_holds_them(setting):
+    """decoding-stats --keywords: its poems without keywords are the command line's own (its
+    options, its seeds), and every poem with keywords holds them."""
+    keywords = keyword_sets(6, 3, 4)
+    assert keywords == keyword_sets(6, 3, 4) and all(set(w) <= set(IMAGERY) for w in keywords)
+    plain, keyed = with_keywords(setting, keywords, 4, MODEL)
+    assert plain.texts == generated_texts(setting, 6, 4, MODEL)
+    assert covered(keyed.texts, keywords) == 1 and covered(plain.texts, keywords) < 1
+    assert len(keyed.seconds) == len(keyed.scores) == 6 and "ms a poem" in keyed.info()
+    assert at_head(["春风吹雨，月照归人。"], [["春", "月", "雨", "山"]]) == 2 / 3

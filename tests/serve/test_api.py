@@ -97,18 +97,17 @@ def test_generate_options_mirror_the_cli(client):
         assert all(p["text"][i + 1] in "，。？！；" for i in p["rhymes"])
 
 
-def test_a_seeded_poem_is_the_same_in_a_batch_with_others(app, client):
-    body = {"starts": ["风"], "form": "五律", "n": 2, "seed": 11}
-    alone = post(client, "/api/generate", body).json()
-    batches = app.state.batcher.batches
-    results = [None] * 8
+def generate_together(app, client, bodies):
+    """Ask /api/generate with each body at once, the batcher's window wide (so that a busy
+    machine still batches them) → the responses, in order."""
+    results = [None] * len(bodies)
 
     def ask(i):
-        results[i] = post(client, "/api/generate", {**body, "seed": 11 if i == 0 else i})
+        results[i] = post(client, "/api/generate", bodies[i])
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(bodies))]
     batcher = app.state.batcher
-    batcher.window, batcher.max_wait = 0.3, 1.0  # wide, so that a busy machine still batches
+    batcher.window, batcher.max_wait = 0.3, 1.0
     try:
         for t in threads:
             t.start()
@@ -116,6 +115,14 @@ def test_a_seeded_poem_is_the_same_in_a_batch_with_others(app, client):
             t.join()
     finally:
         batcher.window, batcher.max_wait = 0.015, 0.1
+    return results
+
+
+def test_a_seeded_poem_is_the_same_in_a_batch_with_others(app, client):
+    body = {"starts": ["风"], "form": "五律", "n": 2, "seed": 11}
+    alone = post(client, "/api/generate", body).json()
+    batches = app.state.batcher.batches
+    results = generate_together(app, client, [{**body, "seed": s} for s in [11, *range(1, 8)]])
     assert all(r.status_code == 200 for r in results)
     assert results[0].json() == alone
     assert app.state.batcher.batches - batches < 8  # some requests shared a batch
@@ -184,6 +191,20 @@ def test_a_model_from_before_titles_refuses_one_in_a_sentence(no_title_model):
         assert r.status_code == 400 and "trained without titles" in r.json()["detail"], r.text
     finally:
         app.state.batcher.close()
+
+
+def test_every_poem_holds_the_keywords_and_a_batch_keeps_each_poem_its_own(app, client):
+    body = {"form": "七绝", "keywords": ["春", "雨", "归"], "n": 3, "seed": 5}
+    alone = post(client, "/api/generate", body)
+    assert alone.status_code == 200, alone.text
+    for poem in alone.json()["poems"]:
+        for word in "春雨归":
+            assert any(word in line for line in poem["lines"]), poem["text"]
+    # other seeds, keywords and forms decoded beside it
+    others = [{**body, "seed": 6}, {**body, "keywords": ["明月"]}, {"form": "七绝"}]
+    results = generate_together(app, client, [body, *others])
+    assert results[0].json() == alone.json()
+    assert all("明月" in p["text"] for p in results[2].json()["poems"])
 
 
 def test_rewrite_keeps_the_other_lines_the_form_and_the_rhyme(client):
@@ -287,6 +308,18 @@ BAD = [
     ("/api/rewrite", {"text": DENGGAO, "line": -1}, 422, "line"),
     ("/api/rewrite", {"text": DENGGAO, "line": 0, "n": 9}, 422, "n: "),
     ("/api/convert", {"text": "月", "script": "klingon"}, 422, "script"),
+    ("/api/generate", {"keywords": ["龘"]}, 400, "choose another keyword"),
+    ("/api/generate", {"keywords": ["春。"]}, 400, "Chinese characters only"),
+    ("/api/generate", {"form": "五绝", "keywords": ["明月照高楼上"]}, 400, "more than a line"),
+    (
+        "/api/generate",
+        {"form": "五绝", "acrostic": "春夏秋冬", "keywords": ["明月清风夜"]},
+        400,
+        "the acrostic fixes",
+    ),
+    ("/api/generate", {"keywords": ["春"] * 7}, 422, "at most 6"),
+    ("/api/generate", {"keywords": ["春" * 13]}, 422, "at most 12"),
+    ("/api/generate", {"keywords": [""]}, 422, "keywords"),
 ]
 
 

@@ -117,6 +117,13 @@ def test_write_a_qijue_and_rewrite_line_3(page):
     assert after[2] != verses[2] and len(after[2]) == 8
 
 
+def test_keywords_typed_on_the_page_are_in_the_poem(page):
+    page.fill("#keywords", "春 雨、归")
+    verses = write_poem(page, "", "七绝")
+    for word in "春雨归":
+        assert any(word in verse for verse in verses), verses
+
+
 def test_checker_passes_denggao_and_names_a_fault(page):
     pasted = DENGGAO.replace("。", "。\n")  # as copied: a couplet a line
     result = check_text(page, pasted)
