@@ -58,7 +58,7 @@ def test_the_dataclass_defaults_are_the_shipped_recipe():
 
 
 def test_the_adaptive_default_needs_cutoffs_only_to_build_the_output_layer():
-    config = ModelConfig(vocab_size=50)
+    config = ModelConfig(vocab_size=50, couplet_input=False)
     with pytest.raises(SettingError, match="adaptive softmax needs cutoffs"):
         PoetryLM(config)
     config.cutoffs = [10, 30]
