@@ -21,8 +21,8 @@ def test_shipped_model_is_small_self_contained_and_trained():
     assert MODEL.stat().st_size <= 30 * 2**20
     model, table, ckpt = load_model(MODEL)
     assert "optimizer" not in ckpt  # a model to use, not a run to resume
-    assert len(table) == ckpt["config"]["vocab_size"] == 6868
-    # 300 test poems: an untrained model scores about the vocabulary size (6868)
+    assert len(table) == ckpt["config"]["vocab_size"] == 6872
+    # 300 test poems: an untrained model scores about the vocabulary size (6872)
     poems = [p.text for p in load_corpus()["test"][:300]]
     report = perplexity(model, table, poems)
     assert report.perplexity < 130
@@ -75,3 +75,22 @@ def test_train_py_defaults_are_the_shipped_recipe():
         ("softmax", "softmax"),
     ):
         assert ckpt["config"][field] == defaults[option], option
+
+
+def test_shipped_model_writes_for_a_title_and_keywords_with_the_couplet_input():
+    from click.testing import CliRunner
+
+    from poetry_lm.cli.generate import generate_command
+
+    _, table, ckpt = load_model(MODEL)
+    assert ckpt["config"]["couplet_input"] and table.sep is not None
+
+    def poem(*args):
+        result = CliRunner().invoke(generate_command, ["--form", "五律", "--seed", "1", *args])
+        assert result.exit_code == 0, result.output
+        return result.output.split()
+
+    plain, titled = poem(), poem("--title", "送别")
+    assert len(titled) == 8 and titled != plain  # the title is read
+    keyed = poem("--title", "送别", "--keywords", "春 雨")
+    assert len(keyed) == 8 and all(any(k in verse for verse in keyed) for k in "春雨")

@@ -43,8 +43,8 @@ def post(client, path, body):
 def test_health_and_page(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"] == "poetry_lm.pt"
-    assert health["vocabulary"] == 6868 and health["batches"] >= 0
-    assert health["titles"] is False  # the shipped model was trained without titles
+    assert health["vocabulary"] == 6872 and health["batches"] >= 0
+    assert health["titles"] is True  # the shipped model was trained with titles
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "http://" not in page.text and "https://" not in page.text  # nothing from the internet
