@@ -153,11 +153,13 @@ def test_an_error_is_shown_not_thrown(page):
 
 
 def test_the_title_goes_with_the_request_where_the_model_reads_titles(
-    page, browser, tiny_theme_run
+    page, browser, tiny_theme_run, no_title_model
 ):
-    # the shipped model reads none: its title field is off
-    page.wait_for_function("document.getElementById('title').disabled")
     from poetry_lm.serve.app import create_app
+
+    # the shipped model reads titles: its title field is on
+    page.wait_for_selector("#title")
+    assert not page.is_disabled("#title")
 
     app = create_app(tiny_theme_run / "best.pt")
     with running(app) as url:
@@ -170,6 +172,12 @@ def test_the_title_goes_with_the_request_where_the_model_reads_titles(
         assert not themed.is_disabled("#title")
         themed.close()
     app.state.batcher.close()
+    old = create_app(no_title_model)  # a model from before titles: the field is switched off
+    with running(old) as url:
+        untitled = open_page(browser, url)
+        untitled.wait_for_function("document.getElementById('title').disabled")
+        untitled.close()
+    old.state.batcher.close()
 
 
 def screenshot(path):
