@@ -257,6 +257,7 @@ def option_from(cls, name: str, *decls: str, **attrs):
         if default and not decls:  # a flag that is on by default needs a way to turn it off
             name_dashed = name.replace("_", "-")
             decls = (f"--{name_dashed}/--no-{name_dashed}",)
+            attrs.setdefault("show_default", True)
     else:
         attrs.setdefault("show_default", default not in (None, ""))
     return click.option(*(decls or ["--" + name.replace("_", "-")]), name, default=default, **attrs)
