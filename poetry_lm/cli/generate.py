@@ -189,6 +189,12 @@ def generate_command(
             "--rerank-with ranks several candidates per poem: give --best-of or --beam of 2 or more"
         )
     model, table, _ = run_or_exit(load_model, checkpoint)
+    if model.config.direction == "backward":
+        raise click.BadParameter(
+            "a backward model reads poems right to left to rerank them; it does not write "
+            "(give it to --rerank-with)",
+            param_hint="--model",
+        )
     reader_model = load_reader(reader, table) if reader else None
     known = table.index
     # CHARS is one start character per poem, so each must be a character

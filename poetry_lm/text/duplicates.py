@@ -165,6 +165,7 @@ def report(unseen_file: str | None = None) -> None:
             for p in splits["test"]
             if all(split_of(q.id) != "train" for q in members[p.group])
         ]
+        Path(unseen_file).parent.mkdir(parents=True, exist_ok=True)
         Path(unseen_file).write_text("".join(t + "\n" for t in unseen), encoding="utf-8")
         print(
             f"{len(unseen)} test poems unseen by the old split's training written to {unseen_file}"

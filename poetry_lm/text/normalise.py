@@ -83,12 +83,15 @@ def read_poem(text: str, known: Container[str] | None = None, what: str = "poem"
 
 
 def read_title(text: str, known: Container[str] | None = None) -> str:
-    """A user's title → the title as the model reads it: the whole rule, then its Chinese
-    characters only, as the corpus's titles (``春望，其一`` → ``春望其一``). Raises
-    :class:`PoemTextError` for text that is not poem text or a title longer than
+    """A user's title → the title as the model reads it: its Chinese characters only, as the
+    corpus's titles (``《春望》（其一）`` → ``春望其一``), each read by the rule. Raises
+    :class:`PoemTextError` for a title with no Chinese character, or longer than
     ``MAX_TITLE_CHARS`` characters (the longest a model was trained on)."""
-    text = read_poem(text, known, "title")
-    length = sum(map(is_ideograph, text))
+    chinese = "".join(ch for ch in normalise(text, known) if is_ideograph(ch))
+    if text.strip() and not chinese:
+        raise PoemTextError(f"the title {text!r} holds no Chinese character")
+    text = chinese
+    length = len(text)
     if length > MAX_TITLE_CHARS:
         raise PoemTextError(
             f"the title has {length} characters; at most {MAX_TITLE_CHARS} are accepted"

@@ -185,3 +185,11 @@ def test_decoding_stats_compares_plain_ranking_with_reranking(tiny_run, tiny_bac
     assert cells[0] == cells[1]  # λ = 0: the same poems, rates and log-probabilities
     # both log-probabilities on every row, the one-candidate setting's too (-log V at most)
     assert all(-10 < float(x) < 0 for c in cells for x in c[-2:])
+
+
+def test_a_backward_model_given_to_write_is_a_usage_error(tiny_backward_run):
+    result = CliRunner().invoke(
+        generate_command, ["--model", str(tiny_backward_run / "best.pt"), "--form", "五绝"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "--rerank-with" in result.output.strip().splitlines()[-1]

@@ -104,7 +104,7 @@ def test_a_title_is_read_by_the_text_rule_and_unknown_characters_as_unk(theme):
 def test_a_title_the_model_cannot_read_is_a_usage_error(theme, no_title_model):
     for args, words in [
         (["--model", theme, "--title", "春" * (MAX_TITLE_CHARS + 1)], f"at most {MAX_TITLE_CHARS}"),
-        (["--model", theme, "--title", "spring"], "not a Chinese character"),
+        (["--model", theme, "--title", "spring"], "holds no Chinese character"),
         (["--model", no_title_model, "--title", "春望"], "trained without titles"),
     ]:
         result = run(generate_command, *args)

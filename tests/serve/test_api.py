@@ -276,7 +276,7 @@ BAD = [
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
     ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
     ("/api/generate", {"prime": "龘"}, 400, "choose another prime"),
-    ("/api/generate", {"title": "spring"}, 400, "not a Chinese character"),
+    ("/api/generate", {"title": "spring"}, 400, "holds no Chinese character"),
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
     ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "does not know"),
     ("/api/score", {"text": "abc"}, 400, "not a Chinese character"),

@@ -42,6 +42,9 @@ def test_a_title_is_read_by_the_rule_and_kept_as_the_corpus_keeps_titles():
     assert read_title("國破", known={"破"}) == "国破"  # only what the model lacks is converted
     assert read_title("") == ""
     assert read_title("春" * 24 + "。") == "春" * 24  # marks do not count
-    for text, words in [("spring", "not a Chinese character"), ("春" * 25, "at most 24")]:
+    assert (
+        read_title("《春望》（其二）3") == "春望其二"
+    )  # brackets and digits dropped, as in the corpus
+    for text, words in [("spring", "holds no Chinese character"), ("春" * 25, "at most 24")]:
         with pytest.raises(PoemTextError, match=words):
             read_title(text)
