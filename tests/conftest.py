@@ -30,6 +30,19 @@ TINY_TRAIN = [
 ]
 
 
+def tiny_config(out, model: dict | None = None, **overrides):
+    """A TrainConfig of a tiny plain run (no titles, no couplet input) into ``out``, as TINY_TRAIN
+    reads; ``model`` (ModelConfig fields) and ``overrides`` (TrainConfig fields) change it."""
+    from poetry_lm.train.trainer import TrainConfig
+
+    settings = dict(
+        out_dir=str(out), limit_poems=200, batch_size=32, seq_len=33, seq_step=16, lr=0.01,
+        max_epochs=2, title_share=0.0,
+    )  # fmt: skip
+    plain = dict(embed_dim=16, hidden_dim=32, softmax="full", couplet_input=False)
+    return TrainConfig(**{**settings, **overrides}, model={**plain, **(model or {})})
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A real (tiny) training run through the CLI; its folder holds best.pt and last.pt."""

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_config
 
 from poetry_lm.cli.train import train_command
 from poetry_lm.model.checkpoint import load_model, read_checkpoint
 from poetry_lm.text.corpus import split_of
-from poetry_lm.train.trainer import TrainConfig, Trainer, learning_rate
+from poetry_lm.train.trainer import Trainer, learning_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -111,22 +112,22 @@ def test_resume_applies_a_new_corpus_path_and_says_so(two_epochs, tmp_path):
     assert read_checkpoint(out / "last.pt")["train"]["corpus"] == str(moved)
 
 
-def tiny_config(out, **overrides):
-    model = dict(embed_dim=8, hidden_dim=16, softmax="full")
-    settings = dict(
-        out_dir=str(out), limit_poems=120, batch_size=16, seq_len=33, seq_step=16, lr=0.01,
-        max_epochs=2, warmup_steps=5, lr_schedule="cosine", model=model,
-    )  # fmt: skip
-    return TrainConfig(**{**settings, **overrides})
+def small_schedule(out):
+    """A tiny run whose warm-up ends early, so that its cosine schedule shows."""
+    return tiny_config(
+        out, dict(embed_dim=8, hidden_dim=16), limit_poems=120, batch_size=16, warmup_steps=5
+    )
 
 
 def test_a_longer_schedule_continues_from_the_rate_it_had_reached(tmp_path):
-    first = Trainer(tiny_config(tmp_path), log=lambda msg: None)
+    first = Trainer(small_schedule(tmp_path), log=lambda msg: None)
     first.fit()
     step, total = first.progress["global_step"], first.progress["total_steps"]
     reached = learning_rate(first.cfg, step - 1, total, first.progress["lr_anchor"])
     said = []
-    resumed = Trainer(tiny_config(tmp_path), resume=True, log=said.append, limits={"max_epochs": 4})
+    resumed = Trainer(
+        small_schedule(tmp_path), resume=True, log=said.append, limits={"max_epochs": 4}
+    )
     p = resumed.progress
     next_rate = learning_rate(resumed.cfg, step, p["total_steps"], p["lr_anchor"])
     assert p["total_steps"] == 2 * total
@@ -196,7 +197,7 @@ def test_an_unusable_out_is_refused_before_training(tmp_path):
 
 
 def test_two_runs_cannot_share_a_folder(tmp_path):
-    holder = Trainer(tiny_config(tmp_path / "run"), log=lambda msg: None)
+    holder = Trainer(small_schedule(tmp_path / "run"), log=lambda msg: None)
     try:
         result = train("--out", tmp_path / "run", *SMALL)
         assert_user_error(result, 1, "is in use by another training run")

@@ -4,36 +4,18 @@ import math
 
 import torch
 from click.testing import CliRunner
+from conftest import tiny_config
 
 from poetry_lm.cli import main as cli
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model
-from poetry_lm.train.trainer import TrainConfig, Trainer
-
-TINY = dict(
-    limit_poems=120,
-    batch_size=32,
-    seq_len=33,
-    seq_step=16,
-    lr=0.01,
-    max_epochs=1,
-    batching="streams",
-    title_share=0.0,  # the plain recipe: each test turns on what it tests
-)
+from poetry_lm.train.trainer import Trainer
 
 
 def train(out, model=None, **overrides):
-    cfg = TrainConfig(
-        out_dir=str(out),
-        **{**TINY, **overrides},
-        model={
-            "embed_dim": 16,
-            "hidden_dim": 32,
-            "softmax": "full",
-            "couplet_input": False,
-            **(model or {}),
-        },
-    )
+    """A tiny plain run, one epoch of 120 poems: each test turns on what it tests."""
+    settings = dict(limit_poems=120, max_epochs=1, batching="streams")
+    cfg = tiny_config(out, model, **{**settings, **overrides})
     trainer = Trainer(cfg, log=lambda msg: None)
     trainer.fit()
     return trainer

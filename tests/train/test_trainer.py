@@ -3,25 +3,11 @@
 import inspect
 import json
 
+from conftest import tiny_config
+
 from poetry_lm.model.checkpoint import read_checkpoint
 from poetry_lm.train import trainer as trainer_module
-from poetry_lm.train.trainer import TrainConfig, Trainer
-
-TINY_MODEL = dict(embed_dim=16, hidden_dim=32, softmax="full")
-
-
-def tiny_config(out, **overrides) -> TrainConfig:
-    settings = dict(
-        out_dir=str(out),
-        limit_poems=200,
-        batch_size=32,
-        seq_len=33,
-        seq_step=16,
-        lr=0.01,
-        max_epochs=2,
-        model=TINY_MODEL,
-    )
-    return TrainConfig(**{**settings, **overrides})
+from poetry_lm.train.trainer import Trainer
 
 
 def test_a_spent_time_budget_ends_with_a_partial_epoch_validated(tmp_path):
