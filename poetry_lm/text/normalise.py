@@ -27,7 +27,6 @@ from pathlib import Path
 from poetry_lm.text.corpus import (
     MAX_TITLE_CHARS,
     CorpusError,
-    clean_title,
     is_ideograph,
     is_poem_char,
     normalise_marks,
@@ -87,16 +86,15 @@ def read_title(text: str, known: Container[str] | None = None) -> str:
     corpus's titles (``《春望》（其一）`` → ``春望其一``), each read by the rule. Raises
     :class:`PoemTextError` for a title with no Chinese character, or longer than
     ``MAX_TITLE_CHARS`` characters (the longest a model was trained on)."""
-    chinese = "".join(ch for ch in normalise(text, known) if is_ideograph(ch))
+    # clean_title's filter, without its cut: a title too long is refused, not shortened
+    chinese = "".join(filter(is_ideograph, normalise(text, known)))
     if text.strip() and not chinese:
         raise PoemTextError(f"the title {text!r} holds no Chinese character")
-    text = chinese
-    length = len(text)
-    if length > MAX_TITLE_CHARS:
+    if len(chinese) > MAX_TITLE_CHARS:
         raise PoemTextError(
-            f"the title has {length} characters; at most {MAX_TITLE_CHARS} are accepted"
+            f"the title has {len(chinese)} characters; at most {MAX_TITLE_CHARS} are accepted"
         )
-    return clean_title(text)
+    return chinese
 
 
 def read_poem_file(path: Path | str, known: Container[str] | None = None) -> list[str]:
