@@ -189,12 +189,12 @@ def generate_command(
             "--rerank-with ranks several candidates per poem: give --best-of or --beam of 2 or more"
         )
     model, table, _ = run_or_exit(load_model, checkpoint)
-    if model.config.direction == "backward":
+    try:
+        step = Stepper(model)  # packed once for every batch
+    except ValueError as err:  # a backward model: the stepper says why it cannot write
         raise click.BadParameter(
-            "a backward model reads poems right to left to rerank them; it does not write "
-            "(give it to --rerank-with)",
-            param_hint="--model",
-        )
+            f"{err} (give it to --rerank-with)", param_hint="--model"
+        ) from None
     reader_model = load_reader(reader, table) if reader else None
     known = table.index
     # CHARS is one start character per poem, so each must be a character
@@ -238,7 +238,6 @@ def generate_command(
     opts = dataclasses.replace(opts, max_len=max_len, prime=prime, title=title)
     requests = [s for s in starts or [""] for _ in range(num)]
     per_batch = max(1, MAX_ROWS // (beam or best_of))
-    step = Stepper(model)  # packed once for every batch
     script_of = to_traditional if script == "traditional" else str
     # one seed per poem, drawn at once: a poem depends on its start and seed only, so the
     # batches give the same poems as one batch would
