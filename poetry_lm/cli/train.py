@@ -83,6 +83,7 @@ MAX_LR = 10.0  # a larger rate is a typing slip, not an experiment
 @option_from(ModelConfig, "forget_bias", type=FiniteFloatRange())
 @option_from(ModelConfig, "weight_drop", type=FiniteFloatRange(0, 1, max_open=True))
 @option_from(ModelConfig, "locked_dropout")
+@option_from(TrainConfig, "ema_decay", type=FiniteFloatRange(0, 1, max_open=True))
 @option_from(TrainConfig, "seed", type=SEED)
 @option_from(TrainConfig, "device", type=click.Choice(DEVICES))
 @option_from(TrainConfig, "bf16")

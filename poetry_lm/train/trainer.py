@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import (
@@ -105,6 +106,11 @@ class TrainConfig:
     title_share: float = setting(
         0.5, "Share of train poems read after their title (context, never scored)."
     )
+    ema_decay: float = setting(
+        0.0,
+        "Keep an exponential moving average of the weights, w_avg <- d*w_avg + (1-d)*w after "
+        "each step (0: none); validation and best.pt then use the average.",
+    )
 
     def __post_init__(self):
         choices = (
@@ -120,6 +126,8 @@ class TrainConfig:
             self.lr = DEFAULT_LR[self.optimizer]
         if not 0 <= self.title_share <= 1:
             raise SettingError(f"{{title_share}} must be in [0, 1], not {self.title_share}")
+        if not 0 <= self.ema_decay < 1:
+            raise SettingError(f"{{ema_decay}} must be in [0, 1), not {self.ema_decay}")
         if self.seq_step > self.seq_len:
             raise SettingError("{seq_step} cannot exceed {seq_len}")
         if self.bf16 and self.device != "cuda":
@@ -205,7 +213,10 @@ RESUME_MAY_CHANGE = {
     "device",
     "bf16",
     "save_every_minutes",
+    "ema_decay",  # an average started (or restarted) mid-run begins at the weights of then
 }
+# What a run saved before a setting existed did, where that differs from today's default
+SAVED_BEFORE_IT_EXISTED = {"title_share": 0.0, "ema_decay": 0.0}
 OPTION_NAMES = {"max_epochs": "--epochs", "num_layers": "--layers", "out_dir": "--out"}
 
 
@@ -253,6 +264,7 @@ class Trainer:
             self.vocab, model_cfg = self.vocabulary(ckpt)
             self.table = CharTable(self.vocab)
             self.model, self.loss, self.optimizer = self.build_model(model_cfg)
+            self.averaged = self.weight_average()
             self.progress, self.history = self.restore(ckpt)
             self.encoded, self.windows = self.prepare_batches()
             self.steps_per_epoch = self.epoch_batches(0)[1]
@@ -335,7 +347,7 @@ class Trainer:
         """The run's own settings, with the ones ``given`` on this command line: those in
         RESUME_MAY_CHANGE are applied (and said so); any other must equal the run's, or
         ValueError names it: a resumed run never silently drops what it was asked."""
-        saved = ckpt["train"]
+        saved = {**SAVED_BEFORE_IT_EXISTED, **ckpt["train"]}
         settings = {**saved, "out_dir": out_dir, "model": dict(saved.get("model", {}))}
         for name, value in given.items():
             # a model setting is compared with the model the run built (its checkpoint's config)
@@ -405,6 +417,14 @@ class Trainer:
         )
         return model, loss, make_optimizer(self.cfg, model.parameters())
 
+    def weight_average(self) -> AveragedModel | None:
+        """The exponential moving average of the weights (``ema_decay``), or None. It starts as
+        a copy of the weights at its first update; weight-drop and dropout act on the trained
+        weights only, so the average is of the weights themselves."""
+        if not self.cfg.ema_decay:
+            return None
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
+
     def restore(self, ckpt: dict | None) -> tuple[dict, list[dict]]:
         """Progress counters and history, fresh or from the checkpoint (whose weights, optimizer
         state and RNG state are loaded here too)."""
@@ -427,6 +447,12 @@ class Trainer:
         if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            # a run that had no average, or a new --ema-decay, starts one from these weights
+            same_decay = ckpt["train"].get("ema_decay", 0.0) == self.cfg.ema_decay
+            if self.averaged is not None and same_decay and "averaged" in ckpt:
+                self.averaged.load_state_dict(ckpt["averaged"])
+            elif self.averaged is not None:
+                self.averaged.module.load_state_dict(ckpt["model"])
             progress.update(ckpt["progress"])
             history = ckpt["history"]
             torch.set_rng_state(ckpt["rng"])
@@ -461,7 +487,7 @@ class Trainer:
         except CheckpointError:
             best_step = None
         if best_step != p["best_step"]:
-            self.save(self.best_path)
+            self.save_best()
             self.log(f"{self.best_path} was not written before the run stopped; written now")
 
     def prepare_batches(self, epoch: int = 0) -> tuple[list[list[int]], np.ndarray | None]:
@@ -496,12 +522,12 @@ class Trainer:
         )
 
     # -- checkpoints ---------------------------------------------------------------
-    def save(self, path: Path, **extra) -> None:
+    def save(self, path: Path, model: PoetryLM | None = None, **extra) -> None:
         if not self.ctx.is_main:
             return
         save_checkpoint(
             path,
-            self.model,
+            model or self.model,
             self.vocab,
             train={**asdict(self.cfg), "corpus": portable_corpus(self.cfg.corpus)},
             progress=dict(self.progress),
@@ -510,7 +536,17 @@ class Trainer:
         )
 
     def save_last(self) -> None:
-        self.save(self.last_path, optimizer=self.optimizer.state_dict(), rng=torch.get_rng_state())
+        state = {"optimizer": self.optimizer.state_dict(), "rng": torch.get_rng_state()}
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
+        self.save(self.last_path, **state)
+
+    def save_best(self) -> None:
+        """best.pt: the weights validation scored (the average, when one is kept)."""
+        self.save(self.best_path, self.scored_model())
+
+    def scored_model(self) -> PoetryLM:
+        return self.model if self.averaged is None else self.averaged.module
 
     # -- loop ----------------------------------------------------------------------
     def fit(self) -> dict:
@@ -630,6 +666,8 @@ class Trainer:
                 if not math.isfinite(norm):
                     self.diverged(f"the gradient norm is {float(norm)}")
                 self.optimizer.step()
+                if self.averaged is not None:
+                    self.averaged.update_parameters(self.model)
             loss_sum += total_nll
             loss_tokens += total_n
             block_nll, block_n = block_nll + total_nll, block_n + total_n
@@ -663,7 +701,8 @@ class Trainer:
     def end_epoch(self, train_loss: float, partial: bool = False) -> None:
         """Validate, record the epoch (or the part of one) in the history, save and log."""
         p = self.progress
-        report = perplexity(self.model, self.table, self.texts["valid"])  # without titles
+        # without titles; with an average, the average is scored (and the weights beside it)
+        report = perplexity(self.scored_model(), self.table, self.texts["valid"])
         if not math.isfinite(report.perplexity):
             self.diverged(f"the validation perplexity is {report.perplexity}")
         p["epoch"] += 0 if partial else 1
@@ -676,6 +715,9 @@ class Trainer:
             "tokens_per_s": round(self.tokens_per_s, 1),
             "lr": self.optimizer.param_groups[0]["lr"],
         }
+        if self.averaged is not None:
+            raw = perplexity(self.model, self.table, self.texts["valid"]).perplexity
+            record["val_ppl_weights"] = round(raw, 3)
         self.history.append(record)
         if not partial:
             p["step_in_epoch"], p["epoch_nll"], p["epoch_tokens"] = 0, 0.0, 0
@@ -699,7 +741,7 @@ class Trainer:
         # last.pt first: killed between the two writes, the run resumes and writes best.pt
         self.save_last()
         if improved:
-            self.save(self.best_path)
+            self.save_best()
         self.write_metrics()
 
     def diverged(self, what: str) -> None:
