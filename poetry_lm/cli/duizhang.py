@@ -57,6 +57,7 @@ def duizhang_command(split, poem_file, corpus):
         if part.couplets:
             click.echo(
                 f"  {name}: {part.poems} poems, pair share {100 * part.pair_share:.1f}%"
+                f" ± {100 * part.margin:.1f}"
                 f" (mismatched couplets {100 * part.control:.1f}%),"
                 f" tone share {100 * part.tone_share:.1f}%"
             )

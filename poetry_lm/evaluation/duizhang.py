@@ -98,6 +98,7 @@ class DuizhangReport:
     poems: int  # poems with the 律诗 shape among those given
     couplets: int  # middle couplets measured (2 per poem)
     pair_share: float  # mean share of aligned positions standing opposite
+    margin: float  # half-width of the pair share's 95% confidence interval (sampling error)
     tone_share: float  # share of 2nd/4th/6th positions with opposed tones
     control: float  # pair share of mismatched couplets (chance level)
 
@@ -112,9 +113,27 @@ def middle_couplets(poems: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def couplet_scores(table: PairTable, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    """Each couplet's share of aligned positions that stand opposite."""
+    return [sum(map(table.opposite, odd, even)) / len(odd) for odd, even in pairs]
+
+
 def pair_share(table: PairTable, pairs: Sequence[tuple[str, str]]) -> float:
-    scores = [sum(map(table.opposite, odd, even)) / len(odd) for odd, even in pairs]
+    scores = couplet_scores(table, pairs)
     return sum(scores) / len(scores) if scores else 0.0
+
+
+def margin_95(scores: Sequence[float], per_poem: int = 2) -> float:
+    """Half-width of a normal 95% interval for the mean of ``scores``: 1.96 standard errors.
+    The ``per_poem`` couplets of one poem are not independent draws, so the poem, not the
+    couplet, is the unit: SE = sd(poem means) / sqrt(poems). 0 for fewer than two poems."""
+    means = [sum(scores[i : i + per_poem]) / per_poem for i in range(0, len(scores), per_poem)]
+    n = len(means)
+    if n < 2:
+        return 0.0
+    mean = sum(means) / n
+    variance = sum((m - mean) ** 2 for m in means) / (n - 1)
+    return 1.96 * math.sqrt(variance / n)
 
 
 def measure(table: PairTable, poems: Sequence[str]) -> DuizhangReport:
@@ -131,10 +150,12 @@ def measure(table: PairTable, poems: Sequence[str]) -> DuizhangReport:
         if len(group) > 2
         for i in range(len(group))
     ]
+    scores = couplet_scores(table, middle)
     return DuizhangReport(
         poems=len(middle) // 2,
         couplets=len(middle),
-        pair_share=pair_share(table, middle),
+        pair_share=sum(scores) / len(scores) if scores else 0.0,
+        margin=margin_95(scores),
         tone_share=sum(tone_hits) / len(tone_hits) if tone_hits else 0.0,
         control=pair_share(table, mismatched),
     )

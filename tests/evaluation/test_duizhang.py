@@ -68,3 +68,18 @@ def test_command_on_split_and_generated_json(tmp_path):
     short.write_text("床前明月光，疑是地上霜。\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["duizhang", "--file", str(short)])
     assert result.exit_code == 1 and "no poem with the 律诗 shape" in result.output
+
+
+def test_the_margin_is_1_96_standard_errors_over_poems():
+    from poetry_lm.evaluation.duizhang import margin_95
+
+    # three poems of two couplets: poem means 0.5, 0.25, 0.75 (sd 0.25)
+    scores = [0.4, 0.6, 0.0, 0.5, 1.0, 0.5]
+    assert margin_95(scores) == pytest.approx(1.96 * 0.25 / 3**0.5)
+    assert margin_95([0.2, 0.4]) == 0.0  # one poem: no spread to estimate
+    assert margin_95([0.5] * 8) == 0.0
+    # a report carries it, and more poems of the same spread give a narrower one
+    table = PairTable([CHUNWANG] * 3)
+    other = CHUNWANG.replace("感时花溅泪", "感时花溅泪".translate(str.maketrans("感时", "白日")))
+    few, many = measure(table, [CHUNWANG, other]), measure(table, [CHUNWANG, other] * 10)
+    assert few.pair_share == pytest.approx(many.pair_share) and 0 < many.margin < few.margin
