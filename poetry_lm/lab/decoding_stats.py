@@ -48,7 +48,8 @@ import random
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -306,6 +307,116 @@ def mean_logprobs(texts: list[str], models: list, table) -> tuple[float, ...]:
     return tuple(-math.log(perplexity(m, table, texts).perplexity) for m in models)
 
 
+@dataclass
+class Judge:
+    """What every row of the table is judged against: the train split's verses (``copied``) and
+    the models of the log-probability columns (none without ``--rerank-with``)."""
+
+    index: set[str]  # train_verse_index of the train split
+    scorers: list = field(default_factory=list)  # forward model, backward reader
+    table: object = None  # their vocabulary
+
+    def blank(self) -> tuple[None, ...]:
+        """The log-probability cells of a row that has none (corpus rows, keyword rows)."""
+        return (None,) * len(self.scorers)
+
+    def row_of(self, label: str, texts: list[str], extra: str) -> str:
+        """The row of generated or given poems: their rates, copies and log-probabilities."""
+        logp = mean_logprobs(texts, self.scorers, self.table)
+        return row(label, rates_of(texts, self.index), extra, logp)
+
+
+@dataclass
+class Writing:
+    """How the poems of every setting are written: as ``generate`` would, with these options."""
+
+    poems: int  # per setting
+    seed: int
+    model_path: str
+    extra: str  # more generate options, after the setting's own
+
+
+def setting_label(setting: str, extra: str) -> str:
+    """A setting's row label: the generate options it stands for, as code."""
+    return f"`{' '.join(generate_args(setting, extra)) or '(free)'}`"
+
+
+def corpus_rows(splits: dict, judge: Judge) -> Iterator[str]:
+    """The train split's rows, one per shape (五绝 … 七律, free), then the test split's with its
+    share of train verses: the rates that decoding is set to."""
+    by_shape: dict[str, list[str]] = {}
+    for p in splits["train"]:
+        by_shape.setdefault(shape_of(p.text), []).append(p.text)
+    for shape in [*FORM_SHAPES.values(), "free"]:
+        yield row(f"train {shape}", rates_of(by_shape[shape]), logp=judge.blank())
+    test = [p.text for p in splits["test"]]
+    yield row("test (all), copies of train verses", rates_of(test, judge.index), logp=judge.blank())
+
+
+def file_row(poem_file: str, judge: Judge) -> str:
+    """The row of the poems in ``poem_file``: JSON lines with "text", or one poem a line."""
+    lines = Path(poem_file).read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(x)["text"] if x.startswith("{") else x for x in lines if x.strip()]
+    return judge.row_of(poem_file, texts, f"{len(set(texts))}")
+
+
+def keyword_rows(
+    setting: str, n_keywords: int, writing: Writing, judge: Judge
+) -> tuple[list[str], str]:
+    """A setting's two rows with ``--keywords``: its poems written one at a time without and
+    with ``n_keywords`` keywords each (:func:`with_keywords`); and the ratio of their median CPU
+    times per poem, for the closing line."""
+    keywords = keyword_sets(writing.poems, n_keywords, writing.seed)
+    plain, keyed = with_keywords(setting, keywords, writing.seed, writing.model_path, writing.extra)
+    label = setting_label(setting, writing.extra)
+    index, blank = judge.index, judge.blank()
+    held = (
+        f"; keywords held {100 * covered(keyed.texts, keywords):.1f}%, "
+        f"{100 * at_head(keyed.texts, keywords):.0f}% at a verse's head"
+    )
+    rows = [
+        row(f"{label}, one at a time", rates_of(plain.texts, index), plain.info(), blank),
+        row(
+            f"{label} + {n_keywords} keywords",
+            rates_of(keyed.texts, index),
+            keyed.info() + held,
+            blank,
+        ),
+    ]
+    ratio = statistics.median(keyed.seconds) / statistics.median(plain.seconds)
+    return rows, f"{setting}: with keywords / without = {ratio:.2f}"
+
+
+def ranking_rows(
+    setting: str, writing: Writing, judge: Judge, reader_path: str | None, weights: Iterable[float]
+) -> Iterator[str]:
+    """A setting's row with plain ranking, then (given a backward reader and more than one
+    candidate per poem) one row reranked at each weight λ: the same seeds, so the same
+    candidates. Each row as soon as its poems are written, with their wall time."""
+    label = setting_label(setting, writing.extra)
+    runs = [("", ())]  # (label suffix, generate options): plain ranking, then each rerank
+    if reader_path and candidates_per_poem(generate_args(setting, writing.extra)) > 1:
+        runs += [
+            (f" rerank λ={w:g}", ("--rerank-with", reader_path, "--rerank-weight", str(w)))
+            for w in weights
+        ]
+    for suffix, rerank_args in runs:
+        start = time.perf_counter()
+        texts = generated_texts(
+            setting, writing.poems, writing.seed, writing.model_path, writing.extra, rerank_args
+        )
+        yield judge.row_of(
+            label + suffix, texts, f"{len(set(texts))} ({time.perf_counter() - start:.0f} s)"
+        )
+
+
+def times_line(times: list[str], threads: int) -> str:
+    """The closing line with ``--keywords``: each setting's time ratio, on this CPU."""
+    from poetry_lm.model.gemm import cpu_model
+
+    return f"\nMedian CPU time a poem, {cpu_model()}, {threads} thread(s): " + "; ".join(times)
+
+
 @click.command("decoding-stats")
 @click.option("--poems", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--setting", "settings", multiple=True, type=click.Choice(list(SETTING_ARGS)))
@@ -362,62 +473,26 @@ def main(
 
     torch.set_num_threads(threads)
     weights = weights or [field_default(RerankOptions, "weight")]
-    model_path = model_path or str(SHIPPED_MODEL)
+    writing = Writing(poems, seed, model_path or str(SHIPPED_MODEL), extra)
     scorers, table = [], None
     if reader_path:
-        *scorers, table = readers(model_path, reader_path)
-    blank = (None,) * len(scorers)
-    times: list[str] = []  # with keywords: the time ratio per setting
+        *scorers, table = readers(writing.model_path, reader_path)
     splits = load_corpus()
-    train = [p.text for p in splits["train"]]
-    index = train_verse_index(train)
+    judge = Judge(train_verse_index([p.text for p in splits["train"]]), scorers, table)
     click.echo("\n".join(header(bool(scorers))))
     if corpus:
-        by_shape: dict[str, list[str]] = {}
-        for text in train:
-            by_shape.setdefault(shape_of(text), []).append(text)
-        for shape in [*FORM_SHAPES.values(), "free"]:
-            click.echo(row(f"train {shape}", rates_of(by_shape[shape]), logp=blank))
-        test = [p.text for p in splits["test"]]
-        click.echo(row("test (all), copies of train verses", rates_of(test, index), logp=blank))
+        for line in corpus_rows(splits, judge):
+            click.echo(line)
     if poem_file:
-        lines = Path(poem_file).read_text(encoding="utf-8").splitlines()
-        texts = [json.loads(x)["text"] if x.startswith("{") else x for x in lines if x.strip()]
-        logp = mean_logprobs(texts, scorers, table)
-        click.echo(row(poem_file, rates_of(texts, index), f"{len(set(texts))}", logp))
+        click.echo(file_row(poem_file, judge))
+    times: list[str] = []  # with keywords: the time ratio per setting
     for setting in settings or ([] if poem_file else list(SETTING_ARGS)):
-        args = generate_args(setting, extra)
-        label = f"`{' '.join(args) or '(free)'}`"
         if n_keywords:
-            keywords = keyword_sets(poems, n_keywords, seed)
-            plain, keyed = with_keywords(setting, keywords, seed, model_path, extra)
-            click.echo(
-                row(label + ", one at a time", rates_of(plain.texts, index), plain.info(), blank)
-            )
-            share = (
-                f"; keywords held {100 * covered(keyed.texts, keywords):.1f}%, "
-                f"{100 * at_head(keyed.texts, keywords):.0f}% at a verse's head"
-            )
-            label += f" + {n_keywords} keywords"
-            click.echo(row(label, rates_of(keyed.texts, index), keyed.info() + share, blank))
-            ratio = statistics.median(keyed.seconds) / statistics.median(plain.seconds)
-            times.append(f"{setting}: with keywords / without = {ratio:.2f}")
-            continue
-        runs = [("", ())]  # (label suffix, generate options): plain ranking, then each rerank
-        if reader_path and candidates_per_poem(args) > 1:
-            runs += [
-                (f" rerank λ={w:g}", ("--rerank-with", reader_path, "--rerank-weight", str(w)))
-                for w in weights
-            ]
-        for suffix, rerank_args in runs:
-            start = time.perf_counter()
-            texts = generated_texts(setting, poems, seed, model_path, extra, rerank_args)
-            info = f"{len(set(texts))} ({time.perf_counter() - start:.0f} s)"
-            logp = mean_logprobs(texts, scorers, table)
-            click.echo(row(label + suffix, rates_of(texts, index), info, logp))
+            rows, ratio = keyword_rows(setting, n_keywords, writing, judge)
+            click.echo("\n".join(rows))
+            times.append(ratio)
+        else:
+            for line in ranking_rows(setting, writing, judge, reader_path, weights):
+                click.echo(line)
     if times:
-        from poetry_lm.model.gemm import cpu_model
-
-        click.echo(
-            f"\nMedian CPU time a poem, {cpu_model()}, {threads} thread(s): " + "; ".join(times)
-        )
+        click.echo(times_line(times, threads))
