@@ -79,7 +79,8 @@ def rhyme_table() -> dict[str, frozenset[str]]:
 
 
 def split_verses(text: str) -> list[str]:
-    """Verses with their closing mark; text after the last mark is a verse too."""
+    """Verses with their closing mark; text after the last mark is a verse too. (Its own,
+    not ``decoding.generate.verses``: the checker shares no code with generation.)"""
     out, current = [], ""
     for ch in text:
         current += ch

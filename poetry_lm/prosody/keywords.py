@@ -34,6 +34,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ class Layout:
     """Where one poem's keywords may go: its verses and what is fixed in them (poems of a batch
     with the same start text share one), and the order its plan takes them in."""
 
-    key: int  # its index among the batch's layouts, for the plans' cache
+    index: int  # among the batch's layouts: its part of the key of the plans' cache
     length: int | None  # characters per verse; None: a free poem's, set by its first verse
     verses: int | None  # how many: a form's lines, a free acrostic's heads; None: free
     fixed: dict[tuple[int, int], int]  # (verse, column) → the token an acrostic or start puts there
@@ -92,17 +93,19 @@ class Layout:
     order: tuple[int, ...] = ()  # the others, in the order of the plan
 
     def rhymes(self, verse: int) -> bool:
+        """Whether ``verse``'s last character is a rhyme (a free poem's odd verses, 0-based)."""
         return verse % 2 == 1 if self.rhyming is None else verse in self.rhyming
 
     def fits(
-        self, key: tuple[int, ...], verse: int, col: int, length: int, may_rhyme: bool
+        self, ids: tuple[int, ...], verse: int, col: int, length: int, may_rhyme: bool
     ) -> bool:
-        """Whether the keyword ``key`` (tokens) may stand at (verse, col), verses being ``length``
-        long; ``may_rhyme``: its last token may be the verse's rhyme."""
-        end = col + len(key)
+        """Whether the keyword of tokens ``ids`` may stand at (verse, col), verses being
+        ``length`` long: inside the verse, on no character fixed otherwise, and not on a rhyme
+        unless ``may_rhyme`` (its last token may be the verse's rhyme)."""
+        end = col + len(ids)
         if col < 0 or end > length:
             return False
-        for j, token in enumerate(key):
+        for j, token in enumerate(ids):
             fixed = self.fixed.get((verse, col + j))
             if fixed is not None and fixed != token:
                 return False
@@ -131,17 +134,27 @@ class Step:
     mark_due: bool = False  # … or must
 
 
+class Plan(NamedTuple):
+    """The latest places of a poem's keywords still to write, and the terms that found them."""
+
+    places: list[tuple[int, int]]  # (verse, column) of each keyword, in the plan's order
+    per: int  # keywords to a verse at most (1: spread, one to a verse)
+    verses: int  # the poem's verse count it assumes (a free poem's: whole couplets, fewest first)
+
+
 class Coverage:
     """The keywords of every poem of one batch of :class:`~poetry_lm.prosody.forms.Rules`: which
     each has written, and what its next token must or may be so that the others still fit (see
     the module doc). ``Rules`` calls it at each step.
 
+    Keyword i is ``ids[i]``, its token ids; poem b is row b of the batch.
+
     Raises KeywordError at construction where some poem's keywords cannot all fit."""
 
     def __init__(self, rules, starts: list[list[int]]):
         self.rules = rules
-        self.keys = [tuple(rules.table.encode(k)) for k in rules.cons.keywords]  # token ids
-        tokens = {t for key in self.keys for t in key}
+        self.ids = [tuple(rules.table.encode(k)) for k in rules.cons.keywords]
+        tokens = {t for ids in self.ids for t in ids}
         # a keyword token's rhyme groups (rows of rules.group_fits) and tones ([平, 仄] fits)
         self.groups_of = {
             t: set(rules.group_fits[:, t].nonzero().flatten().tolist()) for t in tokens
@@ -158,17 +171,17 @@ class Coverage:
         self.layout = [layouts[tuple(s)] for s in starts]
         self.covered = [set(lay.covered) for lay in self.layout]
         self.progress: list[tuple[int, int] | None] = [None] * len(starts)  # (keyword, written)
-        self.here = [0] * len(starts)  # keywords written in the verse being written
+        self.in_verse = [0] * len(starts)  # keywords written in the verse being written
         self.steps = [Step() for _ in starts]
 
     # -- where the keywords can go ---------------------------------------------------------
 
-    def layout_of(self, start: tuple[int, ...], key: int) -> Layout:
-        """A start text's layout, with an order of its keywords that fits: the given one, else
-        the first that does (else KeywordError)."""
+    def layout_of(self, start: tuple[int, ...], index: int) -> Layout:
+        """A start text's layout, with an order of its keywords that fits (KeywordError where
+        none does)."""
         rules = self.rules
         cons, form = rules.cons, rules.cons.form
-        heads = rules.heads.float().argmax(1).tolist()
+        heads = rules.heads.float().argmax(1).tolist()  # the acrostic's head tokens
         fixed = {(v, 0): h for v, h in enumerate(heads)}
         verse = col = 0
         first = None  # the first verse's length, where the start text ends it
@@ -181,17 +194,16 @@ class Coverage:
                 col += 1
         if form:
             lengths = range(form.chars, form.chars + 1)
-        elif first is not None:
-            lengths = range(first, first + 1)
-        else:
-            lengths = range(max(rules.first_verse_min(), col), rules.first_verse_max() + 1)
-        if form:
             rhyming = frozenset(rules.rhymed if cons.rhyme else ())
         else:
+            if first is not None:
+                lengths = range(first, first + 1)
+            else:  # no shorter than the start text's first verse
+                lengths = range(max(rules.first_verse_min(), col), rules.first_verse_max() + 1)
             rhyming = None if cons.rhyme else frozenset()
         text = rules.table.decode(list(start))
         lay = Layout(
-            key,
+            index,
             length=form.chars if form else None,
             verses=form.lines if form else (len(heads) or None),
             fixed=fixed,
@@ -200,11 +212,17 @@ class Coverage:
             max_len=rules.max_steps if form else rules.max_len,
             covered=frozenset(i for i, k in enumerate(cons.keywords) if k in text),
         )
-        wanted = tuple(i for i in range(len(self.keys)) if i not in lay.covered)
+        lay.order = self.order_that_fits(lay)
+        return lay
+
+    def order_that_fits(self, lay: Layout) -> tuple[int, ...]:
+        """The keywords ``lay``'s start text does not hold, in the order given if they fit so,
+        else in the first order that does (the plan is greedy: one order may fail where another
+        fits). Raises KeywordError, saying why, where none does."""
+        wanted = tuple(i for i in range(len(self.ids)) if i not in lay.covered)
         for order in itertools.chain([wanted], itertools.permutations(wanted)):
             if self.first_step(lay, order) is not None:
-                lay.order = order
-                return lay
+                return order
         raise KeywordError(self.why_not(lay, wanted))
 
     def first_step(self, lay: Layout, order: tuple[int, ...]) -> Step | None:
@@ -217,24 +235,36 @@ class Coverage:
         may_rhyme = self.may_rhyme(0, order) if lay.rhymes(0) else frozenset()
         return None if self.plan(lay, order, 0, 0, lay.length, 0, may_rhyme) is None else Step()
 
-    def latest(self, lay, order, verse, length, count, per, may_rhyme, spread=None):
+    def latest(
+        self,
+        lay: Layout,
+        order: tuple[int, ...],
+        verse: int,
+        length: int,
+        count: int,
+        per: int,
+        may_rhyme: frozenset[int],
+        spread: int | None = None,
+    ) -> list[tuple[int, int]] | None:
         """The latest places (verse, column) of the keywords ``order`` (right to left, so that
         each is as late as the ones after it allow) in verses ``verse`` to ``count`` - 1, at
         most ``per`` to a verse; None where they do not fit. ``spread``, a verse s: the j-th of
         m keywords no later than verse ``s + ceil((j + 1)(count - s)/m) - 1``, so that they
-        spread over the verses left (in a 七律 from s = 0, by verses 2, 5 and 7 for three)
-        rather than pile up at the end. Every column of ``verse`` is open: callers compare the
-        first place with their own.
+        spread over the verses left (in a 七律 from s = 0, by verses 2, 5 and 7 for three,
+        0-based) rather than pile up at the end. Every column of ``verse`` is open: callers
+        compare the first place with their own.
         ``may_rhyme``: the keywords that may end on the rhyme of ``verse`` (of a later verse,
         none may: its group is not settled yet). Cached, as a poem asks the same at every
         column of a verse."""
-        args = (lay.key, order, verse, length, count, per, may_rhyme, spread)
+        args = (lay.index, order, verse, length, count, per, may_rhyme, spread)
         if args not in self.plans:
             places: list[tuple[int, int]] = []
-            after = (count, 0, 0)  # the place after (verse, column) and keywords in its verse
+            # the next keyword's (verse, column), and how many keywords its verse holds: each
+            # keyword goes before it; (count, 0, 0) is the end of the poem
+            after = (count, 0, 0)
             for j in reversed(range(len(order))):
                 i = order[j]
-                if spread is not None:  # before this verse
+                if spread is not None:  # before verse s + ceil((j + 1)(count - s)/m), in integers
                     limit = spread - (-(j + 1) * (count - spread) // len(order))
                     after = min(after, (limit, 0, 0))
                 spot = self.last_place(lay, i, verse, length, after, per, i in may_rhyme)
@@ -246,35 +276,73 @@ class Coverage:
             self.plans[args] = places[::-1]
         return self.plans[args]
 
-    def last_place(self, lay, i, verse, length, after, per, may_rhyme):
-        """The latest place of keyword i from ``verse`` on and before ``after`` (verse, column,
-        keywords in that verse), or None."""
-        key, (bound, bound_col, in_bound) = self.keys[i], after
+    def last_place(
+        self,
+        lay: Layout,
+        i: int,
+        verse: int,
+        length: int,
+        after: tuple[int, int, int],
+        per: int,
+        may_rhyme: bool,
+    ) -> tuple[int, int] | None:
+        """The latest place (verse, column) of keyword i from ``verse`` on and before ``after``
+        (verse, column, keywords in that verse), or None; ``may_rhyme``: it may end on the rhyme
+        of ``verse`` (only)."""
+        ids, (bound, bound_col, in_bound) = self.ids[i], after
         for v in range(bound, verse - 1, -1):  # (at ``bound`` itself, before bound_col)
             if v == bound and in_bound >= per:
                 continue
             end = bound_col if v == bound else length
-            for col in range(end - len(key), -1, -1):
-                if lay.fits(key, v, col, length, may_rhyme and v == verse):
+            for col in range(end - len(ids), -1, -1):
+                if lay.fits(ids, v, col, length, may_rhyme and v == verse):
                     return v, col
         return None
 
-    def plan(self, lay, order, verse, col, length, here, may_rhyme):
-        """The first plan (places, per, count) that fits from (verse, col): spread before packed,
-        fewer verses before more; None where none does. ``here``: keywords already written in
-        ``verse``."""
+    def plan(
+        self,
+        lay: Layout,
+        order: tuple[int, ...],
+        verse: int,
+        col: int,
+        length: int,
+        in_verse: int,
+        may_rhyme: frozenset[int],
+    ) -> Plan | None:
+        """The first plan that fits from (verse, col): spread before packed, fewer verses before
+        more; None where none does. ``in_verse``: keywords already written in ``verse``."""
+        written = in_verse > 0
         for per in range(1, len(order) + 1):
-            for count in lay.horizons(verse, length, len(order) + (here > 0)):
-                for spread in (verse + (here > 0), None):  # from the next verse free of one
+            for count in lay.horizons(verse, length, len(order) + written):
+                for spread in (verse + written, None):  # from the next verse free of one
                     places = self.latest(lay, order, verse, length, count, per, may_rhyme, spread)
                     if places is not None and places[0] >= (verse, col):
-                        return places, per, count
+                        return Plan(places, per, count)
         return None
 
-    def may_rhyme(self, b: int, order) -> frozenset[int]:
+    def rest_fit(
+        self,
+        i: int,
+        at: tuple[int, int],
+        lay: Layout,
+        order: tuple[int, ...],
+        length: int,
+        plan: Plan,
+        may_rhyme: frozenset[int],
+    ) -> bool:
+        """Whether the keywords of ``order`` other than i still fit after keyword i, begun at
+        ``at`` (verse, column), in ``plan``'s verses and at most its ``per`` to a verse."""
+        verse, col = at
+        rest = tuple(o for o in order if o != i)
+        if not rest:
+            return True
+        places = self.latest(lay, rest, verse, length, plan.verses, plan.per, may_rhyme)
+        return places is not None and places[0] >= (verse, col + len(self.ids[i]))
+
+    def may_rhyme(self, b: int, order: tuple[int, ...]) -> frozenset[int]:
         """The keywords whose last token may be the rhyme of poem b's verse: in a rhyme group
         still open to it, not used at a verse's end yet (no 重韵)."""
-        rules, lasts = self.rules, [self.keys[i][-1] for i in order]
+        rules, lasts = self.rules, [self.ids[i][-1] for i in order]
         open_ = rules.groups.open[b].tolist()
         used = rules.rhymes_used[b, lasts].tolist()
         return frozenset(
@@ -283,13 +351,16 @@ class Coverage:
             if not taken and any(open_[g] for g in self.groups_of[last])
         )
 
-    def tone_fits(self, b: int, key, verse: int, col: int) -> bool:
-        """Whether keyword tokens ``key`` at (verse, col) fit the 平仄 of a key open to poem b."""
-        open_ = self.rules.keys.open[b].tolist()
-        rules = [self.rules.tone_rule_at(verse, col + j) for j in range(len(key))]
+    def tone_fits(self, b: int, ids: tuple[int, ...], verse: int, col: int) -> bool:
+        """Whether keyword tokens ``ids`` at (verse, col) fit the 平仄 of a tonal key (平起 or
+        仄起) still open to poem b."""
+        open_keys = self.rules.keys.open[b].tolist()
+        tone_rules = [self.rules.tone_rule_at(verse, col + j) for j in range(len(ids))]
         return any(
-            open_[k]
-            and all(rule is None or self.tone_of[t][rule[k]] > 0 for t, rule in zip(key, rules))
+            open_keys[k]
+            and all(
+                rule is None or self.tone_of[t][rule[k]] > 0 for t, rule in zip(ids, tone_rules)
+            )
             for k in (0, 1)
         )
 
@@ -305,56 +376,72 @@ class Coverage:
 
     def step_of(self, b: int, lay: Layout, verse: int, col: int, length: int) -> Step:
         """Poem b's rule at (verse, col), verses ``length`` long (0: a free poem's first, not
-        set yet): a begun keyword's next character; the plan's first keyword where it is due;
-        else an offer of each keyword that may begin here. Raises RuntimeError if no plan fits
-        (it always does: each step keeps one)."""
+        set yet): a begun keyword's next character, else the rule of :meth:`first_verse` or of
+        :meth:`verse_step`. Raises RuntimeError if no plan fits (it always does: each step keeps
+        one)."""
         if self.progress[b] is not None:  # a keyword begun: its next token
             i, j = self.progress[b]
-            return Step(force=self.keys[i][j], mark_ok=False)
+            return Step(force=self.ids[i][j], mark_ok=False)
         order = tuple(i for i in lay.order if i not in self.covered[b])
         length = lay.length or length
+        # every keyword written, past a fixed count of verses, or at the verse's mark
         if not order or verse >= (lay.verses or verse + 1) or (length and col >= length):
             return Step()
         if not length:
-            step = self.first_verse(lay, order, col, self.here[b])
+            step = self.first_verse(lay, order, col, self.in_verse[b])
             if step is None:
                 raise RuntimeError("the keyword plan was lost in the first verse")  # a bug
             return step
+        return self.verse_step(b, lay, order, (verse, col), length)
+
+    def verse_step(
+        self, b: int, lay: Layout, order: tuple[int, ...], at: tuple[int, int], length: int
+    ) -> Step:
+        """Poem b's rule at ``at`` (verse, column) of a verse of known ``length``, keywords
+        ``order`` still to write: the plan's first keyword where it is due, else an offer of
+        each keyword that may begin here with the others still fitting after it."""
+        verse, col = at
         may_rhyme = self.may_rhyme(b, order) if lay.rhymes(verse) else frozenset()
-        found = self.plan(lay, order, verse, col, length, self.here[b], may_rhyme)
-        if found is None:
+        plan = self.plan(lay, order, verse, col, length, self.in_verse[b], may_rhyme)
+        if plan is None:
             raise RuntimeError(f"the keyword plan was lost at verse {verse}, column {col}")  # a bug
-        plan, per, count = found
         first = order[0]
-        if plan[0][0] == verse and self.due(
-            b, lay, first, (verse, col, length), plan[0][1], may_rhyme
+        if plan.places[0][0] == verse and self.due(
+            b, lay, first, (verse, col, length), plan.places[0][1], may_rhyme
         ):
-            return Step(force=self.keys[first][0], offers={self.keys[first][0]: first})
-        if self.here[b] and per == 1:  # spread: one keyword to a verse
+            return Step(force=self.ids[first][0], offers={self.ids[first][0]: first})
+        if self.in_verse[b] and plan.per == 1:  # spread: one keyword to a verse
             return Step()
         step = Step()
-        for i, last in zip(order, plan):
-            key = self.keys[i]
-            if key[0] in step.offers or not lay.fits(key, verse, col, length, i in may_rhyme):
+        for i, last in zip(order, plan.places):
+            ids = self.ids[i]
+            if ids[0] in step.offers or not lay.fits(ids, verse, col, length, i in may_rhyme):
                 continue
-            if self.tones and not self.tone_fits(b, key, verse, col):
+            if self.tones and not self.tone_fits(b, ids, verse, col):
                 continue
-            rest = tuple(o for o in order if o != i)
-            places = rest and self.latest(lay, rest, verse, length, count, per, may_rhyme)
-            if places is None or places and places[0] < (verse, col + len(key)):
-                continue
-            self.offer(step, i, (verse, col), last, length)
+            if self.rest_fit(i, at, lay, order, length, plan, may_rhyme):
+                self.offer(step, i, at, last, length)
         return step
 
-    def offer(self, step: Step, i: int, here: tuple[int, int], last, length: int) -> None:
-        """Offer keyword i at ``here`` (verse, column), its latest place being ``last``: the
+    def offer(
+        self, step: Step, i: int, at: tuple[int, int], last: tuple[int, int], length: int
+    ) -> None:
+        """Offer keyword i at ``at`` (verse, column), its latest place being ``last``: the
         bonus grows as the places left shrink, so that it is placed where the model likes it,
         early only where the model likes it there."""
-        token = self.keys[i][0]
-        left = max(1, (last[0] - here[0]) * length + last[1] - here[1] + 1)
+        token = self.ids[i][0]
+        left = max(1, (last[0] - at[0]) * length + last[1] - at[1] + 1)
         step.offers[token], step.bonus[token] = i, KEYWORD_BONUS - math.log(left)
 
-    def due(self, b, lay, i, where, last, may_rhyme) -> bool:
+    def due(
+        self,
+        b: int,
+        lay: Layout,
+        i: int,
+        where: tuple[int, int, int],
+        last: int,
+        may_rhyme: frozenset[int],
+    ) -> bool:
         """Whether keyword i, whose latest place in this verse is column ``last``, must begin at
         ``where`` (verse, column, verse length): at ``last``, or with tones at the latest column
         that fits them, if one does."""
@@ -363,19 +450,23 @@ class Coverage:
             return True
         if not self.tones:
             return False
-        key = self.keys[i]
+        ids = self.ids[i]
         for c in range(last, col - 1, -1):
-            if lay.fits(key, verse, c, length, i in may_rhyme) and self.tone_fits(b, key, verse, c):
+            if lay.fits(ids, verse, c, length, i in may_rhyme) and self.tone_fits(b, ids, verse, c):
                 return c == col
         return False
 
-    def first_verse(self, lay: Layout, order, col: int, here: int) -> Step | None:
+    def first_verse(
+        self, lay: Layout, order: tuple[int, ...], col: int, in_verse: int
+    ) -> Step | None:
         """The rule in a free poem's first verse, before its length is set: the lengths still
-        open are those with which the keywords fit; None where there is none."""
+        open are those with which the keywords fit; None where there is none. ``in_verse``:
+        keywords already written in it. (No tones, no rhyme: a free poem's first verse has
+        neither.)"""
         plans = {}
         for length in lay.first_lengths:
             if length >= col:
-                found = self.plan(lay, order, 0, col, length, here, frozenset())
+                found = self.plan(lay, order, 0, col, length, in_verse, frozenset())
                 if found is not None:
                     plans[length] = found
         if not plans:
@@ -384,21 +475,20 @@ class Coverage:
         mark_ok = col in plans
         if not longer:
             return Step(mark_ok=True, mark_due=True)
-        first = self.keys[order[0]]
-        if all(plans[length][0][0] == (0, col) for length in longer):
+        first = self.ids[order[0]]
+        if all(plans[length].places[0] == (0, col) for length in longer):
             return Step(force=first[0], offers={first[0]: order[0]}, mark_ok=mark_ok)
-        if here and all(plans[length][1] == 1 for length in longer):
+        if in_verse and all(plans[length].per == 1 for length in longer):
             return Step(mark_ok=mark_ok)
         step = Step(mark_ok=mark_ok)
         for j, i in enumerate(order):
-            key, rest = self.keys[i], tuple(o for o in order if o != i)
+            ids = self.ids[i]
             for length in longer:
-                plan, per, count = plans[length]
-                if key[0] in step.offers or not lay.fits(key, 0, col, length, False):
+                plan = plans[length]
+                if ids[0] in step.offers or not lay.fits(ids, 0, col, length, False):
                     continue
-                places = rest and self.latest(lay, rest, 0, length, count, per, frozenset())
-                if places is not None and (not places or places[0] >= (0, col + len(key))):
-                    self.offer(step, i, (0, col), plan[j], length)
+                if self.rest_fit(i, (0, col), lay, order, length, plan, frozenset()):
+                    self.offer(step, i, (0, col), plan.places[j], length)
         return step
 
     def first_verse_marks(self, mark_due: torch.Tensor, mark_ok: torch.Tensor):
@@ -424,34 +514,45 @@ class Coverage:
     def narrow(self, mask: torch.Tensor, layers) -> torch.Tensor:
         """(B, V) after the layers → the forced keyword characters alone, where they are due (the
         marks and end the shape allows kept), over any layer but the shape, recorded in the
-        poem's backoffs. With no-repeat, the characters of a keyword still to write wait for it."""
+        poem's backoffs. With no-repeat, the characters of a keyword still to write wait for it.
+        Raises RuntimeError if the shape itself forbids a forced character (a bug)."""
         rules, out = self.rules, None
-        done = rules.done.tolist() if rules.cons.no_repeat else None
+        done = rules.done.tolist() if rules.cons.no_repeat else None  # None: no waiting
         for b, step in enumerate(self.steps):
             if step.force is not None:
                 out = mask.clone() if out is None else out
                 token = step.force
                 if not out[b, token]:
-                    dropped = [name for name, layer in layers if not layer[b, token]]
-                    if not dropped:  # the plan never puts a keyword where the shape forbids
-                        raise RuntimeError(f"a keyword's character is out of place in poem {b}")
-                    rules.backoffs[b].append(
-                        f"line {int(rules.line[b]) + 1} character {int(rules.col[b]) + 1}: "
-                        f"keyword {rules.table.tokens[token]} over {', '.join(dropped)}"
-                    )
+                    self.record_override(b, token, layers)
                 out[b] &= ~rules.ideographs
                 out[b, token] = True
             elif done is not None and not done[b]:
-                waiting = {
-                    t for i in self.missing(b) if len(self.keys[i]) > 1 for t in self.keys[i]
-                }
-                waiting = list(waiting - set(step.offers))
+                waiting = self.waiting(b, step)
                 row = mask[b].clone()
                 row[waiting] = False
                 if waiting and row.any():
                     out = mask.clone() if out is None else out
                     out[b] = row
         return mask if out is None else out
+
+    def record_override(self, b: int, token: int, layers) -> None:
+        """Record in poem b's backoffs the layers that forbid the keyword ``token`` forced
+        over them. Raises RuntimeError where none does (the shape does: a bug)."""
+        rules = self.rules
+        dropped = [name for name, layer in layers if not layer[b, token]]
+        if not dropped:  # the plan never puts a keyword where the shape forbids
+            raise RuntimeError(f"a keyword's character is out of place in poem {b}")
+        rules.backoffs[b].append(
+            f"line {int(rules.line[b]) + 1} character {int(rules.col[b]) + 1}: "
+            f"keyword {rules.table.tokens[token]} over {', '.join(dropped)}"
+        )
+
+    def waiting(self, b: int, step: Step) -> list[int]:
+        """With no-repeat, the characters of poem b's missing keywords of two or more characters,
+        but those offered here: written alone, one would be used up, and its keyword could no
+        longer be written. (A missing keyword of one character is covered wherever it comes.)"""
+        tokens = {t for i in self.missing(b) if len(self.ids[i]) > 1 for t in self.ids[i]}
+        return list(tokens - set(step.offers))
 
     def terms(self, penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
         """The repetition penalties (R, V) with none on a keyword's character where it may be
@@ -464,10 +565,10 @@ class Coverage:
         if not cells:
             return penalty, 0.0
         rows, tokens, nats = zip(*cells)
-        here, bonus = penalty.copy(), np.zeros(penalty.shape, penalty.dtype)
-        here[rows, tokens] = 0
+        spared, bonus = penalty.copy(), np.zeros(penalty.shape, penalty.dtype)
+        spared[rows, tokens] = 0
         bonus[rows, tokens] = nats
-        return here, bonus
+        return spared, bonus
 
     def advance(self, tokens: list[int], live: list[bool]) -> None:
         """Record the tokens just written (after ``Rules`` has)."""
@@ -475,30 +576,31 @@ class Coverage:
             if not alive:
                 continue
             if token in self.ends:
-                self.here[b] = 0
+                self.in_verse[b] = 0
                 continue
+            offers = self.steps[b].offers
             if self.progress[b] is not None:
                 i, j = self.progress[b]
-                self.progress[b] = (i, j + 1) if j + 1 < len(self.keys[i]) else None
-            elif token in self.steps[b].offers and len(self.keys[self.steps[b].offers[token]]) > 1:
-                self.progress[b] = (self.steps[b].offers[token], 1)
+                self.progress[b] = (i, j + 1) if j + 1 < len(self.ids[i]) else None
+            elif token in offers and len(self.ids[offers[token]]) > 1:  # a keyword begun
+                self.progress[b] = (offers[token], 1)
             current = self.rules.current[b]
             for i in self.missing(b):  # written, by the rule or on its own
-                key = self.keys[i]
-                if tuple(current[-len(key) :]) == key:
+                ids = self.ids[i]
+                if tuple(current[-len(ids) :]) == ids:
                     self.covered[b].add(i)
-                    self.here[b] += 1
+                    self.in_verse[b] += 1
 
     def missing(self, b: int) -> list[int]:
         """The keywords poem b has not written (whole) yet."""
-        return [i for i in range(len(self.keys)) if i not in self.covered[b]]
+        return [i for i in range(len(self.ids)) if i not in self.covered[b]]
 
     def select(self, order: list[int]) -> None:
         """Reorder the batch as ``Rules.select`` does."""
         self.layout = [self.layout[i] for i in order]
         self.covered = [set(self.covered[i]) for i in order]
         self.progress = [self.progress[i] for i in order]
-        self.here = [self.here[i] for i in order]
+        self.in_verse = [self.in_verse[i] for i in order]
         self.steps = [self.steps[i] for i in order]
 
     # -- why not -------------------------------------------------------------------------------
@@ -520,14 +622,14 @@ class Coverage:
             ("a rhyming line keeps its last for the rhyme", lay.rhyming != frozenset()),
         ]
         for i in wanted:
-            word, key = cons.keywords[i], self.keys[i]
-            if len(key) > length:
+            word, ids = cons.keywords[i], self.ids[i]
+            if len(ids) > length:
                 return (
-                    f"the keyword {word!r} has {len(key)} characters, more than a line of "
+                    f"the keyword {word!r} has {len(ids)} characters, more than a line of "
                     f"{shape} ({length})"
                 )
             if not any(
-                lay.fits(key, v, c, length, False) for v in range(verses) for c in range(length)
+                lay.fits(ids, v, c, length, False) for v in range(verses) for c in range(length)
             ):
                 why = " and ".join(reason for reason, on in fixes if on)
                 return f"the keyword {word!r} fits no line of {shape}: {why}"
@@ -538,13 +640,13 @@ class Coverage:
             for v in range(verses)
             for c in range(length)
         )
-        chars = sum(len(self.keys[i]) for i in wanted)
+        chars = sum(len(self.ids[i]) for i in wanted)
         if chars > places:
             return (
                 f"the keywords have {chars} characters, more than the {places} places {shape} "
                 "leaves free (its rhymes kept for the rhyme)"
             )
-        alone = [i for i in wanted if 2 * len(self.keys[i]) > length - (cons.acrostic != "")]
+        alone = [i for i in wanted if 2 * len(self.ids[i]) > length - (cons.acrostic != "")]
         if len(alone) > verses:
             return f"{len(alone)} keywords need a line each, but {shape} has {verses}"
         words = "、".join(cons.keywords[i] for i in wanted)
