@@ -420,6 +420,8 @@ class Rules:
             if not alive:
                 continue
             if end:
+                if self.current[b]:  # a free poem's first verse: its end is known only now
+                    self.rhymes_used[b, self.current[b][-1]] = True
                 self.verses[b].append(tuple(self.current[b]))
                 self.current[b] = []
             elif token != eos:
