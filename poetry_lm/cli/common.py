@@ -107,6 +107,12 @@ class Text(click.ParamType):
 TEXT = Text()
 
 
+def option_error(message: str, option: str) -> click.BadParameter:
+    """A usage error (exit status 2) about ``option`` (``--start``, ``CHARS``), worded as click
+    words its own and :func:`usage_error` words a setting's: Invalid value for '--start': …"""
+    return click.BadParameter(message, param_hint=[option])  # a list: click quotes each name
+
+
 def poem_text(value: str, known, param_hint: str, what: str) -> str:
     """A user's text under the one rule of :mod:`poetry_lm.text.normalise`; a usage error if not."""
     from poetry_lm.text.normalise import PoemTextError, read_poem
@@ -114,7 +120,7 @@ def poem_text(value: str, known, param_hint: str, what: str) -> str:
     try:
         return read_poem(value, known, what)
     except PoemTextError as err:
-        raise click.BadParameter(str(err), param_hint=param_hint) from None
+        raise option_error(str(err), param_hint) from None
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -269,11 +275,17 @@ def settings_or_usage_error(cls, **values):
     try:
         return cls(**values)
     except SettingError as err:
-        ctx = click.get_current_context()
-        params = {p.name: p for p in ctx.command.params if p.opts}
-        flags = {name: max(p.opts, key=len) for name, p in params.items()}
-        culprit = params.get(err.fields[0]) if err.fields else None
-        raise click.BadParameter(err.worded(flags), ctx, param=culprit) from None
+        raise usage_error(err) from None
+
+
+def usage_error(err: SettingError) -> click.BadParameter:
+    """A ``SettingError`` as a usage error (exit status 2) of the current command: one sentence
+    that names its options instead of the fields, after the option at fault (the first field)."""
+    ctx = click.get_current_context()
+    params = {p.name: p for p in ctx.command.params if p.opts}
+    flags = {name: max(p.opts, key=len) for name, p in params.items()}
+    culprit = params.get(err.fields[0]) if err.fields else None
+    return click.BadParameter(err.worded(flags), ctx, param=culprit)
 
 
 corpus_option = click.option(

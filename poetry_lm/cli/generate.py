@@ -13,6 +13,7 @@ from poetry_lm.cli.common import (
     emit,
     form_option,
     model_option,
+    option_error,
     option_from,
     poem_text,
     run_or_exit,
@@ -21,6 +22,7 @@ from poetry_lm.cli.common import (
     settings_or_usage_error,
     setup_streams,
     threads_option,
+    usage_error,
 )
 from poetry_lm.decoding.generate import SampleOptions
 from poetry_lm.decoding.rerank import RerankOptions
@@ -63,7 +65,7 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 )
 @click.option(
     "--keywords",
-    "keyword_texts",
+    "keywords",
     type=TEXT,
     multiple=True,
     help='Words the poem must hold, each inside one verse: --keywords "春 雨 归" (quoted; '
@@ -126,7 +128,7 @@ def generate_command(
     num,
     form,
     acrostic,
-    keyword_texts,
+    keywords,
     rhyme,
     rhyme_first,
     tones,
@@ -161,12 +163,7 @@ def generate_command(
     from poetry_lm.decoding.rerank import rerank
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.prosody.forms import (
-        FREE_VERSE_MAX,
-        FREE_VERSE_MIN,
-        Constraints,
-        check_keywords,
-    )
+    from poetry_lm.prosody.forms import FREE_VERSE_MAX, FREE_VERSE_MIN
     from poetry_lm.text.corpus import is_ideograph, to_traditional
     from poetry_lm.text.normalise import normalise
 
@@ -188,51 +185,50 @@ def generate_command(
         raise click.UsageError(
             "--rerank-with ranks several candidates per poem: give --best-of or --beam of 2 or more"
         )
-    model, table, _ = run_or_exit(load_model, checkpoint)
+    model, table, saved = run_or_exit(load_model, checkpoint)
     try:
         step = Stepper(model)  # packed once for every batch
     except ValueError as err:  # a backward model: the stepper says why it cannot write
-        raise click.BadParameter(
-            f"{err} (give it to --rerank-with)", param_hint="--model"
-        ) from None
+        raise option_error(f"{err} (give it to --rerank-with)", "--model") from None
     reader_model = load_reader(reader, table) if reader else None
     known = table.index
     # CHARS is one start character per poem, so each must be a character
     chars = normalise(chars, known)
     odd = next((ch for ch in chars if not is_ideograph(ch)), None)
     if odd:
-        raise click.BadParameter(
-            f"{odd!r} is not a Chinese character; each of CHARS starts a poem", param_hint="CHARS"
+        raise option_error(
+            f"{odd!r} is not a Chinese character; each of CHARS starts a poem", "CHARS"
         )
     starts = [*chars, *(poem_text(t, known, "--start", "start text") for t in start_texts)]
     if any(not t for t in starts):
-        raise click.BadParameter("a start text is empty", param_hint="--start")
+        raise option_error("a start text is empty", "--start")
     acrostic = poem_text(acrostic, known, "--acrostic", "acrostic")
     odd = next((ch for ch in acrostic if not is_ideograph(ch)), None)
     if odd:
-        raise click.BadParameter(
+        raise option_error(
             f"the acrostic {acrostic!r} holds {odd!r}; each line needs a Chinese character",
-            param_hint="--acrostic",
+            "--acrostic",
         )
     prime = poem_text(prime, known, "--prime", "prime text")
-    title = title_option(title, table)
+    title = title_option(title, table, saved)
     max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MIN, FREE_VERSE_MAX)
     if len(prime) > max_len:
-        raise click.BadParameter(
+        raise option_error(
             f"the prime text ({len(prime)} characters) is longer than --max-len ({max_len})",
-            param_hint="--prime",
+            "--prime",
         )
-    keywords = read_keywords(keyword_texts, table)
-    try:  # each check of an option combination (an acrostic's length, say) is a usage error
-        cons = Constraints(
-            form, acrostic, rhyme is not False, rhyme_first, tones, no_repeat, keywords
-        )
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    try:  # keywords that cannot all fit the form, acrostic and start: before any decoding
-        check_keywords(table, cons, starts, max_len)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--keywords") from None
+    cons = read_constraints(
+        table,
+        starts,
+        max_len,
+        form=form,
+        acrostic=acrostic,
+        rhyme=rhyme is not False,
+        rhyme_first=rhyme_first,
+        tones=tones,
+        no_repeat=no_repeat,
+        keywords=read_keywords(keywords, table),
+    )
     generator = torch.Generator()
     generator.manual_seed(seed if seed is not None else torch.seed())
     opts = dataclasses.replace(opts, max_len=max_len, prime=prime, title=title)
@@ -293,24 +289,32 @@ def load_reader(path: str, table):
     try:
         check_reader(reader, reader_table, table, f"checkpoint {path}")
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--rerank-with") from None
+        raise option_error(str(err), "--rerank-with") from None
     return reader
 
 
-def title_option(value: str, table) -> str:
+def title_option(value: str, table, saved: dict) -> str:
     """--title under the one text rule, for a model that reads titles; a usage error if not.
     Characters the model does not know are read as ``<unk>``, as in training; a warning on
-    stderr names them."""
+    stderr names them. A model whose checkpoint (``saved``) says it trained with
+    ``title_share`` 0 never learnt to read a title: a warning says so, and it is read anyway."""
     if not value:
         return ""
     from poetry_lm.decoding.generate import check_title
+    from poetry_lm.model.checkpoint import trained_without_titles
     from poetry_lm.text.normalise import read_title
 
     try:
         title = read_title(value, table.index)
         unknown = check_title(table, title)
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--title") from None
+        raise option_error(str(err), "--title") from None
+    if title and trained_without_titles(saved):
+        click.echo(
+            "warning: the model was trained with --title-share 0, so it never learnt to read a "
+            "title; the title is read anyway",
+            err=True,
+        )
     if unknown:
         click.echo(
             f"warning: the model does not know {''.join(unknown)} of the title; read as <unk>",
@@ -321,17 +325,38 @@ def title_option(value: str, table) -> str:
 
 def read_keywords(texts: tuple[str, ...], table) -> list[str]:
     """--keywords values → keywords, each read by the text rule and known to the model (else a
-    usage error)."""
+    usage error; a value that holds no keyword, --keywords "", is one too)."""
     from poetry_lm.decoding.generate import check_start
-    from poetry_lm.prosody.keywords import split_keywords
+    from poetry_lm.prosody.keywords import KeywordError, split_keywords
 
-    words = [poem_text(k, table.index, "--keywords", "keyword") for k in split_keywords(texts)]
+    try:
+        texts = split_keywords(texts)
+    except KeywordError as err:
+        raise usage_error(err) from None
+    words = [poem_text(k, table.index, "--keywords", "keyword") for k in texts]
     for word in words:
         try:
             check_start(table, word, "keyword")
         except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--keywords") from None
+            raise option_error(str(err), "--keywords") from None
     return words
+
+
+def read_constraints(table, starts: list[str], max_len: int, **rules):
+    """``Constraints(**rules)``, checked before any decoding: keywords that cannot all fit the
+    form, acrostic, start and --max-len are a usage error naming the option at fault, as is any
+    other combination that cannot be (an acrostic's length for the form, say)."""
+    from poetry_lm.prosody.forms import Constraints, check_keywords
+    from poetry_lm.prosody.keywords import KeywordError
+
+    try:
+        cons = Constraints(**rules)
+        check_keywords(table, cons, starts, max_len)
+    except KeywordError as err:
+        raise usage_error(err) from None
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    return cons
 
 
 def fit_max_len(
@@ -342,17 +367,25 @@ def fit_max_len(
     A free acrostic of n lines may need n × (``verse_max`` + 1) characters: --max-len is raised
     to that when it was left at its default and refused when it was given smaller. A free poem
     needs room for one couplet of the shortest verses, 2 × (``verse_min`` + 1). A start text
-    longer than the poem can be (--max-len, or the form's length) is refused.
+    longer than the poem can be (--max-len, or the form's length) is refused, and so is a
+    --max-len other than its default beside a form, which fixes the length.
     """
+    from poetry_lm.decoding.generate import check_max_len
+    from poetry_lm.settings import SettingError
+
+    try:
+        check_max_len(form, max_len)
+    except SettingError as err:
+        raise usage_error(err) from None
     given = click.get_current_context().get_parameter_source("max_len")
     if acrostic and form is None:
         needed = len(acrostic) * (verse_max + 1)
         if needed > max_len:
             if given == click.core.ParameterSource.COMMANDLINE:
-                raise click.BadParameter(
+                raise option_error(
                     f"a {len(acrostic)}-line acrostic may need {needed} characters; give at "
                     f"least --max-len {needed}",
-                    param_hint="--max-len",
+                    "--max-len",
                 )
             max_len = needed
     limit, what = (
@@ -360,16 +393,16 @@ def fit_max_len(
     )
     longest = max(starts, key=len, default="")
     if len(longest) > limit:
-        raise click.BadParameter(
+        raise option_error(
             f"the start text {longest[:20]!r} ({len(longest)} characters) is longer than "
             f"{what} ({limit})",
-            param_hint="--start",
+            "--start",
         )
     couplet = 2 * (verse_min + 1)
     if form is None and not acrostic and max_len < couplet:
-        raise click.BadParameter(
+        raise option_error(
             f"a free poem needs room for a couplet of {verse_min}-character verses: give at "
             f"least --max-len {couplet}",
-            param_hint="--max-len",
+            "--max-len",
         )
     return max_len

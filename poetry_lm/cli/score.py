@@ -11,6 +11,7 @@ from poetry_lm.cli.common import (
     TEXT,
     emit,
     model_option,
+    option_error,
     poem_text,
     run_or_exit,
     set_threads,
@@ -61,7 +62,7 @@ def score_command(poem, poem_file, checkpoint, top, fmt, threads):
     else:
         texts = [poem_text(poem, table.index, "POEM", "poem")]
         if not texts[0]:
-            raise click.BadParameter("the poem is empty", param_hint="POEM")
+            raise option_error("the poem is empty", "POEM")
     for text in texts:  # each poem is written as soon as it is scored
         s = score_poem(model, table, text)
         r = s.report

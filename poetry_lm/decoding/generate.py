@@ -36,7 +36,7 @@ import torch
 
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
-from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Constraints, Rules, token_masks
+from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Constraints, Form, Rules, token_masks
 from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
 from poetry_lm.text.vocab import SPECIALS, CharTable
@@ -66,8 +66,9 @@ class SampleOptions:
     greedy: bool = setting(False, "Always take the most likely character.")
     max_len: int = setting(
         128,
-        "Most characters per poem without a form, the start text included; a longer poem ends at "
-        'its last complete couplet, reported by -v (and "truncated" in JSON).',
+        "Most characters per poem, the start text included (a form fixes the length: leave this "
+        "at its default). A longer poem ends at its last complete couplet, reported by -v (and "
+        '"truncated" in JSON).',
     )
     best_of: int = setting(
         1, "Sample K candidates per poem in one batch; keep the best (mean penalised log-prob)."
@@ -77,8 +78,9 @@ class SampleOptions:
     )
     title: str = setting(
         "",
-        f"Write for this title (at most {MAX_TITLE_CHARS} characters), read first as context by "
-        "a model trained with titles; characters it does not know read as <unk>.",
+        f"Write for this title: its Chinese characters (at most {MAX_TITLE_CHARS}; marks and "
+        "spaces are dropped), read first as context by a model trained with titles; characters "
+        "it does not know read as <unk>.",
     )
     prime: str = setting("", "Read this first, as earlier verses of the poem, without printing it.")
     repetition: float | None = setting(
@@ -103,6 +105,16 @@ class SampleOptions:
                 f"{{title}} has {len(self.title)} characters; "
                 f"at most {MAX_TITLE_CHARS} are accepted"
             )
+
+
+def check_max_len(form: Form | None, max_len: int) -> None:
+    """A form fixes a poem's length, so a ``max_len`` given beside one would be ignored: raises
+    SettingError where there is a form and ``max_len`` is not its default."""
+    if form is not None and max_len != SampleOptions.max_len:
+        raise SettingError(
+            f"a {form.name} has a fixed length ({form.lines} lines of {form.chars} characters), "
+            "so {max_len} cannot be given with it"
+        )
 
 
 @dataclass

@@ -181,3 +181,11 @@ def load_model(path: Path | str) -> tuple[PoetryLM, CharTable, dict[str, Any]]:
     model = PoetryLM(config)
     model.load_state_dict(weights)
     return model.eval(), CharTable(payload["vocab"]), payload
+
+
+def trained_without_titles(payload: dict[str, Any]) -> bool:
+    """Whether a checkpoint's saved train settings say ``title_share`` 0: its model never read a
+    title in training, though its vocabulary may hold ``<sep>``. A checkpoint saved before the
+    setting existed does not say (False)."""
+    train = payload.get("train")
+    return isinstance(train, dict) and train.get("title_share") == 0

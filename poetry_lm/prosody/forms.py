@@ -22,7 +22,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.prosody.keywords import Coverage, clean_keywords
+from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
@@ -93,7 +93,7 @@ class Constraints:
         longest = max(map(len, self.keywords), default=0)
         if self.form and longest > self.form.chars:
             word = max(self.keywords, key=len)
-            raise ValueError(
+            raise KeywordError(
                 f"the keyword {word!r} has {longest} characters, more than a line of a "
                 f"{self.form.name} ({self.form.chars})"
             )
@@ -420,6 +420,8 @@ class Rules:
             if not alive:
                 continue
             if end:
+                if self.current[b]:  # a free poem's first verse: its end is known only now
+                    self.rhymes_used[b, self.current[b][-1]] = True
                 self.verses[b].append(tuple(self.current[b]))
                 self.current[b] = []
             elif token != eos:

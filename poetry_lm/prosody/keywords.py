@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import is_ideograph
 
 # nats added to a keyword's first character where it may begin, less log R where R places are
@@ -49,15 +50,32 @@ MAX_KEYWORD_CHARS = 12  # a free poem's longest verse
 SEPARATORS = re.compile(r"[\s,，、]+")
 
 
-class KeywordError(ValueError):
-    """Keywords that are not characters, or that cannot all fit the poem asked for."""
+class KeywordError(SettingError):
+    """Keywords that are empty, not characters, or that cannot all fit the poem asked for.
+
+    A SettingError, so that the command line and the API each name the setting at fault in
+    their own words: ``fields[0]`` is ``keywords``, unless the message names another as a
+    placeholder (``{max_len}``, where the poem's length leaves no room)."""
+
+    def __init__(self, template: str):
+        super().__init__(template)
+        self.fields = self.fields or ["keywords"]
+
+
+def check_keyword_text(text: str) -> str:
+    """A keyword text as given (a ``--keywords`` value, an element of the API's ``keywords``)
+    → itself; raises KeywordError where it holds no keyword (empty, or blanks and separators
+    only): a slip to point out, not a wish for no keywords."""
+    if not any(SEPARATORS.split(text)):
+        raise KeywordError(f"a keyword is empty ({text!r}); each must hold Chinese characters")
+    return text
 
 
 def split_keywords(values: str | Iterable[str]) -> list[str]:
     """``"春 雨,归、明月"`` (or several such strings) → ``["春", "雨", "归", "明月"]``: split on
-    whitespace, commas and 、."""
+    whitespace, commas and 、. Raises KeywordError for a string that holds no keyword."""
     texts = [values] if isinstance(values, str) else list(values)
-    return [k for text in texts for k in SEPARATORS.split(text) if k]
+    return [k for text in texts for k in SEPARATORS.split(check_keyword_text(text)) if k]
 
 
 def clean_keywords(keywords: Iterable[str]) -> tuple[str, ...]:
@@ -67,7 +85,8 @@ def clean_keywords(keywords: Iterable[str]) -> tuple[str, ...]:
     keywords = list(dict.fromkeys(keywords))
     for k in keywords:
         if not k or not all(map(is_ideograph, k)):
-            raise KeywordError(f"the keyword {k!r} must be Chinese characters only")
+            shown = repr(k).replace("{", "{{").replace("}", "}}")  # text, not a placeholder
+            raise KeywordError(f"the keyword {shown} must be Chinese characters only")
         if len(k) > MAX_KEYWORD_CHARS:
             raise KeywordError(
                 f"the keyword {k!r} has {len(k)} characters; a verse holds {MAX_KEYWORD_CHARS}"
@@ -634,7 +653,10 @@ class Coverage:
                 why = " and ".join(reason for reason, on in fixes if on)
                 return f"the keyword {word!r} fits no line of {shape}: {why}"
         if lay.verses is None:
-            return f"the keywords do not fit {shape} of at most {lay.max_len} characters (max_len)"
+            return (
+                f"the keywords do not fit {shape} of at most {lay.max_len} characters: give a "
+                "larger {max_len}"
+            )
         places = sum(
             (v, c) not in lay.fixed and not (c == length - 1 and lay.rhymes(v))
             for v in range(verses)

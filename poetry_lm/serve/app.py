@@ -50,7 +50,8 @@ DESCRIPTION = f"""Write, score, rewrite and check Tang poems with a character-le
 Text in either script is accepted. Limits, enforced on every request: at most
 {s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_POEMS} poems
 (starts × n), best_of or beam {s.MAX_WIDTH}, {s.MAX_ROWS} decoding rows (poems × best_of or
-beam), max_len {s.MAX_LEN}, a title {s.MAX_TITLE_CHARS} characters, prime
+beam), max_len {s.MAX_LEN} (only without a form), a title {s.MAX_TITLE_CHARS} Chinese
+characters ({s.MAX_TITLE_TEXT} as sent, marks and spaces included), prime
 {s.MAX_PRIME_CHARS}, acrostic {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite
 {s.MAX_POEM_CHARS} characters, {s.MAX_CANDIDATES} rewrite candidates, a body
 {s.MAX_BODY_BYTES // 1024} KiB, and a time limit per request (408 past it). Keywords: at
@@ -127,18 +128,22 @@ def poem_out(
     rhymes: list[int],
     script: str,
     truncated: bool = False,
+    title: str = "",
 ) -> s.Poem:
-    """A poem (simplified) and its form's name → the API's view of it, in ``script``. Tones are
-    read from the simplified text; a conversion that changes the length keeps the simplified
-    text, so that per-character fields stay aligned."""
-    shown = to_traditional(text) if script == "traditional" else text
+    """A poem (simplified) and its form's name → the API's view of it, in ``script``, with the
+    title it was written for (None where there is none). Tones are read from the simplified
+    text; a conversion that changes the length keeps the simplified text, so that per-character
+    fields stay aligned."""
+    script_of = to_traditional if script == "traditional" else str
+    shown = script_of(text)
     if len(shown) != len(text):
         shown = text
     return s.Poem(
+        title=script_of(title) or None,
         text=shown,
         lines=verses(shown),
         form=form,
-        rhyme=[to_traditional(g) if script == "traditional" else g for g in rhyme],
+        rhyme=[script_of(g) for g in rhyme],
         score=round(score, 4),
         logprobs=[round(lp, 4) for lp in logprobs],
         tones=tone_marks(text),
@@ -285,6 +290,7 @@ def create_app(
                     rhyme_positions(p.lines, req.rhyme_first) if p.rhyme else [],
                     req.script,
                     p.truncated,
+                    title,
                 )
                 for p in poems
             ]

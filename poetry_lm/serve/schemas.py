@@ -12,10 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from poetry_lm.decoding.generate import SampleOptions
+from poetry_lm.decoding.generate import SampleOptions, check_max_len
 from poetry_lm.prosody.forms import parse_form
-from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS
+from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS, check_keyword_text
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
+from poetry_lm.text.normalise import read_title
 
 # Limits: each bounds the work one request can ask for (rows × steps of decoding)
 MAX_STARTS = 16  # start texts in one request
@@ -24,6 +25,9 @@ MAX_POEMS = 32  # poems in one request: starts × n
 MAX_WIDTH = 16  # best-of candidates or beam hypotheses per poem
 MAX_ROWS = 128  # decoding rows in one request: poems × width
 MAX_LEN = 256  # characters of a free poem (max_len)
+# a title as sent, with room for marks and spaces (《春望》（其一）): what it may hold (at most
+# MAX_TITLE_CHARS Chinese characters) is checked by read_title, as the CLI checks --title
+MAX_TITLE_TEXT = 4 * MAX_TITLE_CHARS
 MAX_PRIME_CHARS = 128
 MAX_ACROSTIC_CHARS = 16
 MAX_POEM_CHARS = 400  # a poem sent to score, check or rewrite
@@ -84,16 +88,16 @@ class GenerateRequest(Sampling):
     rhyme_first: bool = Field(False, description="The first line rhymes too.")
     tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
     no_repeat: bool = Field(False, description="No character twice in a poem.")
-    keywords: list[Annotated[str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS)]] = Field(
+    keywords: list[Annotated[str, Field(max_length=MAX_KEYWORD_CHARS)]] = Field(
         [],
         max_length=MAX_KEYWORDS,
-        description=f"Words the poem must hold, each inside one verse (主题词), each ≤ "
-        f"{MAX_KEYWORD_CHARS} characters.",
+        description=f"Words the poem must hold, each inside one verse (主题词), each of 1 to "
+        f"{MAX_KEYWORD_CHARS} characters (an empty one is refused, as by the CLI).",
     )
     greedy: bool = from_options("greedy")
     best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
     beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
-    title: str = from_options("title", max_length=MAX_TITLE_CHARS)
+    title: str = from_options("title", max_length=MAX_TITLE_TEXT)
     prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
     repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
     same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
@@ -112,6 +116,19 @@ class GenerateRequest(Sampling):
     def _known_form(cls, form: str | None) -> str | None:
         return form and parse_form(form).name  # ValueError names the forms there are
 
+    @field_validator("title")
+    @classmethod
+    def _readable_title(cls, title: str) -> str:
+        """The CLI's rule for --title (read_title: a ValueError for a title with no Chinese
+        character or too many); the title is kept as sent, for the model's own reading."""
+        read_title(title)
+        return title
+
+    @field_validator("keywords")
+    @classmethod
+    def _no_empty_keyword(cls, keywords: list[str]) -> list[str]:
+        return [check_keyword_text(k) for k in keywords]  # the CLI's rule for --keywords
+
     @model_validator(mode="after")
     def _bounded(self) -> GenerateRequest:
         poems = max(len(self.starts), 1) * self.n
@@ -119,6 +136,7 @@ class GenerateRequest(Sampling):
             raise ValueError(f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
         if self.form is None and (self.tones or self.rhyme_first):
             raise ValueError("tones and rhyme_first need a form")
+        check_max_len(self.form and parse_form(self.form), self.max_len)
         for text in [*self.starts, self.prime]:  # as the CLI: never cut silently
             if len(text) > self.max_len:
                 raise ValueError(f"{text!r} is longer than max_len ({self.max_len} characters)")
@@ -161,6 +179,11 @@ class RewriteRequest(Sampling, PoemText):
 class Poem(BaseModel):
     """A poem as the CLI's ``--format json`` writes it, with each character's tone."""
 
+    title: str | None = Field(
+        None,
+        description="The title it was written for, as the model read it (its Chinese characters), "
+        "in the poem's script; null when none.",
+    )
     text: str
     lines: list[str]
     form: str | None

@@ -212,6 +212,14 @@ def test_what_cannot_be_honoured_is_refused(args, option):
     assert_user_error(invoke(generate_command, *args), 2, option)
 
 
+def test_a_form_fixes_the_length_so_max_len_beside_one_is_refused():
+    result = invoke(generate_command, "--form", "五绝", "--max-len", 40)
+    assert_user_error(result, 2, "'--max-len'", "a 五绝 has a fixed length (4 lines of 5")
+    # left at its default, --max-len asks for nothing the form ignores
+    result = invoke(generate_command, "月", "--form", "五绝", "--max-len", 128, "--seed", 1)
+    assert result.exit_code == 0, result.output
+
+
 # -- 7. one text rule for every command ----------------------------------------------------------
 
 

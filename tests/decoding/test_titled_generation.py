@@ -115,6 +115,22 @@ def test_a_title_the_model_cannot_read_is_a_usage_error(theme, no_title_model):
         SampleOptions(title="春" * 25)
 
 
+def test_a_model_trained_with_title_share_0_warns_that_it_never_learnt_titles(tiny_run, theme):
+    plain = tiny_run / "best.pt"  # trained with --title-share 0, its vocabulary with <sep>
+    result = run(generate_command, "--model", plain, "--title", "春望", "--seed", 1)
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.stderr.splitlines() if "never learnt" in line]
+    assert warning == (
+        "warning: the model was trained with --title-share 0, so it never learnt to read a "
+        "title; the title is read anyway"
+    )
+    assert result.stdout.strip()  # and it writes the poem
+    # no warning for a model trained with titles, nor without --title
+    for args in (["--model", theme, "--title", "春望"], ["--model", plain]):
+        result = run(generate_command, *args, "--seed", 1)
+        assert result.exit_code == 0 and "never learnt" not in result.stderr, result.output
+
+
 def test_evaluate_reads_titles_as_generated(theme):
     """(That the step gives the model's own perplexity with titles: test_stepper.py.)"""
     result = run(evaluate_command, theme, "--split", "valid", "--titles", "--as-generated")

@@ -193,10 +193,14 @@ def test_keywords_are_split_cleaned_and_checked():
     assert split_keywords(["春 雨", "归"]) == ["春", "雨", "归"]
     # repeats, and one inside another (writing 春风 writes 春), are dropped
     assert clean_keywords(["春", "春风", "雨", "雨"]) == ("春风", "雨")
+    for empty in ["", " ", "，、", ["春", ""]]:  # a slip, refused with one sentence
+        with pytest.raises(KeywordError, match="a keyword is empty"):
+            split_keywords(empty)
     assert Constraints(keywords=["春", "雨"]).keywords == ("春", "雨")  # a tuple: hashable
     hash(Constraints(keywords=["春"]))
     for bad, words in [
         (["春。"], "Chinese characters only"),
+        (["{0}"], "'{0}' must be Chinese characters only"),  # braces are text, not a placeholder
         (["一二三四五六七八九十百千万"], "a verse holds 12"),
         (list("春夏秋冬风花雪"), "at most 6 keywords"),
     ]:
@@ -207,33 +211,49 @@ def test_keywords_are_split_cleaned_and_checked():
 
 
 INFEASIBLE = [
-    # (options, words of the message)
-    (["--form", "五绝", "--keywords", "明月照高楼上"], "more than a line of a 五绝 (5)"),
+    # (options, the option the message names first, words of the message)
+    (
+        ["--form", "五绝", "--keywords", "明月照高楼上"],
+        "--keywords",
+        "more than a line of a 五绝 (5)",
+    ),
     (
         ["--form", "五绝", "--keywords", "春风秋月夜 雨花开山高 水长天地久 日月星辰光"],
+        "--keywords",
         "more than the 18 places",
     ),
     (
         ["--form", "五绝", "--keywords", "春风秋 月夜雨 花开山 水长天 日月星"],
+        "--keywords",
         "5 keywords need a line each",
     ),
     (
         ["--form", "五绝", "--acrostic", "山水花鸟", "--keywords", "明月清风夜"],
+        "--keywords",
         "the acrostic fixes",
     ),
-    (["--form", "五绝", "--keywords", "春。"], "Chinese characters only"),
-    (["--form", "五绝", "--keywords", "龘"], "does not know the character"),
-    (["--form", "五绝", "--keywords", "a"], "not a Chinese character"),
-    (["--keywords", "一二三四五六七八九十百千万"], "a verse holds 12"),
-    (["--max-len", "12", "--keywords", "一二三 四五六 七八九"], "max_len"),
+    (["--form", "五绝", "--keywords", "春。"], "--keywords", "Chinese characters only"),
+    (["--form", "五绝", "--keywords", "龘"], "--keywords", "does not know the character"),
+    (["--form", "五绝", "--keywords", "a"], "--keywords", "not a Chinese character"),
+    (["--keywords", "一二三四五六七八九十百千万"], "--keywords", "a verse holds 12"),
+    (["--keywords", "春 雨", "--keywords", ""], "--keywords", "a keyword is empty"),
+    (["--keywords", " 、"], "--keywords", "a keyword is empty"),
+    (
+        ["--max-len", "12", "--keywords", "一二三 四五六 七八九"],
+        "--max-len",
+        "at most 12 characters: give a larger --max-len",
+    ),
 ]
 
 
-@pytest.mark.parametrize("args, words", INFEASIBLE)
-def test_keywords_that_cannot_fit_are_one_sentence_and_exit_2(tiny_run, args, words):
+@pytest.mark.parametrize("args, option, words", INFEASIBLE)
+def test_keywords_that_cannot_fit_are_one_sentence_and_exit_2(tiny_run, args, option, words):
+    """Each message reads as every usage error does: after the option at fault."""
     result = CliRunner().invoke(generate_command, [*args, "--model", str(tiny_run / "best.pt")])
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and words in result.output, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith(f"Error: Invalid value for '{option}': "), result.output
+    assert "Traceback" not in result.output and words in message, result.output
 
 
 def test_the_cli_takes_keywords_quoted_or_repeated(tiny_run):

@@ -89,6 +89,8 @@ def test_generate_options_mirror_the_cli(client):
     (poem,) = r.json()["poems"]
     assert [line[0] for line in poem["lines"]] == list("春夏秋冬")
     assert poem["form"] == "五绝"
+    # max_len left at its default beside a form asks for nothing the form ignores
+    assert post(client, "/api/generate", {"form": "五绝", "max_len": 128}).status_code == 200
     r = post(client, "/api/generate", {"starts": ["山", "水"], "n": 2, "beam": 2, "max_len": 20})
     poems = r.json()["poems"]
     assert [p["text"][0] for p in poems] == ["山", "山", "水", "水"]
@@ -148,6 +150,7 @@ def test_a_title_is_written_for_and_batched_per_poem(theme_app, tiny_theme_run):
     assert alone.status_code == 200, alone.text
     poems = alone.json()["poems"]
     assert all(len(p["text"]) == 24 and p["text"][0] == "春" for p in poems)
+    assert [p["title"] for p in poems] == ["春望", "春望"]  # each poem says what it was written for
     cli = CliRunner().invoke(
         main,
         ["generate", "春", "--model", str(tiny_theme_run / "best.pt"), "--title", "春望"]
@@ -158,6 +161,7 @@ def test_a_title_is_written_for_and_batched_per_poem(theme_app, tiny_theme_run):
     ]  # what the CLI writes
     untitled = post(client, "/api/generate", {**body, "title": ""}).json()["poems"]
     assert [p["logprobs"] for p in untitled] != [p["logprobs"] for p in poems]  # it was read
+    assert [p["title"] for p in untitled] == [None, None]
     # beside requests of other titles and seeds, decoded together where they can be
     results = [None] * 8
 
@@ -176,6 +180,48 @@ def test_a_title_is_written_for_and_batched_per_poem(theme_app, tiny_theme_run):
     assert all(r.status_code == 200 for r in results)
     assert results[0].json() == alone.json()
     assert batcher.batches - batches < 8  # some requests shared a batch
+
+
+# (title as sent, as the model reads it; None: refused)
+TITLES = [
+    ("春" * 24 + "。", "春" * 24),  # 25 characters sent, 24 kept: no longer 422 from the API
+    ("《春望》（其一）", "春望其一"),
+    ("春" * 25, None),
+    ("spring", None),
+    ("，", None),
+]
+
+
+@pytest.mark.parametrize("title, read", TITLES)
+def test_the_api_reads_a_title_by_the_clis_rule(theme_app, tiny_theme_run, title, read):
+    """One rule, read_title: the API accepts what the CLI accepts, poem for poem and with the
+    same title, and refuses what the CLI refuses (422, exit 2) with the same sentence."""
+    from fastapi.testclient import TestClient
+
+    r = post(TestClient(theme_app), "/api/generate", {"title": title, "form": "五绝", "seed": 3})
+    cli = CliRunner().invoke(
+        main,
+        ["generate", "--model", str(tiny_theme_run / "best.pt"), "--title", title]
+        + ["--form", "五绝", "--seed", "3", "--format", "json"],
+    )
+    if read is None:
+        assert r.status_code == 422 and cli.exit_code == 2, (r.text, cli.output)
+        sentence = r.json()["detail"].removeprefix("title: ")
+        assert f"Invalid value for '--title': {sentence}" in cli.output, (sentence, cli.output)
+    else:
+        assert r.status_code == 200 and cli.exit_code == 0, (r.text, cli.output)
+        (poem,), record = r.json()["poems"], json.loads(cli.stdout)
+        assert poem["title"] == record["title"] == read
+        assert poem["text"] == record["text"]
+
+
+def test_the_title_comes_back_in_the_poems_script(theme_app):
+    from fastapi.testclient import TestClient
+
+    body = {"title": "《送别》", "starts": ["春"], "script": "traditional", "seed": 1}
+    r = post(TestClient(theme_app), "/api/generate", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["poems"][0]["title"] == "送別"  # as the CLI's --script traditional writes it
 
 
 def test_a_model_from_before_titles_refuses_one_in_a_sentence(no_title_model):
@@ -219,7 +265,7 @@ def test_rewrite_keeps_the_other_lines_the_form_and_the_rhyme(client):
         assert new != lines[3] and len(new) == 8 and new.endswith("。")
         assert "上平声十灰" in {g.name for g in groups_of(new[-2])}  # the poem's rhyme
         assert new[-2] not in "哀回台杯"  # nor another line's rhyme (重韵)
-        assert c["rhymes"] and c["form"] == "七律"
+        assert c["rhymes"] and c["form"] == "七律" and c["title"] is None
     scores = [c["score"] for c in candidates]
     assert scores == sorted(scores, reverse=True)  # likeliest whole poem first
     non_rhyming = post(client, "/api/rewrite", {"text": DENGGAO, "line": 2, "seed": 2}).json()
@@ -276,7 +322,7 @@ BAD = [
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
     ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
     ("/api/generate", {"prime": "龘"}, 400, "choose another prime"),
-    ("/api/generate", {"title": "spring"}, 400, "holds no Chinese character"),
+    ("/api/generate", {"title": "spring"}, 422, "title: the title 'spring' holds no Chinese"),
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
     ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "does not know"),
     ("/api/score", {"text": "abc"}, 400, "not a Chinese character"),
@@ -298,7 +344,10 @@ BAD = [
     ("/api/generate", {"script": "latin"}, 422, "script"),
     ("/api/generate", {"starts": ["明月"], "max_len": 1}, 422, "longer than max_len"),
     ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
-    ("/api/generate", {"title": "春" * 25}, 422, "title: String should have at most 24"),
+    ("/api/generate", {"title": "春" * 25}, 422, "title: the title has 25 characters; at most 24"),
+    ("/api/generate", {"title": "。" * 97}, 422, "title: String should have at most 96"),
+    ("/api/generate", {"form": "五绝", "max_len": 40}, 422, "a 五绝 has a fixed length"),
+    ("/api/generate", {"form": "七律", "max_len": 40}, 422, "so max_len cannot be given"),
     ("/api/generate", {"model": "/etc/passwd"}, 422, "unknown field 'model'"),
     ("/api/generate", [1, 2], 422, "valid dictionary"),
     ("/api/score", {}, 422, "text is required"),
@@ -319,7 +368,8 @@ BAD = [
     ),
     ("/api/generate", {"keywords": ["春"] * 7}, 422, "at most 6"),
     ("/api/generate", {"keywords": ["春" * 13]}, 422, "at most 12"),
-    ("/api/generate", {"keywords": [""]}, 422, "keywords"),
+    ("/api/generate", {"keywords": [""]}, 422, "keywords: a keyword is empty ('')"),
+    ("/api/generate", {"keywords": ["春", " "]}, 422, "keywords: a keyword is empty (' ')"),
 ]
 
 
