@@ -18,9 +18,12 @@ def read_poems(path: str) -> list[str]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     if lines and lines[0].startswith("{"):
         try:
-            return [json.loads(line)["text"] for line in lines if line.strip()]
+            texts = [json.loads(line)["text"] for line in lines if line.strip()]
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise CorpusError(f"{path} is not generate's JSON output, one poem a line") from None
+            texts = None
+        if texts is None or not all(isinstance(t, str) for t in texts):
+            raise CorpusError(f"{path} is not generate's JSON output, one poem a line")
+        return texts
     return read_poem_file(path)
 
 

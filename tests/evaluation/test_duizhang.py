@@ -83,3 +83,16 @@ def test_the_margin_is_1_96_standard_errors_over_poems():
     other = CHUNWANG.replace("感时花溅泪", "感时花溅泪".translate(str.maketrans("感时", "白日")))
     few, many = measure(table, [CHUNWANG, other]), measure(table, [CHUNWANG, other] * 10)
     assert few.pair_share == pytest.approx(many.pair_share) and 0 < many.margin < few.margin
+
+
+@pytest.mark.parametrize("line", ['{"text": 5}', '{"poem": "x"}', '{"text": "春", '])
+def test_a_file_that_is_not_generates_json_is_one_sentence(tmp_path, line):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(path)])
+    assert result.exit_code != 0 and "not generate's JSON output" in result.output
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
