@@ -50,7 +50,8 @@ def duizhang_command(split, poem_file, corpus):
         poems, source = [p.text for p in splits[split]], f"{split} split"
     report = measure(table, poems)
     if not report.couplets:
-        raise click.ClickException(f"{source} holds no poem with the 律诗 shape")
+        how = " (read one poem a line, or generate's --format json)" if poem_file else ""
+        raise click.ClickException(f"{source} holds no poem with the 律诗 shape{how}")
     click.echo(
         f"{source}: {report.poems} poems with the 律诗 shape, {report.couplets} middle couplets"
     )

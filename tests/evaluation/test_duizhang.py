@@ -96,3 +96,10 @@ def test_a_file_that_is_not_generates_json_is_one_sentence(tmp_path, line):
         and result.exception is None
         or isinstance(result.exception, SystemExit)
     )
+
+
+def test_a_file_without_a_lushi_says_how_it_was_read(tmp_path):
+    path = tmp_path / "verses.txt"
+    path.write_text("国破山河在，\n城春草木深。\n", encoding="utf-8")  # a poem over lines
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(path)])
+    assert result.exit_code == 1 and "read one poem a line" in result.output
