@@ -264,8 +264,8 @@ class Trainer:
             self.vocab, model_cfg = self.vocabulary(ckpt)
             self.table = CharTable(self.vocab)
             self.model, self.loss, self.optimizer = self.build_model(model_cfg)
-            self.averaged = self.weight_average()
             self.progress, self.history = self.restore(ckpt)
+            self.averaged = self.weight_average(ckpt)
             self.encoded, self.windows = self.prepare_batches()
             self.steps_per_epoch = self.epoch_batches(0)[1]
             self.continue_schedule()
@@ -417,13 +417,17 @@ class Trainer:
         )
         return model, loss, make_optimizer(self.cfg, model.parameters())
 
-    def weight_average(self) -> AveragedModel | None:
-        """The exponential moving average of the weights (``ema_decay``), or None. It starts as
-        a copy of the weights at its first update; weight-drop and dropout act on the trained
-        weights only, so the average is of the weights themselves."""
+    def weight_average(self, ckpt: dict | None) -> AveragedModel | None:
+        """The exponential moving average of the weights (``ema_decay``), or None: the run's own
+        when it is resumed with the same decay, else a new one from the weights as they are now
+        (restored first). Weight-drop and dropout act on the trained weights only, so the
+        average is of the weights themselves."""
         if not self.cfg.ema_decay:
             return None
-        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
+        averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
+        if ckpt and "averaged" in ckpt and ckpt["train"].get("ema_decay") == self.cfg.ema_decay:
+            averaged.load_state_dict(ckpt["averaged"])
+        return averaged
 
     def restore(self, ckpt: dict | None) -> tuple[dict, list[dict]]:
         """Progress counters and history, fresh or from the checkpoint (whose weights, optimizer
@@ -447,12 +451,6 @@ class Trainer:
         if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            # a run that had no average, or a new --ema-decay, starts one from these weights
-            same_decay = ckpt["train"].get("ema_decay", 0.0) == self.cfg.ema_decay
-            if self.averaged is not None and same_decay and "averaged" in ckpt:
-                self.averaged.load_state_dict(ckpt["averaged"])
-            elif self.averaged is not None:
-                self.averaged.module.load_state_dict(ckpt["model"])
             progress.update(ckpt["progress"])
             history = ckpt["history"]
             torch.set_rng_state(ckpt["rng"])
@@ -527,7 +525,7 @@ class Trainer:
             return
         save_checkpoint(
             path,
-            model or self.model,
+            self.model if model is None else model,
             self.vocab,
             train={**asdict(self.cfg), "corpus": portable_corpus(self.cfg.corpus)},
             progress=dict(self.progress),
