@@ -118,9 +118,12 @@ def couplet_scores(table: PairTable, pairs: Sequence[tuple[str, str]]) -> list[f
     return [sum(map(table.opposite, odd, even)) / len(odd) for odd, even in pairs]
 
 
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def pair_share(table: PairTable, pairs: Sequence[tuple[str, str]]) -> float:
-    scores = couplet_scores(table, pairs)
-    return sum(scores) / len(scores) if scores else 0.0
+    return mean(couplet_scores(table, pairs))
 
 
 def margin_95(scores: Sequence[float], per_poem: int = 2) -> float:
@@ -154,8 +157,8 @@ def measure(table: PairTable, poems: Sequence[str]) -> DuizhangReport:
     return DuizhangReport(
         poems=len(middle) // 2,
         couplets=len(middle),
-        pair_share=sum(scores) / len(scores) if scores else 0.0,
+        pair_share=mean(scores),
         margin=margin_95(scores),
-        tone_share=sum(tone_hits) / len(tone_hits) if tone_hits else 0.0,
+        tone_share=mean(tone_hits),
         control=pair_share(table, mismatched),
     )
