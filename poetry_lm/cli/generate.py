@@ -79,9 +79,10 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 )
 @click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
 @click.option(
-    "--tones",
-    is_flag=True,
-    help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters.",
+    "--tones/--no-tones",
+    default=None,
+    help="Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters; needs a form "
+    "[default: on with a form].",
 )
 @click.option("--no-repeat", is_flag=True, help="No character twice in a poem (punctuation aside).")
 @option_from(SampleOptions, "best_of", type=click.IntRange(1, 64))
@@ -223,7 +224,7 @@ def generate_command(
         max_len,
         form=form,
         acrostic=acrostic,
-        rhyme=rhyme is not False,
+        rhyme=rhyme,
         rhyme_first=rhyme_first,
         tones=tones,
         no_repeat=no_repeat,
@@ -343,14 +344,15 @@ def read_keywords(texts: tuple[str, ...], table) -> list[str]:
 
 
 def read_constraints(table, starts: list[str], max_len: int, **rules):
-    """``Constraints(**rules)``, checked before any decoding: keywords that cannot all fit the
-    form, acrostic, start and --max-len are a usage error naming the option at fault, as is any
-    other combination that cannot be (an acrostic's length for the form, say)."""
+    """``Constraints.from_options(**rules)`` (None: the option's default), checked before any
+    decoding: keywords that cannot all fit the form, acrostic, start and --max-len are a usage
+    error naming the option at fault, as is any other combination that cannot be (an acrostic's
+    length for the form, --tones without a form, say)."""
     from poetry_lm.prosody.forms import Constraints, check_keywords
     from poetry_lm.prosody.keywords import KeywordError
 
     try:
-        cons = Constraints(**rules)
+        cons = Constraints.from_options(**rules)
         check_keywords(table, cons, starts, max_len)
     except KeywordError as err:
         raise usage_error(err) from None

@@ -9,8 +9,9 @@ One run measures, and prints as markdown:
    tokens/s, GFLOP/s and as a fraction of the GEMM peak;
 3. the output layer, one training step: full softmax (Linear H → V + cross-entropy) vs
    ``torch.nn.AdaptiveLogSoftmaxWithLoss``, on Zipf-distributed targets;
-4. generation: time per free poem (up to 32 characters) and per rhymed 七绝, alone and in a batch of
-   100, with the shipped model (on the CPU only: its int8 stepper is a CPU path).
+4. generation: time per free poem (up to 32 characters) and per rhymed 七绝, with 平仄 (the
+   default) and without, alone and in a batch of 100, with the shipped model (on the CPU only: its
+   int8 stepper is a CPU path).
 
 Every time is the median of several repetitions after a warm-up, with the implementations
 interleaved (A B C A B C …) so that load from other processes falls on all of them alike.
@@ -322,7 +323,8 @@ def generation_model(s: Settings):
 
 def generation_section(s: Settings, results: dict) -> list[str]:
     """Time to write a free poem (up to 32 characters) and a rhymed 七绝 (28 characters + 4
-    marks) with the command line's sampling defaults, alone and as a batch, on the CPU."""
+    marks), with 平仄 as the command line writes it by default and without (``--no-tones``), with
+    the command line's sampling defaults, alone and as a batch, on the CPU."""
     if s.device != "cpu":
         return [
             "### Generation",
@@ -340,7 +342,8 @@ def generation_section(s: Settings, results: dict) -> list[str]:
     opts = SampleOptions(temperature=0.8, top_p=0.95, max_len=32)
     kinds = {
         "free, ≤ 32 characters": Constraints(),
-        "七绝, rhymed": Constraints(form=parse_form("七绝"), rhyme=True),
+        "七绝, rhymed, 平仄": Constraints.from_options(form=parse_form("七绝")),
+        "七绝, rhymed, no 平仄": Constraints.from_options(form=parse_form("七绝"), tones=False),
     }
     # weights packed once, as the CLI does
     steppers = {
@@ -376,7 +379,8 @@ def generation_section(s: Settings, results: dict) -> list[str]:
     return lines + [
         "",
         "A free poem ends where the model ends it or at 32 characters; a 七绝 is 32 "
-        "(28 and 4 marks), then the end token.",
+        "(28 and 4 marks), then the end token. 平仄 is generate's default for a form; "
+        "no 平仄 is `--no-tones`.",
         "",
     ]
 

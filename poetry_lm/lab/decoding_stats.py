@@ -2,7 +2,7 @@
 verses, for corpus poems and for generated ones, so that decoding can be set to the corpus.
 
     python -m poetry_lm decoding-stats                   # corpus rates, then every setting
-    python -m poetry_lm decoding-stats --poems 200 --setting 七律-tones --setting beam-五律
+    python -m poetry_lm decoding-stats --poems 200 --setting 七律-no-tones --setting beam-五律
     python -m poetry_lm decoding-stats --file poems.jsonl   # poems written elsewhere (JSON lines
                                                              # with "text", or one poem a line)
     python -m poetry_lm decoding-stats --no-corpus --setting 七绝-best-of-8 \
@@ -147,13 +147,14 @@ def train_verse_index(train_texts: list[str]) -> set[str]:
     return {w for t in train_texts for w in (v.rstrip(MARKS) for v in split_verses(t)) if w}
 
 
-# name -> (generate options, constraints): the command lines they stand for are in SETTING_ARGS
+# name -> the generate options it stands for; every form setting has generate's defaults, 平仄
+# (tones) among them, except 七律-no-tones, the same 七律 without
 SETTING_ARGS = {
     "五绝": "--form 五绝",
     "七绝": "--form 七绝",
     "五律": "--form 五律",
     "七律": "--form 七律",
-    "七律-tones": "--form 七律 --tones",
+    "七律-no-tones": "--form 七律 --no-tones",
     "五律-best-of-8": "--form 五律 --best-of 8",
     "七绝-best-of-8": "--form 七绝 --best-of 8",
     "beam-五律": "--form 五律 --beam 4",
@@ -221,10 +222,10 @@ def with_keywords(
     with generate_command.make_context("generate", args) as ctx:
         p = ctx.params
     opts = SampleOptions(**{f.name: p[f.name] for f in fields(SampleOptions)})
-    rules = dict(
+    rules = dict(  # rhyme and tones None where not given: from_options reads them as generate does
         form=p["form"],
         acrostic=p["acrostic"],
-        rhyme=p["rhyme"] is not False,  # on unless --no-rhyme, as generate reads it
+        rhyme=p["rhyme"],
         rhyme_first=p["rhyme_first"],
         tones=p["tones"],
         no_repeat=p["no_repeat"],
@@ -234,7 +235,11 @@ def with_keywords(
     seeds = torch.randint(0, 2**62, (len(keywords),), generator=torch.Generator().manual_seed(seed))
     runs = (Written([], [], []), Written([], [], []))
     for poem_seed, words in zip(seeds.tolist(), keywords):
-        for run, cons in zip(runs, [Constraints(**rules), Constraints(**rules, keywords=words)]):
+        both = [
+            Constraints.from_options(**rules),
+            Constraints.from_options(**rules, keywords=words),
+        ]
+        for run, cons in zip(runs, both):
             start = time.process_time()
             (poem,) = generate(model, table, [""], opts, None, cons, step, [poem_seed])
             run.seconds.append(time.process_time() - start)

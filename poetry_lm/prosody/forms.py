@@ -105,6 +105,25 @@ class Constraints:
                 f"{self.form.lines} characters, not {len(self.acrostic)}"
             )
 
+    @classmethod
+    def from_options(
+        cls,
+        form: Form | None = None,
+        rhyme: bool | None = None,
+        tones: bool | None = None,
+        **rules,
+    ) -> Constraints:
+        """The rules as ``generate`` and the API read their options: a rule left unsaid (None)
+        takes its default there, rhyme on, and 平仄 (``tones``) on with a form and off without
+        one (a free poem has no pattern to keep). The other ``rules`` are Constraints fields.
+        Raises what Constraints raises: ValueError for tones asked of a free poem, say."""
+        return cls(
+            form=form,
+            rhyme=True if rhyme is None else rhyme,
+            tones=form is not None if tones is None else tones,
+            **rules,
+        )
+
 
 class Choice:
     """A choice each poem's own characters settle as it is written (its rhyme group, its tonal key):

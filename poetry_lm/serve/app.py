@@ -229,7 +229,7 @@ def create_app(
             starts = [poet.read(text, "start") for text in req.starts] or [""]
             prime = poet.read(req.prime, "prime")
             title = poet.read_title(req.title)
-            cons = Constraints(
+            cons = Constraints.from_options(
                 form=form,
                 acrostic=poet.read(req.acrostic, "acrostic"),
                 rhyme=req.rhyme,

@@ -207,6 +207,11 @@ def report(result: dict, clients: int, body: dict) -> dict:
     help="The form asked for (rhymed).",
 )
 @click.option(
+    "--tones/--no-tones",
+    default=None,
+    help="Ask for 平仄 or not [default: the API's, on with a form].",
+)
+@click.option(
     "--server-cpu",
     type=click.IntRange(-1),
     default=0,
@@ -218,7 +223,7 @@ def report(result: dict, clients: int, body: dict) -> dict:
 @max_rows_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def loadtest_command(
-    url, clients, requests, max_seconds, form, server_cpu, model, window, max_rows, as_json
+    url, clients, requests, max_seconds, form, tones, server_cpu, model, window, max_rows, as_json
 ):
     """Throughput and latency of the web service under concurrent clients (loopback only)."""
     server = None
@@ -234,7 +239,7 @@ def loadtest_command(
         raise click.BadParameter(
             "the load script only targets this machine (127.0.0.1)", param_hint="--url"
         )
-    body = {"form": form.name}
+    body = {"form": form.name, **({} if tones is None else {"tones": tones})}
     try:
         pid = server and server.pid
         result = asyncio.run(run_load(url.rstrip("/"), body, clients, requests, max_seconds, pid))
@@ -247,7 +252,8 @@ def loadtest_command(
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
     click.echo(
-        f"{summary['clients']} clients, {summary['answered']} poems ({form.name}, rhymed) in "
+        f"{summary['clients']} clients, {summary['answered']} poems ({form.name}, rhymed"
+        f"{'' if tones is False else ', 平仄'}) in "
         f"{summary['seconds']} s: {summary['poems_per_s']} poems/s, "
         f"{summary['errors']} errors, {summary['mean_batch']} requests per batch"
     )

@@ -86,7 +86,11 @@ class GenerateRequest(Sampling):
         "first verse sets the length).",
     )
     rhyme_first: bool = Field(False, description="The first line rhymes too.")
-    tones: bool = Field(False, description="Regulated 平仄 of 绝句 and 律诗.")
+    tones: bool | None = Field(
+        None,
+        description="Regulated 平仄 of 绝句 and 律诗; null: on with a form, off without one "
+        "(true needs a form).",
+    )
     no_repeat: bool = Field(False, description="No character twice in a poem.")
     keywords: list[Annotated[str, Field(max_length=MAX_KEYWORD_CHARS)]] = Field(
         [],

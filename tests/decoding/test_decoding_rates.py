@@ -146,7 +146,7 @@ def test_max_len_ends_at_a_complete_verse_and_says_so():
         assert long.exit_code == 2 and "longer than --max-len" in long.output
 
 
-@pytest.mark.parametrize("setting", ["七绝", "beam-五绝"])
+@pytest.mark.parametrize("setting", ["七绝", "七律-no-tones", "beam-五绝"])
 def test_keyword_mode_writes_the_command_lines_poems_and_with_keywords_holds_them(setting):
     """decoding-stats --keywords: its poems without keywords are the command line's own (its
     options, its seeds), and every poem with keywords holds them."""

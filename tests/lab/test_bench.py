@@ -49,7 +49,7 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     generation = {(r[0], int(r[1]), r[2]): r[3:] for r in rows if len(r) == 6}
     assert set(generation) == {
         (kind, n, weights)
-        for kind in ("free, ≤ 32 characters", "七绝, rhymed")
+        for kind in ("free, ≤ 32 characters", "七绝, rhymed, 平仄", "七绝, rhymed, no 平仄")
         for n in (1, QUICK["gen_batch"])
         for weights in ("int8", "float32")
     }
@@ -57,7 +57,7 @@ def test_quick_benchmark_prints_every_row_with_positive_numbers():
     assert all(
         number(cells[0]) == 32
         for (kind, _, _), cells in generation.items()
-        if kind == "七绝, rhymed"
+        if kind.startswith("七绝")
     )
     assert all(number(cells[0]) <= 32 for cells in generation.values())
 

@@ -325,6 +325,58 @@ def test_cli_errors(tiny_run):
     assert invoke(generate_command, "--model", model, "--beam", 2, "--best-of", 2).exit_code == 2
 
 
+def test_tones_are_on_by_default_for_a_form_only():
+    qijue = parse_form("七绝")
+    default = Constraints.from_options(form=qijue)
+    assert default.tones and default.rhyme  # what generate and the API write unless told
+    assert not Constraints.from_options(form=qijue, tones=False).tones  # --no-tones
+    assert not Constraints.from_options(form=qijue, rhyme=False).rhyme  # --no-rhyme
+    free = Constraints.from_options()
+    assert not free.tones and free.rhyme  # a free poem has no 平仄 pattern to keep
+    assert not Constraints.from_options(tones=False).tones  # --no-tones without a form: harmless
+    with pytest.raises(ValueError, match="need a form"):
+        Constraints.from_options(tones=True)
+
+
+def generated(monkeypatch, model, *args):
+    """``generate --format json`` with ``args`` → (its poems' texts, the Constraints it decoded
+    with)."""
+    import poetry_lm.decoding.generate as decoding
+
+    seen = []
+    real = decoding.candidates  # what the command decodes each batch with
+
+    def spying(model, table, starts, opts, generator, cons, *rest, **named):
+        seen.append(cons)
+        return real(model, table, starts, opts, generator, cons, *rest, **named)
+
+    monkeypatch.setattr(decoding, "candidates", spying)
+    result = invoke(generate_command, "--model", model, "--format", "json", *args)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line)["text"] for line in result.output.splitlines()], seen[0]
+
+
+@pytest.mark.parametrize("form", ["七绝", "五律"])
+def test_generate_keeps_the_tones_of_a_form_unless_told_not_to(tiny_run, monkeypatch, form):
+    model = tiny_run / "best.pt"
+    poems, cons = generated(monkeypatch, model, "--form", form, "-n", 8, "--seed", 1)
+    assert cons.tones and cons.rhyme
+    for text in poems:
+        check_poem(text, form, tones=True)
+    untoned, cons = generated(
+        monkeypatch, model, "--form", form, "--no-tones", "-n", 8, "--seed", 1
+    )
+    assert not cons.tones and cons.rhyme
+    # the tiny model, left to itself, breaks the pattern: the default above is what kept it
+    with pytest.raises(AssertionError):
+        for text in untoned:
+            check_poem(text, form, tones=True)
+    _, cons = generated(monkeypatch, model, "-n", 2, "--seed", 1)  # a free poem
+    assert not cons.tones
+    _, cons = generated(monkeypatch, model, "--no-tones", "-n", 2, "--seed", 1)
+    assert not cons.tones
+
+
 def test_score_reports_surprisal_perplexity_and_the_most_surprising(tiny_run, tiny):
     model, table = tiny
     poem = "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"

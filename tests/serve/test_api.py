@@ -73,6 +73,32 @@ def test_generate_a_rhymed_qijue(client):
     assert json.loads(cli.output)["text"] == poem["text"]  # and writes what the CLI writes
 
 
+def test_tones_are_on_for_a_form_unless_asked_off(client):
+    body = {"starts": ["月"], "form": "七律", "n": 6, "seed": 2}
+    poems = post(client, "/api/generate", body).json()["poems"]
+    assert post(client, "/api/generate", {**body, "tones": True}).json()["poems"] == poems
+    untoned = post(client, "/api/generate", {**body, "tones": False}).json()["poems"]
+
+    def tone_faults(poem):  # 失粘 and 失对 are what the 平仄 rule prevents
+        faults = post(client, "/api/check", {"text": poem["text"]}).json()["faults"]
+        return {f["term"] for f in faults} & {"失粘", "失对"}
+
+    assert not any(tone_faults(p) for p in poems)
+    assert any(tone_faults(p) for p in untoned)
+    cli = CliRunner().invoke(
+        main, ["generate", "月", "--form", "七律", "--no-tones", "-n", "6", "--seed", "2",
+               "--format", "json"],
+    )  # fmt: skip
+    assert [json.loads(line)["text"] for line in cli.output.splitlines()] == [
+        p["text"] for p in untoned
+    ]
+    # a free poem has no pattern: false is harmless there, and writes what null writes
+    free = {"starts": ["月"], "seed": 2, "max_len": 24}
+    assert post(client, "/api/generate", {**free, "tones": False}).json() == (
+        post(client, "/api/generate", free).json()
+    )
+
+
 def test_generate_options_mirror_the_cli(client):
     r = post(
         client,

@@ -117,6 +117,24 @@ def test_write_a_qijue_and_rewrite_line_3(page):
     assert after[2] != verses[2] and len(after[2]) == 8
 
 
+def test_the_tones_box_shows_the_default_on_for_a_form_and_is_off_for_a_free_poem(page):
+    sent = []
+    page.on(
+        "request",
+        lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/api/generate") else None,
+    )
+    assert page.is_checked("#tones") and page.is_enabled("#tones")  # 七绝, the page's form
+    write_poem(page, "月", "五绝")
+    assert sent[-1]["tones"] is True
+    page.uncheck("#tones")
+    write_poem(page, "月", "五绝")
+    assert sent[-1]["tones"] is False
+    page.select_option("#form", "")
+    assert page.is_disabled("#tones")
+    write_poem(page, "月", "")
+    assert sent[-1]["tones"] is None and sent[-1]["form"] is None  # the API's default
+
+
 def test_keywords_typed_on_the_page_are_in_the_poem(page):
     page.fill("#keywords", "春 雨、归")
     verses = write_poem(page, "", "七绝")
