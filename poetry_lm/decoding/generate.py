@@ -36,7 +36,15 @@ import torch
 
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
-from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Constraints, Form, Rules, token_masks
+from poetry_lm.prosody.forms import (
+    CLOSING,
+    VERSE_ENDS,
+    Constraints,
+    Form,
+    Rules,
+    rows_with_any,
+    token_masks,
+)
 from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
 from poetry_lm.text.vocab import SPECIALS, CharTable
@@ -377,7 +385,8 @@ def candidates(
         mask = rules.allowed()
         # a forced mark or end needs only its own log-probability: skip the clusters where it is
         # in the shortlist
-        logp, state = step(next_t, state, rules.forced and not mask[:, step.shortlist :].any())
+        in_shortlist = rules.forced and not rows_with_any(mask[:, step.shortlist :]).any()
+        logp, state = step(next_t, state, in_shortlist)
     scores = [float((model_lp[b] - paid[b])[live[b]].mean()) for b in range(R)]
     poems = [
         row_poem(table, rules, b, tokens[b][live[b]], model_lp[b][live[b]], scores[b])

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,9 +126,16 @@ class Constraints:
         )
 
 
+def rows_with_any(mask: torch.Tensor) -> np.ndarray:
+    """(B, V) bool → (B,) numpy bool: whether each row allows some token. In numpy because
+    torch's reduction along a row of bools is slow here: 5 µs for one row of V = 6868 and
+    0.3–1.1 ms for 100 rows, against numpy's 2 and 7–15 µs (torch 2.13, one AMD EPYC core)."""
+    return mask.numpy().any(1)
+
+
 class Choice:
-    """A choice each poem's own characters settle as it is written (its rhyme group, its tonal key):
-    ``open[b, k]`` says whether option k is still open to poem b."""
+    """A choice each poem's own characters settle as it is written (its rhyme group; its tonal
+    key is a :class:`ToneKeys`): ``open[b, k]`` says whether option k is still open to poem b."""
 
     def __init__(self, batch: int, open_options: torch.Tensor):
         self.open = open_options.expand(batch, -1).clone()
@@ -145,6 +153,58 @@ class Choice:
         self.open = torch.where(keep, narrowed, self.open)
 
 
+# The tonal keys as bits of a code: 1 平起, 2 仄起, 3 both (a poem's start: neither is settled)
+PING_QI, ZE_QI, BOTH_KEYS = 1, 2, 3
+TONE_RULES = [(0, 0), (1, 1), (0, 1), (1, 0)]  # every rule tone_rule returns
+ToneTable = dict[tuple[int, int], np.ndarray]  # an array per tone rule
+
+
+class ToneKeys:
+    """The tonal keys (平起, 仄起) still open to each poem, settled by its tonal characters: a
+    :class:`Choice` of two options, kept as a code per poem (B,) (bits: ``PING_QI``, ``ZE_QI``).
+
+    Why not a Choice: a tone rule applies at half of a form's steps, and there the Choice's
+    product and a dozen small torch calls made a step ~60 µs slower at batch 1. The code
+    indexes masks made once per vocabulary (:func:`tone_tables`): one lookup, and three calls
+    to settle, in numpy, whose calls on a few numbers cost a third of torch's (~15 µs in all;
+    docs/performance.md, "Generation")."""
+
+    def __init__(self, batch: int, allowed: ToneTable, keys: ToneTable):
+        self.code = np.full(batch, BOTH_KEYS)
+        self.allowed, self.keys = allowed, keys  # tone_tables()'s, per rule
+
+    @property
+    def open(self) -> torch.Tensor:
+        """(B, 2) bool: whether 平起, 仄起 are still open to poem b (as ``Choice.open``)."""
+        return torch.from_numpy(np.stack([self.code & PING_QI > 0, self.code & ZE_QI > 0], 1))
+
+    def allows(self, rule: tuple[int, int]) -> torch.Tensor:
+        """(B, V): the characters that fit the rule under a key still open."""
+        return torch.from_numpy(self.allowed[rule][self.code])
+
+    def settle(self, rule: tuple[int, int], tokens: torch.Tensor) -> None:
+        """Close the keys each written token (B,) does not fit, unless it fits none (forced or
+        backed off). Every poem: a form's poems are all live until the end, which has no rule."""
+        narrowed = self.code & self.keys[rule][tokens.numpy()]  # (B,)
+        self.code = np.where(narrowed > 0, narrowed, self.code)
+
+    def select(self, index: torch.Tensor) -> None:
+        self.code = self.code[index.numpy()]
+
+
+def tone_tables(tone_fits: torch.Tensor) -> tuple[ToneTable, ToneTable]:
+    """The (2, V) 平/仄 fits → per tone rule of :func:`tone_rule`, ``allowed[rule]`` (4, V) bool,
+    row c: the characters that fit the rule under a key of code c; and ``keys[rule]`` (V,) int:
+    the code of the keys each character fits there (0: none). numpy arrays, for ToneKeys."""
+    codes = np.arange(4)[:, None]  # (4, 1): every code of open keys
+    allowed, keys = {}, {}
+    for rule in TONE_RULES:
+        fits = tone_fits[list(rule)].numpy() > 0  # (2, V): fits the rule in 平起, in 仄起
+        keys[rule] = fits[0] * PING_QI + fits[1] * ZE_QI
+        allowed[rule] = (codes & keys[rule]) > 0
+    return allowed, keys
+
+
 @dataclass(frozen=True)
 class TokenMasks:
     """(V,) or (K, V) masks over a vocabulary's tokens, the special tokens set only in ``end``:
@@ -158,10 +218,13 @@ class TokenMasks:
     marks: torch.Tensor  # (2, V): ， and 。
     free_marks: torch.Tensor  # (2, V): a free poem's odd verses' ends (，；), even ones' (。？！)
     tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄
+    tone_allowed: ToneTable  # per tone rule, (4, V): ``tone_tables``, for ``ToneKeys``
+    tone_keys: ToneTable  # per tone rule, (V,)
     group_names: list[str]  # the 平 rhyme groups …
     group_fits: torch.Tensor  # (groups, V): … and their characters
     group_sizes: torch.Tensor  # (groups,)
     any_group_fits: torch.Tensor  # (all 106 groups, V): a free poem may rhyme in any
+    any_group_sizes: torch.Tensor  # (all 106 groups,)
 
 
 @lru_cache(maxsize=4)
@@ -176,6 +239,13 @@ def token_masks(table: CharTable) -> TokenMasks:
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
     group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()
+    tone_fits = torch.stack(
+        [having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]
+    ).float()
+    any_group_fits = torch.stack(
+        [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
+    ).float()
+    tone_allowed, tone_keys = tone_tables(tone_fits)
     return TokenMasks(
         end=F.one_hot(torch.tensor(table.eos), len(table)).bool(),
         ordinary=having(lambda tok: True),
@@ -185,15 +255,14 @@ def token_masks(table: CharTable) -> TokenMasks:
         free_marks=torch.stack(
             [having(lambda tok: tok in "，；"), having(lambda tok: tok in CLOSING)]
         ),
-        tone_fits=torch.stack(
-            [having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]
-        ).float(),
+        tone_fits=tone_fits,
+        tone_allowed=tone_allowed,
+        tone_keys=tone_keys,
         group_names=[g.name for g in groups],
         group_fits=group_fits,
         group_sizes=group_fits.sum(1),
-        any_group_fits=torch.stack(
-            [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
-        ).float(),
+        any_group_fits=any_group_fits,
+        any_group_sizes=any_group_fits.sum(1),
     )
 
 
@@ -208,6 +277,8 @@ class Rules:
     def __init__(self, table: CharTable, cons: Constraints, starts: list[list[int]], max_len: int):
         B, V = len(starts), len(table)
         self.table, self.cons, self.starts, self.max_len = table, cons, starts, max_len
+        self.batch = B  # an int: len() of a tensor costs ~1 µs, at every step
+        self.longest_start = max(map(len, starts), default=0)
         self.t = 0  # tokens written by every poem so far
         form = cons.form  # the most tokens a poem takes, its end included:
         self.max_steps = form.lines * (form.chars + 1) + 1 if form else max_len
@@ -239,16 +310,18 @@ class Rules:
         self.rhymed = rhyme_lines(form, cons.rhyme_first) if form else []
         if form:
             self.tone_fits = masks.tone_fits
-            self.keys = Choice(B, torch.ones(2, dtype=torch.bool))
+            self.keys = ToneKeys(B, masks.tone_allowed, masks.tone_keys)
             self.group_names, self.group_fits = masks.group_names, masks.group_fits
             # a group with fewer characters than the poem has rhymes is never chosen
             self.groups = Choice(B, masks.group_sizes >= len(self.rhymed))
         else:  # any group, of either tone, with room for a few rhymes
             self.group_names = [g.name for g in rhyme_groups()]
             self.group_fits = masks.any_group_fits
-            self.groups = Choice(B, self.group_fits.sum(1) >= 4)
+            self.groups = Choice(B, masks.any_group_sizes >= 4)
+        self.rows = torch.arange(B)  # (B,): to index one entry per poem
         # choices the next tokens settle, and in which rows
         self.pending: list[tuple[Choice, torch.Tensor, torch.Tensor]] = []
+        self.tone_due: tuple[int, int] | None = None  # the tone rule the next token settles
         self.rhyming: torch.Tensor | None = None  # (B,): the next token is a rhyme (None: none)
         self.verse_end: torch.Tensor | None = None  # (B,): the next token ends a verse
         # the keywords: KeywordError here where they cannot fit
@@ -263,7 +336,7 @@ class Rules:
         """(B, V): what the poem's shape allows next (line length, closing marks, heads, start
         text, end). Sets ``forced``: True when it allows every poem one token only, which no
         layer can widen."""
-        form, heads = self.cons.form, len(self.heads)
+        form, heads = self.cons.form, len(self.cons.acrostic)
         if form:  # every poem of a form is at the same place: one row serves all
             line, col = self.place()
             if line >= form.lines:
@@ -272,15 +345,23 @@ class Rules:
                 row = self.heads[line]
             else:
                 row = self.marks[line % 2] if col >= form.chars else self.inner
-            mask = row.expand(len(self.done), -1)  # a view: copied only if a start text writes it
+            mask = row.expand(self.batch, -1)  # a view: copied only if a start text writes it
             self.forced = row is not self.inner  # the end, a line's head, its mark: one token each
         else:
             mask = self.free_structure()
+        if self.t < self.longest_start:  # the start text is written as given
+            mask = self.start_text(mask)
+        return mask
+
+    def start_text(self, mask: torch.Tensor) -> torch.Tensor:
+        """The structure's mask (B, V) with each poem still writing its start text held to its
+        next character. Raises ValueError where that character does not fit the shape."""
+        form = self.cons.form
         writing = [
             b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]
         ]
-        if writing:  # the start text is written as given
-            self.forced |= len(writing) == len(self.done)
+        if writing:
+            self.forced |= len(writing) == self.batch
             mask = mask.clone()  # never into the shared rows it may view
             for b in writing:
                 token = self.starts[b][self.t]
@@ -295,7 +376,7 @@ class Rules:
     def free_structure(self) -> torch.Tensor:
         """(B, V) for free poems: the first verse sets the length, marks alternate, the poem
         ends after a closing mark, and within max_len (at its last complete couplet)."""
-        heads = len(self.heads)
+        heads = len(self.cons.acrostic)
         line, col, length = self.line, self.col, self.length
         first = length == 0
         mark_due = torch.where(first, col >= self.first_verse_max(), col >= length)
@@ -341,10 +422,9 @@ class Rules:
         if cons.form:
             line, col = self.place()
             rule = tone_rule(cons.form, self.rhymed, line, col) if line < cons.form.lines else None
-            if cons.tones and rule:
-                fits = self.tone_fits[list(rule)]
-                layers.append(("tones", self.keys.allows(fits)))
-                self.pending.append((self.keys, fits, ~self.done))
+            self.tone_due = rule if cons.tones else None
+            if self.tone_due:
+                layers.append(("tones", self.keys.allows(rule)))
             at_end = col == cons.form.chars - 1 and line < cons.form.lines
             self.verse_end = ~self.done if at_end else None  # every live poem, or none
             at_rhyme = cons.rhyme and line in self.rhymed and at_end
@@ -359,8 +439,11 @@ class Rules:
             layers.append(("rhyme", allowed | ~self.rhyming[:, None]))
             self.pending.append((self.groups, self.group_fits, self.rhyming))
         if cons.no_repeat:  # nor an acrostic head that a later line is due to begin with
-            later = torch.arange(len(self.heads))[None, :] > self.line[:, None]
-            layers.append(("no-repeat", ~(self.used | ((later.float() @ self.heads.float()) > 0))))
+            taken = self.used  # (B, V)
+            if cons.acrostic:
+                later = torch.arange(len(self.heads))[None, :] > self.line[:, None]
+                taken = taken | ((later.float() @ self.heads.float()) > 0)
+            layers.append(("no-repeat", ~taken))
         repeats = self.repeated_verse_endings()
         if repeats is not None:
             layers.append(("repeated verse", ~repeats))
@@ -370,7 +453,7 @@ class Rules:
         """(B, V): at a verse's last character, those that would make it an earlier verse again
         (None where there are none)."""
         if self.cons.form:  # every poem at the same place: only at a line's last character
-            rows = range(len(self.done)) if self.place()[1] == self.cons.form.chars - 1 else ()
+            rows = range(self.batch) if self.place()[1] == self.cons.form.chars - 1 else ()
         else:
             rows = ((self.col == self.length - 1) & ~self.done).nonzero().flatten().tolist()
         out = None
@@ -394,15 +477,24 @@ class Rules:
             mask = mask & layer
         if self.coverage:  # a keyword's character where it is due, over the layers
             mask = self.coverage.narrow(mask, layers)
-        for i, (name, _) in enumerate(layers):  # back off where nothing is left
-            stuck = ~mask.any(1)
-            if not stuck.any():
+        return self.back_off(shape, layers, mask)
+
+    def back_off(
+        self, shape: torch.Tensor, layers: list[tuple[str, torch.Tensor]], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The mask (B, V), with each poem that it leaves no candidate given the structure
+        ``shape`` (B, V) narrowed by the later layers only: the layers are dropped in order until
+        a candidate is left, and the poem records each dropped."""
+        for i, (name, _) in enumerate(layers):
+            has_candidate = rows_with_any(mask)  # (B,)
+            if has_candidate.all():
                 break
+            stuck = ~has_candidate
             relaxed = shape
             for _, layer in layers[i + 1 :]:
                 relaxed = relaxed & layer
-            mask = torch.where(stuck[:, None], relaxed, mask)
-            for b in stuck.nonzero().flatten().tolist():
+            mask = torch.where(torch.from_numpy(stuck)[:, None], relaxed, mask)
+            for b in stuck.nonzero()[0].tolist():
                 self.backoffs[b].append(
                     f"line {int(self.line[b]) + 1} character {int(self.col[b]) + 1}: "
                     f"no candidate, dropped {name}"
@@ -422,15 +514,15 @@ class Rules:
         live = ~self.done
         for choice, fits, rows in self.pending:
             choice.settle(fits, tokens, rows)
+        if self.tone_due:
+            self.keys.settle(self.tone_due, tokens)
         if self.cons.no_repeat:
-            rows = torch.arange(len(tokens))
-            self.used[rows, tokens] |= live & self.ideographs[tokens]
+            self.used[self.rows, tokens] |= live & self.ideographs[tokens]
         if self.verse_end is not None:
-            rows = torch.arange(len(tokens))
-            self.rhymes_used[rows, tokens] |= self.verse_end & live
+            self.rhymes_used[self.rows, tokens] |= self.verse_end & live
         if self.cons.form:  # a line's mark comes at one place, the same for every poem
             ends = None
-            ended = [self.place()[1] == self.cons.form.chars] * len(tokens)
+            ended = [self.place()[1] == self.cons.form.chars] * self.batch
         else:
             ends = live & self.ends[tokens]
             ended = ends.tolist()
@@ -469,7 +561,7 @@ class Rules:
         for name in ("line", "col", "length", "done", "truncated", "used", "rhymes_used"):
             setattr(self, name, getattr(self, name)[index])
         if self.cons.form:
-            self.keys.open = self.keys.open[index]
+            self.keys.select(index)
         self.groups.open = self.groups.open[index]
         order = index.tolist()
         self.backoffs = [list(self.backoffs[i]) for i in order]

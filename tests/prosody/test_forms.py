@@ -18,7 +18,17 @@ from poetry_lm.decoding.generate import SampleOptions, generate
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model
-from poetry_lm.prosody.forms import Constraints, Rules, parse_form, token_masks
+from poetry_lm.prosody.forms import (
+    PING_QI,
+    TONE_RULES,
+    ZE_QI,
+    Choice,
+    Constraints,
+    Rules,
+    ToneKeys,
+    parse_form,
+    token_masks,
+)
 from poetry_lm.prosody.rhyme import TABLE_PATH
 from poetry_lm.text.corpus import is_ideograph, to_traditional
 from poetry_lm.text.vocab import SPECIALS, CharTable
@@ -257,6 +267,29 @@ def test_back_off_drops_tones_then_rhyme_and_says_where():
         ]
         == "line 2 character 5: no candidate, dropped rhyme"
     )
+
+
+def test_tone_keys_mask_and_settle_as_the_choice_they_replace():
+    """ToneKeys' masks, made once per vocabulary, and its settling give what a Choice of the two
+    keys gives: for every tone rule, every set of open keys, and characters of each tone."""
+    # 平 only, 仄 only, either (看 思), neither (the marks)
+    table = CharTable([*SPECIALS, "，", "。", *"东风明月一丂看思"])
+    masks, V = token_masks(table), len(table)
+    tokens = torch.arange(V)  # poem v of a batch of V writes token v
+    for rule in TONE_RULES:
+        fits = masks.tone_fits[list(rule)]  # (2, V): what Rules gave a Choice at this rule
+        for open_keys in ([True, False], [False, True], [True, True]):
+            choice = Choice(V, torch.tensor(open_keys))
+            keys = ToneKeys(V, masks.tone_allowed, masks.tone_keys)
+            keys.code[:] = PING_QI * open_keys[0] + ZE_QI * open_keys[1]
+            assert torch.equal(keys.open, choice.open)
+            assert torch.equal(keys.allows(rule), choice.allows(fits)), (rule, open_keys)
+            choice.settle(fits, tokens, torch.ones(V, dtype=torch.bool))
+            keys.settle(rule, tokens)
+            assert torch.equal(keys.open, choice.open), (rule, open_keys)
+    both = ToneKeys(1, masks.tone_allowed, masks.tone_keys)
+    both.settle((0, 1), torch.tensor([table.index["东"]]))  # 平 where 平起 wants 平: 平起
+    assert both.open.tolist() == [[True, False]]
 
 
 def test_cli_json_traditional_prime_and_verbose(tiny_run):
