@@ -263,7 +263,7 @@ def generate_command(
             text = script_of(poem.text)
             if fmt == "json":
                 record = {
-                    "title": script_of(title),
+                    "title": script_of(title) or None,  # null without one, as in the API
                     "text": text,
                     "lines": verses(text),
                     "form": form and form.name,

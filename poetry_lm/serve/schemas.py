@@ -97,7 +97,8 @@ class GenerateRequest(Sampling):
     greedy: bool = from_options("greedy")
     best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
     beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
-    title: str = from_options("title", max_length=MAX_TITLE_TEXT)
+    # null is no title, as a poem's "title" is null without one
+    title: str | None = from_options("title", max_length=MAX_TITLE_TEXT)
     prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
     repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
     same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
@@ -118,11 +119,12 @@ class GenerateRequest(Sampling):
 
     @field_validator("title")
     @classmethod
-    def _readable_title(cls, title: str) -> str:
+    def _readable_title(cls, title: str | None) -> str:
         """The CLI's rule for --title (read_title: a ValueError for a title with no Chinese
-        character or too many); the title is kept as sent, for the model's own reading."""
-        read_title(title)
-        return title
+        character or too many); the title is kept as sent, for the model's own reading, and
+        null becomes "" (no title)."""
+        read_title(title or "")
+        return title or ""
 
     @field_validator("keywords")
     @classmethod

@@ -224,6 +224,19 @@ def test_the_title_comes_back_in_the_poems_script(theme_app):
     assert r.json()["poems"][0]["title"] == "送別"  # as the CLI's --script traditional writes it
 
 
+def test_no_title_is_null_in_the_api_and_the_cli_and_null_is_accepted(client):
+    body = {"starts": ["春"], "form": "五绝", "seed": 3}
+    sent_null = post(client, "/api/generate", {**body, "title": None})
+    assert sent_null.status_code == 200, sent_null.text
+    assert sent_null.json() == post(client, "/api/generate", body).json()  # null: no title
+    cli = CliRunner().invoke(
+        main, ["generate", "春", "--form", "五绝", "--seed", "3", "--format", "json"]
+    )
+    (poem,), record = sent_null.json()["poems"], json.loads(cli.stdout)
+    assert poem["title"] is None and record["title"] is None
+    assert poem["text"] == record["text"]
+
+
 def test_a_model_from_before_titles_refuses_one_in_a_sentence(no_title_model):
     from fastapi.testclient import TestClient
 
