@@ -110,6 +110,9 @@ class Layout:
     max_len: int  # tokens the poem may take
     covered: frozenset[int]  # the keywords the start text holds
     order: tuple[int, ...] = ()  # the others, in the order of the plan
+    # a free poem's verses, which max_len keeps shorter than they could be (no start text
+    # ends the first): a larger max_len gives longer ones
+    short: bool = False
 
     def rhymes(self, verse: int) -> bool:
         """Whether ``verse``'s last character is a rhyme (a free poem's odd verses, 0-based)."""
@@ -230,6 +233,7 @@ class Coverage:
             first_lengths=lengths,
             max_len=rules.max_steps if form else rules.max_len,
             covered=frozenset(i for i, k in enumerate(cons.keywords) if k in text),
+            short=not form and first is None and lengths[-1] < MAX_KEYWORD_CHARS,
         )
         lay.order = self.order_that_fits(lay)
         return lay
@@ -640,8 +644,16 @@ class Coverage:
             ("the start text fixes characters", len(lay.fixed) > len(cons.acrostic)),
             ("a rhyming line keeps its last for the rhyme", lay.rhyming != frozenset()),
         ]
+        # where max_len binds (a free poem's lines or their count), it is named, and blamed
+        larger = f"; give a larger {{max_len}} than {lay.max_len}"
         for i in wanted:
             word, ids = cons.keywords[i], self.ids[i]
+            if len(ids) > length and lay.short:
+                return (
+                    f"the keyword {word!r} has {len(ids)} characters, but {{max_len}} "
+                    f"{lay.max_len} leaves room for lines of {length}: give at least "
+                    f"{{max_len}} {2 * (len(ids) + 1)}"
+                )
             if len(ids) > length:
                 return (
                     f"the keyword {word!r} has {len(ids)} characters, more than a line of "
@@ -651,7 +663,8 @@ class Coverage:
                 lay.fits(ids, v, c, length, False) for v in range(verses) for c in range(length)
             ):
                 why = " and ".join(reason for reason, on in fixes if on)
-                return f"the keyword {word!r} fits no line of {shape}: {why}"
+                more = larger if lay.short or lay.verses is None else ""
+                return f"the keyword {word!r} fits no line of {shape}{why and ': '}{why}{more}"
         if lay.verses is None:
             return (
                 f"the keywords do not fit {shape} of at most {lay.max_len} characters: give a "
