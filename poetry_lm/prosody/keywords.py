@@ -78,21 +78,31 @@ def split_keywords(values: str | Iterable[str]) -> list[str]:
     return [k for text in texts for k in SEPARATORS.split(check_keyword_text(text)) if k]
 
 
+def check_keyword_limits(keywords: Iterable[str]) -> list[str]:
+    """Keywords (split) without repeats; raises KeywordError for one longer than
+    MAX_KEYWORD_CHARS, or for more than MAX_KEYWORDS."""
+    keywords = list(dict.fromkeys(keywords))
+    for k in keywords:
+        if len(k) > MAX_KEYWORD_CHARS:
+            shown = repr(k).replace("{", "{{").replace("}", "}}")  # text, not a placeholder
+            raise KeywordError(
+                f"the keyword {shown} has {len(k)} characters; a verse holds {MAX_KEYWORD_CHARS}"
+            )
+    if len(keywords) > MAX_KEYWORDS:
+        raise KeywordError(f"at most {MAX_KEYWORDS} keywords, not {len(keywords)}")
+    return keywords
+
+
 def clean_keywords(keywords: Iterable[str]) -> tuple[str, ...]:
     """Keywords (already read by the text rule) checked and tidied: repeats, and keywords inside
     another (writing 春风 writes 春), are dropped. Raises KeywordError for one that is empty, not
     all Chinese characters or longer than MAX_KEYWORD_CHARS, or for more than MAX_KEYWORDS."""
-    keywords = list(dict.fromkeys(keywords))
+    keywords = list(keywords)
     for k in keywords:
         if not k or not all(map(is_ideograph, k)):
             shown = repr(k).replace("{", "{{").replace("}", "}}")  # text, not a placeholder
             raise KeywordError(f"the keyword {shown} must be Chinese characters only")
-        if len(k) > MAX_KEYWORD_CHARS:
-            raise KeywordError(
-                f"the keyword {k!r} has {len(k)} characters; a verse holds {MAX_KEYWORD_CHARS}"
-            )
-    if len(keywords) > MAX_KEYWORDS:
-        raise KeywordError(f"at most {MAX_KEYWORDS} keywords, not {len(keywords)}")
+    keywords = check_keyword_limits(keywords)
     return tuple(k for k in keywords if not any(k != o and k in o for o in keywords))
 
 
