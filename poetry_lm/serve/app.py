@@ -179,10 +179,10 @@ def poem_out(
     truncated: bool = False,
     title: str = "",
 ) -> s.Poem:
-    """A poem (simplified) and its form's name → the API's view of it, in ``script``, with the
-    title it was written for (None where there is none). Tones are read from the simplified
-    text; a conversion that changes the length keeps the simplified text, so that per-character
-    fields stay aligned."""
+    """A poem (simplified) and its form's name → the API's view of it, in ``script`` (the form's
+    name and the title it was written for too; None where there is none). Tones are read from
+    the simplified text; a conversion that changes the length keeps the simplified text, so
+    that per-character fields stay aligned."""
     script_of = to_traditional if script == "traditional" else str
     shown = script_of(text)
     if len(shown) != len(text):
@@ -191,7 +191,7 @@ def poem_out(
         title=script_of(title) or None,
         text=shown,
         lines=verses(shown),
-        form=form,
+        form=form and script_of(form),
         rhyme=[script_of(g) for g in rhyme],
         score=round(score, 4),
         logprobs=[round(lp, 4) for lp in logprobs],

@@ -214,7 +214,7 @@ class Poem(BaseModel):
     )
     text: str
     lines: list[str]
-    form: str | None
+    form: str | None = Field(description="Its form (五绝 …), in the poem's script; null: free.")
     rhyme: list[str] = Field(description="The 平水韵 group(s) its rhymes share.")
     score: float = Field(description="Mean log-probability per token, the end included.")
     logprobs: list[float] = Field(description="Log-probability of each character of text.")

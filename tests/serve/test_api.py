@@ -88,7 +88,13 @@ def test_generate_options_mirror_the_cli(client):
     assert r.status_code == 200, r.text
     (poem,) = r.json()["poems"]
     assert [line[0] for line in poem["lines"]] == list("春夏秋冬")
-    assert poem["form"] == "五绝"
+    assert poem["form"] == "五絕"  # in the poem's script, as the CLI's --format json gives it
+    cli = CliRunner().invoke(
+        main,
+        ["generate", "--form", "wujue", "--acrostic", "春夏秋冬", "--tones", "--seed", "1"]
+        + ["--script", "traditional", "--format", "json"],
+    )
+    assert json.loads(cli.stdout)["form"] == "五絕"
     # max_len left at its default beside a form asks for nothing the form ignores
     assert post(client, "/api/generate", {"form": "五绝", "max_len": 128}).status_code == 200
     r = post(client, "/api/generate", {"starts": ["山", "水"], "n": 2, "beam": 2, "max_len": 20})
