@@ -420,7 +420,11 @@ class Rules:
             if not alive:
                 continue
             if end:
-                if self.current[b]:  # a free poem's first verse: its end is known only now
+                # Where the verse's length was known, its last character was recorded as it
+                # was written (verse_end), so that the mark's own step already sees it. A free
+                # poem's first verse ends unannounced: its mark is the first sign. Recording
+                # again is harmless, and covers that case without a second rule.
+                if self.current[b]:
                     self.rhymes_used[b, self.current[b][-1]] = True
                 self.verses[b].append(tuple(self.current[b]))
                 self.current[b] = []
