@@ -264,10 +264,10 @@ def generate_command(
             text = script_of(poem.text)
             if fmt == "json":
                 record = {
-                    "title": script_of(title),
+                    "title": script_of(title) or None,  # null without one, as in the API
                     "text": text,
                     "lines": verses(text),
-                    "form": form and form.name,
+                    "form": form and script_of(form.name),  # 七绝 → 七絕, as text and title
                     "rhyme": [script_of(g) for g in poem.rhyme],
                     "score": round(poem.score, 4),
                     "logprobs": [round(lp, 4) for lp in poem.logprobs],
