@@ -126,6 +126,10 @@ def test_cli_text_json_file_and_errors(tmp_path):
     out = runner.invoke(check_command, ["--file", str(path), "--format", "json"])
     rows = [json.loads(row) for row in out.output.splitlines()]
     assert [(r["form"], r["clean"]) for r in rows] == [("五律", True), ("七律", True)]
+    # a "blank" line holding spaces, and Windows line ends, separate poems too
+    path.write_bytes((SHAN_JU.replace("。", "。\r\n") + " \r\n" + DENG_GAO).encode("utf-8"))
+    out = runner.invoke(check_command, ["--file", str(path), "--format", "json"])
+    assert [json.loads(row)["form"] for row in out.output.splitlines()] == ["五律", "七律"]
     assert rows[0]["chars"][0] == {
         "char": "空",
         "line": 1,
