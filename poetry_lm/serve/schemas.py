@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from poetry_lm.decoding.generate import SampleOptions, check_max_len
+from poetry_lm.decoding.generate import SampleOptions, check_max_len, free_poem_room
 from poetry_lm.prosody.forms import parse_form
 from poetry_lm.prosody.keywords import (
     MAX_KEYWORD_CHARS,
@@ -162,8 +162,10 @@ class GenerateRequest(Sampling):
             raise fault(
                 "tones" if self.tones else "rhyme_first", "tones and rhyme_first need a form"
             )
+        if self.form is None and self.acrostic and "max_len" not in self.model_fields_set:
+            self.max_len = max(self.max_len, free_poem_room(self.acrostic))  # as the CLI does
         try:
-            check_max_len(self.form and parse_form(self.form), self.max_len)
+            check_max_len(self.form and parse_form(self.form), self.max_len, self.acrostic)
         except SettingError as err:
             raise fault(err.fields[0], err.worded(API_NAMES)) from None
         for field, texts in (("starts", self.starts), ("prime", [self.prime])):

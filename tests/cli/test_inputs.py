@@ -216,7 +216,8 @@ def test_a_long_free_acrostic_gets_every_line():
     [
         (["--acrostic", "春夏秋冬" * 5, "--max-len", 128], "--max-len"),
         (["--start", "春眠不觉晓" * 30], "--start"),
-        (["--start", "春眠不觉晓", "--max-len", 4], "--start"),
+        (["--start", "春眠不觉晓" * 2, "--max-len", 8], "--start"),
+        (["--max-len", 7], "--max-len"),  # no room for a couplet of the shortest verses
         (
             ["--form", "五绝", "--start", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。春"],
             "--start",

@@ -389,8 +389,11 @@ BAD = [
     ("/api/generate", {"temperature": "nan"}, 422, "finite number"),
     ("/api/generate", {"top_p": "inf"}, 422, "finite number"),
     ("/api/generate", {"script": "latin"}, 422, "script"),
-    ("/api/generate", {"starts": ["明月"], "max_len": 1}, 422, "starts: '明月' is longer than"),
-    ("/api/generate", {"prime": "明月", "max_len": 1}, 422, "prime: '明月' is longer than"),
+    ("/api/generate", {"starts": ["明月" * 5], "max_len": 8}, 422, "starts: '明月明月明月明月明月' is"),
+    ("/api/generate", {"prime": "明月" * 5, "max_len": 8}, 422, "prime: '明月明月明月明月明月' is"),
+    ("/api/generate", {"max_len": 7}, 422, "max_len: a free poem's shortest couplet may need 8"),
+    ("/api/generate", {"acrostic": "春夏", "max_len": 25}, 422, "a 2-line acrostic may need 26"),
+    ("/api/generate", {"acrostic": "春夏", "max_len": 26, "starts": ["月"]}, 400, "starts:"),
     ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
     ("/api/generate", {"title": "春" * 25}, 422, "title: the title has 25 characters; at most 24"),
     ("/api/generate", {"title": "。" * 97}, 422, "title: String should have at most 96"),
@@ -585,3 +588,8 @@ def test_serve_on_a_taken_port_is_one_sentence():
     assert (
         f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
     )
+
+
+def test_a_long_free_acrostic_raises_max_len_left_at_its_default_as_the_cli_does():
+    assert schemas.GenerateRequest(acrostic="春夏秋冬" * 4).max_len == 16 * 13
+    assert schemas.GenerateRequest(acrostic="春夏").max_len == schemas.GenerateRequest().max_len
