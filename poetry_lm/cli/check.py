@@ -25,7 +25,7 @@ def check_command(poem, poem_file, fmt):
     character's 平仄 and reading, each rhyme's group, the form, and the faults (失粘, 失对, 出韵,
     重韵, 孤平, 三平尾, 三仄尾). Exit status 0 whatever the faults."""
     from poetry_lm.prosody.check import check_poem, format_check
-    from poetry_lm.text.normalise import check_poem_text, normalise
+    from poetry_lm.text.normalise import check_poem_text, line_blocks, normalise
 
     if (poem is None) == (poem_file is None):
         raise click.UsageError("give a POEM or --file, one of the two")
@@ -34,7 +34,8 @@ def check_command(poem, poem_file, fmt):
             text = Path(poem_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise click.ClickException(f"cannot read {poem_file}: {err}") from None
-        poems = [p for p in text.split("\n\n") if p.strip()]
+        # poems are separated by blank lines, spaces or a Windows line end in them included
+        poems = [block for _, block in line_blocks(text.splitlines(keepends=True))]
     else:
         poems = [poem]
     checks = []

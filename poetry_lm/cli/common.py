@@ -43,15 +43,30 @@ def run_or_exit(fn, *args, **kwargs):
 
 
 class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange that also refuses nan and ±inf (which pass its comparisons)."""
+    """click's FloatRange that also refuses nan and ±inf (which pass its comparisons), and says
+    of a value that is no number what it must be: "'abc' is not a number in [0, 1)"."""
 
     name = "finite float range"
 
     def convert(self, value, param, ctx):
-        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number{self.interval()}", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)
+
+    def interval(self) -> str:
+        """The range as the settings' messages write it: " in [0, 1)", " ≥ 0", "" if none."""
+        if self.min is not None and self.max is not None:
+            low, high = "(["[not self.min_open], ")]"[not self.max_open]
+            return f" in {low}{self.min:g}, {self.max:g}{high}"
+        if self.min is not None:
+            return f" {'>' if self.min_open else '≥'} {self.min:g}"
+        if self.max is not None:
+            return f" {'<' if self.max_open else '≤'} {self.max:g}"
+        return ""
 
     def _describe_range(self) -> str:
         # without bounds here (the settings dataclass checks the range), click would print

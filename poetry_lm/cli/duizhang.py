@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from pathlib import Path
 
 import click
 
 from poetry_lm.cli.common import corpus_option, run_or_exit, split_option
 
+JSON_LINES = "generate's JSON lines"
+VERSE_LINES = "generate's text: one verse a line, a blank line between poems"
+POEM_LINES = "one poem a line"
 
-def read_poems(path: str) -> list[str]:
-    """Poems one per line: plain text, or ``generate --format json`` lines (their ``text``)."""
+
+def read_poems(path: str, known: Container[str]) -> tuple[list[str], str]:
+    """The poems of a file, and which of three layouts it was read as: ``generate --format
+    json`` lines (their ``text``); ``generate``'s text output, chosen when no line holds more
+    than one verse; else one poem a line. Text is read by the one text rule, with ``known``
+    (the train couplets' characters) kept as they are: 乾 is not read as 干."""
+    from poetry_lm.prosody.forms import VERSE_ENDS
     from poetry_lm.text.corpus import CorpusError
-    from poetry_lm.text.normalise import read_poem_file
+    from poetry_lm.text.normalise import normalise, read_poem_file
 
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     if lines and lines[0].startswith("{"):
@@ -23,8 +32,11 @@ def read_poems(path: str) -> list[str]:
             texts = None
         if texts is None or not all(isinstance(t, str) for t in texts):
             raise CorpusError(f"{path} is not generate's JSON output, one poem a line")
-        return texts
-    return read_poem_file(path)
+        return texts, JSON_LINES
+    # a verse ends at its first mark: a mark before a line's last character starts another
+    if all(not set(normalise(line)[:-1]) & set(VERSE_ENDS) for line in lines):
+        return read_poem_file(path, known, blocks=True), VERSE_LINES
+    return read_poem_file(path, known), POEM_LINES
 
 
 @click.command("duizhang")
@@ -34,7 +46,8 @@ def read_poems(path: str) -> list[str]:
     "poem_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Measure the poems of this file (one per line, or generate --format json) instead.",
+    help="Measure the poems of this file instead: generate's output (text or --format json), "
+    "or one poem a line.",
 )
 @corpus_option
 def duizhang_command(split, poem_file, corpus):
@@ -42,29 +55,48 @@ def duizhang_command(split, poem_file, corpus):
     from poetry_lm.evaluation.duizhang import PairTable, measure
     from poetry_lm.text.corpus import load_corpus
 
+    if split == "train" and not poem_file:
+        click.echo(
+            "warning: train couplets are scored against pair statistics counted from those same "
+            "couplets, so the pair share is inflated; measure valid or test poems to compare",
+            err=True,
+        )
     splits = run_or_exit(load_corpus, corpus)
     table = PairTable(p.text for p in splits["train"])
     if poem_file:
-        poems, source = run_or_exit(read_poems, poem_file), poem_file
+        poems, how = run_or_exit(read_poems, poem_file, table.chars)
+        source = poem_file
     else:
-        poems, source = [p.text for p in splits[split]], f"{split} split"
+        poems, source, how = [p.text for p in splits[split]], f"{split} split", ""
     report = measure(table, poems)
     if not report.couplets:
-        how = " (read one poem a line, or generate's --format json)" if poem_file else ""
-        raise click.ClickException(f"{source} holds no poem with the 律诗 shape{how}")
+        read_as = f" (read as {how})" if how else ""
+        raise click.ClickException(f"{source} holds no poem with the 律诗 shape{read_as}")
     click.echo(
         f"{source}: {report.poems} poems with the 律诗 shape, {report.couplets} middle couplets"
     )
+    undefined = False
     for name, length in (("all", None), ("五律", 5), ("七律", 7)):
         chosen = [t for t in poems if length is None or _line_length(t) == length]
         part = measure(table, chosen) if length else report
         if part.couplets:
+            undefined |= part.margin is None or part.control is None
             click.echo(
                 f"  {name}: {part.poems} poems, pair share {100 * part.pair_share:.1f}%"
-                f" ± {100 * part.margin:.1f}"
-                f" (mismatched couplets {100 * part.control:.1f}%),"
+                f" ± {_percent(part.margin, '{:.1f}')}"
+                f" (mismatched couplets {_percent(part.control, '{:.1f}%')}),"
                 f" tone share {100 * part.tone_share:.1f}%"
             )
+    if undefined:
+        click.echo(
+            "  n/a: one poem has no spread for a margin, and the control needs two poems of "
+            "one length"
+        )
+
+
+def _percent(share: float | None, template: str) -> str:
+    """A share as a percentage in ``template``, or "n/a" where it is undefined (None)."""
+    return "n/a" if share is None else template.format(100 * share)
 
 
 def _line_length(text: str) -> int | None:

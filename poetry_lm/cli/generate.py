@@ -164,7 +164,6 @@ def generate_command(
     from poetry_lm.decoding.rerank import rerank
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.prosody.forms import FREE_VERSE_MAX, FREE_VERSE_MIN
     from poetry_lm.text.corpus import is_ideograph, to_traditional
     from poetry_lm.text.normalise import normalise
 
@@ -212,7 +211,7 @@ def generate_command(
         )
     prime = poem_text(prime, known, "--prime", "prime text")
     title = title_option(title, table, saved)
-    max_len = fit_max_len(max_len, form, acrostic, starts, FREE_VERSE_MIN, FREE_VERSE_MAX)
+    max_len = fit_max_len(max_len, form, acrostic, starts)
     if len(prime) > max_len:
         raise option_error(
             f"the prime text ({len(prime)} characters) is longer than --max-len ({max_len})",
@@ -264,10 +263,10 @@ def generate_command(
             text = script_of(poem.text)
             if fmt == "json":
                 record = {
-                    "title": script_of(title),
+                    "title": script_of(title) or None,  # null without one, as in the API
                     "text": text,
                     "lines": verses(text),
-                    "form": form and form.name,
+                    "form": form and script_of(form.name),  # 七绝 → 七絕, as text and title
                     "rhyme": [script_of(g) for g in poem.rhyme],
                     "score": round(poem.score, 4),
                     "logprobs": [round(lp, 4) for lp in poem.logprobs],
@@ -361,35 +360,21 @@ def read_constraints(table, starts: list[str], max_len: int, **rules):
     return cons
 
 
-def fit_max_len(
-    max_len: int, form, acrostic: str, starts: list[str], verse_min: int, verse_max: int
-) -> int:
-    """--max-len checked against what the request needs, so that nothing is silently cut.
-
-    A free acrostic of n lines may need n × (``verse_max`` + 1) characters: --max-len is raised
-    to that when it was left at its default and refused when it was given smaller. A free poem
-    needs room for one couplet of the shortest verses, 2 × (``verse_min`` + 1). A start text
-    longer than the poem can be (--max-len, or the form's length) is refused, and so is a
-    --max-len other than its default beside a form, which fixes the length.
-    """
-    from poetry_lm.decoding.generate import check_max_len
+def fit_max_len(max_len: int, form, acrostic: str, starts: list[str]) -> int:
+    """--max-len checked against what the request needs, so that nothing is silently cut
+    (``check_max_len``): a free acrostic's --max-len, left at its default, is first raised to
+    what its lines may need. A start text longer than the poem can be (--max-len, or the
+    form's length) is refused."""
+    from poetry_lm.decoding.generate import check_max_len, free_poem_room
     from poetry_lm.settings import SettingError
 
+    given = click.get_current_context().get_parameter_source("max_len")
+    if acrostic and form is None and given != click.core.ParameterSource.COMMANDLINE:
+        max_len = max(max_len, free_poem_room(acrostic))
     try:
-        check_max_len(form, max_len)
+        check_max_len(form, max_len, acrostic)
     except SettingError as err:
         raise usage_error(err) from None
-    given = click.get_current_context().get_parameter_source("max_len")
-    if acrostic and form is None:
-        needed = len(acrostic) * (verse_max + 1)
-        if needed > max_len:
-            if given == click.core.ParameterSource.COMMANDLINE:
-                raise option_error(
-                    f"a {len(acrostic)}-line acrostic may need {needed} characters; give at "
-                    f"least --max-len {needed}",
-                    "--max-len",
-                )
-            max_len = needed
     limit, what = (
         (form.lines * (form.chars + 1), f"a {form.name}") if form else (max_len, "--max-len")
     )
@@ -399,12 +384,5 @@ def fit_max_len(
             f"the start text {longest[:20]!r} ({len(longest)} characters) is longer than "
             f"{what} ({limit})",
             "--start",
-        )
-    couplet = 2 * (verse_min + 1)
-    if form is None and not acrostic and max_len < couplet:
-        raise option_error(
-            f"a free poem needs room for a couplet of {verse_min}-character verses: give at "
-            f"least --max-len {couplet}",
-            "--max-len",
         )
     return max_len

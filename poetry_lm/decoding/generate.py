@@ -38,6 +38,8 @@ from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.prosody.forms import (
     CLOSING,
+    FREE_VERSE_MAX,
+    FREE_VERSE_MIN,
     VERSE_ENDS,
     Constraints,
     Form,
@@ -115,14 +117,28 @@ class SampleOptions:
             )
 
 
-def check_max_len(form: Form | None, max_len: int) -> None:
-    """A form fixes a poem's length, so a ``max_len`` given beside one would be ignored: raises
-    SettingError where there is a form and ``max_len`` is not its default."""
+def free_poem_room(acrostic: str = "") -> int:
+    """The characters a free poem may need: a couplet of the shortest verses,
+    2 × (FREE_VERSE_MIN + 1), or, with an acrostic of n lines, n verses of the longest,
+    n × (FREE_VERSE_MAX + 1)."""
+    return len(acrostic) * (FREE_VERSE_MAX + 1) if acrostic else 2 * (FREE_VERSE_MIN + 1)
+
+
+def check_max_len(form: Form | None, max_len: int, acrostic: str = "") -> None:
+    """``max_len`` against what a poem needs, so that nothing is silently cut. Raises
+    SettingError where there is a form and ``max_len`` is not its default (a form fixes the
+    length, so it would be ignored), and for a free poem where it is below
+    :func:`free_poem_room`."""
     if form is not None and max_len != SampleOptions.max_len:
         raise SettingError(
             f"a {form.name} has a fixed length ({form.lines} lines of {form.chars} characters), "
             "so {max_len} cannot be given with it"
         )
+    needed = free_poem_room(acrostic)
+    if form is None and max_len < needed:
+        what = f"a {len(acrostic)}-line acrostic" if acrostic else "a free poem's shortest couplet"
+        message = f"{what} may need {needed} characters: give at least {{max_len}} {needed}"
+        raise SettingError(message)
 
 
 @dataclass

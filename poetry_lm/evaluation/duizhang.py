@@ -98,9 +98,9 @@ class DuizhangReport:
     poems: int  # poems with the 律诗 shape among those given
     couplets: int  # middle couplets measured (2 per poem)
     pair_share: float  # mean share of aligned positions standing opposite
-    margin: float  # half-width of the pair share's 95% confidence interval (sampling error)
+    margin: float | None  # half-width of the pair share's 95% interval; None under 2 poems
     tone_share: float  # share of 2nd/4th/6th positions with opposed tones
-    control: float  # pair share of mismatched couplets (chance level)
+    control: float | None  # pair share of mismatched couplets (chance); None under 2 poems
 
 
 def middle_couplets(poems: Iterable[str]) -> list[tuple[str, str]]:
@@ -126,14 +126,15 @@ def pair_share(table: PairTable, pairs: Sequence[tuple[str, str]]) -> float:
     return mean(couplet_scores(table, pairs))
 
 
-def margin_95(scores: Sequence[float], per_poem: int = 2) -> float:
+def margin_95(scores: Sequence[float], per_poem: int = 2) -> float | None:
     """Half-width of a normal 95% interval for the mean of ``scores``: 1.96 standard errors.
     The ``per_poem`` couplets of one poem are not independent draws, so the poem, not the
-    couplet, is the unit: SE = sd(poem means) / sqrt(poems). 0 for fewer than two poems."""
+    couplet, is the unit: SE = sd(poem means) / sqrt(poems). None for fewer than two poems,
+    whose spread cannot be estimated."""
     means = [sum(scores[i : i + per_poem]) / per_poem for i in range(0, len(scores), per_poem)]
     n = len(means)
     if n < 2:
-        return 0.0
+        return None
     mean = sum(means) / n
     variance = sum((m - mean) ** 2 for m in means) / (n - 1)
     return 1.96 * math.sqrt(variance / n)
@@ -160,5 +161,6 @@ def measure(table: PairTable, poems: Sequence[str]) -> DuizhangReport:
         pair_share=mean(scores),
         margin=margin_95(scores),
         tone_share=mean(tone_hits),
-        control=pair_share(table, mismatched),
+        # a lone poem of its length has no other poem's verse to be mismatched with
+        control=pair_share(table, mismatched) if mismatched else None,
     )

@@ -5,13 +5,16 @@ Rules (those of any textbook of 近体诗, e.g. 王力《诗词格律》):
 
 - **Form.** 4 or 8 lines, all of 5 or 7 characters, rhyming in a level (平) group of the 平水韵:
   五绝, 七绝, 五律, 七律. Anything else, an oblique (仄) rhyme included, is 古体 (free): its tones
-  and rhymes are reported but not judged.
+  and rhymes are reported, and of its faults only 重韵 is judged.
 - **Rhyme.** The even lines end in one group, the group most of them share; the first line
-  rhymes too when its last character is in it (首句入韵). 出韵: an even line's last character
-  outside the group. 重韵: a rhyme character used a second time.
+  rhymes too when its last character is in it (首句入韵). These are the rhyme positions of any
+  poem, 古体 included (a 古体 that changes rhyme keeps the group most even lines share). 出韵: an
+  even line's last character outside the group (regulated poems only). 重韵: a character used a
+  second time at a rhyme position.
 - **粘对.** A line's key is the tone of its 2nd character (of its 4th, reversed, where the 2nd
-  may be read either way). 失对: the two lines of a couplet share a key. 失粘: a couplet's
-  first line differs from the line before it.
+  may be read either way; of its 6th where both may). 失对: the two lines of a couplet share a
+  key. 失粘: a couplet's first line differs from the line before it. Either fault is placed at
+  the character that set the second line's key, and names the characters that set both.
 - **孤平.** In a line that ends 平 with its 4th-from-last character 仄 (the 平平仄仄平 pattern,
   counted over the last five characters), at most one other character may be read 平.
 - **三平尾 / 三仄尾.** The last three characters of a line all 平, or all 仄.
@@ -112,17 +115,21 @@ def choose_group(ends: list[str]):
     return max(counts, key=lambda g: (counts[g], g.tone == PING))
 
 
-def line_key(line: str) -> str | None:
-    """The tone of the 2nd character, or the reverse of the 4th's where the 2nd is either."""
+def line_key(line: str) -> tuple[str, int] | None:
+    """(key, 0-based place of the character that sets it): the tone of the 2nd character, or
+    the reverse of the 4th's where the 2nd is either (or unknown), or the 6th's; None when no
+    such character has one tone."""
     for pos, flip in ((1, False), (3, True), (5, False)):
         if pos < len(line) and tone_class(line[pos]) in (PING, ZE):
             tone = tone_class(line[pos])
-            return opposite(tone) if flip else tone
+            return (opposite(tone) if flip else tone), pos
     return None
 
 
 def check_poem(text: str) -> PoemCheck:
-    """Check a poem (either script; verses split at any mark, space or line break).
+    """Check a poem (either script; verses split at any mark, space or line break). A 古体 is
+    judged for 重韵 only, at the rhyme positions of any poem: the last characters of the even
+    verses, and of the first where it is in the rhyme group.
 
     Raises ValueError when the text holds no Chinese character.
     """
@@ -152,12 +159,10 @@ def check_poem(text: str) -> PoemCheck:
     for i in rhyme_lines:
         ch, pos = lines[i][-1], len(lines[i])
         rhymes[i] = group.name if group and ch in group.chars else None
-        if not regulated:
-            continue
-        if rhymes[i] is None:
+        if regulated and rhymes[i] is None:  # a 古体 may change rhyme: no 出韵 there
             found = "/".join(g.name for g in groups_of(ch)) or "no group in the table"
             faults.append(Fault("出韵", i + 1, pos, f"{ch} is in {found}, not {group.name}"))
-        if ch in seen:
+        if ch in seen:  # in any poem, 古体 included
             faults.append(Fault("重韵", i + 1, pos, f"{ch} already rhymes line {seen[ch] + 1}"))
         seen.setdefault(ch, i)
 
@@ -168,7 +173,8 @@ def check_poem(text: str) -> PoemCheck:
         first = next((i for i, k in enumerate(keys) if k), None)
         if first is not None:
             flips = lambda i: i % 4 in (1, 2)  # noqa: E731 — lines 2, 3, 6, 7 reverse line 1's key
-            base = keys[first] if flips(first) == flips(0) else opposite(keys[first])
+            key = keys[first][0]
+            base = key if flips(first) == flips(0) else opposite(key)
             for i, v in enumerate(lines):
                 key = opposite(base) if flips(i) else base
                 for pos in range(1, len(v) - 1, 2):  # the 2nd, 4th, 6th characters
@@ -203,15 +209,16 @@ def check_poem(text: str) -> PoemCheck:
 def check_tones(lines: list[str], keys: list, rhymes: dict, faults: list[Fault]) -> None:
     """Append the faults of 粘对, 孤平 and the three-tone tails (a regulated poem's lines)."""
     for i in range(1, len(lines)):
-        a, b = keys[i - 1], keys[i]
-        if a is None or b is None:
+        if keys[i - 1] is None or keys[i] is None:
             continue
+        (a, pos_a), (b, pos_b) = keys[i - 1], keys[i]
+        # name the characters that set the keys: a 2nd character read either way sets none
+        mine = f"line {i + 1}'s key {b} (set by {lines[i][pos_b]}, character {pos_b + 1})"
+        theirs = f"line {i}'s ({a}, set by {lines[i - 1][pos_a]}, character {pos_a + 1})"
         if i % 2 == 1 and a == b:
-            faults.append(Fault("失对", i + 1, 2, f"line {i + 1} shares line {i}'s key ({a})"))
+            faults.append(Fault("失对", i + 1, pos_b + 1, f"{mine} is {theirs}"))
         if i % 2 == 0 and a != b:
-            faults.append(
-                Fault("失粘", i + 1, 2, f"line {i + 1} ({b}) does not follow line {i} ({a})")
-            )
+            faults.append(Fault("失粘", i + 1, pos_b + 1, f"{mine} is not {theirs}"))
     for i, v in enumerate(lines):
         n = len(v)
         tail = v[-5:]  # the last five characters: the 五言 core of a 七言 line
@@ -245,9 +252,7 @@ def format_check(check: PoemCheck) -> str:
         tones = "".join(TONE_MARKS[c.tone] for c in chars)
         rhyme = chars[-1].rhyme
         out.append(f"{verse}  {tones}" + (f"  {chars[-1].char} {rhyme}" if rhyme else ""))
-    if check.regulated:
-        out += [
-            f"{f.term}: line {f.line} character {f.position}: {f.message}" for f in check.faults
-        ]
-        out += [] if check.faults else ["no faults"]
+    out += [f"{f.term}: line {f.line} character {f.position}: {f.message}" for f in check.faults]
+    if check.regulated and not check.faults:
+        out.append("no faults")  # a 古体 is judged for 重韵 only: it is not called faultless
     return "\n".join(out)

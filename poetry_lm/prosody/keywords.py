@@ -78,21 +78,31 @@ def split_keywords(values: str | Iterable[str]) -> list[str]:
     return [k for text in texts for k in SEPARATORS.split(check_keyword_text(text)) if k]
 
 
+def check_keyword_limits(keywords: Iterable[str]) -> list[str]:
+    """Keywords (split) without repeats; raises KeywordError for one longer than
+    MAX_KEYWORD_CHARS, or for more than MAX_KEYWORDS."""
+    keywords = list(dict.fromkeys(keywords))
+    for k in keywords:
+        if len(k) > MAX_KEYWORD_CHARS:
+            shown = repr(k).replace("{", "{{").replace("}", "}}")  # text, not a placeholder
+            raise KeywordError(
+                f"the keyword {shown} has {len(k)} characters; a verse holds {MAX_KEYWORD_CHARS}"
+            )
+    if len(keywords) > MAX_KEYWORDS:
+        raise KeywordError(f"at most {MAX_KEYWORDS} keywords, not {len(keywords)}")
+    return keywords
+
+
 def clean_keywords(keywords: Iterable[str]) -> tuple[str, ...]:
     """Keywords (already read by the text rule) checked and tidied: repeats, and keywords inside
     another (writing 春风 writes 春), are dropped. Raises KeywordError for one that is empty, not
     all Chinese characters or longer than MAX_KEYWORD_CHARS, or for more than MAX_KEYWORDS."""
-    keywords = list(dict.fromkeys(keywords))
+    keywords = list(keywords)
     for k in keywords:
         if not k or not all(map(is_ideograph, k)):
             shown = repr(k).replace("{", "{{").replace("}", "}}")  # text, not a placeholder
             raise KeywordError(f"the keyword {shown} must be Chinese characters only")
-        if len(k) > MAX_KEYWORD_CHARS:
-            raise KeywordError(
-                f"the keyword {k!r} has {len(k)} characters; a verse holds {MAX_KEYWORD_CHARS}"
-            )
-    if len(keywords) > MAX_KEYWORDS:
-        raise KeywordError(f"at most {MAX_KEYWORDS} keywords, not {len(keywords)}")
+    keywords = check_keyword_limits(keywords)
     return tuple(k for k in keywords if not any(k != o and k in o for o in keywords))
 
 
@@ -110,6 +120,9 @@ class Layout:
     max_len: int  # tokens the poem may take
     covered: frozenset[int]  # the keywords the start text holds
     order: tuple[int, ...] = ()  # the others, in the order of the plan
+    # a free poem's verses, which max_len keeps shorter than they could be (no start text
+    # ends the first): a larger max_len gives longer ones
+    short: bool = False
 
     def rhymes(self, verse: int) -> bool:
         """Whether ``verse``'s last character is a rhyme (a free poem's odd verses, 0-based)."""
@@ -230,6 +243,7 @@ class Coverage:
             first_lengths=lengths,
             max_len=rules.max_steps if form else rules.max_len,
             covered=frozenset(i for i, k in enumerate(cons.keywords) if k in text),
+            short=not form and first is None and lengths[-1] < MAX_KEYWORD_CHARS,
         )
         lay.order = self.order_that_fits(lay)
         return lay
@@ -640,8 +654,16 @@ class Coverage:
             ("the start text fixes characters", len(lay.fixed) > len(cons.acrostic)),
             ("a rhyming line keeps its last for the rhyme", lay.rhyming != frozenset()),
         ]
+        # where max_len binds (a free poem's lines or their count), it is named, and blamed
+        larger = f"; give a larger {{max_len}} than {lay.max_len}"
         for i in wanted:
             word, ids = cons.keywords[i], self.ids[i]
+            if len(ids) > length and lay.short:
+                return (
+                    f"the keyword {word!r} has {len(ids)} characters, but {{max_len}} "
+                    f"{lay.max_len} leaves room for lines of {length}: give at least "
+                    f"{{max_len}} {2 * (len(ids) + 1)}"
+                )
             if len(ids) > length:
                 return (
                     f"the keyword {word!r} has {len(ids)} characters, more than a line of "
@@ -651,7 +673,8 @@ class Coverage:
                 lay.fits(ids, v, c, length, False) for v in range(verses) for c in range(length)
             ):
                 why = " and ".join(reason for reason, on in fixes if on)
-                return f"the keyword {word!r} fits no line of {shape}: {why}"
+                more = larger if lay.short or lay.verses is None else ""
+                return f"the keyword {word!r} fits no line of {shape}{why and ': '}{why}{more}"
         if lay.verses is None:
             return (
                 f"the keywords do not fit {shape} of at most {lay.max_len} characters: give a "

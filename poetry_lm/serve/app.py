@@ -5,11 +5,12 @@ one :class:`~poetry_lm.serve.batcher.Batcher`, whose single thread decodes concu
 requests with the same options as one batch.
 
 Errors a client can cause get a 4xx status and ``{"detail": "one sentence"}``, never a
-traceback: 400 for input the model cannot use (an unknown character, a start that does not fit
-the form), 408 when a request outlasts the time limit (its answer is cut off and the server
-carries on; a batch already decoding finishes, as every request's size is bounded),
-413 for a body over 64 KiB, 415 for a body that is not declared JSON, 422 for a field that is
-missing, of the wrong type or out of its limits, 429 when too many rows are already waiting.
+traceback; the sentence begins with the request field at fault (``"starts: …"``): 400 for
+input the model cannot use (an unknown character, a start that does not fit the form), 408
+when a request outlasts the time limit (its answer is cut off and the server carries on; a
+batch already decoding finishes, as every request's size is bounded), 413 for a body over 64
+KiB, 415 for a body that is not declared JSON, 422 for a field that is missing, of the wrong
+type or out of its limits, 429 when too many rows are already waiting.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ most {s.MAX_KEYWORDS}, of {s.MAX_KEYWORD_CHARS} characters.
 
 Errors: 400 input the model cannot use, 408 too slow, 413 body too large, 415 not JSON,
 422 a field missing, mistyped or out of limits, 429 too many requests waiting; each with
-`{{"detail": "one sentence"}}`."""
+`{{"detail": "one sentence"}}`, which begins with the field at fault (`"keywords: …"`)."""
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -116,7 +117,55 @@ def validation_message(exc: RequestValidationError) -> str:
         return f"{where} is required"
     if first["type"] == "extra_forbidden":
         return f"unknown field {where!r}"
-    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "value_error" and where == "the body":
+        return message  # a limit across fields, blamed on one by its own words (schemas.fault)
+    return f"{where}: {message}"
+
+
+@contextmanager
+def at_fault(field: str):
+    """A ValueError inside → 400 whose sentence begins with ``field``'s name, as a 422's begins
+    with its field's; a SettingError blames its own field (``keywords``, or ``max_len`` where
+    the poem's length leaves no room), in the API's names."""
+    try:
+        yield
+    except SettingError as err:
+        culprit = err.fields[0] if err.fields else field
+        detail = f"{s.API_NAMES.get(culprit, culprit)}: {err.worded(s.API_NAMES)}"
+        raise HTTPException(400, detail) from None
+    except ValueError as err:
+        raise HTTPException(400, f"{field}: {err}") from None
+
+
+def read_request(poet: Poet, req: s.GenerateRequest) -> tuple[list[str], str, str, Constraints]:
+    """A generate request's texts read by the one text rule, each known to the model, and its
+    constraints, checked before any decoding (so that one request's bad input never fails a
+    shared batch): (starts, prime, title, constraints), or a 400 naming the field at fault."""
+    form = req.form and parse_form(req.form)
+    with at_fault("starts"):
+        starts = poet.read_starts(req.starts, form, req.acrostic)
+    with at_fault("prime"):
+        prime = poet.read_known(req.prime, "prime")
+    with at_fault("title"):
+        title = poet.read_title(req.title)
+    with at_fault("acrostic"):
+        acrostic = poet.read_known(req.acrostic, "acrostic")
+    with at_fault("keywords"):
+        keywords = [poet.read_known(k, "keyword") for k in req.keywords]
+    with at_fault("acrostic"):  # its length for the form (keyword errors blame keywords)
+        cons = Constraints.from_options(
+            form=form,
+            acrostic=acrostic,
+            rhyme=req.rhyme,
+            rhyme_first=req.rhyme_first,
+            tones=req.tones,
+            no_repeat=req.no_repeat,
+            keywords=keywords,
+        )
+    with at_fault("keywords"):
+        poet.check_keywords(starts, cons, req.max_len)
+    return starts, prime, title, cons
 
 
 def poem_out(
@@ -130,10 +179,10 @@ def poem_out(
     truncated: bool = False,
     title: str = "",
 ) -> s.Poem:
-    """A poem (simplified) and its form's name → the API's view of it, in ``script``, with the
-    title it was written for (None where there is none). Tones are read from the simplified
-    text; a conversion that changes the length keeps the simplified text, so that per-character
-    fields stay aligned."""
+    """A poem (simplified) and its form's name → the API's view of it, in ``script`` (the form's
+    name and the title it was written for too; None where there is none). Tones are read from
+    the simplified text; a conversion that changes the length keeps the simplified text, so
+    that per-character fields stay aligned."""
     script_of = to_traditional if script == "traditional" else str
     shown = script_of(text)
     if len(shown) != len(text):
@@ -142,7 +191,7 @@ def poem_out(
         title=script_of(title) or None,
         text=shown,
         lines=verses(shown),
-        form=form,
+        form=form and script_of(form),
         rhyme=[script_of(g) for g in rhyme],
         score=round(score, 4),
         logprobs=[round(lp, 4) for lp in logprobs],
@@ -224,24 +273,7 @@ def create_app(
     @app.post("/api/generate", response_model=s.GenerateResponse)
     async def generate(req: s.GenerateRequest):
         """Write poems; the options mirror ``poetry-lm generate``."""
-        form = req.form and parse_form(req.form)
-        try:
-            starts = [poet.read(text, "start") for text in req.starts] or [""]
-            prime = poet.read(req.prime, "prime")
-            title = poet.read_title(req.title)
-            cons = Constraints.from_options(
-                form=form,
-                acrostic=poet.read(req.acrostic, "acrostic"),
-                rhyme=req.rhyme,
-                rhyme_first=req.rhyme_first,
-                tones=req.tones,
-                no_repeat=req.no_repeat,
-                keywords=[poet.read(k, "keyword") for k in req.keywords],
-            )
-            poet.check_request(starts, cons, prime, title)
-            poet.check_keywords(starts, cons, req.max_len)
-        except ValueError as err:
-            raise HTTPException(400, str(err)) from None
+        starts, prime, title, cons = read_request(poet, req)
         try:
             opts = SampleOptions(
                 temperature=req.temperature,
@@ -299,10 +331,8 @@ def create_app(
     @app.post("/api/score", response_model=s.ScoreResponse)
     async def score(req: s.ScoreRequest):
         """Per-character surprisal (nats) and perplexity, as ``poetry-lm score --format json``."""
-        try:
+        with at_fault("text"):
             text = poet.read(req.text)
-        except ValueError as err:
-            raise HTTPException(400, str(err)) from None
         scored = await run(Job(None, text, lambda texts: [poet.score(texts[0])]))
         r = scored.report
         return s.ScoreResponse(
@@ -318,10 +348,10 @@ def create_app(
     async def rewrite(req: s.RewriteRequest):
         """Candidates for one verse that keep the form, the rhyme and the verses around it,
         ranked by the log-probability of the whole poem."""
-        try:
-            text = poet.read(req.text)
-        except ValueError as err:
-            raise HTTPException(400, str(err)) from None
+        with at_fault("text"):
+            text = poet.read_known(req.text, "poem")
+        with at_fault("line"):
+            poet.verse_parts(text, req.line)
         opts = SampleOptions(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
 
         def new_lines(payloads):
@@ -343,10 +373,8 @@ def create_app(
     async def check(req: s.CheckRequest):
         """格律 per character: tone and reading, rhyme groups, the form, and each fault named
         (失粘, 失对, 出韵, 重韵, 孤平, 三平尾, 三仄尾). Needs no model, so it never waits."""
-        try:
+        with at_fault("text"):
             return check_poem(req.text).to_dict()
-        except ValueError as err:
-            raise HTTPException(400, str(err)) from None
 
     @app.post("/api/convert", response_model=s.ConvertResponse)
     async def convert(req: s.ConvertRequest):

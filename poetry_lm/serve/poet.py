@@ -89,29 +89,35 @@ class Poet:
         (a ValueError) naming ``what`` when it is not poem text."""
         return read_poem(text, self.table.index, what)
 
+    def read_known(self, text: str, what: str) -> str:
+        """:meth:`read`, and every character known to the model (else UnknownCharacterError,
+        a ValueError naming ``what``): what a generate request's texts must be."""
+        text = self.read(text, what)
+        check_start(self.table, text, what)
+        return text
+
     def read_title(self, text: str) -> str:
         """A user's title by the same rule (its Chinese characters kept, as the corpus keeps
-        titles); raises PoemTextError when it is not poem text or is too long."""
-        return read_title(text, self.table.index)
-
-    def check_request(self, starts: list[str], cons: Constraints, prime: str, title: str) -> None:
-        """Everything about a generate request that could fail inside a shared batch, checked
-        alone first, so that one request's bad input never fails the others'. A title's
-        characters the model lacks are read as <unk>, as in training."""
-        for text, what in [*((s, "start") for s in starts), (cons.acrostic, "acrostic")]:
-            check_start(self.table, text, what)
-            if cons.form and what == "start":
-                check_fits(text, cons.form)
-        check_start(self.table, prime, "prime")
+        titles); raises PoemTextError when it is not poem text or is too long, ValueError for a
+        model trained without titles. Characters the model lacks are read as <unk>, as in
+        training."""
+        title = read_title(text, self.table.index)
         check_title(self.table, title)
-        if cons.acrostic and any(starts):
+        return title
+
+    def read_starts(self, texts: list[str], form: Form | None, acrostic: str) -> list[str]:
+        """A request's start texts, each read by :meth:`read_known` and following the form's
+        layout; [""] for none. Raises ValueError, also for a start beside an acrostic."""
+        starts = [self.read_known(text, "start") for text in texts]
+        for text in starts if form else []:
+            check_fits(text, form)
+        if acrostic and any(starts):
             raise ValueError("an acrostic sets the first character of every line; give no start")
+        return starts or [""]
 
     def check_keywords(self, starts: list[str], cons: Constraints, max_len: int) -> None:
-        """Keywords the model can read, that fit the poem asked for with each start (else a
-        ValueError naming the problem), checked alone like :meth:`check_request`."""
-        for word in cons.keywords:
-            check_start(self.table, word, "keyword")
+        """Keywords that fit the poem asked for with each start (else a KeywordError naming the
+        problem), checked before decoding so that they never fail a shared batch."""
         check_keywords(self.table, cons, starts, max_len)
 
     def generate(
@@ -144,16 +150,8 @@ class Poet:
         Raises ValueError for an unknown character, a missing verse or a verse without characters.
         """
         check_start(self.table, text, "poem")
+        prefix, body, suffix = self.verse_parts(text, index)
         lines = verses(text)
-        if not 0 <= index < len(lines):
-            raise ValueError(
-                f"the poem has {len(lines)} verses, so line must be 0 to {len(lines) - 1}"
-            )
-        target = lines[index]
-        body = target[:-1] if target[-1] in VERSE_ENDS else target
-        if not body or not all(map(is_ideograph, body)):
-            raise ValueError(f"verse {index} must be characters and one closing mark")
-        prefix, suffix = "".join(lines[:index]), target[len(body) :] + "".join(lines[index + 1 :])
         masks = token_masks(self.table)
         last = masks.ideographs & self.last_character_rule(lines, index)  # (V,)
 
@@ -187,6 +185,21 @@ class Poet:
                 every = logprobs + chosen[k].tolist()  # each token's, the end's last
                 out.append((prefix + line + suffix, every[:-1], sum(every) / len(every)))
         return out
+
+    @staticmethod
+    def verse_parts(text: str, index: int) -> tuple[str, str, str]:
+        """(the verses before verse ``index``, its characters, its mark and the verses after).
+        Raises ValueError for a missing verse or a verse without characters."""
+        lines = verses(text)
+        if not 0 <= index < len(lines):
+            raise ValueError(
+                f"the poem has {len(lines)} verses, so line must be 0 to {len(lines) - 1}"
+            )
+        target = lines[index]
+        body = target[:-1] if target[-1] in VERSE_ENDS else target
+        if not body or not all(map(is_ideograph, body)):
+            raise ValueError(f"verse {index} must be characters and one closing mark")
+        return "".join(lines[:index]), body, target[len(body) :] + "".join(lines[index + 1 :])
 
     def rhyme_of(self, lines: list[str], skip: int | None = None) -> tuple[list[str], bool]:
         """A form poem's verses → the 平 groups that the last characters of its rhyming verses

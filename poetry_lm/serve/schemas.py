@@ -12,9 +12,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from poetry_lm.decoding.generate import SampleOptions, check_max_len
+from poetry_lm.decoding.generate import SampleOptions, check_max_len, free_poem_room
 from poetry_lm.prosody.forms import parse_form
-from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS, check_keyword_text
+from poetry_lm.prosody.keywords import (
+    MAX_KEYWORD_CHARS,
+    MAX_KEYWORDS,
+    check_keyword_limits,
+    split_keywords,
+)
+from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
 from poetry_lm.text.normalise import read_title
 
@@ -28,6 +34,8 @@ MAX_LEN = 256  # characters of a free poem (max_len)
 # a title as sent, with room for marks and spaces (《春望》（其一）): what it may hold (at most
 # MAX_TITLE_CHARS Chinese characters) is checked by read_title, as the CLI checks --title
 MAX_TITLE_TEXT = 4 * MAX_TITLE_CHARS
+# a keywords element as sent: room for every keyword, each with a separator ("春 雨、归")
+MAX_KEYWORD_TEXT = MAX_KEYWORDS * (MAX_KEYWORD_CHARS + 1)
 MAX_PRIME_CHARS = 128
 MAX_ACROSTIC_CHARS = 16
 MAX_POEM_CHARS = 400  # a poem sent to score, check or rewrite
@@ -37,6 +45,12 @@ MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
 Script = Literal["simplified", "traditional"]
 # the API's names for SampleOptions fields that the CLI also renames
 API_NAMES = {"repetition": "repetition_penalty", "same_place": "same_place_penalty"}
+
+
+def fault(field: str, message: str) -> ValueError:
+    """An error of the request as a whole, blamed on ``field``: its sentence begins with the
+    field's name, as the error of a single field does (``app.validation_message``)."""
+    return ValueError(f"{field}: {message}")
 
 
 def from_options(name: str, **limits):
@@ -92,16 +106,19 @@ class GenerateRequest(Sampling):
         "(true needs a form).",
     )
     no_repeat: bool = Field(False, description="No character twice in a poem.")
-    keywords: list[Annotated[str, Field(max_length=MAX_KEYWORD_CHARS)]] = Field(
+    keywords: list[Annotated[str, Field(max_length=MAX_KEYWORD_TEXT)]] = Field(
         [],
         max_length=MAX_KEYWORDS,
-        description=f"Words the poem must hold, each inside one verse (主题词), each of 1 to "
-        f"{MAX_KEYWORD_CHARS} characters (an empty one is refused, as by the CLI).",
+        description=f"Words the poem must hold, each inside one verse (主题词). Each element is "
+        'split at spaces, commas and 、 as the CLI splits a --keywords value ("春 雨、归": '
+        f"three keywords); then at most {MAX_KEYWORDS} keywords, each of 1 to "
+        f"{MAX_KEYWORD_CHARS} characters (an element holding none is refused, as by the CLI).",
     )
     greedy: bool = from_options("greedy")
     best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
     beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
-    title: str = from_options("title", max_length=MAX_TITLE_TEXT)
+    # null is no title, as a poem's "title" is null without one
+    title: str | None = from_options("title", max_length=MAX_TITLE_TEXT)
     prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
     repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
     same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
@@ -122,33 +139,46 @@ class GenerateRequest(Sampling):
 
     @field_validator("title")
     @classmethod
-    def _readable_title(cls, title: str) -> str:
+    def _readable_title(cls, title: str | None) -> str:
         """The CLI's rule for --title (read_title: a ValueError for a title with no Chinese
-        character or too many); the title is kept as sent, for the model's own reading."""
-        read_title(title)
-        return title
+        character or too many); the title is kept as sent, for the model's own reading, and
+        null becomes "" (no title)."""
+        read_title(title or "")
+        return title or ""
 
     @field_validator("keywords")
     @classmethod
-    def _no_empty_keyword(cls, keywords: list[str]) -> list[str]:
-        return [check_keyword_text(k) for k in keywords]  # the CLI's rule for --keywords
+    def _split_keywords(cls, keywords: list[str]) -> list[str]:
+        """The CLI's rule for --keywords: split, none empty; the limits, on the keywords."""
+        return check_keyword_limits(split_keywords(keywords))
 
     @model_validator(mode="after")
     def _bounded(self) -> GenerateRequest:
+        """Limits across fields, each error blamed on one of them (``fault``)."""
         poems = max(len(self.starts), 1) * self.n
         if poems > MAX_POEMS:
-            raise ValueError(f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
+            raise fault("n", f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
         if self.form is None and (self.tones or self.rhyme_first):
-            raise ValueError("tones and rhyme_first need a form")
-        check_max_len(self.form and parse_form(self.form), self.max_len)
-        for text in [*self.starts, self.prime]:  # as the CLI: never cut silently
-            if len(text) > self.max_len:
-                raise ValueError(f"{text!r} is longer than max_len ({self.max_len} characters)")
+            raise fault(
+                "tones" if self.tones else "rhyme_first", "tones and rhyme_first need a form"
+            )
+        if self.form is None and self.acrostic and "max_len" not in self.model_fields_set:
+            self.max_len = max(self.max_len, free_poem_room(self.acrostic))  # as the CLI does
+        try:
+            check_max_len(self.form and parse_form(self.form), self.max_len, self.acrostic)
+        except SettingError as err:
+            raise fault(err.fields[0], err.worded(API_NAMES)) from None
+        for field, texts in (("starts", self.starts), ("prime", [self.prime])):
+            for text in texts:  # as the CLI: never cut silently
+                if len(text) > self.max_len:
+                    message = f"{text!r} is longer than max_len ({self.max_len} characters)"
+                    raise fault(field, message)
         if self.beam and self.best_of > 1:
-            raise ValueError("choose beam or best_of, not both")
+            raise fault("beam", "choose beam or best_of, not both")
         rows = poems * (self.beam or self.best_of)
         if rows > MAX_ROWS:
-            raise ValueError(f"at most {MAX_ROWS} rows per request (poems × best_of or beam)")
+            message = f"at most {MAX_ROWS} rows per request (poems × best_of or beam)"
+            raise fault("beam" if self.beam else "best_of", message)
         return self
 
 
@@ -190,7 +220,7 @@ class Poem(BaseModel):
     )
     text: str
     lines: list[str]
-    form: str | None
+    form: str | None = Field(description="Its form (五绝 …), in the poem's script; null: free.")
     rhyme: list[str] = Field(description="The 平水韵 group(s) its rhymes share.")
     score: float = Field(description="Mean log-probability per token, the end included.")
     logprobs: list[float] = Field(description="Log-probability of each character of text.")

@@ -97,11 +97,16 @@ def read_title(text: str, known: Container[str] | None = None) -> str:
     return chinese
 
 
-def read_poem_file(path: Path | str, known: Container[str] | None = None) -> list[str]:
+def read_poem_file(
+    path: Path | str, known: Container[str] | None = None, blocks: bool = False
+) -> list[str]:
     """A UTF-8 file of poems, one per line, in either script → poems read by :func:`read_poem`.
+    With ``blocks``, poems are separated by blank lines instead and the lines of one are joined
+    (``generate``'s text output: one verse a line, a blank line between poems).
 
-    Blank lines are skipped; a line that is not poem text is an error naming the line, so that a
-    perplexity is never silently computed over part of a file. Raises :class:`PoemTextError`.
+    Blank lines are skipped; a line (or block) that is not poem text is an error naming its
+    (first) line, so that a perplexity is never silently computed over part of a file. Raises
+    :class:`PoemTextError`.
     """
     path = Path(path)
     try:
@@ -114,9 +119,9 @@ def read_poem_file(path: Path | str, known: Container[str] | None = None) -> lis
     except OSError as err:
         raise PoemTextError(f"poem file {path} cannot be read ({err.strerror})") from None
     poems = []
-    for line_no, line in enumerate(lines, 1):
+    for line_no, entry in line_blocks(lines) if blocks else enumerate(lines, 1):
         try:
-            text = read_poem(line, known)
+            text = read_poem(entry, known)
         except PoemTextError as err:
             raise PoemTextError(f"{path} line {line_no}: {err}") from None
         if text:
@@ -124,3 +129,18 @@ def read_poem_file(path: Path | str, known: Container[str] | None = None) -> lis
     if not poems:
         raise PoemTextError(f"poem file {path} holds no poems")
     return poems
+
+
+def line_blocks(lines: list[str]) -> list[tuple[int, str]]:
+    """Runs of non-blank lines, each joined, with the number (from 1) of its first line."""
+    blocks: list[tuple[int, str]] = []
+    previous_blank = True
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            previous_blank = True
+        elif previous_blank:
+            blocks.append((line_no, line))
+            previous_blank = False
+        else:
+            blocks[-1] = (blocks[-1][0], blocks[-1][1] + line)
+    return blocks

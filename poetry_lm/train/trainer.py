@@ -420,13 +420,21 @@ class Trainer:
     def weight_average(self, ckpt: dict | None) -> AveragedModel | None:
         """The exponential moving average of the weights (``ema_decay``), or None: the run's own
         when it is resumed with the same decay, else a new one from the weights as they are now
-        (restored first). Weight-drop and dropout act on the trained weights only, so the
-        average is of the weights themselves."""
-        if not self.cfg.ema_decay:
+        (restored first), which a resumed run says. Weight-drop and dropout act on the trained
+        weights only, so the average is of the weights themselves."""
+        decay = self.cfg.ema_decay
+        kept = ckpt.get("averaged") if ckpt else None  # the resumed run's average
+        old = ckpt["train"].get("ema_decay") if ckpt else None
+        if not decay:
+            if kept is not None:
+                self.log(f"the run's weight average (--ema-decay {old}) is dropped: --ema-decay 0")
             return None
-        averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
-        if ckpt and "averaged" in ckpt and ckpt["train"].get("ema_decay") == self.cfg.ema_decay:
-            averaged.load_state_dict(ckpt["averaged"])
+        averaged = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        if kept is not None and old == decay:
+            averaged.load_state_dict(kept)
+        elif ckpt is not None:
+            how = "restarts" if kept is not None else "starts"
+            self.log(f"the weight average {how} from the resumed weights (--ema-decay {decay})")
         return averaged
 
     def restore(self, ckpt: dict | None) -> tuple[dict, list[dict]]:

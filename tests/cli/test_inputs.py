@@ -83,6 +83,23 @@ def test_non_finite_or_huge_training_numbers_are_usage_errors(option, value, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "command, option, words",
+    [
+        (train_command, "--ema-decay", "'abc' is not a number in [0, 1)"),
+        (train_command, "--lr", "'abc' is not a number in (0, 10]"),
+        (generate_command, "--temperature", "'abc' is not a number ≤ 100"),
+        (generate_command, "--rerank-weight", "'abc' is not a number ≥ 0"),
+        (generate_command, "--top-p", "'abc' is not a number"),
+    ],
+)
+def test_a_value_that_is_no_number_says_what_it_must_be(command, option, words, tmp_path):
+    out = ["--out", tmp_path / "run"] if command is train_command else []
+    result = invoke(command, *out, option, "abc")
+    assert_user_error(result, 2, option, words)
+    assert "float range" not in result.output
+
+
 # -- 2. seeds ------------------------------------------------------------------------------------
 
 
@@ -199,7 +216,8 @@ def test_a_long_free_acrostic_gets_every_line():
     [
         (["--acrostic", "春夏秋冬" * 5, "--max-len", 128], "--max-len"),
         (["--start", "春眠不觉晓" * 30], "--start"),
-        (["--start", "春眠不觉晓", "--max-len", 4], "--start"),
+        (["--start", "春眠不觉晓" * 2, "--max-len", 8], "--start"),
+        (["--max-len", 7], "--max-len"),  # no room for a couplet of the shortest verses
         (
             ["--form", "五绝", "--start", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。春"],
             "--start",

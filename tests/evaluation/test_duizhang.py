@@ -76,7 +76,7 @@ def test_the_margin_is_1_96_standard_errors_over_poems():
     # three poems of two couplets: poem means 0.5, 0.25, 0.75 (sd 0.25)
     scores = [0.4, 0.6, 0.0, 0.5, 1.0, 0.5]
     assert margin_95(scores) == pytest.approx(1.96 * 0.25 / 3**0.5)
-    assert margin_95([0.2, 0.4]) == 0.0  # one poem: no spread to estimate
+    assert margin_95([0.2, 0.4]) is None  # one poem: no spread to estimate
     assert margin_95([0.5] * 8) == 0.0
     # a report carries it, and more poems of the same spread give a narrower one
     table = PairTable([CHUNWANG] * 3)
@@ -102,4 +102,49 @@ def test_a_file_without_a_lushi_says_how_it_was_read(tmp_path):
     path = tmp_path / "verses.txt"
     path.write_text("国破山河在，\n城春草木深。\n", encoding="utf-8")  # a poem over lines
     result = CliRunner().invoke(cli, ["duizhang", "--file", str(path)])
-    assert result.exit_code == 1 and "read one poem a line" in result.output
+    assert result.exit_code == 1 and "read as generate's text" in result.output
+    path.write_text("国破山河在，城春草木深。\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(path)])
+    assert result.exit_code == 1 and "read as one poem a line" in result.output
+
+
+def test_generates_text_output_is_read_a_poem_per_blank_line_separated_block(tmp_path):
+    from poetry_lm.decoding.generate import verses
+
+    other = CHUNWANG.replace("烽火连三月，家书", "乾火连三月，日书")  # 乾 is not read as 干
+    # as generate prints its text: one verse a line, a blank line before every poem but the first
+    path = tmp_path / "gen.txt"
+    path.write_text("\n\n".join("\n".join(verses(p)) for p in [CHUNWANG, other]) + "\n")
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "2 poems with the 律诗 shape, 4 middle couplets" in result.output
+    assert "n/a" not in result.output
+    # the same poems as JSON lines give the same figures
+    lines = tmp_path / "gen.jsonl"
+    lines.write_text("".join(json.dumps({"text": p}) + "\n" for p in [CHUNWANG, other]))
+    as_json = CliRunner().invoke(cli, ["duizhang", "--file", str(lines)])
+    assert as_json.output.splitlines()[1:] == result.output.splitlines()[1:]
+
+
+def test_one_poem_has_no_margin_and_no_control():
+    table = PairTable([CHUNWANG] * 3)
+    report = measure(table, [CHUNWANG])
+    assert report.margin is None and report.control is None
+    two = measure(table, [CHUNWANG, CHUNWANG.replace("国破山河在", "国破山河远")])
+    assert two.margin is not None and two.control is not None
+
+
+def test_command_on_one_poem_prints_n_a_not_a_zero_margin(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text(CHUNWANG + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["duizhang", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "± n/a (mismatched couplets n/a)" in result.output
+    assert "± 0.0" not in result.output and "couplets 0.0%" not in result.output
+
+
+def test_the_train_split_is_measured_with_a_warning():
+    result = CliRunner().invoke(cli, ["duizhang", "--split", "train"])
+    assert result.exit_code == 0, result.output
+    assert "inflated" in result.stderr and "inflated" not in result.stdout
+    assert "train split:" in result.stdout

@@ -78,6 +78,27 @@ def test_an_oblique_rhyme_or_an_irregular_shape_is_free_verse_and_not_judged():
     assert mixed.form == "古体" and mixed.faults == []
 
 
+def test_a_free_poem_is_judged_for_a_repeated_rhyme_at_its_even_verses_ends():
+    # 柳宗元《江雪》 (仄韵, 古体) with its last rhyme 雪 replaced by its second, 灭
+    repeated = check_poem("千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江灭。")
+    assert repeated.form == "古体" and not repeated.regulated
+    assert [(f.term, f.line, f.position) for f in repeated.faults] == [("重韵", 4, 5)]
+    # an odd verse's end is no rhyme position of a free poem: 绝 twice is no fault
+    assert check_poem("千山鸟飞绝，万径人踪灭。孤舟蓑笠绝，独钓寒江雪。").faults == []
+    out = CliRunner().invoke(check_command, ["千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江灭。"])
+    assert "古体 (not regulated)" in out.output and "重韵: line 4 character 5" in out.output
+    assert "no faults" not in CliRunner().invoke(check_command, ["千山鸟飞绝，万径人踪灭。"]).output
+
+
+def test_shi_dui_names_the_character_that_set_the_key_not_an_either_second_one():
+    # line 2 of 《山居秋暝》 as 天看晚去秋: 看 reads 平 or 仄, so 去 (仄, 4th) sets the key 平,
+    # line 1's key (山, 平): the fault is at 去, not at 看
+    bad = replace_line(SHAN_JU, 2, "天看晚去秋")
+    (fault,) = [f for f in check_poem(bad).faults if f.term == "失对"]
+    assert (fault.line, fault.position) == (2, 4)
+    assert "去" in fault.message and "山" in fault.message and "看" not in fault.message
+
+
 def test_each_character_has_a_tone_and_the_reading_its_place_asks_for():
     chars = {(c.line, c.position): c for c in check_poem(DENG_GAO).chars}
     assert (chars[1, 2].char, chars[1, 2].tone, chars[1, 2].reading) == ("急", "仄", ["入声十四缉"])
@@ -105,6 +126,10 @@ def test_cli_text_json_file_and_errors(tmp_path):
     out = runner.invoke(check_command, ["--file", str(path), "--format", "json"])
     rows = [json.loads(row) for row in out.output.splitlines()]
     assert [(r["form"], r["clean"]) for r in rows] == [("五律", True), ("七律", True)]
+    # a "blank" line holding spaces, and Windows line ends, separate poems too
+    path.write_bytes((SHAN_JU.replace("。", "。\r\n") + " \r\n" + DENG_GAO).encode("utf-8"))
+    out = runner.invoke(check_command, ["--file", str(path), "--format", "json"])
+    assert [json.loads(row)["form"] for row in out.output.splitlines()] == ["五律", "七律"]
     assert rows[0]["chars"][0] == {
         "char": "空",
         "line": 1,

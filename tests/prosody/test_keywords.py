@@ -243,6 +243,18 @@ INFEASIBLE = [
         "--max-len",
         "at most 12 characters: give a larger --max-len",
     ),
+    (  # the line is short because --max-len is: it binds, not the keyword
+        ["--max-len", "8", "--keywords", "春风明月夜"],
+        "--max-len",
+        "'春风明月夜' has 5 characters, but --max-len 8 leaves room for lines of 3: give at "
+        "least --max-len 12",
+    ),
+    (
+        ["--start", "月", "--max-len", "12", "--keywords", "春风明月夜"],
+        "--max-len",
+        "the start text fixes characters and a rhyming line keeps its last for the rhyme; give "
+        "a larger --max-len than 12",
+    ),
 ]
 
 

@@ -114,7 +114,13 @@ def test_generate_options_mirror_the_cli(client):
     assert r.status_code == 200, r.text
     (poem,) = r.json()["poems"]
     assert [line[0] for line in poem["lines"]] == list("春夏秋冬")
-    assert poem["form"] == "五绝"
+    assert poem["form"] == "五絕"  # in the poem's script, as the CLI's --format json gives it
+    cli = CliRunner().invoke(
+        main,
+        ["generate", "--form", "wujue", "--acrostic", "春夏秋冬", "--tones", "--seed", "1"]
+        + ["--script", "traditional", "--format", "json"],
+    )
+    assert json.loads(cli.stdout)["form"] == "五絕"
     # max_len left at its default beside a form asks for nothing the form ignores
     assert post(client, "/api/generate", {"form": "五绝", "max_len": 128}).status_code == 200
     r = post(client, "/api/generate", {"starts": ["山", "水"], "n": 2, "beam": 2, "max_len": 20})
@@ -250,6 +256,19 @@ def test_the_title_comes_back_in_the_poems_script(theme_app):
     assert r.json()["poems"][0]["title"] == "送別"  # as the CLI's --script traditional writes it
 
 
+def test_no_title_is_null_in_the_api_and_the_cli_and_null_is_accepted(client):
+    body = {"starts": ["春"], "form": "五绝", "seed": 3}
+    sent_null = post(client, "/api/generate", {**body, "title": None})
+    assert sent_null.status_code == 200, sent_null.text
+    assert sent_null.json() == post(client, "/api/generate", body).json()  # null: no title
+    cli = CliRunner().invoke(
+        main, ["generate", "春", "--form", "五绝", "--seed", "3", "--format", "json"]
+    )
+    (poem,), record = sent_null.json()["poems"], json.loads(cli.stdout)
+    assert poem["title"] is None and record["title"] is None
+    assert poem["text"] == record["text"]
+
+
 def test_a_model_from_before_titles_refuses_one_in_a_sentence(no_title_model):
     from fastapi.testclient import TestClient
 
@@ -341,25 +360,27 @@ def test_convert(client):
 
 # Every kind of bad request: (path, body, status, words the message must hold)
 BAD = [
-    ("/api/generate", {"starts": ["龘"]}, 400, "does not know the character"),
-    ("/api/generate", {"starts": ["☃"]}, 400, "not a Chinese character"),
-    ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "does not fit"),
-    ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic needs 4"),
-    ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "give no start"),
-    ("/api/generate", {"tones": True}, 422, "tones and rhyme_first need a form"),
-    ("/api/generate", {"prime": "龘"}, 400, "choose another prime"),
+    ("/api/generate", {"starts": ["龘"]}, 400, "starts: the model does not know the character"),
+    ("/api/generate", {"starts": ["☃"]}, 400, "starts: the start '☃' holds"),
+    ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "starts: the start"),
+    ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic: a 七绝 has 4 lines"),
+    ("/api/generate", {"acrostic": "龘"}, 400, "acrostic: the model does not know"),
+    ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "starts: an acrostic sets"),
+    ("/api/generate", {"tones": True}, 422, "tones: tones and rhyme_first need a form"),
+    ("/api/generate", {"rhyme_first": True}, 422, "rhyme_first: tones and rhyme_first need"),
+    ("/api/generate", {"prime": "龘"}, 400, "prime: the model does not know"),
     ("/api/generate", {"title": "spring"}, 422, "title: the title 'spring' holds no Chinese"),
-    ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line must be 0 to 7"),
-    ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "does not know"),
-    ("/api/score", {"text": "abc"}, 400, "not a Chinese character"),
-    ("/api/check", {"text": "hello"}, 400, "no Chinese characters"),
+    ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line: the poem has 8 verses, so line"),
+    ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "text: the model does not know"),
+    ("/api/score", {"text": "abc"}, 400, "text: the poem 'abc' holds 'a'"),
+    ("/api/check", {"text": "hello"}, 400, "text: the poem has no Chinese characters"),
     ("/api/generate", {"n": 1000}, 422, "n: "),
     ("/api/generate", {"n": "many"}, 422, "n: "),
     ("/api/generate", {"starts": ["月"] * 17}, 422, "starts"),
     ("/api/generate", {"starts": ["月" * 33]}, 422, "at most 32"),
-    ("/api/generate", {"starts": ["月"] * 16, "n": 4}, 422, "at most 32 poems"),
-    ("/api/generate", {"n": 16, "best_of": 16}, 422, "at most 128 rows"),
-    ("/api/generate", {"beam": 2, "best_of": 2}, 422, "not both"),
+    ("/api/generate", {"starts": ["月"] * 16, "n": 4}, 422, "n: at most 32 poems"),
+    ("/api/generate", {"n": 16, "best_of": 16}, 422, "best_of: at most 128 rows"),
+    ("/api/generate", {"beam": 2, "best_of": 2}, 422, "beam: choose beam or best_of"),
     ("/api/generate", {"form": "十四行"}, 422, "unknown form"),
     ("/api/generate", {"temperature": 0}, 422, "temperature"),
     ("/api/generate", {"top_p": 1.5}, 422, "top_p"),
@@ -368,11 +389,15 @@ BAD = [
     ("/api/generate", {"temperature": "nan"}, 422, "finite number"),
     ("/api/generate", {"top_p": "inf"}, 422, "finite number"),
     ("/api/generate", {"script": "latin"}, 422, "script"),
-    ("/api/generate", {"starts": ["明月"], "max_len": 1}, 422, "longer than max_len"),
+    ("/api/generate", {"starts": ["明月" * 5], "max_len": 8}, 422, "starts: '明月明月"),
+    ("/api/generate", {"prime": "明月" * 5, "max_len": 8}, 422, "prime: '明月明月"),
+    ("/api/generate", {"max_len": 7}, 422, "max_len: a free poem's shortest couplet may need 8"),
+    ("/api/generate", {"acrostic": "春夏", "max_len": 25}, 422, "a 2-line acrostic may need 26"),
+    ("/api/generate", {"acrostic": "春夏", "max_len": 26, "starts": ["月"]}, 400, "starts:"),
     ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
     ("/api/generate", {"title": "春" * 25}, 422, "title: the title has 25 characters; at most 24"),
     ("/api/generate", {"title": "。" * 97}, 422, "title: String should have at most 96"),
-    ("/api/generate", {"form": "五绝", "max_len": 40}, 422, "a 五绝 has a fixed length"),
+    ("/api/generate", {"form": "五绝", "max_len": 40}, 422, "max_len: a 五绝 has a fixed length"),
     ("/api/generate", {"form": "七律", "max_len": 40}, 422, "so max_len cannot be given"),
     ("/api/generate", {"model": "/etc/passwd"}, 422, "unknown field 'model'"),
     ("/api/generate", [1, 2], 422, "valid dictionary"),
@@ -383,20 +408,50 @@ BAD = [
     ("/api/rewrite", {"text": DENGGAO, "line": -1}, 422, "line"),
     ("/api/rewrite", {"text": DENGGAO, "line": 0, "n": 9}, 422, "n: "),
     ("/api/convert", {"text": "月", "script": "klingon"}, 422, "script"),
-    ("/api/generate", {"keywords": ["龘"]}, 400, "choose another keyword"),
-    ("/api/generate", {"keywords": ["春。"]}, 400, "Chinese characters only"),
-    ("/api/generate", {"form": "五绝", "keywords": ["明月照高楼上"]}, 400, "more than a line"),
+    ("/api/generate", {"keywords": ["龘"]}, 400, "keywords: the model does not know"),
+    ("/api/generate", {"keywords": ["春。"]}, 400, "keywords: the keyword '春。' must be Chinese"),
+    (
+        "/api/generate",
+        {"form": "五绝", "keywords": ["明月照高楼上"]},
+        400,
+        "keywords: the keyword '明月照高楼上' has 6 characters, more than a line",
+    ),
     (
         "/api/generate",
         {"form": "五绝", "acrostic": "春夏秋冬", "keywords": ["明月清风夜"]},
         400,
-        "the acrostic fixes",
+        "keywords: the keyword '明月清风夜' fits no line of a 五绝: the acrostic fixes",
+    ),
+    (  # the limit that binds is max_len's, and it is named
+        "/api/generate",
+        {"starts": ["月"], "max_len": 8, "keywords": ["春风明月夜"]},
+        400,
+        "max_len: the keyword '春风明月夜' has 5 characters, but max_len 8 leaves room",
     ),
     ("/api/generate", {"keywords": ["春"] * 7}, 422, "at most 6"),
-    ("/api/generate", {"keywords": ["春" * 13]}, 422, "at most 12"),
+    ("/api/generate", {"keywords": ["春 夏、秋,冬 风 花 雪"]}, 422, "keywords: at most 6 keywords"),
+    ("/api/generate", {"keywords": ["春" * 13]}, 422, "keywords: the keyword '春春春"),
+    (
+        "/api/generate",
+        {"keywords": ["春" * 13 + " 雨"]},
+        422,
+        "has 13 characters; a verse holds 12",
+    ),
     ("/api/generate", {"keywords": [""]}, 422, "keywords: a keyword is empty ('')"),
     ("/api/generate", {"keywords": ["春", " "]}, 422, "keywords: a keyword is empty (' ')"),
 ]
+
+
+def test_a_keywords_element_is_split_as_the_cli_splits_a_value(client):
+    """ "春 雨、归" is three keywords, as --keywords "春 雨、归" is; the 12-character limit is
+    each keyword's, after splitting, so spaces between keywords do not count."""
+    r = post(client, "/api/generate", {"form": "七绝", "keywords": ["春 雨、归"], "seed": 1})
+    assert r.status_code == 200, r.text
+    assert all(word in r.json()["poems"][0]["text"] for word in "春雨归")
+    many = "明月 清风 白云 青山 流水 落花"  # 6 keywords, 17 characters with the spaces
+    r = post(client, "/api/generate", {"keywords": [many], "max_len": 128, "seed": 1})
+    assert r.status_code == 200, r.text
+    assert all(word in r.json()["poems"][0]["text"] for word in many.split())
 
 
 @pytest.mark.parametrize("path, body, status, words", BAD)
@@ -533,3 +588,8 @@ def test_serve_on_a_taken_port_is_one_sentence():
     assert (
         f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
     )
+
+
+def test_a_long_free_acrostic_raises_max_len_left_at_its_default_as_the_cli_does():
+    assert schemas.GenerateRequest(acrostic="春夏秋冬" * 4).max_len == 16 * 13
+    assert schemas.GenerateRequest(acrostic="春夏").max_len == schemas.GenerateRequest().max_len

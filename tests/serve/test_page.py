@@ -150,6 +150,11 @@ def test_checker_passes_denggao_and_names_a_fault(page):
     result = check_text(page, DENGGAO.replace("鸟飞回", "鸟飞去"))
     faults = [f.inner_text() for f in page.query_selector_all(".fault")]
     assert len(faults) == 1 and faults[0].startswith("出韵: line 2")
+    # a 古体 is judged for 重韵 (柳宗元《江雪》 with 灭 rhymed twice), and not called faultless
+    result = check_text(page, "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江灭。")
+    faults = [f.inner_text() for f in page.query_selector_all(".fault")]
+    assert "古体" in result and "No faults" not in result
+    assert len(faults) == 1 and faults[0].startswith("重韵: line 4")
 
 
 def test_traditional_display_shading_and_a_phone_screen(browser, base_url):

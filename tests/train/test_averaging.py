@@ -98,6 +98,28 @@ def test_an_average_can_start_when_a_run_is_resumed(tmp_path):
     assert "val_ppl_weights" not in first and second["val_ppl_weights"] > 1
 
 
+def test_a_changed_decay_on_resume_says_the_average_restarts(tmp_path):
+    Trainer(pure_config(tmp_path, ema_decay=0.9, max_epochs=1), log=quiet).fit()
+    said = []
+    resumed = Trainer(
+        pure_config(tmp_path), resume=True, log=said.append, limits={"ema_decay": 0.5}
+    )
+    assert "the weight average restarts from the resumed weights (--ema-decay 0.5)" in said
+    start = read_checkpoint(tmp_path / "last.pt")["model"]  # not the run's average: restarted
+    for name, tensor in resumed.averaged.module.state_dict().items():
+        assert torch.equal(tensor, start[name]), name
+    resumed.release()
+    for decay, words in [
+        (0.9, None),  # the same decay: the run's own average, nothing to say
+        (0.0, "the run's weight average (--ema-decay 0.9) is dropped: --ema-decay 0"),
+    ]:
+        said.clear()
+        limits = {"ema_decay": decay}
+        Trainer(pure_config(tmp_path), resume=True, log=said.append, limits=limits).release()
+        averages = [line for line in said if "weight average" in line]
+        assert averages == ([words] if words else []), said
+
+
 @pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
 def test_a_decay_outside_0_to_1_is_a_usage_error(value, tmp_path):
     result = CliRunner().invoke(train_command, ["--out", str(tmp_path), "--ema-decay", value])
