@@ -563,6 +563,13 @@ class Rules:
         if self.cons.form:
             self.keys.select(index)
         self.groups.open = self.groups.open[index]
+        # this step's per-poem marks, set by allowed() before the beam reorders and read by
+        # advance() after it: in a free poem the rows stand at different places
+        if self.verse_end is not None:
+            self.verse_end = self.verse_end[index]
+        if self.rhyming is not None:
+            self.rhyming = self.rhyming[index]
+        self.pending = [(choice, fits, rows[index]) for choice, fits, rows in self.pending]
         order = index.tolist()
         self.backoffs = [list(self.backoffs[i]) for i in order]
         self.verses = [list(self.verses[i]) for i in order]

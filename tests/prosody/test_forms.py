@@ -441,3 +441,25 @@ def test_the_lost_character_is_never_written():
     lost = table.tokens.index("囗")
     assert not masks.ordinary[lost] and not masks.ideographs[lost]
     assert masks.ordinary[table.tokens.index("月")]
+
+
+def test_a_beam_reorder_between_allowed_and_advance_keeps_each_poems_rhyme_marks():
+    """allowed() marks which poems are at a rhyme this step; a beam reorders the poems before
+    advance() reads the marks. In a free poem the rows stand at different places, so the marks
+    must move with their poems."""
+    table = CharTable([*SPECIALS, "，", "。", *"东同铜桐童中空红风月"])
+    ids = table.index
+    starts = [table.encode("月东风，月月"), table.encode("月风月风月风")]  # rhyme next; mid-verse
+    rules = Rules(table, Constraints(rhyme=True), starts, 128)
+    for t in range(6):  # write the start texts
+        rules.allowed()
+        rules.advance(torch.tensor([start[t] for start in starts]))
+    mask = rules.allowed()
+    assert mask[0, ids["同"]] and not mask[0, ids["风"]]  # poem 0 rhymes: no 风 twice (重韵)
+    rules.select(torch.tensor([1, 0]))  # the two poems swap rows
+    rules.advance(torch.tensor([ids["月"], ids["同"]]))
+    assert rules.rhymes_used[1, ids["同"]] and not rules.rhymes_used[0, ids["月"]]
+    assert rules.current[1] == table.encode("月月同")
+    assert rules.backoffs == [[], []]
+    mask = rules.allowed()  # the mark after poem 0's rhyme (now row 1); row 0 writes on
+    assert mask[1, ids["。"]] and mask[0, ids["月"]]
