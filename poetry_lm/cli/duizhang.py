@@ -73,7 +73,8 @@ def duizhang_command(split, poem_file, corpus):
         read_as = f" (read as {how})" if how else ""
         raise click.ClickException(f"{source} holds no poem with the 律诗 shape{read_as}")
     click.echo(
-        f"{source}: {report.poems} poems with the 律诗 shape, {report.couplets} middle couplets"
+        f"{source}: {_count(report.poems, 'poem')} with the 律诗 shape, "
+        f"{_count(report.couplets, 'middle couplet')}"
     )
     undefined = False
     for name, length in (("all", None), ("五律", 5), ("七律", 7)):
@@ -82,7 +83,7 @@ def duizhang_command(split, poem_file, corpus):
         if part.couplets:
             undefined |= part.margin is None or part.control is None
             click.echo(
-                f"  {name}: {part.poems} poems, pair share {100 * part.pair_share:.1f}%"
+                f"  {name}: {_count(part.poems, 'poem')}, pair share {100 * part.pair_share:.1f}%"
                 f" ± {_percent(part.margin, '{:.1f}')}"
                 f" (mismatched couplets {_percent(part.control, '{:.1f}%')}),"
                 f" tone share {100 * part.tone_share:.1f}%"
@@ -92,6 +93,10 @@ def duizhang_command(split, poem_file, corpus):
             "  n/a: one poem has no spread for a margin, and the control needs two poems of "
             "one length"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _percent(share: float | None, template: str) -> str:

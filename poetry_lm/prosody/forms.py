@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords
+from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords, larger_advice
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
@@ -31,6 +31,7 @@ from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
 VERSE_ENDS = "，。？！；"  # a verse (句) ends at one of these
 CLOSING = "。？！"  # … and a couplet, or the poem, at one of these
 FREE_VERSE_MIN, FREE_VERSE_MAX = 3, 12  # characters in the first verse of a free poem
+MAX_LEN_ADVISED = 256  # the longest free poem whose max_len a keyword error works out
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ class Constraints:
                 f"the keyword {word!r} has {longest} characters, more than a line of a "
                 f"{self.form.name} ({self.form.chars})"
             )
-        if self.form is None and (self.rhyme_first or self.tones):
-            raise ValueError("--tones and --rhyme-first need a form (--form)")
+        for asked, option in ((self.tones, "--tones"), (self.rhyme_first, "--rhyme-first")):
+            if asked and self.form is None:
+                raise ValueError(f"{option} needs a form (--form)")
         if self.form and self.acrostic and len(self.acrostic) != self.form.lines:
             raise ValueError(
                 f"a {self.form.name} has {self.form.lines} lines, so its acrostic needs "
@@ -594,6 +596,29 @@ class Rules:
 
 def check_keywords(table: CharTable, cons: Constraints, starts: list[str], max_len: int) -> None:
     """Raise KeywordError (a ValueError, one sentence) where the keywords cannot all fit a poem
-    of ``cons`` with one of the start texts, as :func:`generate` would, but before any decoding."""
-    if cons.keywords:
-        Rules(table, cons, [table.encode(s) for s in dict.fromkeys(starts or [""])], max_len)
+    of ``cons`` with one of the start texts, as :func:`generate` would, but before any decoding.
+    Where a free poem's ``max_len`` is what binds, the sentence gives the least one that fits
+    (below MAX_LEN_ADVISED), found by bisection: a longer poem only adds layouts."""
+    if not cons.keywords:
+        return
+    ids = [table.encode(s) for s in dict.fromkeys(starts or [""])]
+
+    def fits(length: int) -> bool:
+        try:
+            Rules(table, cons, ids, length)
+        except KeywordError:
+            return False
+        return True
+
+    try:
+        Rules(table, cons, ids, max_len)
+    except KeywordError as err:
+        advice = larger_advice(max_len)
+        if not err.template.endswith(advice) or not fits(MAX_LEN_ADVISED):
+            raise
+        low, high = max_len, MAX_LEN_ADVISED  # low does not fit, high does
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if fits(middle) else (middle, high)
+        least = err.template.removesuffix(advice) + f"; give at least {{max_len}} {high}"
+        raise KeywordError(least) from None

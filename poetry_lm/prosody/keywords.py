@@ -50,6 +50,12 @@ MAX_KEYWORD_CHARS = 12  # a free poem's longest verse
 SEPARATORS = re.compile(r"[\s,，、]+")
 
 
+def larger_advice(max_len: int) -> str:
+    """The end of a KeywordError's template where a free poem's ``max_len`` is what binds
+    (:func:`poetry_lm.prosody.forms.check_keywords` replaces it by the least that fits)."""
+    return f"; give a larger {{max_len}} than {max_len}"
+
+
 class KeywordError(SettingError):
     """Keywords that are empty, not characters, or that cannot all fit the poem asked for.
 
@@ -655,14 +661,13 @@ class Coverage:
             ("a rhyming line keeps its last for the rhyme", lay.rhyming != frozenset()),
         ]
         # where max_len binds (a free poem's lines or their count), it is named, and blamed
-        larger = f"; give a larger {{max_len}} than {lay.max_len}"
+        larger = larger_advice(lay.max_len)
         for i in wanted:
             word, ids = cons.keywords[i], self.ids[i]
             if len(ids) > length and lay.short:
                 return (
                     f"the keyword {word!r} has {len(ids)} characters, but {{max_len}} "
-                    f"{lay.max_len} leaves room for lines of {length}: give at least "
-                    f"{{max_len}} {2 * (len(ids) + 1)}"
+                    f"{lay.max_len} leaves room for lines of {length}{larger}"
                 )
             if len(ids) > length:
                 return (
@@ -676,10 +681,7 @@ class Coverage:
                 more = larger if lay.short or lay.verses is None else ""
                 return f"the keyword {word!r} fits no line of {shape}{why and ': '}{why}{more}"
         if lay.verses is None:
-            return (
-                f"the keywords do not fit {shape} of at most {lay.max_len} characters: give a "
-                "larger {max_len}"
-            )
+            return f"the keywords do not fit {shape} of at most {lay.max_len} characters{larger}"
         places = sum(
             (v, c) not in lay.fixed and not (c == length - 1 and lay.rhymes(v))
             for v in range(verses)

@@ -159,9 +159,8 @@ class GenerateRequest(Sampling):
         if poems > MAX_POEMS:
             raise fault("n", f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
         if self.form is None and (self.tones or self.rhyme_first):
-            raise fault(
-                "tones" if self.tones else "rhyme_first", "tones and rhyme_first need a form"
-            )
+            field = "tones" if self.tones else "rhyme_first"
+            raise fault(field, f"{field} needs a form")
         if self.form is None and self.acrostic and "max_len" not in self.model_fields_set:
             self.max_len = max(self.max_len, free_poem_room(self.acrostic))  # as the CLI does
         try:

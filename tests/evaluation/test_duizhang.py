@@ -63,7 +63,7 @@ def test_command_on_split_and_generated_json(tmp_path):
     poems.write_text(json.dumps({"text": CHUNWANG, "lines": []}, ensure_ascii=False) + "\n")
     result = CliRunner().invoke(cli, ["duizhang", "--file", str(poems)])
     assert result.exit_code == 0, result.output
-    assert "1 poems with the 律诗 shape, 2 middle couplets" in result.output
+    assert "1 poem with the 律诗 shape, 2 middle couplets" in result.output
     short = tmp_path / "short.txt"
     short.write_text("床前明月光，疑是地上霜。\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["duizhang", "--file", str(short)])

@@ -348,7 +348,8 @@ def test_cli_errors(tiny_run):
     for args, message, code in [
         # options that do not go together: usage errors
         (["--form", "五绝", "--acrostic", "春夏"], "needs 4 characters", 2),
-        (["--tones"], "need a form", 2),
+        (["--tones"], "--tones needs a form", 2),
+        (["--rhyme-first"], "--rhyme-first needs a form", 2),
         (["--form", "五绝", "--start", "春，"], "does not fit 五绝", 1),
         (["春", "--acrostic", "春夏"], "give no start text", 1),
     ]:
@@ -367,7 +368,7 @@ def test_tones_are_on_by_default_for_a_form_only():
     free = Constraints.from_options()
     assert not free.tones and free.rhyme  # a free poem has no 平仄 pattern to keep
     assert not Constraints.from_options(tones=False).tones  # --no-tones without a form: harmless
-    with pytest.raises(ValueError, match="need a form"):
+    with pytest.raises(ValueError, match="needs a form"):
         Constraints.from_options(tones=True)
 
 

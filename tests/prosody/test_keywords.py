@@ -241,19 +241,19 @@ INFEASIBLE = [
     (
         ["--max-len", "12", "--keywords", "一二三 四五六 七八九"],
         "--max-len",
-        "at most 12 characters: give a larger --max-len",
+        "at most 12 characters; give at least --max-len 14",
     ),
     (  # the line is short because --max-len is: it binds, not the keyword
         ["--max-len", "8", "--keywords", "春风明月夜"],
         "--max-len",
-        "'春风明月夜' has 5 characters, but --max-len 8 leaves room for lines of 3: give at "
+        "'春风明月夜' has 5 characters, but --max-len 8 leaves room for lines of 3; give at "
         "least --max-len 12",
     ),
     (
         ["--start", "月", "--max-len", "12", "--keywords", "春风明月夜"],
         "--max-len",
         "the start text fixes characters and a rhyming line keeps its last for the rhyme; give "
-        "a larger --max-len than 12",
+        "at least --max-len 14",  # with 月 first, the keyword needs the second line, of 6
     ),
 ]
 
@@ -266,6 +266,14 @@ def test_keywords_that_cannot_fit_are_one_sentence_and_exit_2(tiny_run, args, op
     message = result.output.strip().splitlines()[-1]
     assert message.startswith(f"Error: Invalid value for '{option}': "), result.output
     assert "Traceback" not in result.output and words in message, result.output
+
+
+def test_the_least_max_len_a_keyword_error_advises_is_the_least_that_works(tiny_run):
+    model = ["--model", str(tiny_run / "best.pt"), "--seed", "1"]
+    args = ["--start", "月", "--keywords", "春风明月夜", *model]
+    assert CliRunner().invoke(generate_command, [*args, "--max-len", "13"]).exit_code == 2
+    result = CliRunner().invoke(generate_command, [*args, "--max-len", "14"])
+    assert result.exit_code == 0 and "春风明月夜" in result.output, result.output
 
 
 def test_the_cli_takes_keywords_quoted_or_repeated(tiny_run):
