@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords, larger_advice
+from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
@@ -613,12 +613,11 @@ def check_keywords(table: CharTable, cons: Constraints, starts: list[str], max_l
     try:
         Rules(table, cons, ids, max_len)
     except KeywordError as err:
-        advice = larger_advice(max_len)
-        if not err.template.endswith(advice) or not fits(MAX_LEN_ADVISED):
+        if err.max_len is None or not fits(MAX_LEN_ADVISED):
             raise
         low, high = max_len, MAX_LEN_ADVISED  # low does not fit, high does
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (low, middle) if fits(middle) else (middle, high)
-        least = err.template.removesuffix(advice) + f"; give at least {{max_len}} {high}"
+        least = err.reason + f"; give at least {{max_len}} {high}"
         raise KeywordError(least) from None

@@ -50,21 +50,21 @@ MAX_KEYWORD_CHARS = 12  # a free poem's longest verse
 SEPARATORS = re.compile(r"[\s,，、]+")
 
 
-def larger_advice(max_len: int) -> str:
-    """The end of a KeywordError's template where a free poem's ``max_len`` is what binds
-    (:func:`poetry_lm.prosody.forms.check_keywords` replaces it by the least that fits)."""
-    return f"; give a larger {{max_len}} than {max_len}"
-
-
 class KeywordError(SettingError):
     """Keywords that are empty, not characters, or that cannot all fit the poem asked for.
 
     A SettingError, so that the command line and the API each name the setting at fault in
     their own words: ``fields[0]`` is ``keywords``, unless the message names another as a
-    placeholder (``{max_len}``, where the poem's length leaves no room)."""
+    placeholder (``{max_len}``, where the poem's length leaves no room).
 
-    def __init__(self, template: str):
-        super().__init__(template)
+    ``max_len``: where a free poem's ``max_len`` is what binds, that value; the message then
+    ends by asking for a larger one, and ``reason`` is the message without that advice
+    (:func:`poetry_lm.prosody.forms.check_keywords` replaces it by the least that fits)."""
+
+    def __init__(self, reason: str, max_len: int | None = None):
+        self.reason, self.max_len = reason, max_len
+        advice = "" if max_len is None else f"; give a larger {{max_len}} than {max_len}"
+        super().__init__(reason + advice)
         self.fields = self.fields or ["keywords"]
 
 
@@ -262,7 +262,8 @@ class Coverage:
         for order in itertools.chain([wanted], itertools.permutations(wanted)):
             if self.first_step(lay, order) is not None:
                 return order
-        raise KeywordError(self.why_not(lay, wanted))
+        why, binds = self.why_not(lay, wanted)
+        raise KeywordError(why, lay.max_len if binds else None)
 
     def first_step(self, lay: Layout, order: tuple[int, ...]) -> Step | None:
         """The rule for a poem's first token, its keywords taken in ``order``; None where they
@@ -644,8 +645,9 @@ class Coverage:
 
     # -- why not -------------------------------------------------------------------------------
 
-    def why_not(self, lay: Layout, wanted: tuple[int, ...]) -> str:
-        """One sentence on why the keywords ``wanted`` do not fit ``lay``."""
+    def why_not(self, lay: Layout, wanted: tuple[int, ...]) -> tuple[str, bool]:
+        """One sentence on why the keywords ``wanted`` do not fit ``lay``, and whether a free
+        poem's ``max_len`` is what binds (its lines or their count: a larger one would help)."""
         cons = self.rules.cons
         if cons.form:
             shape = f"a {cons.form.name}"
@@ -660,28 +662,26 @@ class Coverage:
             ("the start text fixes characters", len(lay.fixed) > len(cons.acrostic)),
             ("a rhyming line keeps its last for the rhyme", lay.rhyming != frozenset()),
         ]
-        # where max_len binds (a free poem's lines or their count), it is named, and blamed
-        larger = larger_advice(lay.max_len)
         for i in wanted:
             word, ids = cons.keywords[i], self.ids[i]
             if len(ids) > length and lay.short:
                 return (
                     f"the keyword {word!r} has {len(ids)} characters, but {{max_len}} "
-                    f"{lay.max_len} leaves room for lines of {length}{larger}"
-                )
+                    f"{lay.max_len} leaves room for lines of {length}"
+                ), True
             if len(ids) > length:
                 return (
                     f"the keyword {word!r} has {len(ids)} characters, more than a line of "
                     f"{shape} ({length})"
-                )
+                ), False
             if not any(
                 lay.fits(ids, v, c, length, False) for v in range(verses) for c in range(length)
             ):
                 why = " and ".join(reason for reason, on in fixes if on)
-                more = larger if lay.short or lay.verses is None else ""
-                return f"the keyword {word!r} fits no line of {shape}{why and ': '}{why}{more}"
+                binds = lay.short or lay.verses is None
+                return f"the keyword {word!r} fits no line of {shape}{why and ': '}{why}", binds
         if lay.verses is None:
-            return f"the keywords do not fit {shape} of at most {lay.max_len} characters{larger}"
+            return f"the keywords do not fit {shape} of at most {lay.max_len} characters", True
         places = sum(
             (v, c) not in lay.fixed and not (c == length - 1 and lay.rhymes(v))
             for v in range(verses)
@@ -692,9 +692,9 @@ class Coverage:
             return (
                 f"the keywords have {chars} characters, more than the {places} places {shape} "
                 "leaves free (its rhymes kept for the rhyme)"
-            )
+            ), False
         alone = [i for i in wanted if 2 * len(self.ids[i]) > length - (cons.acrostic != "")]
         if len(alone) > verses:
-            return f"{len(alone)} keywords need a line each, but {shape} has {verses}"
+            return f"{len(alone)} keywords need a line each, but {shape} has {verses}", False
         words = "、".join(cons.keywords[i] for i in wanted)
-        return f"the keywords {words} do not all fit {shape} together"
+        return f"the keywords {words} do not all fit {shape} together", False
