@@ -44,7 +44,8 @@ def run_or_exit(fn, *args, **kwargs):
 
 class FiniteFloatRange(click.FloatRange):
     """click's FloatRange that also refuses nan and ±inf (which pass its comparisons), and says
-    of a value that is no number what it must be: "'abc' is not a number in [0, 1)"."""
+    of a value that is no number, or out of range, what it must be: "'abc' is not a number in
+    [0, 1)", "200 is out of range: it must be in (0, 100]"."""
 
     name = "finite float range"
 
@@ -55,7 +56,10 @@ class FiniteFloatRange(click.FloatRange):
             self.fail(f"{value!r} is not a number{self.interval()}", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value} is not a finite number", param, ctx)
-        return super().convert(number, param, ctx)
+        try:
+            return super().convert(number, param, ctx)
+        except click.BadParameter:  # click's own words: "200.0 is not in the range x<=100.0"
+            self.fail(f"{number:g} is out of range: it must be{self.interval()}", param, ctx)
 
     def interval(self) -> str:
         """The range as the settings' messages write it: " in [0, 1)", " ≥ 0", "" if none."""

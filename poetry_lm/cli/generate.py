@@ -93,10 +93,10 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 @option_from(SampleOptions, "prime", type=TEXT)
 @option_from(SampleOptions, "repetition", "--repetition-penalty", type=FiniteFloatRange(0))
 @option_from(SampleOptions, "same_place", "--same-place-penalty", type=FiniteFloatRange(0))
-# finite here, and at most MAX_TEMPERATURE; SampleOptions checks the rest of each range
-@option_from(SampleOptions, "temperature", type=FiniteFloatRange(max=MAX_TEMPERATURE))
+# finite here, in the ranges SampleOptions checks, so that a non-number is told the range too
+@option_from(SampleOptions, "temperature", type=FiniteFloatRange(0, MAX_TEMPERATURE, min_open=True))
 @option_from(SampleOptions, "top_k", type=click.IntRange(0))
-@option_from(SampleOptions, "top_p", type=FiniteFloatRange())
+@option_from(SampleOptions, "top_p", type=FiniteFloatRange(0, 1, min_open=True))
 @option_from(SampleOptions, "greedy")
 @option_from(SampleOptions, "max_len", type=click.IntRange(1, 10000))
 @click.option(

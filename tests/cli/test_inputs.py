@@ -88,9 +88,9 @@ def test_non_finite_or_huge_training_numbers_are_usage_errors(option, value, tmp
     [
         (train_command, "--ema-decay", "'abc' is not a number in [0, 1)"),
         (train_command, "--lr", "'abc' is not a number in (0, 10]"),
-        (generate_command, "--temperature", "'abc' is not a number ≤ 100"),
+        (generate_command, "--temperature", "'abc' is not a number in (0, 100]"),
         (generate_command, "--rerank-weight", "'abc' is not a number ≥ 0"),
-        (generate_command, "--top-p", "'abc' is not a number"),
+        (generate_command, "--top-p", "'abc' is not a number in (0, 1]"),
     ],
 )
 def test_a_value_that_is_no_number_says_what_it_must_be(command, option, words, tmp_path):
@@ -98,6 +98,21 @@ def test_a_value_that_is_no_number_says_what_it_must_be(command, option, words, 
     result = invoke(command, *out, option, "abc")
     assert_user_error(result, 2, option, words)
     assert "float range" not in result.output
+
+
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--temperature", "200", "200 is out of range: it must be in (0, 100]"),
+        ("--temperature", "0", "0 is out of range: it must be in (0, 100]"),
+        ("--top-p", "1.5", "1.5 is out of range: it must be in (0, 1]"),
+        ("--rerank-weight", "-1", "-1 is out of range: it must be ≥ 0"),
+    ],
+)
+def test_a_number_out_of_range_says_the_range(option, value, words):
+    result = invoke(generate_command, option, value)
+    assert_user_error(result, 2, option, words)
+    assert "x<=" not in result.output  # click's own wording
 
 
 # -- 2. seeds ------------------------------------------------------------------------------------
