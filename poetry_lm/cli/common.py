@@ -297,12 +297,20 @@ def settings_or_usage_error(cls, **values):
         raise usage_error(err) from None
 
 
+def shown_name(param: click.Parameter) -> str:
+    """How a message names a parameter: an option by its longest flag (``--top-k``), an
+    argument as the usage line shows it (``CHARS``)."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
+
+
 def usage_error(err: SettingError) -> click.BadParameter:
     """A ``SettingError`` as a usage error (exit status 2) of the current command: one sentence
     that names its options instead of the fields, after the option at fault (the first field)."""
     ctx = click.get_current_context()
     params = {p.name: p for p in ctx.command.params if p.opts}
-    flags = {name: max(p.opts, key=len) for name, p in params.items()}
+    flags = {name: shown_name(p) for name, p in params.items()}
     culprit = params.get(err.fields[0]) if err.fields else None
     return click.BadParameter(err.worded(flags), ctx, param=culprit)
 
