@@ -381,7 +381,9 @@ def corpus_rows(splits: dict, judge: Judge) -> Iterator[str]:
 
 def file_row(poem_file: str, judge: Judge) -> str:
     """The row of the poems in ``poem_file``: JSON lines with "text", or one poem a line."""
-    lines = Path(poem_file).read_text(encoding="utf-8").splitlines()
+    from poetry_lm.text.normalise import read_text_lines
+
+    lines = run_or_exit(read_text_lines, poem_file)  # a file at fault: one sentence, as --file's
     texts = [json.loads(x)["text"] if x.startswith("{") else x for x in lines if x.strip()]
     return judge.row_of(poem_file, texts, f"{len(set(texts))}")
 

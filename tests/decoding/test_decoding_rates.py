@@ -181,3 +181,13 @@ def test_decoding_stats_checks_what_it_writes_with_before_the_table(args, status
     assert "| poems |" not in result.output  # no table head before the error
     error = [line for line in result.output.splitlines() if "Error" in line]
     assert len(error) == 1 and error[0].count("Error") == 1 and words in error[0], result.output
+
+
+def test_decoding_stats_names_a_file_that_is_not_text(tmp_path):
+    from poetry_lm.lab.decoding_stats import main
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04\x80\x81")
+    result = CliRunner().invoke(main, ["--no-corpus", "--file", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == f"Error: poem file {path} is not UTF-8 text"
