@@ -8,9 +8,11 @@ the command line) or 1 (anything else: a file, a checkpoint, a full disk), never
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
+from collections.abc import Container
 from dataclasses import MISSING, Field, fields
 
 import click
@@ -140,6 +142,50 @@ def poem_text(value: str, known, param_hint: str, what: str) -> str:
         return read_poem(value, known, what)
     except PoemTextError as err:
         raise option_error(str(err), param_hint) from None
+
+
+def file_option(help: str):
+    """``--file``: a UTF-8 file of poems, or ``-`` for standard input. Whether it exists, and
+    what it holds, is checked as it is read (:func:`poetry_lm.text.normalise.read_text_lines`):
+    a missing file is exit status 1 for every command, as any other file at fault."""
+    return click.option(
+        "--file",
+        "poem_file",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        default=None,
+        help=help + " '-' reads standard input.",
+    )
+
+
+JSON_LINES = "generate's JSON lines"
+VERSE_LINES = "generate's text: one verse a line, a blank line between poems"
+POEM_LINES = "one poem a line"
+
+
+def read_poems(path: str, known: Container[str] | None = None) -> tuple[list[str], str]:
+    """The poems of a file (``-``: standard input), and which of three layouts it was read as:
+    ``generate --format json`` lines (their ``text``); ``generate``'s text output, chosen when
+    no line holds more than one verse and some line ends one; else one poem a line. Text is
+    read by the one text rule, with ``known`` kept as it is (乾 is not read as 干). Raises
+    CorpusError naming the file."""
+    from poetry_lm.prosody.forms import VERSE_ENDS
+    from poetry_lm.text.normalise import file_name, normalise, poem_entries, read_text_lines
+
+    lines = read_text_lines(path)
+    if lines and lines[0].startswith("{"):
+        try:
+            texts = [json.loads(line)["text"] for line in lines if line.strip()]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            texts = None
+        if texts is None or not all(isinstance(t, str) for t in texts):
+            raise CorpusError(f"{file_name(path)} is not generate's JSON output, one poem a line")
+        return texts, JSON_LINES
+    # a verse ends at its first mark: a mark before a line's last character starts another; a
+    # file without a mark at all holds unpunctuated poems, one a line, not one long poem
+    ends, read = set(VERSE_ENDS), [normalise(line) for line in lines]
+    blocks = all(not set(r[:-1]) & ends for r in read) and any(r[-1:] in ends for r in read)
+    entries = poem_entries(lines, path, known, blocks)
+    return [text for _, text in entries], VERSE_LINES if blocks else POEM_LINES
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -297,12 +343,20 @@ def settings_or_usage_error(cls, **values):
         raise usage_error(err) from None
 
 
+def shown_name(param: click.Parameter) -> str:
+    """How a message names a parameter: an option by its longest flag (``--top-k``), an
+    argument as the usage line shows it (``CHARS``)."""
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
+
+
 def usage_error(err: SettingError) -> click.BadParameter:
     """A ``SettingError`` as a usage error (exit status 2) of the current command: one sentence
     that names its options instead of the fields, after the option at fault (the first field)."""
     ctx = click.get_current_context()
     params = {p.name: p for p in ctx.command.params if p.opts}
-    flags = {name: max(p.opts, key=len) for name, p in params.items()}
+    flags = {name: shown_name(p) for name, p in params.items()}
     culprit = params.get(err.fields[0]) if err.fields else None
     return click.BadParameter(err.worded(flags), ctx, param=culprit)
 

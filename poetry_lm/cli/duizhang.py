@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Container
-from pathlib import Path
-
 import click
 
-from poetry_lm.cli.common import corpus_option, run_or_exit, split_option
-
-JSON_LINES = "generate's JSON lines"
-VERSE_LINES = "generate's text: one verse a line, a blank line between poems"
-POEM_LINES = "one poem a line"
-
-
-def read_poems(path: str, known: Container[str]) -> tuple[list[str], str]:
-    """The poems of a file, and which of three layouts it was read as: ``generate --format
-    json`` lines (their ``text``); ``generate``'s text output, chosen when no line holds more
-    than one verse; else one poem a line. Text is read by the one text rule, with ``known``
-    (the train couplets' characters) kept as they are: 乾 is not read as 干."""
-    from poetry_lm.prosody.forms import VERSE_ENDS
-    from poetry_lm.text.corpus import CorpusError
-    from poetry_lm.text.normalise import normalise, read_poem_file
-
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if lines and lines[0].startswith("{"):
-        try:
-            texts = [json.loads(line)["text"] for line in lines if line.strip()]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            texts = None
-        if texts is None or not all(isinstance(t, str) for t in texts):
-            raise CorpusError(f"{path} is not generate's JSON output, one poem a line")
-        return texts, JSON_LINES
-    # a verse ends at its first mark: a mark before a line's last character starts another
-    if all(not set(normalise(line)[:-1]) & set(VERSE_ENDS) for line in lines):
-        return read_poem_file(path, known, blocks=True), VERSE_LINES
-    return read_poem_file(path, known), POEM_LINES
+from poetry_lm.cli.common import corpus_option, file_option, read_poems, run_or_exit, split_option
 
 
 @click.command("duizhang")
 @split_option
-@click.option(
-    "--file",
-    "poem_file",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Measure the poems of this file instead: generate's output (text or --format json), "
-    "or one poem a line.",
+@file_option(
+    "Measure the poems of this file instead: generate's output (text or --format json), "
+    "or one poem a line."
 )
 @corpus_option
 def duizhang_command(split, poem_file, corpus):
     """对仗 of the middle couplets of the 律诗 in a split or a file, against train couplets."""
     from poetry_lm.evaluation.duizhang import PairTable, measure
     from poetry_lm.text.corpus import load_corpus
+    from poetry_lm.text.normalise import STDIN
 
     if split == "train" and not poem_file:
         click.echo(
@@ -65,7 +30,7 @@ def duizhang_command(split, poem_file, corpus):
     table = PairTable(p.text for p in splits["train"])
     if poem_file:
         poems, how = run_or_exit(read_poems, poem_file, table.chars)
-        source = poem_file
+        source = "standard input" if poem_file == STDIN else poem_file
     else:
         poems, source, how = [p.text for p in splits[split]], f"{split} split", ""
     report = measure(table, poems)

@@ -7,24 +7,24 @@ import click
 from poetry_lm.cli.common import (
     corpus_option,
     emit,
+    file_option,
+    model_option,
+    read_poems,
     run_or_exit,
     set_threads,
     setup_streams,
     split_option,
     threads_option,
 )
-from poetry_lm.paths import SHIPPED_MODEL
 
 
 @click.command("evaluate")
-@click.argument("checkpoint", type=click.Path(), default=str(SHIPPED_MODEL))
+@click.argument("positional", metavar="[CHECKPOINT]", type=click.Path(), required=False)
+@model_option
 @split_option
-@click.option(
-    "--file",
-    "poem_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Score this UTF-8 file of poems (one per line) instead of a corpus split.",
+@file_option(
+    "Score the poems of this UTF-8 file instead of a corpus split: one poem a line, or "
+    "generate's output (text or --format json)."
 )
 @corpus_option
 @click.option(
@@ -39,21 +39,30 @@ from poetry_lm.paths import SHIPPED_MODEL
     help="Read each poem of the split after its title (context, never scored).",
 )
 @threads_option
-def evaluate_command(checkpoint, split, poem_file, corpus, as_generated, titles, threads):
-    """Print the perplexity of CHECKPOINT on a corpus split or on a file of poems."""
+def evaluate_command(
+    positional, checkpoint, split, poem_file, corpus, as_generated, titles, threads
+):
+    """Print the perplexity of a checkpoint (--model, or the argument CHECKPOINT) on a corpus split
+    or on a file of poems."""
     setup_streams()
     set_threads(threads)
+    if positional is not None:
+        source = click.get_current_context().get_parameter_source("checkpoint")
+        if source == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("name the checkpoint once: as --model or as CHECKPOINT")
+        checkpoint = positional
     if titles and poem_file:
         raise click.UsageError("--titles reads a corpus split's titles: not with --file")
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.text.corpus import clean_title, load_corpus
-    from poetry_lm.text.normalise import read_poem_file
+    from poetry_lm.text.normalise import STDIN
 
     model, table, _ = run_or_exit(load_model, checkpoint)
     if poem_file:
-        poems, source = run_or_exit(read_poem_file, poem_file, table.index), poem_file
+        poems, _ = run_or_exit(read_poems, poem_file, table.index)
+        source = "standard input" if poem_file == STDIN else poem_file
     else:
         chosen = run_or_exit(load_corpus, corpus)[split]
         poems, source = [p.text for p in chosen], f"{split} split"

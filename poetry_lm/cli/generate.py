@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import click
+from click.core import ParameterSource
 
 from poetry_lm.cli.common import (
     TEXT,
@@ -21,11 +22,13 @@ from poetry_lm.cli.common import (
     set_threads,
     settings_or_usage_error,
     setup_streams,
+    shown_name,
     threads_option,
     usage_error,
 )
 from poetry_lm.decoding.generate import SampleOptions
 from poetry_lm.decoding.rerank import RerankOptions
+from poetry_lm.settings import SettingError
 
 # Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
 # written as each batch is done, so memory stays bounded whatever -n and the start count ask.
@@ -164,8 +167,7 @@ def generate_command(
     from poetry_lm.decoding.rerank import rerank
     from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.text.corpus import is_ideograph, to_traditional
-    from poetry_lm.text.normalise import normalise
+    from poetry_lm.text.corpus import to_traditional
 
     # the options' own checks first (SampleOptions), before the model is read
     opts = settings_or_usage_error(
@@ -180,6 +182,7 @@ def generate_command(
         repetition=repetition,
         same_place=same_place,
     )
+    check_given(opts, greedy)
     rerank_opts = settings_or_usage_error(RerankOptions, reader=reader, weight=weight)
     if reader and (beam or best_of) < 2:
         raise click.UsageError(
@@ -191,25 +194,7 @@ def generate_command(
     except ValueError as err:  # a backward model: the stepper says why it cannot write
         raise option_error(f"{err} (give it to --rerank-with)", "--model") from None
     reader_model = load_reader(reader, table) if reader else None
-    known = table.index
-    # CHARS is one start character per poem, so each must be a character
-    chars = normalise(chars, known)
-    odd = next((ch for ch in chars if not is_ideograph(ch)), None)
-    if odd:
-        raise option_error(
-            f"{odd!r} is not a Chinese character; each of CHARS starts a poem", "CHARS"
-        )
-    starts = [*chars, *(poem_text(t, known, "--start", "start text") for t in start_texts)]
-    if any(not t for t in starts):
-        raise option_error("a start text is empty", "--start")
-    acrostic = poem_text(acrostic, known, "--acrostic", "acrostic")
-    odd = next((ch for ch in acrostic if not is_ideograph(ch)), None)
-    if odd:
-        raise option_error(
-            f"the acrostic {acrostic!r} holds {odd!r}; each line needs a Chinese character",
-            "--acrostic",
-        )
-    prime = poem_text(prime, known, "--prime", "prime text")
+    starts, acrostic, prime = read_texts(table, chars, start_texts, acrostic, prime)
     title = title_option(title, table, saved)
     max_len = fit_max_len(max_len, form, acrostic, starts)
     if len(prime) > max_len:
@@ -279,6 +264,70 @@ def generate_command(
                 emit(("\n" if written > 1 else "") + "\n".join(verses(text)))
 
 
+def check_given(opts: SampleOptions, greedy: bool) -> None:
+    """The sampling options typed on the command line that ``opts``' decoding would ignore
+    (``check_unused``) are a usage error. A --temperature under GREEDY_TEMPERATURE is how it
+    asks for greedy decoding without --greedy, so it is refused only beside --greedy."""
+    from poetry_lm.decoding.generate import check_unused
+
+    ctx = click.get_current_context()
+    names = ("temperature", "top_k", "top_p") if greedy else ("top_k", "top_p")
+    given = {n for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
+    try:
+        check_unused(opts, given)
+    except SettingError as err:
+        raise usage_error(err) from None
+
+
+def read_texts(table, chars: str, start_texts, acrostic: str, prime: str):
+    """CHARS, --start, --acrostic and --prime read by the one text rule, each character known to
+    the model, and no start beside an acrostic → (starts, acrostic, prime), or a usage error
+    naming the option at fault."""
+    from poetry_lm.decoding.generate import check_acrostic_starts
+    from poetry_lm.text.corpus import is_ideograph
+    from poetry_lm.text.normalise import normalise
+
+    # CHARS is one start character per poem, so each must be a character
+    chars = normalise(chars, table.index)
+    odd = next((ch for ch in chars if not is_ideograph(ch)), None)
+    if odd:
+        raise option_error(
+            f"{odd!r} is not a Chinese character; each of CHARS starts a poem", "CHARS"
+        )
+    known_text(chars, table, "chars")
+    starts = [*chars, *(known_text(t, table, "start_texts", "start text") for t in start_texts)]
+    if any(not t for t in starts):
+        raise option_error("a start text is empty", "--start")
+    acrostic = known_text(acrostic, table, "acrostic")
+    odd = next((ch for ch in acrostic if not is_ideograph(ch)), None)
+    if odd:
+        raise option_error(
+            f"the acrostic {acrostic!r} holds {odd!r}; each line needs a Chinese character",
+            "--acrostic",
+        )
+    prime = known_text(prime, table, "prime", "prime text")
+    try:
+        check_acrostic_starts(acrostic, starts)
+    except SettingError as err:
+        raise usage_error(err) from None
+    return starts, acrostic, prime
+
+
+def known_text(value: str, table, param: str, what: str = "") -> str:
+    """The value of option ``param`` (its parameter name) read by the one text rule
+    (``poem_text``; ``what`` names it in the message) and every character known to the model
+    (``check_start``), else a usage error naming the option."""
+    from poetry_lm.decoding.generate import check_start
+
+    (option,) = [p for p in click.get_current_context().command.params if p.name == param]
+    text = poem_text(value, table.index, shown_name(option), what or param)
+    try:
+        check_start(table, text, param)
+    except SettingError as err:
+        raise usage_error(err) from None
+    return text
+
+
 def load_reader(path: str, table):
     """The --rerank-with checkpoint: unreadable, exit status 1 (as --model); not a backward
     model of the forward model's vocabulary, a usage error."""
@@ -326,20 +375,13 @@ def title_option(value: str, table, saved: dict) -> str:
 def read_keywords(texts: tuple[str, ...], table) -> list[str]:
     """--keywords values → keywords, each read by the text rule and known to the model (else a
     usage error; a value that holds no keyword, --keywords "", is one too)."""
-    from poetry_lm.decoding.generate import check_start
     from poetry_lm.prosody.keywords import KeywordError, split_keywords
 
     try:
         texts = split_keywords(texts)
     except KeywordError as err:
         raise usage_error(err) from None
-    words = [poem_text(k, table.index, "--keywords", "keyword") for k in texts]
-    for word in words:
-        try:
-            check_start(table, word, "keyword")
-        except ValueError as err:
-            raise option_error(str(err), "--keywords") from None
-    return words
+    return [known_text(k, table, "keywords", "keyword") for k in texts]
 
 
 def read_constraints(table, starts: list[str], max_len: int, **rules):
@@ -348,15 +390,12 @@ def read_constraints(table, starts: list[str], max_len: int, **rules):
     error naming the option at fault, as is any other combination that cannot be (an acrostic's
     length for the form, --tones without a form, say)."""
     from poetry_lm.prosody.forms import Constraints, check_keywords
-    from poetry_lm.prosody.keywords import KeywordError
 
     try:
         cons = Constraints.from_options(**rules)
         check_keywords(table, cons, starts, max_len)
-    except KeywordError as err:
+    except SettingError as err:  # KeywordError among them
         raise usage_error(err) from None
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
     return cons
 
 
@@ -366,10 +405,9 @@ def fit_max_len(max_len: int, form, acrostic: str, starts: list[str]) -> int:
     what its lines may need. A start text longer than the poem can be (--max-len, or the
     form's length) is refused."""
     from poetry_lm.decoding.generate import check_max_len, free_poem_room
-    from poetry_lm.settings import SettingError
 
     given = click.get_current_context().get_parameter_source("max_len")
-    if acrostic and form is None and given != click.core.ParameterSource.COMMANDLINE:
+    if acrostic and form is None and given != ParameterSource.COMMANDLINE:
         max_len = max(max_len, free_poem_room(acrostic))
     try:
         check_max_len(form, max_len, acrostic)

@@ -10,9 +10,11 @@ import click
 from poetry_lm.cli.common import (
     TEXT,
     emit,
+    file_option,
     model_option,
     option_error,
     poem_text,
+    read_poems,
     run_or_exit,
     set_threads,
     setup_streams,
@@ -22,12 +24,9 @@ from poetry_lm.cli.common import (
 
 @click.command("score")
 @click.argument("poem", type=TEXT, required=False)
-@click.option(
-    "--file",
-    "poem_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Score every poem of this UTF-8 file (one per line) instead of POEM.",
+@file_option(
+    "Score every poem of this UTF-8 file instead of POEM: one poem a line, or generate's "
+    "output (text or --format json)."
 )
 @model_option
 @click.option(
@@ -44,7 +43,7 @@ from poetry_lm.cli.common import (
 def score_command(poem, poem_file, checkpoint, top, fmt, threads):
     """How Tang-like is POEM (either script): per-character surprisal and perplexity.
 
-    POEM and every line of --file are read by one rule (the same as generate's and evaluate's):
+    POEM and every poem of --file are read by one rule (the same as generate's and evaluate's):
     half-width , . ? ! ; : become full-width, characters the model does not know are read as
     simplified script, and the text must be Chinese characters and poem punctuation."""
     setup_streams()
@@ -52,13 +51,12 @@ def score_command(poem, poem_file, checkpoint, top, fmt, threads):
     from poetry_lm.decoding.generate import verses
     from poetry_lm.evaluation.score import score_poem
     from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.text.normalise import read_poem_file
 
     if (poem is None) == (poem_file is None):
         raise click.UsageError("give a POEM or --file, one of the two")
     model, table, _ = run_or_exit(load_model, checkpoint)
     if poem_file:
-        texts = run_or_exit(read_poem_file, poem_file, table.index)
+        texts, _ = run_or_exit(read_poems, poem_file, table.index)
     else:
         texts = [poem_text(poem, table.index, "POEM", "poem")]
         if not texts[0]:

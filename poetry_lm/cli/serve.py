@@ -7,11 +7,12 @@ import socket
 import click
 
 from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
+from poetry_lm.serve.batcher import MAX_WAIT
 
 # the batching options, shared with the load script (which passes them to the server it starts)
 window_option = click.option(
     "--window",
-    type=click.FloatRange(0, 1),
+    type=click.FloatRange(0, MAX_WAIT),  # the batcher waits no longer after the first request
     default=0.015,
     show_default=True,
     help="Seconds to wait for another request to decode in the same batch.",

@@ -29,6 +29,7 @@ plain beam search.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +104,10 @@ class SampleOptions:
     def __post_init__(self):
         if self.beam and self.best_of > 1:
             raise SettingError("choose {beam} or {best_of}, not both")
+        if self.greedy and self.best_of > 1:  # every candidate would be the same poem
+            raise SettingError(
+                "{greedy} draws the same candidate every time: give it or {best_of}, not both"
+            )
         if not self.temperature > 0:
             raise SettingError(f"{{temperature}} must be above 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -115,6 +120,32 @@ class SampleOptions:
                 f"{{title}} has {len(self.title)} characters; "
                 f"at most {MAX_TITLE_CHARS} are accepted"
             )
+
+
+def check_unused(opts: SampleOptions, given: Collection[str]) -> None:
+    """Options a user gave (``given``: their SampleOptions field names) that the decoding asked
+    for never reads are refused, not silently ignored. Greedy decoding, sampled or beam, takes
+    the likeliest character: no ``temperature`` (a plain beam is untempered), ``top_k`` or
+    ``top_p``. A beam search never samples: no ``top_k`` or ``top_p``. Raises SettingError
+    naming the first such option."""
+    if opts.greedy:
+        unused, by = ("temperature", "top_k", "top_p"), "greedy"
+    elif opts.beam:
+        unused, by = ("top_k", "top_p"), "beam"
+    else:
+        return
+    for name in unused:
+        if name in given:
+            raise SettingError(f"{{{name}}} has no effect with {{{by}}}: give one or the other")
+
+
+def check_acrostic_starts(acrostic: str, starts: list[str]) -> None:
+    """An acrostic sets the first character of every line, so it takes no start text: raises
+    SettingError naming the acrostic where a start text is given beside it."""
+    if acrostic and any(starts):
+        raise SettingError(
+            "{acrostic} sets the first character of every line, so no start text can be given"
+        )
 
 
 def free_poem_room(acrostic: str = "") -> int:
@@ -156,16 +187,19 @@ class GeneratedPoem:
         return verses(self.text)
 
 
-class UnknownCharacterError(ValueError):
-    pass
+class UnknownCharacterError(SettingError):
+    """A character the model cannot read, in the option ``{field}`` the message names."""
 
 
-def check_start(table: CharTable, text: str, what: str = "start") -> None:
-    """A text the model cannot read is an error naming the first offending character."""
+def check_start(table: CharTable, text: str, field: str = "start") -> None:
+    """A text the model cannot read is an error naming the first offending character. Raises
+    UnknownCharacterError (a SettingError) whose message names ``field``, the option that gave
+    the text, as ``{field}``: the CLI and the API each word it as their option or field."""
     for ch in text:
         if ch not in table.index or ch in SPECIALS:
+            shown = repr(ch).replace("{", "{{").replace("}", "}}")  # a brace is no placeholder
             raise UnknownCharacterError(
-                f"the model does not know the character {ch!r}; choose another {what}"
+                f"the model does not know the character {shown} in {{{field}}}"
             )
 
 
@@ -314,22 +348,23 @@ def candidates(
     Without a form, writing stops at the end token or within ``opts.max_len`` characters (then
     at the last complete verse, and the poem is marked truncated); padding, begin and ``<unk>``
     can never be drawn. ``opts.title`` is read first, as context (its characters the model does
-    not know as ``<unk>``). Raises ValueError for a start, acrostic, prime or keyword the model
-    cannot read, a start or prime longer than ``opts.max_len``, a title with a model trained
-    without, or keywords that cannot all fit (``KeywordError``, from :class:`Rules`).
+    not know as ``<unk>``). Raises SettingError (a ValueError) naming the field at fault for a
+    start, acrostic, prime or keyword the model cannot read, a start or prime longer than
+    ``opts.max_len``, a start beside an acrostic, or keywords that cannot all fit
+    (``KeywordError``, from :class:`Rules`); ValueError for a title with a model trained
+    without.
     """
     cons = cons or Constraints()
-    for text, what in [
+    for text, field in [
         *((s, "start") for s in starts),
         (cons.acrostic, "acrostic"),
         (opts.prime, "prime"),
-        *((k, "keyword") for k in cons.keywords),
+        *((k, "keywords") for k in cons.keywords),
     ]:
-        check_start(table, text, what)
-        if what in ("start", "prime") and len(text) > opts.max_len:
-            raise ValueError(f"the {what} text is longer than max_len ({opts.max_len})")
-    if cons.acrostic and any(starts):
-        raise ValueError("an acrostic sets the first character of every line; give no start text")
+        check_start(table, text, field)
+        if field in ("start", "prime") and len(text) > opts.max_len:
+            raise SettingError(f"the {{{field}}} text is longer than {{max_len}} ({opts.max_len})")
+    check_acrostic_starts(cons.acrostic, starts)
     if seeds is None:
         seeds = torch.randint(0, 2**62, (len(starts),), generator=generator).tolist()
     if len(seeds) != len(starts):

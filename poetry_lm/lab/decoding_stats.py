@@ -181,9 +181,29 @@ def generated_texts(
 
     args = [*generate_args(setting, extra), *more, "-n", str(poems), "--seed", str(seed)]
     out = CliRunner().invoke(generate_command, [*args, "--model", model_path, "--format", "json"])
-    if out.exit_code != 0:
-        raise click.ClickException(f"generate {' '.join(args)} failed: {out.output.strip()}")
+    if out.exit_code != 0:  # its one sentence, the last line, without its "Error: "
+        said = (out.output.strip().splitlines() or [str(out.exception)])[-1]
+        raise click.ClickException(f"generate {' '.join(args)} failed: {said.split(': ', 1)[-1]}")
     return [json.loads(line)["text"] for line in out.output.splitlines() if line.startswith("{")]
+
+
+def check_writing(settings: list[str], model_path: str, extra: str) -> None:
+    """Before the table starts: the model that writes ``settings`` loads, and every setting's
+    generate options, ``extra`` included, parse. Each fault is one sentence: exit 1 for the
+    model, 2 (usage) for options that generate does not take."""
+    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.model.checkpoint import load_model
+
+    if not settings:
+        return
+    run_or_exit(load_model, model_path)
+    for setting in settings:
+        args = generate_args(setting, extra)
+        try:
+            generate_command.make_context("generate", list(args))  # it consumes the list
+        except click.UsageError as err:
+            message = f"generate {' '.join(args)}: {err.format_message()}"
+            raise click.BadParameter(message, param_hint="'--extra'") from None
 
 
 def keyword_sets(poems: int, n: int, seed: int) -> list[list[str]]:
@@ -361,7 +381,9 @@ def corpus_rows(splits: dict, judge: Judge) -> Iterator[str]:
 
 def file_row(poem_file: str, judge: Judge) -> str:
     """The row of the poems in ``poem_file``: JSON lines with "text", or one poem a line."""
-    lines = Path(poem_file).read_text(encoding="utf-8").splitlines()
+    from poetry_lm.text.normalise import read_text_lines
+
+    lines = run_or_exit(read_text_lines, poem_file)  # a file at fault: one sentence, as --file's
     texts = [json.loads(x)["text"] if x.startswith("{") else x for x in lines if x.strip()]
     return judge.row_of(poem_file, texts, f"{len(set(texts))}")
 
@@ -480,6 +502,8 @@ def main(
     torch.set_num_threads(threads)
     weights = weights or [field_default(RerankOptions, "weight")]
     writing = Writing(poems, seed, model_path or str(SHIPPED_MODEL), extra)
+    settings = settings or ([] if poem_file else list(SETTING_ARGS))
+    check_writing(settings, writing.model_path, extra)
     scorers, table = [], None
     if reader_path:
         *scorers, table = readers(writing.model_path, reader_path)
@@ -492,7 +516,7 @@ def main(
     if poem_file:
         click.echo(file_row(poem_file, judge))
     times: list[str] = []  # with keywords: the time ratio per setting
-    for setting in settings or ([] if poem_file else list(SETTING_ARGS)):
+    for setting in settings:
         if n_keywords:
             rows, ratio = keyword_rows(setting, n_keywords, writing, judge)
             click.echo("\n".join(rows))

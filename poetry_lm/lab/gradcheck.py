@@ -198,6 +198,19 @@ def within_tolerance(torch_err, fd_err):
     return (torch_err is None or torch_err <= TOL_TORCH) and (fd_err is None or fd_err <= TOL_FD)
 
 
+def cell_spec(ctx, param, value: str | None) -> str | None:
+    """--cell's value, checked to be MODULE:CLASS: a usage error (exit status 2) if not."""
+    from poetry_lm.lab.plugin import split_spec
+
+    if value is None:
+        return None
+    try:
+        split_spec(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
+
+
 @click.command()
 @seed_option(0, "Seed of the random weights and inputs.")
 @click.option(
@@ -210,6 +223,7 @@ def within_tolerance(torch_err, fd_err):
     "--cell",
     "cell_spec",
     metavar="MODULE:CLASS",
+    callback=cell_spec,
     help="Check your own cell class instead (see poetry_lm/lab/plugin.py).",
 )
 @click.option(

@@ -56,13 +56,17 @@ from poetry_lm.lab.gradcheck import (
 from poetry_lm.lab.reference.cells import _Cell
 
 
-def load_class(spec: str):
-    """'module:Class' → the class; the current directory is importable. ValueError otherwise."""
+def split_spec(spec: str) -> tuple[str, str]:
+    """'module:Class' → ('module', 'Class'); ValueError for anything else."""
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise ValueError(
-            f"--cell takes MODULE:CLASS (for example my_cells:MyRNNCell), not {spec!r}"
-        )
+        raise ValueError(f"{spec!r} is not MODULE:CLASS (for example my_cells:MyRNNCell)")
+    return module_name, class_name
+
+
+def load_class(spec: str):
+    """'module:Class' → the class; the current directory is importable. ValueError otherwise."""
+    module_name, class_name = split_spec(spec)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

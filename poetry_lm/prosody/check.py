@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 from poetry_lm.prosody.rhyme import PING, ZE, groups_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
+from poetry_lm.text.normalise import read_poem
 
 EITHER, UNKNOWN = "either", "unknown"
 FORM_NAMES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
@@ -131,8 +132,10 @@ def check_poem(text: str) -> PoemCheck:
     judged for 重韵 only, at the rhyme positions of any poem: the last characters of the even
     verses, and of the first where it is in the rhyme group.
 
-    Raises ValueError when the text holds no Chinese character.
+    Raises PoemTextError (a ValueError) for text that is not poem text, by the one rule of every
+    command (``read_poem``), and ValueError when the text holds no Chinese character.
     """
+    read_poem(text)  # what is not a character or a mark is named, as everywhere
     lines = split_verses(text)
     if not lines:
         raise ValueError("the poem has no Chinese characters")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
+from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
 
@@ -99,12 +100,17 @@ class Constraints:
                 f"the keyword {word!r} has {longest} characters, more than a line of a "
                 f"{self.form.name} ({self.form.chars})"
             )
-        for asked, option in ((self.tones, "--tones"), (self.rhyme_first, "--rhyme-first")):
+        # SettingErrors name the options as {field}s: the CLI and the API each word them
+        for asked, field in ((self.tones, "tones"), (self.rhyme_first, "rhyme_first")):
             if asked and self.form is None:
-                raise ValueError(f"{option} needs a form (--form)")
+                raise SettingError(f"{{{field}}} needs a form ({{form}})")
+        if self.rhyme_first and not self.rhyme:  # its 平 ending alone would rhyme with nothing
+            raise SettingError(
+                "{rhyme_first} needs {rhyme}: a poem without rhyme has no first rhyme"
+            )
         if self.form and self.acrostic and len(self.acrostic) != self.form.lines:
-            raise ValueError(
-                f"a {self.form.name} has {self.form.lines} lines, so its acrostic needs "
+            raise SettingError(
+                f"a {self.form.name} has {self.form.lines} lines, so its {{acrostic}} needs "
                 f"{self.form.lines} characters, not {len(self.acrostic)}"
             )
 
@@ -119,7 +125,9 @@ class Constraints:
         """The rules as ``generate`` and the API read their options: a rule left unsaid (None)
         takes its default there, rhyme on, and 平仄 (``tones``) on with a form and off without
         one (a free poem has no pattern to keep). The other ``rules`` are Constraints fields.
-        Raises what Constraints raises: ValueError for tones asked of a free poem, say."""
+        Raises what Constraints raises: SettingError for options at odds (tones or rhyme_first
+        without a form, rhyme_first without rhyme, an acrostic's length for the form),
+        KeywordError (a SettingError too) for keywords that cannot fit."""
         return cls(
             form=form,
             rhyme=True if rhyme is None else rhyme,

@@ -131,9 +131,7 @@ def at_fault(field: str):
     try:
         yield
     except SettingError as err:
-        culprit = err.fields[0] if err.fields else field
-        detail = f"{s.API_NAMES.get(culprit, culprit)}: {err.worded(s.API_NAMES)}"
-        raise HTTPException(400, detail) from None
+        raise HTTPException(400, str(s.setting_fault(err, field))) from None
     except ValueError as err:
         raise HTTPException(400, f"{field}: {err}") from None
 
@@ -146,13 +144,13 @@ def read_request(poet: Poet, req: s.GenerateRequest) -> tuple[list[str], str, st
     with at_fault("starts"):
         starts = poet.read_starts(req.starts, form, req.acrostic)
     with at_fault("prime"):
-        prime = poet.read_known(req.prime, "prime")
+        prime = poet.read_known(req.prime, "prime", "prime")
     with at_fault("title"):
         title = poet.read_title(req.title)
     with at_fault("acrostic"):
-        acrostic = poet.read_known(req.acrostic, "acrostic")
+        acrostic = poet.read_known(req.acrostic, "acrostic", "acrostic")
     with at_fault("keywords"):
-        keywords = [poet.read_known(k, "keyword") for k in req.keywords]
+        keywords = [poet.read_known(k, "keyword", "keywords") for k in req.keywords]
     with at_fault("acrostic"):  # its length for the form (keyword errors blame keywords)
         cons = Constraints.from_options(
             form=form,
@@ -275,21 +273,9 @@ def create_app(
         """Write poems; the options mirror ``poetry-lm generate``."""
         starts, prime, title, cons = read_request(poet, req)
         try:
-            opts = SampleOptions(
-                temperature=req.temperature,
-                top_k=req.top_k,
-                top_p=req.top_p,
-                greedy=req.greedy,
-                max_len=req.max_len,
-                best_of=req.best_of,
-                beam=req.beam,
-                title=title,
-                prime=prime,
-                repetition=req.repetition_penalty,
-                same_place=req.same_place_penalty,
-            )
-        except SettingError as err:  # the schema's limits should leave none; to be sure
-            raise HTTPException(422, err.worded(s.API_NAMES)) from None
+            opts = req.sample_options(title, prime)
+        except SettingError as err:  # the schema's checks should leave none; to be sure
+            raise HTTPException(422, str(s.setting_fault(err))) from None
         rows = [start for start in starts for _ in range(req.n)]
         seeds = poem_seeds(seeded(req.seed), len(rows))
 
@@ -349,7 +335,7 @@ def create_app(
         """Candidates for one verse that keep the form, the rhyme and the verses around it,
         ranked by the log-probability of the whole poem."""
         with at_fault("text"):
-            text = poet.read_known(req.text, "poem")
+            text = poet.read_known(req.text, "poem", "text")
         with at_fault("line"):
             poet.verse_parts(text, req.line)
         opts = SampleOptions(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)

@@ -21,6 +21,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+# Seconds a batch waits after its first job at most: a --window longer than this could never
+# be waited, so the command line accepts none (cli/serve.py)
+MAX_WAIT = 0.1
+
 
 class Busy(Exception):
     """More rows are waiting than the queue accepts."""
@@ -41,7 +45,7 @@ class Batcher:
         window: float = 0.015,
         max_rows: int = 256,
         max_waiting: int = 4096,
-        max_wait: float = 0.1,
+        max_wait: float = MAX_WAIT,
     ):
         """``window``: seconds to wait for another job after the last; ``max_wait``: seconds
         to wait after the first at most; ``max_rows``: rows that end the wait at once;

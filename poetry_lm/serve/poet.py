@@ -14,6 +14,7 @@ import torch
 from poetry_lm.decoding.generate import (
     GeneratedPoem,
     SampleOptions,
+    check_acrostic_starts,
     check_start,
     check_title,
     generate,
@@ -89,11 +90,12 @@ class Poet:
         (a ValueError) naming ``what`` when it is not poem text."""
         return read_poem(text, self.table.index, what)
 
-    def read_known(self, text: str, what: str) -> str:
+    def read_known(self, text: str, what: str, field: str) -> str:
         """:meth:`read`, and every character known to the model (else UnknownCharacterError,
-        a ValueError naming ``what``): what a generate request's texts must be."""
+        a SettingError naming the request's ``field``): what a generate request's texts must
+        be."""
         text = self.read(text, what)
-        check_start(self.table, text, what)
+        check_start(self.table, text, field)
         return text
 
     def read_title(self, text: str) -> str:
@@ -107,12 +109,12 @@ class Poet:
 
     def read_starts(self, texts: list[str], form: Form | None, acrostic: str) -> list[str]:
         """A request's start texts, each read by :meth:`read_known` and following the form's
-        layout; [""] for none. Raises ValueError, also for a start beside an acrostic."""
-        starts = [self.read_known(text, "start") for text in texts]
+        layout; [""] for none. Raises ValueError, and SettingError (naming the acrostic) for a
+        start beside an acrostic."""
+        starts = [self.read_known(text, "start", "starts") for text in texts]
         for text in starts if form else []:
             check_fits(text, form)
-        if acrostic and any(starts):
-            raise ValueError("an acrostic sets the first character of every line; give no start")
+        check_acrostic_starts(acrostic, starts)
         return starts or [""]
 
     def check_keywords(self, starts: list[str], cons: Constraints, max_len: int) -> None:
@@ -149,7 +151,7 @@ class Poet:
         the later verses and the end included, so a line that fits what follows wins.
         Raises ValueError for an unknown character, a missing verse or a verse without characters.
         """
-        check_start(self.table, text, "poem")
+        check_start(self.table, text, "text")
         prefix, body, suffix = self.verse_parts(text, index)
         lines = verses(text)
         masks = token_masks(self.table)

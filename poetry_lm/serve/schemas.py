@@ -12,8 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from poetry_lm.decoding.generate import SampleOptions, check_max_len, free_poem_room
-from poetry_lm.prosody.forms import parse_form
+from poetry_lm.decoding.generate import (
+    SampleOptions,
+    check_max_len,
+    check_unused,
+    free_poem_room,
+)
+from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.prosody.keywords import (
     MAX_KEYWORD_CHARS,
     MAX_KEYWORDS,
@@ -53,6 +58,14 @@ def fault(field: str, message: str) -> ValueError:
     return ValueError(f"{field}: {message}")
 
 
+def setting_fault(err: SettingError, blamed: str = "the body") -> ValueError:
+    """A SettingError of the rules the CLI shares (SampleOptions, Constraints) as a
+    :func:`fault` of the field it names first (else of ``blamed``), every field in the API's
+    names."""
+    culprit = err.fields[0] if err.fields else blamed
+    return fault(API_NAMES.get(culprit, culprit), err.worded(API_NAMES))
+
+
 def from_options(name: str, **limits):
     """A request field for ``SampleOptions.name``: its default and help from the dataclass (as
     the CLI's options take theirs), its limits from here."""
@@ -62,9 +75,11 @@ def from_options(name: str, **limits):
 
 class Request(BaseModel):
     """Unknown fields are an error, not silently ignored: a misspelt option would otherwise
-    quietly do nothing. nan and ±inf are refused as not finite, as the CLI refuses them."""
+    quietly do nothing. Strict types: a field of the wrong JSON type ("3" for an integer,
+    "yes" for a boolean) is refused, never coerced (a JSON integer still reads as a float).
+    nan and ±inf are refused as not finite, as the CLI refuses them."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Sampling(Request):
@@ -158,27 +173,47 @@ class GenerateRequest(Sampling):
         poems = max(len(self.starts), 1) * self.n
         if poems > MAX_POEMS:
             raise fault("n", f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
-        if self.form is None and (self.tones or self.rhyme_first):
-            field = "tones" if self.tones else "rhyme_first"
-            raise fault(field, f"{field} needs a form")
-        if self.form is None and self.acrostic and "max_len" not in self.model_fields_set:
+        form = self.form and parse_form(self.form)
+        if form is None and self.acrostic and "max_len" not in self.model_fields_set:
             self.max_len = max(self.max_len, free_poem_room(self.acrostic))  # as the CLI does
-        try:
-            check_max_len(self.form and parse_form(self.form), self.max_len, self.acrostic)
+        try:  # the CLI's rules, from their one home: options at odds with each other
+            Constraints.from_options(
+                form=form, rhyme=self.rhyme, rhyme_first=self.rhyme_first, tones=self.tones
+            )
+            check_max_len(form, self.max_len, self.acrostic)
         except SettingError as err:
-            raise fault(err.fields[0], err.worded(API_NAMES)) from None
+            raise setting_fault(err) from None
         for field, texts in (("starts", self.starts), ("prime", [self.prime])):
             for text in texts:  # as the CLI: never cut silently
                 if len(text) > self.max_len:
                     message = f"{text!r} is longer than max_len ({self.max_len} characters)"
                     raise fault(field, message)
-        if self.beam and self.best_of > 1:
-            raise fault("beam", "choose beam or best_of, not both")
+        try:  # options at odds, or sent and never read by the decoding asked for
+            check_unused(self.sample_options(), self.model_fields_set)
+        except SettingError as err:
+            raise setting_fault(err) from None
         rows = poems * (self.beam or self.best_of)
         if rows > MAX_ROWS:
             message = f"at most {MAX_ROWS} rows per request (poems × best_of or beam)"
             raise fault("beam" if self.beam else "best_of", message)
         return self
+
+    def sample_options(self, title: str = "", prime: str = "") -> SampleOptions:
+        """The request's SampleOptions, for the title and prime as the model reads them.
+        Raises SettingError, as for the CLI's options."""
+        return SampleOptions(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            greedy=self.greedy,
+            max_len=self.max_len,
+            best_of=self.best_of,
+            beam=self.beam,
+            title=title,
+            prime=prime,
+            repetition=self.repetition_penalty,
+            same_place=self.same_place_penalty,
+        )
 
 
 class PoemText(Request):

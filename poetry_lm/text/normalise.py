@@ -21,6 +21,9 @@ Errors are :class:`PoemTextError`, one sentence naming the text and the offendin
 
 from __future__ import annotations
 
+import io
+import sys
+import unicodedata
 from collections.abc import Container
 from pathlib import Path
 
@@ -58,6 +61,21 @@ def normalise(text: str, known: Container[str] | None = None) -> str:
     return simplify_unknown(text, known)
 
 
+def invisible(ch: str) -> bool:
+    """True for a character a message would show as nothing: a control or format character
+    (U+200B zero-width space), a combining mark (U+FE0F variation selector), a separator."""
+    return ch != " " and unicodedata.category(ch)[0] in "CMZ"
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, each invisible character written as its code point so
+    that the user can see what is at fault: ``'白日<U+200B>依'``; one such character alone is
+    ``U+200B``."""
+    if len(text) == 1 and invisible(text):
+        return f"U+{ord(text):04X}"
+    return "'" + "".join(f"<U+{ord(ch):04X}>" if invisible(ch) else ch for ch in text) + "'"
+
+
 def check_poem_text(text: str, what: str = "poem") -> str:
     """Step 4: raise :class:`PoemTextError` unless ``text`` is poem text that begins with a
     character; returns ``text``. An empty text passes (callers decide whether one is allowed)."""
@@ -68,11 +86,13 @@ def check_poem_text(text: str, what: str = "poem") -> str:
     bad = next((ch for ch in text if not is_poem_char(ch)), None)
     if bad is not None:
         raise PoemTextError(
-            f"the {what} {text[:20]!r} holds {bad!r}, which is not a Chinese character or poem "
-            "punctuation"
+            f"the {what} {shown(text[:20])} holds {shown(bad)}, which is not a Chinese character "
+            "or poem punctuation"
         )
     if text and not is_ideograph(text[0]):
-        raise PoemTextError(f"the {what} {text[:20]!r} begins with {text[0]!r}, not a character")
+        raise PoemTextError(
+            f"the {what} {shown(text[:20])} begins with {shown(text[0])}, not a character"
+        )
     return text
 
 
@@ -89,7 +109,7 @@ def read_title(text: str, known: Container[str] | None = None) -> str:
     # clean_title's filter, without its cut: a title too long is refused, not shortened
     chinese = "".join(filter(is_ideograph, normalise(text, known)))
     if text.strip() and not chinese:
-        raise PoemTextError(f"the title {text!r} holds no Chinese character")
+        raise PoemTextError(f"the title {shown(text)} holds no Chinese character")
     if len(chinese) > MAX_TITLE_CHARS:
         raise PoemTextError(
             f"the title has {len(chinese)} characters; at most {MAX_TITLE_CHARS} are accepted"
@@ -97,38 +117,78 @@ def read_title(text: str, known: Container[str] | None = None) -> str:
     return chinese
 
 
-def read_poem_file(
-    path: Path | str, known: Container[str] | None = None, blocks: bool = False
-) -> list[str]:
-    """A UTF-8 file of poems, one per line, in either script → poems read by :func:`read_poem`.
-    With ``blocks``, poems are separated by blank lines instead and the lines of one are joined
-    (``generate``'s text output: one verse a line, a blank line between poems).
+STDIN = "-"  # a --file of this name is standard input
 
-    Blank lines are skipped; a line (or block) that is not poem text is an error naming its
-    (first) line, so that a perplexity is never silently computed over part of a file. Raises
-    :class:`PoemTextError`.
-    """
-    path = Path(path)
+
+def file_name(path: Path | str) -> str:
+    """How messages name a poem file: its path, or "standard input" for ``-``."""
+    return "standard input" if str(path) == STDIN else f"poem file {path}"
+
+
+def read_text_lines(path: Path | str) -> list[str]:
+    """The lines of a UTF-8 text file, or of standard input where ``path`` is ``-``, each with
+    its line end (``\r\n`` and ``\r`` read as ``\n``). Raises :class:`PoemTextError` naming
+    the file: missing, unreadable, or not UTF-8 (a checkpoint given by mistake)."""
     try:
-        with path.open(encoding="utf-8") as f:
-            lines = list(f)
+        if str(path) == STDIN:
+            if sys.stdin is None:  # ``<&-``: Python found no file descriptor 0
+                raise PoemTextError("standard input is closed; there are no poems to read")
+            raw = sys.stdin.buffer.read()  # bytes: the locale's encoding must not decide
+            return list(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+        with Path(path).open(encoding="utf-8") as f:
+            return list(f)
     except FileNotFoundError:
-        raise PoemTextError(f"poem file {path} does not exist") from None
+        raise PoemTextError(f"{file_name(path)} does not exist") from None
     except UnicodeDecodeError:
-        raise PoemTextError(f"poem file {path} is not UTF-8 text") from None
+        raise PoemTextError(f"{file_name(path)} is not UTF-8 text") from None
     except OSError as err:
-        raise PoemTextError(f"poem file {path} cannot be read ({err.strerror})") from None
-    poems = []
+        raise PoemTextError(f"{file_name(path)} cannot be read ({err.strerror})") from None
+
+
+def poem_entries(
+    lines: list[str], path: Path | str, known: Container[str] | None = None, blocks: bool = False
+) -> list[tuple[str, str]]:
+    """(the text as given, the poem read from it by :func:`read_poem`) for each non-blank line
+    of ``lines`` (the file ``path``), or with ``blocks`` each run of non-blank lines (a blank
+    line between poems, the lines of one joined).
+
+    An entry that is not poem text is an error naming the file and the line at fault, so that a
+    perplexity is never silently computed over part of a file; so is a file with no poem.
+    Raises :class:`PoemTextError`.
+    """
+    where = "standard input" if str(path) == STDIN else str(path)
+    entries = []
     for line_no, entry in line_blocks(lines) if blocks else enumerate(lines, 1):
         try:
             text = read_poem(entry, known)
         except PoemTextError as err:
-            raise PoemTextError(f"{path} line {line_no}: {err}") from None
+            line_no += _line_at_fault(entry, known)
+            raise PoemTextError(f"{where} line {line_no}: {err}") from None
         if text:
-            poems.append(text)
-    if not poems:
-        raise PoemTextError(f"poem file {path} holds no poems")
-    return poems
+            entries.append((entry, text))
+    if not entries:
+        raise PoemTextError(f"{file_name(path)} holds no poems")
+    return entries
+
+
+def _line_at_fault(entry: str, known: Container[str] | None) -> int:
+    """Which line of a block (0 for its first) holds a character that is not poem text; 0 where
+    none does (the fault is the whole block's: its length, or its first character)."""
+    for offset, line in enumerate(entry.split("\n")):
+        if not all(is_poem_char(ch) for ch in normalise(line, known)):
+            return offset
+    return 0
+
+
+def read_poem_file(
+    path: Path | str, known: Container[str] | None = None, blocks: bool = False
+) -> list[str]:
+    """A UTF-8 file of poems (``-``: standard input), one per line, in either script → poems
+    read by :func:`read_poem`. With ``blocks``, poems are separated by blank lines instead and
+    the lines of one are joined (``generate``'s text output: one verse a line, a blank line
+    between poems). Blank lines are skipped. Raises :class:`PoemTextError` (see
+    :func:`read_text_lines` and :func:`poem_entries`)."""
+    return [text for _, text in poem_entries(read_text_lines(path), path, known, blocks)]
 
 
 def line_blocks(lines: list[str]) -> list[tuple[int, str]]:

@@ -256,6 +256,7 @@ class Trainer:
         self.log = log if self.ctx.is_main else (lambda msg: None)
         out = Path(cfg.out_dir)
         self.last_path, self.best_path = out / "last.pt", out / "best.pt"
+        self.made = self.not_yet_there(out)  # what this start creates: removed if it fails
         self.lock = self.claim_folder(out)
         try:
             ckpt = self.read_last() if resume else None
@@ -271,7 +272,7 @@ class Trainer:
             self.continue_schedule()
             self.repair_best(ckpt)
         except BaseException:
-            self.release()
+            self.abandon(out)
             raise
         # the last (or current) epoch's training throughput, for the history
         self.tokens_per_s = 0.0
@@ -309,6 +310,31 @@ class Trainer:
         for name in ("last.pt", "best.pt"):
             remove_stale_temporaries(out / name)
         return lock
+
+    def not_yet_there(self, out: Path) -> list[Path]:
+        """What claiming ``out`` will create (rank 0 claims): its lock file and the folders
+        missing on the way to it, innermost first."""
+        made, path = [], out / ".lock"
+        while self.ctx.is_main and not path.exists() and path != path.parent:
+            made.append(path)
+            path = path.parent
+        return made
+
+    def abandon(self, out: Path) -> None:
+        """Undo a start that failed before training began: release the lock, and remove the lock
+        file and the folders this start created, where nothing else was put in them since. A
+        lock file that was there before stays, as after any run."""
+        lock_file = out / ".lock"
+        if self.lock is not None and lock_file in self.made:
+            lock_file.unlink(missing_ok=True)  # while still held, so no other run holds it
+        self.release()
+        for folder in self.made:
+            if folder == lock_file:
+                continue
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or already gone: left as it is
+                break
 
     def release(self) -> None:
         """Unlock the run folder (the OS does it too when the process ends, however it ends)."""

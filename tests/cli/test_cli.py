@@ -125,7 +125,7 @@ def test_other_cells_train_evaluate_and_generate(cell, tmp_path):
 def test_user_errors_are_one_sentence_and_nonzero(tiny_run, tmp_path):
     model = tiny_run / "best.pt"
     unknown = invoke(generate_command, "龘", "--model", model)
-    assert unknown.exit_code == 1 and "does not know the character '龘'" in unknown.output
+    assert unknown.exit_code == 2 and "does not know the character '龘'" in unknown.output
     missing = invoke(generate_command, "月", "--model", tmp_path / "none.pt")
     assert missing.exit_code == 1 and "does not exist" in missing.output
     corrupt = tmp_path / "corrupt.pt"
@@ -163,8 +163,8 @@ def test_scripts_run_as_a_user_would(tiny_run):
         timeout=120,
     )
     assert ok.returncode == 0 and ok.stdout.startswith("山"), ok.stderr
-    bad = subprocess.run(
-        [sys.executable, "generate.py", "龘", "--model", str(tiny_run / "best.pt")],
+    bad = subprocess.run(  # a checkpoint that is not there: exit 1, one line
+        [sys.executable, "generate.py", "山", "--model", str(tiny_run / "none.pt")],
         cwd=ROOT,
         capture_output=True,
         text=True,

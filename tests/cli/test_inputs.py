@@ -12,6 +12,8 @@ import torch
 from click.testing import CliRunner
 
 import poetry_lm.cli.generate as generate_cli
+from poetry_lm.cli.check import check_command
+from poetry_lm.cli.duizhang import duizhang_command
 from poetry_lm.cli.evaluate import evaluate_command
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.score import score_command
@@ -284,6 +286,121 @@ def test_the_same_text_is_refused_by_every_command(text, tmp_path):
     assert_user_error(invoke(score_command, "--file", poems), 1, "line 1", reason)
     assert_user_error(invoke(evaluate_command, "--file", poems), 1, "line 1", reason)
     assert_user_error(invoke(generate_command, "--start", text), 2, reason)
+
+
+# -- 5-8. poem files: one reader for check, score, evaluate and duizhang ------------------------
+
+FILE_COMMANDS = [check_command, score_command, evaluate_command, duizhang_command]
+CHUNWANG = (
+    "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。"
+    + "烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。"
+)
+DENGGUAN = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "does not exist"),
+        (b"", "holds no poems"),
+        (b"\n  \n\r\n", "holds no poems"),
+        (b"PK\x03\x04\x80\x81 model weights", "is not UTF-8 text"),  # a checkpoint, say
+    ],
+)
+@pytest.mark.parametrize("command", FILE_COMMANDS, ids=lambda c: c.name)
+def test_a_poem_file_at_fault_is_the_same_sentence_and_status_1_for_every_command(
+    command, content, words, tmp_path
+):
+    path = tmp_path / "poems.txt"
+    if content is not None:
+        path.write_bytes(content)
+    assert_user_error(invoke(command, "--file", path), 1, f"poem file {path} {words}")
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS[:3], ids=lambda c: c.name)
+def test_a_poem_files_fault_names_the_file_and_its_line(command, tmp_path):
+    path = tmp_path / "poems.txt"
+    path.write_text(f"{DENGGUAN}\nhello\n", encoding="utf-8")
+    result = invoke(command, "--file", path)
+    assert_user_error(result, 1, f"{path} line 2: ", "holds 'h', which is not a Chinese")
+    assert "Usage:" not in result.output  # a file at fault is no usage error
+
+
+def test_check_reads_a_blank_line_separated_block_as_one_poem_and_names_the_line_at_fault(
+    tmp_path,
+):
+    path = tmp_path / "poems.txt"
+    lines = ["白日依山尽，", "黄河入海流。", "欲穷千里目，", "更上一层楼。"]
+    path.write_text("\n".join(lines) + "\n\n" + CHUNWANG + "\n", encoding="utf-8")
+    rows = invoke(check_command, "--file", path, "--format", "json").output.splitlines()
+    assert [json.loads(row)["form"] for row in rows] == ["五绝", "五律"]
+    path.write_text("\n".join(lines[:3] + ["更上一层楼。x"]) + "\n", encoding="utf-8")
+    assert_user_error(invoke(check_command, "--file", path), 1, f"{path} line 4: ", "'x'")
+
+
+def generate_text(*poems):
+    """Poems as generate prints its text: one verse a line, a blank line between poems."""
+    from poetry_lm.decoding.generate import verses
+
+    return "\n\n".join("\n".join(verses(p)) for p in poems) + "\n"
+
+
+@pytest.mark.parametrize(
+    "command, args, each, times",
+    [
+        (check_command, [], "五律, rhyme", 2),
+        (score_command, ["--format", "json"], '{"text": "国破山河在，', 2),
+        (evaluate_command, [], "in 2 poems", 1),
+        (duizhang_command, [], "2 poems with the 律诗 shape", 1),
+    ],
+    ids=["check", "score", "evaluate", "duizhang"],
+)
+def test_dash_reads_poems_from_standard_input_as_from_a_file(command, args, each, times, tmp_path):
+    text = generate_text(CHUNWANG, CHUNWANG.replace("烽火", "乾火"))
+    path = tmp_path / "poems.txt"
+    path.write_text(text, encoding="utf-8")
+    from_file = invoke(command, "--file", path, *args)
+    from_stdin = CliRunner().invoke(command, ["--file", "-", *args], input=text.encode())
+    assert from_file.exit_code == 0 and from_stdin.exit_code == 0, from_stdin.output
+    assert from_stdin.output == from_file.output.replace(str(path), "standard input")
+    # two poems: generate's verse lines are joined, not read a verse a poem
+    assert from_stdin.output.count(each) == times, from_stdin.output
+
+
+def test_unpunctuated_poems_one_a_line_are_not_read_as_one_poem(tmp_path):
+    path = tmp_path / "poems.txt"
+    path.write_text("白日依山尽黄河入海流\n床前明月光疑是地上霜\n", encoding="utf-8")
+    result = invoke(evaluate_command, "--file", path)
+    assert result.exit_code == 0 and "over 22 tokens in 2 poems" in result.output, result.output
+
+
+def test_standard_input_at_fault_is_named_as_such():
+    for stdin, words in [(b"\x80\x81", "is not UTF-8 text"), (b"\n", "holds no poems")]:
+        result = CliRunner().invoke(check_command, ["--file", "-"], input=stdin)
+        assert_user_error(result, 1, f"standard input {words}")
+    result = CliRunner().invoke(score_command, ["--file", "-"], input="床前明月光，\nhello\n")
+    assert_user_error(result, 1, "standard input line 2: ")
+
+
+def test_evaluate_takes_the_model_as_model_or_as_its_argument(tmp_path):
+    path = tmp_path / "poems.txt"
+    path.write_text(DENGGUAN + "\n", encoding="utf-8")
+    shipped = ROOT / "models" / "poetry_lm.pt"
+    named = invoke(evaluate_command, "--model", shipped, "--file", path)
+    assert named.exit_code == 0 and "perplexity" in named.output, named.output
+    assert invoke(evaluate_command, shipped, "--file", path).output == named.output
+    missing = invoke(evaluate_command, "--model", tmp_path / "none.pt", "--file", path)
+    assert_user_error(missing, 1, "none.pt does not exist")  # --model is read, not ignored
+    both = invoke(evaluate_command, shipped, "--model", shipped, "--file", path)
+    assert_user_error(both, 2, "name the checkpoint once: as --model or as CHECKPOINT")
+
+
+@pytest.mark.parametrize("char", ["\ufe0f", "\u200b", "\u200d", "\u0301"])
+def test_an_invisible_character_is_named_by_its_code_point(char):
+    result = invoke(check_command, f"白日依{char}山尽")
+    code = f"U+{ord(char):04X}"
+    assert_user_error(result, 2, f"'白日依<{code}>山尽' holds {code}, which is not")
+    assert char not in result.output
 
 
 def test_half_width_marks_in_a_start_text_are_read_full_width():

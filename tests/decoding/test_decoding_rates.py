@@ -164,3 +164,30 @@ def test_a_free_poems_first_verse_ending_is_not_rhymed_again(corpus):
     character is recorded when its mark comes; seed 1 wrote one such 重韵 in 200 before."""
     texts = generated_texts("free", 200, 1, MODEL)
     assert rates_of(texts, corpus[1]).rates["chongyun"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, status, words",
+    [
+        (["--model", "/nonexistent/model.pt"], 1, "checkpoint /nonexistent/model.pt does not"),
+        (["--model", MODEL, "--extra", "--bogus"], 2, "--extra': generate --form 七绝 --bogus"),
+    ],
+)
+def test_decoding_stats_checks_what_it_writes_with_before_the_table(args, status, words):
+    from poetry_lm.lab.decoding_stats import main
+
+    result = CliRunner().invoke(main, ["--no-corpus", "--setting", "七绝", "--poems", "1", *args])
+    assert result.exit_code == status, result.output
+    assert "| poems |" not in result.output  # no table head before the error
+    error = [line for line in result.output.splitlines() if "Error" in line]
+    assert len(error) == 1 and error[0].count("Error") == 1 and words in error[0], result.output
+
+
+def test_decoding_stats_names_a_file_that_is_not_text(tmp_path):
+    from poetry_lm.lab.decoding_stats import main
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04\x80\x81")
+    result = CliRunner().invoke(main, ["--no-corpus", "--file", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == f"Error: poem file {path} is not UTF-8 text"

@@ -75,7 +75,6 @@ def test_assigning_instead_of_adding_fails_at_the_second_step_bptt_visits():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("no_colon", "MODULE:CLASS"),
         ("no_such_module_xyz:Cell", "cannot import"),
         ("homework_cells:Nope", "has no class"),
         ("homework_cells:BrokenCell", "raised NotImplementedError while checked: TODO"),
@@ -85,3 +84,13 @@ def test_a_bad_spec_is_one_sentence_and_exit_1(spec, message):
     result = run("--cell", spec)
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("spec", ["my_rnn", "my_rnn:", ":MyCell", ""])
+def test_a_spec_that_is_not_module_colon_class_is_a_usage_error(spec):
+    result = run("--cell", spec)
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message == f"Error: Invalid value for '--cell': '{spec}' is not MODULE:CLASS (for " + (
+        "example my_cells:MyRNNCell)"
+    )

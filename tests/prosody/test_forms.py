@@ -344,14 +344,15 @@ def test_cli_errors(tiny_run):
     model = tiny_run / "best.pt"
     # 龘 is a Chinese character, so the acrostic is poem text, but not one the model knows
     unknown = invoke(generate_command, "--model", model, "--form", "五绝", "--acrostic", "春龘秋冬")
-    assert unknown.exit_code == 1 and "does not know the character '龘'" in unknown.output
+    assert unknown.exit_code == 2 and "does not know the character '龘'" in unknown.output
     for args, message, code in [
         # options that do not go together: usage errors
         (["--form", "五绝", "--acrostic", "春夏"], "needs 4 characters", 2),
         (["--tones"], "--tones needs a form", 2),
         (["--rhyme-first"], "--rhyme-first needs a form", 2),
         (["--form", "五绝", "--start", "春，"], "does not fit 五绝", 1),
-        (["春", "--acrostic", "春夏"], "give no start text", 1),
+        (["春", "--acrostic", "春夏"], "'--acrostic': --acrostic sets the first character", 2),
+        (["--form", "五绝", "--no-rhyme", "--rhyme-first"], "--rhyme-first needs --rhyme", 2),
     ]:
         result = invoke(generate_command, "--model", model, *args)
         assert result.exit_code == code and message in result.output, result.output

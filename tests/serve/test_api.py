@@ -365,7 +365,7 @@ BAD = [
     ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "starts: the start"),
     ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic: a 七绝 has 4 lines"),
     ("/api/generate", {"acrostic": "龘"}, 400, "acrostic: the model does not know"),
-    ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "starts: an acrostic sets"),
+    ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "acrostic: acrostic sets"),
     ("/api/generate", {"tones": True}, 422, "tones: tones needs a form"),
     ("/api/generate", {"rhyme_first": True}, 422, "rhyme_first: rhyme_first needs a form"),
     ("/api/generate", {"prime": "龘"}, 400, "prime: the model does not know"),
@@ -373,7 +373,9 @@ BAD = [
     ("/api/rewrite", {"text": DENGGAO, "line": 8}, 400, "line: the poem has 8 verses, so line"),
     ("/api/rewrite", {"text": "龘龘，", "line": 0}, 400, "text: the model does not know"),
     ("/api/score", {"text": "abc"}, 400, "text: the poem 'abc' holds 'a'"),
-    ("/api/check", {"text": "hello"}, 400, "text: the poem has no Chinese characters"),
+    # the CLI's words for text that is not a poem (check hello), from the same rule
+    ("/api/check", {"text": "hello"}, 400, "text: the poem 'hello' holds 'h', which is not a"),
+    ("/api/check", {"text": " "}, 400, "text: the poem has no Chinese characters"),
     ("/api/generate", {"n": 1000}, 422, "n: "),
     ("/api/generate", {"n": "many"}, 422, "n: "),
     ("/api/generate", {"starts": ["月"] * 17}, 422, "starts"),
@@ -386,14 +388,34 @@ BAD = [
     ("/api/generate", {"top_p": 1.5}, 422, "top_p"),
     ("/api/generate", {"seed": -1}, 422, "seed"),
     ("/api/generate", {"seed": 2**32}, 422, "seed"),
-    ("/api/generate", {"temperature": "nan"}, 422, "finite number"),
-    ("/api/generate", {"top_p": "inf"}, 422, "finite number"),
+    # mistyped fields are refused, never coerced ("3" is not 3)
+    ("/api/generate", {"temperature": "nan"}, 422, "temperature: Input should be a valid number"),
+    ("/api/generate", {"seed": "3"}, 422, "seed: Input should be a valid integer"),
+    ("/api/generate", {"n": "2"}, 422, "n: Input should be a valid integer"),
+    ("/api/generate", {"n": 2.0}, 422, "n: Input should be a valid integer"),
+    ("/api/generate", {"greedy": "yes"}, 422, "greedy: Input should be a valid boolean"),
+    ("/api/generate", {"rhyme": "off"}, 422, "rhyme: Input should be a valid boolean"),
+    ("/api/generate", {"starts": [1]}, 422, "starts.0: Input should be a valid string"),
+    ("/api/rewrite", {"text": DENGGAO, "line": "0"}, 422, "line: Input should be a valid integer"),
+    # options at odds, or never read by the decoding asked for: the CLI's rules and words
+    (
+        "/api/generate",
+        {"form": "五绝", "rhyme": False, "rhyme_first": True},
+        422,
+        "rhyme_first: rhyme_first needs rhyme",
+    ),
+    ("/api/generate", {"greedy": True, "best_of": 4}, 422, "greedy: greedy draws the same"),
+    ("/api/generate", {"greedy": True, "temperature": 0.8}, 422, "temperature: temperature has"),
+    ("/api/generate", {"greedy": True, "top_k": 5}, 422, "top_k: top_k has no effect with greedy"),
+    ("/api/generate", {"greedy": True, "top_p": 0.95}, 422, "top_p: top_p has no effect"),
+    ("/api/generate", {"greedy": True, "beam": 2, "temperature": 1}, 422, "temperature: "),
+    ("/api/generate", {"beam": 2, "top_k": 5}, 422, "top_k: top_k has no effect with beam"),
     ("/api/generate", {"script": "latin"}, 422, "script"),
     ("/api/generate", {"starts": ["明月" * 5], "max_len": 8}, 422, "starts: '明月明月"),
     ("/api/generate", {"prime": "明月" * 5, "max_len": 8}, 422, "prime: '明月明月"),
     ("/api/generate", {"max_len": 7}, 422, "max_len: a free poem's shortest couplet may need 8"),
     ("/api/generate", {"acrostic": "春夏", "max_len": 25}, 422, "a 2-line acrostic may need 26"),
-    ("/api/generate", {"acrostic": "春夏", "max_len": 26, "starts": ["月"]}, 400, "starts:"),
+    ("/api/generate", {"acrostic": "春夏", "max_len": 26, "starts": ["月"]}, 400, "acrostic:"),
     ("/api/generate", {"repetition_penalty": -1}, 422, "repetition_penalty"),
     ("/api/generate", {"title": "春" * 25}, 422, "title: the title has 25 characters; at most 24"),
     ("/api/generate", {"title": "。" * 97}, 422, "title: String should have at most 96"),
@@ -460,6 +482,28 @@ def test_bad_requests_get_one_clear_message(client, path, body, status, words):
     assert r.status_code == status, r.text
     detail = r.json()["detail"]
     assert isinstance(detail, str) and words in detail and "Traceback" not in detail
+
+
+def test_strict_fields_still_read_json_integers_as_numbers(client):
+    """Strict types refuse "1" for a number, yet a JSON integer is one: 1 reads as 1.0. JSON's
+    NaN and Infinity are numbers, refused as not finite, as the CLI refuses them."""
+    body = {"starts": ["月"], "form": "五绝", "temperature": 1, "top_p": 1, "seed": 3}
+    r = post(client, "/api/generate", {**body, "repetition_penalty": 0, "same_place_penalty": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["poems"][0]["text"].startswith("月")
+    for raw, field in [('{"temperature": NaN}', "temperature"), ('{"top_p": Infinity}', "top_p")]:
+        r = client.post("/api/generate", content=raw, headers={"content-type": "application/json"})
+        finite = f"{field}: Input should be a finite number"
+        assert (r.status_code, r.json()["detail"]) == (422, finite)
+
+
+def test_check_refuses_what_the_cli_refuses_in_the_same_words(client):
+    cli = CliRunner().invoke(main, ["check", "hello"])
+    api = post(client, "/api/check", {"text": "hello"})
+    assert cli.exit_code == 2 and api.status_code == 400
+    said = cli.output.strip().splitlines()[-1].removeprefix("Error: ")
+    assert "'h', which is not a Chinese character" in said
+    assert api.json()["detail"] == f"text: {said}"
 
 
 def test_bad_bodies(client):

@@ -196,6 +196,20 @@ def test_an_unusable_out_is_refused_before_training(tmp_path):
     assert_user_error(result, 1, "cannot use", "as a run folder", "Not a directory")
 
 
+@pytest.mark.parametrize(
+    "args, words", [(["--resume"], "no run to resume"), (["--corpus", "notxz"], "notxz")]
+)
+def test_a_failed_start_leaves_nothing_behind(args, words, tmp_path):
+    out = tmp_path / "typo" / "run"
+    assert_user_error(train("--out", out, *SMALL, *args), 1, words)
+    assert not (tmp_path / "typo").exists()  # the folders it made, and their lock, are gone
+    # a folder that was there keeps what it held, and loses only what the start made
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    assert_user_error(train("--out", out, *SMALL, *args), 1, words)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
 def test_two_runs_cannot_share_a_folder(tmp_path):
     holder = Trainer(small_schedule(tmp_path / "run"), log=lambda msg: None)
     try:
