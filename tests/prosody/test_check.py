@@ -17,6 +17,11 @@ SHAN_JU = (  # 王维《山居秋暝》, 五律
     "竹喧归浣女，莲动下渔舟。随意春芳歇，王孙自可留。"
 )
 DENG_GUAN_QUE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"  # 王之涣, 五绝
+TAI_QING = (  # 郊庙歌辞《太清宫乐章 序入破第二奏》, 五律 rhyming on 先, its group's name
+    "虚极仙宗本，希夷象帝先。百灵朝太上，万法祖重圆。"
+    "善贷惟冲德，功成谓自然。云门达和气，思用合钧天。"
+)
+HUI_CHONG = "竹外桃花三两枝，春江水暖鸭先知。蒌蒿满地芦芽短，正是河豚欲上时。"  # 苏轼, 七绝
 
 
 @pytest.mark.parametrize(
@@ -25,6 +30,8 @@ DENG_GUAN_QUE = "白日依山尽，黄河入海流。欲穷千里目，更上一
         (DENG_GAO, "七律", "上平声十灰", "哀回来台杯"),
         (SHAN_JU, "五律", "下平声十一尤", "秋流舟留"),
         (DENG_GUAN_QUE, "五绝", "下平声十一尤", "流楼"),
+        (TAI_QING, "五律", "下平声一先", "先圆然天"),
+        (HUI_CHONG, "七绝", "上平声四支", "枝知时"),  # 先 may be 平: 水暖鸭先 is no 孤平
     ],
 )
 def test_well_known_poems_are_clean(poem, form, group, rhymes):
