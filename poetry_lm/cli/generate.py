@@ -26,7 +26,7 @@ from poetry_lm.cli.common import (
     threads_option,
     usage_error,
 )
-from poetry_lm.decoding.generate import SampleOptions
+from poetry_lm.decoding.generate import MAX_TEMPERATURE, SampleOptions
 from poetry_lm.decoding.rerank import RerankOptions
 from poetry_lm.settings import SettingError
 
@@ -36,7 +36,6 @@ MAX_ROWS = 256
 # Below this temperature sampling is --greedy: every weight but the likeliest's is
 # exp(-gap / T), under e^-100 for any gap over 1e-4 nats; dividing by a smaller T overflows.
 GREEDY_TEMPERATURE = 1e-6
-MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 precision
 
 
 @click.command("generate")

@@ -60,6 +60,7 @@ REPETITION_DEFAULTS: dict[str | None, tuple[float, float]] = {
     "七律": (1.5, 2.0),
     None: (1.2, 1.5),
 }
+MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 precision
 
 
 @dataclass
@@ -108,8 +109,10 @@ class SampleOptions:
             raise SettingError(
                 "{greedy} draws the same candidate every time: give it or {best_of}, not both"
             )
-        if not self.temperature > 0:
-            raise SettingError(f"{{temperature}} must be above 0, not {self.temperature}")
+        if not 0 < self.temperature <= MAX_TEMPERATURE:
+            raise SettingError(
+                f"{{temperature}} must be in (0, {MAX_TEMPERATURE:g}], not {self.temperature}"
+            )
         if not 0 < self.top_p <= 1:
             raise SettingError(f"{{top_p}} must be in (0, 1], not {self.top_p}")
         for name in ("repetition", "same_place"):

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from poetry_lm.decoding.generate import (
+    MAX_TEMPERATURE,
     SampleOptions,
     check_max_len,
     check_unused,
@@ -83,7 +84,7 @@ class Request(BaseModel):
 
 
 class Sampling(Request):
-    temperature: float = from_options("temperature", gt=0, le=10)
+    temperature: float = from_options("temperature", gt=0, le=MAX_TEMPERATURE)
     top_k: int = from_options("top_k", ge=0, le=10000)
     top_p: float = from_options("top_p", gt=0, le=1)
     seed: int | None = Field(

@@ -78,6 +78,7 @@ def test_the_adaptive_default_needs_cutoffs_only_to_build_the_output_layer():
         (lambda: TrainConfig(optimizer="rmsprop"), "optimizer must be one of adam, sgd"),
         (lambda: SampleOptions(beam=2, best_of=2), "choose beam or best_of"),
         (lambda: SampleOptions(top_p=0), "top_p must be in"),
+        (lambda: SampleOptions(temperature=101), r"temperature must be in \(0, 100\]"),
     ],
 )
 def test_each_check_is_made_by_the_dataclass_naming_fields(make, fields_named):

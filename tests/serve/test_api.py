@@ -385,6 +385,7 @@ BAD = [
     ("/api/generate", {"beam": 2, "best_of": 2}, 422, "beam: choose beam or best_of"),
     ("/api/generate", {"form": "十四行"}, 422, "unknown form"),
     ("/api/generate", {"temperature": 0}, 422, "temperature"),
+    ("/api/generate", {"temperature": 100.5}, 422, "less than or equal to 100"),  # as the CLI
     ("/api/generate", {"top_p": 1.5}, 422, "top_p"),
     ("/api/generate", {"seed": -1}, 422, "seed"),
     ("/api/generate", {"seed": 2**32}, 422, "seed"),
