@@ -20,7 +20,7 @@ def check_command(poem, poem_file, fmt):
     character's 平仄 and reading, each rhyme's group, the form, and the faults (失粘, 失对, 出韵,
     重韵, 孤平, 三平尾, 三仄尾). Exit status 0 whatever the faults."""
     from poetry_lm.prosody.check import check_poem, format_check
-    from poetry_lm.text.normalise import poem_entries, read_poem, read_text_lines
+    from poetry_lm.text.normalise import poem_entries, read_text_lines
 
     if (poem is None) == (poem_file is None):
         raise click.UsageError("give a POEM or --file, one of the two")
@@ -30,16 +30,12 @@ def check_command(poem, poem_file, fmt):
         lines = run_or_exit(read_text_lines, poem_file)
         poems = [given for given, _ in run_or_exit(poem_entries, lines, poem_file, blocks=True)]
     else:
-        try:
-            read_poem(poem)
-        except ValueError as err:
-            raise click.UsageError(str(err)) from None
         poems = [poem]
     checks = []
     for text in poems:
         try:
             checks.append(check_poem(text))
-        except ValueError as err:  # POEM holds no Chinese character (a file's poems all do)
+        except ValueError as err:  # POEM is not poem text (read_poem) or has no character
             raise click.UsageError(str(err)) from None
     if fmt == "json":
         for check in checks:

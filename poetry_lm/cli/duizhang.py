@@ -18,7 +18,7 @@ def duizhang_command(split, poem_file, corpus):
     """对仗 of the middle couplets of the 律诗 in a split or a file, against train couplets."""
     from poetry_lm.evaluation.duizhang import PairTable, measure
     from poetry_lm.text.corpus import load_corpus
-    from poetry_lm.text.normalise import STDIN
+    from poetry_lm.text.normalise import source_name
 
     if split == "train" and not poem_file:
         click.echo(
@@ -30,7 +30,7 @@ def duizhang_command(split, poem_file, corpus):
     table = PairTable(p.text for p in splits["train"])
     if poem_file:
         poems, how = run_or_exit(read_poems, poem_file, table.chars)
-        source = "standard input" if poem_file == STDIN else poem_file
+        source = source_name(poem_file)
     else:
         poems, source, how = [p.text for p in splits[split]], f"{split} split", ""
     report = measure(table, poems)

@@ -57,12 +57,12 @@ def evaluate_command(
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.text.corpus import clean_title, load_corpus
-    from poetry_lm.text.normalise import STDIN
+    from poetry_lm.text.normalise import source_name
 
     model, table, _ = run_or_exit(load_model, checkpoint)
     if poem_file:
         poems, _ = run_or_exit(read_poems, poem_file, table.index)
-        source = "standard input" if poem_file == STDIN else poem_file
+        source = source_name(poem_file)
     else:
         chosen = run_or_exit(load_corpus, corpus)[split]
         poems, source = [p.text for p in chosen], f"{split} split"

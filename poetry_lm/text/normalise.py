@@ -120,9 +120,15 @@ def read_title(text: str, known: Container[str] | None = None) -> str:
 STDIN = "-"  # a --file of this name is standard input
 
 
+def source_name(path: Path | str) -> str:
+    """Where poems were read from, as a line of output names it: the path, or "standard
+    input" for ``-``."""
+    return "standard input" if str(path) == STDIN else str(path)
+
+
 def file_name(path: Path | str) -> str:
-    """How messages name a poem file: its path, or "standard input" for ``-``."""
-    return "standard input" if str(path) == STDIN else f"poem file {path}"
+    """How messages name a poem file: "poem file PATH", or "standard input" for ``-``."""
+    return source_name(path) if str(path) == STDIN else f"poem file {path}"
 
 
 def read_text_lines(path: Path | str) -> list[str]:
@@ -156,14 +162,13 @@ def poem_entries(
     perplexity is never silently computed over part of a file; so is a file with no poem.
     Raises :class:`PoemTextError`.
     """
-    where = "standard input" if str(path) == STDIN else str(path)
     entries = []
     for line_no, entry in line_blocks(lines) if blocks else enumerate(lines, 1):
         try:
             text = read_poem(entry, known)
         except PoemTextError as err:
             line_no += _line_at_fault(entry, known)
-            raise PoemTextError(f"{where} line {line_no}: {err}") from None
+            raise PoemTextError(f"{source_name(path)} line {line_no}: {err}") from None
         if text:
             entries.append((entry, text))
     if not entries:
@@ -178,17 +183,6 @@ def _line_at_fault(entry: str, known: Container[str] | None) -> int:
         if not all(is_poem_char(ch) for ch in normalise(line, known)):
             return offset
     return 0
-
-
-def read_poem_file(
-    path: Path | str, known: Container[str] | None = None, blocks: bool = False
-) -> list[str]:
-    """A UTF-8 file of poems (``-``: standard input), one per line, in either script → poems
-    read by :func:`read_poem`. With ``blocks``, poems are separated by blank lines instead and
-    the lines of one are joined (``generate``'s text output: one verse a line, a blank line
-    between poems). Blank lines are skipped. Raises :class:`PoemTextError` (see
-    :func:`read_text_lines` and :func:`poem_entries`)."""
-    return [text for _, text in poem_entries(read_text_lines(path), path, known, blocks)]
 
 
 def line_blocks(lines: list[str]) -> list[tuple[int, str]]:

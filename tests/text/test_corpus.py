@@ -13,7 +13,7 @@ from poetry_lm.text.corpus import (
     split_of,
     strip_annotations,
 )
-from poetry_lm.text.normalise import read_poem_file
+from poetry_lm.text.normalise import poem_entries, read_text_lines
 from poetry_lm.text.vocab import LOST_CHAR
 
 
@@ -92,6 +92,11 @@ def test_corrupt_corpus_files_are_clear_errors(tmp_path):
         f.write(json.dumps({"id": "2", "author": "", "title": "", "text": "hello world"}) + "\n")
     with pytest.raises(CorpusError, match="line 2"):
         load_corpus(junk)
+
+
+def read_poem_file(path):
+    """The poems of a file of poems one a line, as the commands read it."""
+    return [text for _, text in poem_entries(read_text_lines(path), path)]
 
 
 def test_poem_file_reading(tmp_path):
