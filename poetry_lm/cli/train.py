@@ -54,6 +54,8 @@ MAX_LR = 10.0  # a larger rate is a typing slip, not an experiment
 @option_from(
     TrainConfig, "corpus", type=click.Path(dir_okay=False), show_default="corpus/tang.jsonl.xz"
 )
+@option_from(TrainConfig, "pretrain_corpus", type=click.Path(dir_okay=False))
+@option_from(TrainConfig, "pretrain_epochs", type=click.IntRange(0))
 @option_from(ModelConfig, "cell", type=click.Choice(CELLS))
 @option_from(ModelConfig, "activation", type=click.Choice(list(ACTIVATIONS)))
 @option_from(ModelConfig, "embed_dim", type=click.IntRange(1))

@@ -124,6 +124,14 @@ def _verses(text: str) -> list[str]:
     return [v for v in re.split(f"[{PUNCTUATION}]", text) if v]
 
 
+def leaking_poems(texts: Sequence[str], held_out: Sequence[str]) -> set[int]:
+    """Indices of ``texts`` whose near-duplicate group (over both lists) holds a ``held_out``
+    poem: a chain of variants counts, as it does for the split."""
+    groups = near_duplicate_groups([*held_out, *texts])
+    tainted = set(groups[: len(held_out)])
+    return {i for i, rep in enumerate(groups[len(held_out) :]) if rep in tainted}
+
+
 def verbatim_verse_rate(test: Sequence[str], train: Sequence[str]) -> float:
     """Share of the verses of ``test`` poems that occur word for word among ``train``'s verses."""
     seen = {v for text in train for v in _verses(text)}

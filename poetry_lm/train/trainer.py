@@ -34,7 +34,7 @@ from poetry_lm.model.checkpoint import (
     save_checkpoint,
 )
 from poetry_lm.model.lm import ModelConfig, PoetryLM
-from poetry_lm.paths import CORPUS_FILE, DEFAULT_CORPUS
+from poetry_lm.paths import CORPUS_FILE, DEFAULT_CORPUS, SONG_CORPUS
 from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.batching import make_streams, make_windows, stream_chunks, window_batches
 from poetry_lm.text.corpus import CorpusError, clean_title, load_corpus, orient
@@ -66,6 +66,15 @@ class TrainConfig:
         "runs/default", "Run folder: last.pt, best.pt, metrics.json, training.png."
     )
     corpus: str = setting(str(DEFAULT_CORPUS), "The corpus: JSON lines of poems, xz-compressed.")
+    pretrain_corpus: str | None = setting(
+        None,
+        "More poems to read in the first --pretrain-epochs epochs: the train split of this corpus "
+        "file, or 'song' for corpus/song.jsonl.xz. The vocabulary, valid and test stay the "
+        "corpus's; its unknown characters are <unk>.",
+    )
+    pretrain_epochs: int = setting(
+        0, "Epochs that read the train split of --pretrain-corpus beside the corpus's own."
+    )
     seq_len: int = setting(
         65, "Tokens per window or stream chunk (the input is the first 64, the target the last 64)."
     )
@@ -128,6 +137,10 @@ class TrainConfig:
             raise SettingError(f"{{title_share}} must be in [0, 1], not {self.title_share}")
         if not 0 <= self.ema_decay < 1:
             raise SettingError(f"{{ema_decay}} must be in [0, 1), not {self.ema_decay}")
+        if self.pretrain_epochs > self.max_epochs:
+            raise SettingError("{pretrain_epochs} cannot exceed {max_epochs}")
+        if bool(self.pretrain_corpus) != bool(self.pretrain_epochs):
+            raise SettingError("{pretrain_corpus} and {pretrain_epochs} go together")
         if self.seq_step > self.seq_len:
             raise SettingError("{seq_step} cannot exceed {seq_len}")
         if self.bf16 and self.device != "cuda":
@@ -234,6 +247,8 @@ def portable_corpus(corpus: str) -> str:
 
 
 def corpus_path(corpus: str) -> Path:
+    if corpus == "song":
+        return SONG_CORPUS
     return DEFAULT_CORPUS if corpus == CORPUS_FILE and not Path(corpus).is_file() else Path(corpus)
 
 
@@ -412,6 +427,9 @@ class Trainer:
                 f"the train split of {cfg.corpus} has {len(splits['train'])} poem(s), fewer "
                 f"than --min-freq {cfg.min_freq}: no character would be kept"
             )
+        if cfg.pretrain_corpus:  # its train split only: its valid and test stay unread
+            pre = load_corpus(corpus_path(cfg.pretrain_corpus))["train"][: cfg.limit_poems]
+            splits["pretrain"] = pre
         texts = {k: [p.text for p in v] for k, v in splits.items()}
         return texts, {k: [clean_title(p.title) for p in v] for k, v in splits.items()}
 
@@ -497,7 +515,7 @@ class Trainer:
     def continue_schedule(self) -> None:
         """A resumed run whose schedule changed length (--epochs, a new corpus) continues its
         cosine smoothly from the rate it had reached, instead of jumping to the new curve."""
-        p, total = self.progress, self.cfg.max_epochs * self.steps_per_epoch
+        p, total = self.progress, self.total_steps()
         if p["total_steps"] and p["total_steps"] != total and self.cfg.lr_schedule == "cosine":
             step = p["global_step"]
             rate = learning_rate(self.cfg, step, p["total_steps"], p["lr_anchor"])
@@ -527,11 +545,13 @@ class Trainer:
         ``title_share``, which poems carry their title is drawn for ``epoch``; a backward
         model reads every poem right to left (its title, context, still first)."""
         cfg = self.cfg
-        texts = [orient(t, self.model.config.direction) for t in self.texts["train"]]
+        parts = ["train", "pretrain"] if epoch < cfg.pretrain_epochs else ["train"]
+        texts = [orient(t, self.model.config.direction) for k in parts for t in self.texts[k]]
+        titles = [title for k in parts for title in self.titles[k]]
         titled = np.random.default_rng([cfg.seed, epoch, 1]).random(len(texts)) < cfg.title_share
         encoded = [
             self.table.encode_poem(text, title if keep else "")
-            for text, title, keep in zip(texts, self.titles["train"], titled)
+            for text, title, keep in zip(texts, titles, titled)
         ]
         if cfg.batching == "streams":
             return encoded, None
@@ -540,7 +560,7 @@ class Trainer:
     def epoch_batches(self, epoch: int, start: int = 0):
         """This epoch's shuffled (T, B) batches from step ``start`` on, and its number of steps."""
         cfg = self.cfg
-        if cfg.title_share:  # this epoch's draw of titled poems
+        if cfg.title_share or cfg.pretrain_epochs:  # this epoch's poems, and which are titled
             self.encoded, self.windows = self.prepare_batches(epoch)
         rng = np.random.default_rng([cfg.seed, epoch])
         if cfg.batching == "streams":
@@ -552,6 +572,20 @@ class Trainer:
         return window_batches(self.windows, cfg.batch_size, order, start), math.ceil(
             len(self.windows) / cfg.batch_size
         )
+
+    def total_steps(self) -> int:
+        """The schedule's length: the pretraining epochs' steps, then the corpus's own."""
+        cfg = self.cfg
+        if not cfg.pretrain_epochs:
+            return cfg.max_epochs * self.steps_per_epoch
+        pre = self.epoch_batches(0)[1]
+        own = (
+            self.epoch_batches(cfg.pretrain_epochs)[1]
+            if cfg.max_epochs > cfg.pretrain_epochs
+            else 0
+        )
+        self.epoch_batches(0)  # as __init__ left them
+        return cfg.pretrain_epochs * pre + (cfg.max_epochs - cfg.pretrain_epochs) * own
 
     # -- checkpoints ---------------------------------------------------------------
     def save(self, path: Path, model: PoetryLM | None = None, **extra) -> None:
@@ -591,7 +625,7 @@ class Trainer:
             f"of {cfg.seq_len}, {self.steps_per_epoch} steps/epoch, {n_params / 1e6:.2f}M "
             f"parameters, {threads} thread(s) × {world} process(es) on {self.ctx.device}"
         )
-        total = cfg.max_epochs * self.steps_per_epoch
+        total = self.total_steps()
         if cfg.warmup_steps > total / 4:
             self.log(
                 f"the warm-up ({cfg.warmup_steps} steps) is over a quarter of the run's {total} "
@@ -648,7 +682,10 @@ class Trainer:
 
         self.model.train()
         batches, self.steps_per_epoch = self.epoch_batches(p["epoch"], p["step_in_epoch"])
-        total_steps = cfg.max_epochs * self.steps_per_epoch
+        # the schedule's length: a pretraining run's phases differ, so it is fixed at the start
+        total_steps = (
+            p["total_steps"] if cfg.pretrain_epochs else cfg.max_epochs * self.steps_per_epoch
+        )
         # a log file (stderr not a terminal) gets a progress line a minute
         bar = tqdm(
             batches,
