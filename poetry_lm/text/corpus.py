@@ -144,7 +144,7 @@ def load_corpus(path: Path | str = DEFAULT_CORPUS) -> dict[str, list[Poem]]:
 @lru_cache(maxsize=2)
 def _grouped_poems(path: str, size: int, mtime_ns: int) -> tuple[Poem, ...]:
     """The file's poems in file order, each with its group; size and mtime only key the cache."""
-    poems = _read_poems(Path(path))
+    poems = read_poems(Path(path))
     representative = near_duplicate_groups([p.text for p in poems])
     smallest: dict[int, str] = {}
     for poem, rep in zip(poems, representative):
@@ -152,7 +152,8 @@ def _grouped_poems(path: str, size: int, mtime_ns: int) -> tuple[Poem, ...]:
     return tuple(replace(poem, group=smallest[rep]) for poem, rep in zip(poems, representative))
 
 
-def _read_poems(path: Path) -> list[Poem]:
+def read_poems(path: Path) -> list[Poem]:
+    """The file's poems in file order, not grouped (``load_corpus`` groups and splits them)."""
     poems = []
     try:
         with lzma.open(path, "rt", encoding="utf-8") as f:
