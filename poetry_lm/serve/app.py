@@ -33,13 +33,14 @@ from poetry_lm.serve.errors import install_error_handlers
 from poetry_lm.serve.guard import BodyGuard
 from poetry_lm.serve.poet import Poet
 from poetry_lm.serve.routes import check, generate, page, rewrite, score
+from poetry_lm.serving import ServeSettings
 
 DESCRIPTION = f"""Write, score, rewrite and check Tang poems with a character-level LSTM.
 
 Text in either script is accepted. Limits, enforced on every request: at most
 {s.MAX_STARTS} start texts of {s.MAX_START_CHARS} characters, {s.MAX_POEMS} poems
-(starts × n), best_of or beam {s.MAX_WIDTH}, {s.MAX_ROWS} decoding rows (poems × best_of or
-beam), max_len {s.MAX_LEN} (only without a form), a title {s.MAX_TITLE_CHARS} Chinese
+(starts × n), best_of or beam {s.MAX_WIDTH}, {s.MAX_REQUEST_ROWS} decoding rows (poems ×
+best_of or beam), max_len {s.MAX_LEN} (only without a form), a title {s.MAX_TITLE_CHARS} Chinese
 characters ({s.MAX_TITLE_TEXT} as sent, marks and spaces included), prime
 {s.MAX_PRIME_CHARS}, acrostic {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite
 {s.MAX_POEM_CHARS} characters, {s.MAX_CANDIDATES} rewrite candidates, a body
@@ -51,6 +52,7 @@ Errors: 400 input the model cannot use, 408 too slow, 413 body too large, 415 no
 `{{"detail": "one sentence"}}`, which begins with the field at fault (`"keywords: …"`)."""
 
 
+DEFAULTS = ServeSettings()
 ROUTERS = (page.router, generate.router, score.router, rewrite.router, check.router)
 
 
@@ -61,21 +63,18 @@ async def lifespan(app: FastAPI):
 
 
 def create_app(
-    checkpoint: Path | str = SHIPPED_MODEL,
-    window: float = 0.015,
-    timeout: float = 20.0,
-    max_rows: int = 256,
+    checkpoint: Path | str = SHIPPED_MODEL, settings: ServeSettings = DEFAULTS
 ) -> FastAPI:
     """The app, with the model loaded from ``checkpoint`` (raises CheckpointError if it cannot
-    be). ``window``: seconds the batcher waits for more requests; ``timeout``: seconds a request
-    may take before it is cut off with 408; ``max_rows``: rows that close a batch early. The
-    routes read the model, the batcher and the timeout from ``app.state`` (serve/deps.py)."""
+    be) and the batcher's window, rows and the time limit from ``settings``. The routes read
+    the model, the batcher and the timeout from ``app.state`` (serve/deps.py)."""
     poet = Poet(checkpoint)
+    batcher = Batcher(settings.window, settings.batch_rows)
     app = FastAPI(
         title="poetry_lm", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     app.add_middleware(BodyGuard)
-    app.state.poet, app.state.batcher, app.state.timeout = poet, Batcher(window, max_rows), timeout
+    app.state.poet, app.state.batcher, app.state.timeout = poet, batcher, settings.timeout
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

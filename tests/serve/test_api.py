@@ -639,7 +639,7 @@ def test_fuzz_malformed_requests_all_get_4xx_and_the_server_stays_up(client):
 def test_limits_are_in_the_docs(client):
     docs = client.get("/openapi.json").json()
     text = json.dumps(docs, ensure_ascii=False)
-    for limit in (schemas.MAX_ROWS, schemas.MAX_POEMS, schemas.MAX_POEM_CHARS):
+    for limit in (schemas.MAX_REQUEST_ROWS, schemas.MAX_POEMS, schemas.MAX_POEM_CHARS):
         assert str(limit) in docs["info"]["description"]
     assert "/api/generate" in docs["paths"] and "/api/check" in docs["paths"]
     assert '"maximum": 32' in text  # n's limit on its field
