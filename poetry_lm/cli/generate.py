@@ -32,7 +32,7 @@ from poetry_lm.settings import SettingError
 
 # Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
 # written as each batch is done, so memory stays bounded whatever -n and the start count ask.
-MAX_ROWS = 256
+BATCH_ROWS = 256
 # Below this temperature sampling is --greedy: every weight but the likeliest's is
 # exp(-gap / T), under e^-100 for any gap over 1e-4 nats; dividing by a smaller T overflows.
 GREEDY_TEMPERATURE = 1e-6
@@ -217,7 +217,7 @@ def generate_command(
     generator.manual_seed(seed if seed is not None else torch.seed())
     opts = dataclasses.replace(opts, max_len=max_len, prime=prime, title=title)
     requests = [s for s in starts or [""] for _ in range(num)]
-    per_batch = max(1, MAX_ROWS // (beam or best_of))
+    per_batch = max(1, BATCH_ROWS // (beam or best_of))
     script_of = to_traditional if script == "traditional" else str
     # one seed per poem, drawn at once: a poem depends on its start and seed only, so the
     # batches give the same poems as one batch would

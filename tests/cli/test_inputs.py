@@ -440,7 +440,7 @@ def test_requests_are_decoded_in_bounded_batches_and_streamed(monkeypatch):
         return real(model, table, starts, opts, *rest, **named)
 
     monkeypatch.setattr(decoding, "candidates", counting)
-    monkeypatch.setattr(generate_cli, "MAX_ROWS", 4)
+    monkeypatch.setattr(generate_cli, "BATCH_ROWS", 4)
     chunked = invoke(generate_command, *args)
     assert chunked.exit_code == 0, chunked.output
     assert max(sizes) <= 4 and sum(sizes) == 3 * 3 * 2
