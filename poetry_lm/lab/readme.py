@@ -6,8 +6,11 @@ terminal shows them), and examples are separated by blank lines. A shown output 
 line is ``...`` shows only its first lines: those are compared, the rest is left out. A block
 that runs another program (``curl`` against a running server) is not checked.
 
-    python -m poetry_lm.lab.readme README.md models/README.md            # compare; exit 1 on drift
-    python -m poetry_lm.lab.readme --update README.md models/README.md   # rewrite the outputs
+    python -m poetry_lm.lab.readme                  # README.md and its pages; exit 1 on drift
+    python -m poetry_lm.lab.readme --update README.md docs/forms.md   # rewrite their outputs
+
+Without FILES the documents are README.md and every page reached from it by links
+(``documents``), so an example that moves from the README to a page it links to stays checked.
 
 The commands run in this process (``poetry-lm …``, ``python -m poetry_lm …``, ``python
 generate.py`` and ``python train.py`` are the package's own click commands), so the model is
@@ -17,6 +20,7 @@ read once per command and nothing is spawned. ``tests/lab/test_readme.py`` runs 
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -26,6 +30,24 @@ import click
 
 FENCE = "```"
 MORE = "..."
+README = "README.md"
+PAGE_LINK = re.compile(r"\]\(([\w./-]+\.md)(?:#[\w-]*)?\)")  # a markdown link to a local page
+
+
+def documents(root: Path) -> list[Path]:
+    """README.md under ``root`` and every page reached from it by links, in order of discovery.
+
+    Links are read relative to the page they are in; pages outside ``root`` are left out."""
+    root = root.resolve()
+    found, i = [root / README], 0
+    while i < len(found):
+        page = found[i]
+        for link in PAGE_LINK.findall(page.read_text(encoding="utf-8")):
+            target = (page.parent / link).resolve()
+            if target.is_relative_to(root) and target.is_file() and target not in found:
+                found.append(target)
+        i += 1
+    return found
 
 
 @dataclass
@@ -134,10 +156,11 @@ def drift(path: Path) -> str:
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--update", is_flag=True, help="Rewrite the outputs in place instead of comparing.")
 def main(files: tuple[Path, ...], update: bool):
-    """Compare the ``$ command`` examples of FILES (default README.md) with what the commands
-    print now; exit 1 with a diff on drift. --update rewrites them."""
+    """Compare the ``$ command`` examples of FILES (default: README.md and the pages reached
+    from it by links) with what the commands print now; exit 1 with a diff on drift.
+    --update rewrites them."""
     failed = False
-    for path in files or (Path("README.md"),):
+    for path in files or documents(Path(".")):
         try:
             if update:
                 path.write_text(refresh(path.read_text(encoding="utf-8")), encoding="utf-8")

@@ -49,7 +49,7 @@ DEVICES = ("cpu", "cuda")
 
 
 # the learning rate each optimizer gets unless one is given: Adam's is the shipped recipe's, SGD's
-# the best of a small measured sweep (README, "Training runs to compare"); 2e-3 starves plain SGD
+# the best of a small measured sweep (docs/learning.md); 2e-3 starves plain SGD
 DEFAULT_LR = {"adam": 2e-3, "sgd": 10.0}
 
 
