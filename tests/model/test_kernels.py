@@ -167,3 +167,34 @@ def test_the_loops_a_cuda_graph_captures_match_the_op(monkeypatch):
     torch.testing.assert_close(dh, want[4], **TOL32)  # dh0
     torch.testing.assert_close(dc, want[5], **TOL32)  # dc0
     torch.testing.assert_close(gates.sum((0, 1)), want[7], **TOL32)  # db = Σ da
+
+
+@needs_triton
+@pytest.mark.parametrize("retain", [False, True])
+def test_the_cuda_graph_branch_keeps_its_buffers_apart_with_an_eager_stand_in(retain, monkeypatch):
+    """The op's CUDA-graph branch (copies in, the loop on the copies, outputs cloned out, the
+    gradients read from the graph's gates) on the CPU: ``run_graphed`` replaced by an eager
+    stand-in that keeps one set of static copies per name and shapes, as the graph does."""
+    static_sets = {}
+
+    def eager_run_graphed(name, loop, tensors):
+        key = (name, *((k, None if v is None else v.shape) for k, v in tensors.items()))
+        static = static_sets.setdefault(
+            key, {k: None if v is None else v.clone() for k, v in tensors.items()}
+        )
+        for k, v in tensors.items():
+            if v is not None:
+                static[k].copy_(v)
+        loop(**static)
+        return static
+
+    ts, keep = inputs(5, 3, 4, 6, torch.float32, True, seed=2)
+    monkeypatch.setenv("POETRY_LM_GEMM", "plain")
+    want = run("torch", ts, keep, monkeypatch, retain)
+    monkeypatch.setattr(triton_lstm, "graphs_enabled", lambda x: True)
+    monkeypatch.setattr(triton_lstm, "run_graphed", eager_run_graphed)
+    monkeypatch.setenv("POETRY_LM_STEP", "triton")
+    assert choice.paths(ts[0], 6, keep)["graphs"] == "yes"
+    for _ in range(2):  # the second call reuses the static copies
+        assert_all_close(run("triton", ts, keep, monkeypatch, retain), want, TOL32)
+    assert len(static_sets) == 2  # one forward, one backward
