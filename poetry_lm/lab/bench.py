@@ -31,8 +31,8 @@ import click
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.model import cpu_step, fused, gemm
-from poetry_lm.model.gemm import cpu_model
+from poetry_lm.model.kernels import choice, cpu_step, gemm
+from poetry_lm.model.kernels.gemm import cpu_model
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
 from poetry_lm.paths import SHIPPED_MODEL
 
@@ -197,7 +197,7 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
         _, flops = lstm_flops_per_token(E, H)
         fns = lstm_step_functions(E, H, s.batch, s.steps, s.device)
         # the path the fused op takes (on a new machine or shape this measures the GEMMs)
-        how = fused.paths(torch.empty(s.steps, s.batch, E, device=s.device), H)
+        how = choice.paths(torch.empty(s.steps, s.batch, E, device=s.device), H)
         chosen.append(f"- E = {E}, H = {H}: " + ", ".join(f"{k} {v}" for k, v in how.items()))
         seconds = median_times(fns, s.reps, device=s.device)
         for name, sec in seconds.items():
@@ -215,9 +215,9 @@ def lstm_section(s: Settings, results: dict) -> list[str]:
         "FLOPs per token counted as 3 · 2·(4H·E + 4H·H) (forward matmuls, backward twice that); "
         "speed vs nn.LSTM = nn.LSTM's time / this time (> 1 is faster).",
         "",
-        "The fused op's path at each size (`poetry_lm/model/fused.py`, `paths`): the GEMM "
-        "backend of each role (`gemm.py`, measured once per machine and shape, cached), the "
-        "step's elementwise path and whether the time loop is a CUDA graph:",
+        "The fused op's path at each size (`poetry_lm/model/kernels/choice.py`, `paths`): the "
+        "GEMM backend of each role (`kernels/gemm.py`, measured once per machine and shape, "
+        "cached), the step's elementwise path and whether the time loop is a CUDA graph:",
         "",
         *chosen,
         f"- the C step kernel: {cpu_step.status()}" if s.device == "cpu" else "",

@@ -440,7 +440,7 @@ def ranking_rows(
 
 def times_line(times: list[str], threads: int) -> str:
     """The closing line with ``--keywords``: each setting's time ratio, on this CPU."""
-    from poetry_lm.model.gemm import cpu_model
+    from poetry_lm.model.kernels.gemm import cpu_model
 
     return f"\nMedian CPU time a poem, {cpu_model()}, {threads} thread(s): " + "; ".join(times)
 

@@ -227,7 +227,7 @@ class LSTMLayer(RecurrentLayer):
 
     def forward(self, x, state, keep=None):
         """As ``RecurrentLayer.forward``, but the input GEMM and the recurrence are one autograd
-        node with the hand-written BPTT of ``poetry_lm/fused.py`` (same numbers, faster)."""
+        node with the hand-written BPTT of ``model/fused.py`` (same numbers, faster)."""
         # weight drop: one mask on W_hh for the whole sequence, so every step sees the same
         # recurrent weights (dropping h itself at each step would disturb the memory)
         weight_hh = self.weight_hh

@@ -15,8 +15,8 @@ from test_fused import PARAMS, TOL, fused_layer, touch_everything
 from test_kernels import TOL32, assert_all_close, inputs, run
 
 from poetry_lm.cli.train import train_command
-from poetry_lm.model import fused, triton_lstm
 from poetry_lm.model.checkpoint import load_model
+from poetry_lm.model.kernels import choice, triton_lstm
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
@@ -108,12 +108,12 @@ def test_compiled_triton_path_matches_the_torch_kernels(graphs, masked, dtype, t
     ts = [t.detach().cuda().requires_grad_(True) for t in ts]
     keep = None if keep is None else keep.cuda()
     want = run("torch", ts, keep, monkeypatch)
-    assert fused.paths(ts[0], 9, keep) == dict(
+    assert choice.paths(ts[0], 9, keep) == dict(
         recurrent="plain", linear="plain", weight="plain", step="torch", graphs="no"
     )
     monkeypatch.setenv("POETRY_LM_STEP", "")
-    assert fused.paths(ts[0], 9, keep)["step"] == "Triton"
-    assert fused.paths(ts[0], 9, keep)["graphs"] == ("yes" if graphs == "1" else "no")
+    assert choice.paths(ts[0], 9, keep)["step"] == "Triton"
+    assert choice.paths(ts[0], 9, keep)["graphs"] == ("yes" if graphs == "1" else "no")
     for _ in range(2):  # the second call replays the captured graphs
         assert_all_close(run("", ts, keep, monkeypatch), want, tol)
 

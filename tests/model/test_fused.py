@@ -225,7 +225,7 @@ def test_packed_recurrent_weight_gives_the_same_numbers():
     """float32 sequences of 32+ steps take the GEMMs chosen for this machine (MKL's packed
     weight among the candidates) and the C step kernel where it builds; they must agree with the
     step-by-step loop as closely as any float32 reordering of sums does."""
-    from poetry_lm.model.fused import PACK_FROM_STEPS
+    from poetry_lm.model.kernels.gemm import PACK_FROM_STEPS
 
     torch.manual_seed(2)
     T, B, I, H = PACK_FROM_STEPS + 3, 3, 5, 8

@@ -9,8 +9,8 @@ import pytest
 import torch
 from test_fused import touch_everything
 
-from poetry_lm.model import cpu_step, fused, gemm, triton_lstm
 from poetry_lm.model.fused import lstm_sequence
+from poetry_lm.model.kernels import choice, cpu_step, gemm, loops, triton_lstm
 
 needs_triton = pytest.mark.skipif(not triton_lstm.available(), reason="Triton is not installed")
 TOL32 = dict(rtol=1e-5, atol=1e-6)  # float32: a different order of operations, no more
@@ -58,7 +58,7 @@ def test_triton_kernels_match_the_torch_path_in_float32(T, B, I, H, masked, monk
     monkeypatch.setenv("POETRY_LM_GEMM", "plain")  # the same products on both sides
     want = run("torch", ts, keep, monkeypatch)
     monkeypatch.setenv("POETRY_LM_STEP", "triton")
-    assert fused.paths(ts[0], H, keep)["step"] == "Triton"
+    assert choice.paths(ts[0], H, keep)["step"] == "Triton"
     assert_all_close(run("triton", ts, keep, monkeypatch), want, TOL32)
 
 
@@ -86,8 +86,8 @@ def test_c_kernel_matches_the_torch_path(masked, gemm_backend, monkeypatch):
     monkeypatch.setenv("POETRY_LM_GEMM", gemm_backend)
     want = run("torch", ts, keep, monkeypatch)
     monkeypatch.setenv("POETRY_LM_STEP", "c")
-    assert fused.paths(ts[0], 7, keep)["step"] == "C kernel"
-    assert fused.paths(ts[0], 7, keep)["recurrent"] == gemm_backend
+    assert choice.paths(ts[0], 7, keep)["step"] == "C kernel"
+    assert choice.paths(ts[0], 7, keep)["recurrent"] == gemm_backend
     assert_all_close(run("c", ts, keep, monkeypatch), want, dict(rtol=1e-4, atol=1e-5))
 
 
@@ -99,7 +99,7 @@ def test_c_kernel_missing_compiler_falls_back_to_torch_kernels(monkeypatch, tmp_
     assert cpu_step.load() is None
     assert cpu_step.status().startswith("torch kernels (the C kernel did not build")
     ts, keep = inputs(4, 2, 3, 4, torch.float32, True, seed=1)
-    assert fused.paths(ts[0], 4, keep)["step"] == "torch"
+    assert choice.paths(ts[0], 4, keep)["step"] == "torch"
     out, _, _ = lstm_sequence(*ts, keep)
     assert torch.isfinite(out).all()
 
@@ -156,14 +156,45 @@ def test_the_loops_a_cuda_graph_captures_match_the_op(monkeypatch):
     gates = (x.reshape(T * B, I) @ w_ih.t() + b).view(T, B, 4 * H)
     hs, cs, tanh_c = torch.zeros(T + 1, B, H), torch.zeros(T + 1, B, H), torch.zeros(T, B, H)
     hs[0], cs[0] = h0, c0
-    fused.graphed_forward(gates, hs, cs, tanh_c, keep, w_hh)
+    loops.graphed_forward(gates, hs, cs, tanh_c, keep, w_hh)
     torch.testing.assert_close(hs[1:], want[0], **TOL32)
     torch.testing.assert_close(cs[T], want[2], **TOL32)
     out, h, c = hs[1:].clone(), hs[T].clone(), cs[T].clone()
     # the gradients touch_everything sends back: w for out, 2h for h_T, 0.5 for c_T
     dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
     dh, dc = 2 * h, torch.full_like(c, 0.5)
-    fused.graphed_backward(gates, tanh_c, cs, dout, dh, dc, keep, w_hh)
+    loops.graphed_backward(gates, tanh_c, cs, dout, dh, dc, keep, w_hh)
     torch.testing.assert_close(dh, want[4], **TOL32)  # dh0
     torch.testing.assert_close(dc, want[5], **TOL32)  # dc0
     torch.testing.assert_close(gates.sum((0, 1)), want[7], **TOL32)  # db = Σ da
+
+
+@needs_triton
+@pytest.mark.parametrize("retain", [False, True])
+def test_the_cuda_graph_branch_keeps_its_buffers_apart_with_an_eager_stand_in(retain, monkeypatch):
+    """The op's CUDA-graph branch (copies in, the loop on the copies, outputs cloned out, the
+    gradients read from the graph's gates) on the CPU: ``run_graphed`` replaced by an eager
+    stand-in that keeps one set of static copies per name and shapes, as the graph does."""
+    static_sets = {}
+
+    def eager_run_graphed(name, loop, tensors):
+        key = (name, *((k, None if v is None else v.shape) for k, v in tensors.items()))
+        static = static_sets.setdefault(
+            key, {k: None if v is None else v.clone() for k, v in tensors.items()}
+        )
+        for k, v in tensors.items():
+            if v is not None:
+                static[k].copy_(v)
+        loop(**static)
+        return static
+
+    ts, keep = inputs(5, 3, 4, 6, torch.float32, True, seed=2)
+    monkeypatch.setenv("POETRY_LM_GEMM", "plain")
+    want = run("torch", ts, keep, monkeypatch, retain)
+    monkeypatch.setattr(triton_lstm, "graphs_enabled", lambda x: True)
+    monkeypatch.setattr(triton_lstm, "run_graphed", eager_run_graphed)
+    monkeypatch.setenv("POETRY_LM_STEP", "triton")
+    assert choice.paths(ts[0], 6, keep)["graphs"] == "yes"
+    for _ in range(2):  # the second call reuses the static copies
+        assert_all_close(run("triton", ts, keep, monkeypatch, retain), want, TOL32)
+    assert len(static_sets) == 2  # one forward, one backward

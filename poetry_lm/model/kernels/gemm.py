@@ -254,7 +254,7 @@ def backends_for(x: torch.Tensor, hidden: int) -> dict[str, str]:
 
 def report(inputs: int, hidden: int, batch: int = 64, steps: int = 64) -> list[str]:
     """Measure every available backend of each role at one shape (what ``choose`` compares),
-    as markdown lines: ``python -m poetry_lm.model.gemm E H [B T]``."""
+    as markdown lines: ``python -m poetry_lm.model.kernels.gemm E H [B T]``."""
     lines = [f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"]
     start, start_cpu = time.perf_counter(), time.process_time()
     for role in ("recurrent", "linear", "weight"):

@@ -1,16 +1,17 @@
 r"""One LSTM step's elementwise work as one Triton kernel, forward and backward, and CUDA graphs
-of the whole time loop: the GPU path of ``fused.py``.
+of the whole time loop: the GPU path of ``model/fused.py``.
 
 On a GPU the torch-kernel loop is launch-bound: ~23 small kernels per step at ~20 µs of
 dispatch each (``docs/performance.md``). Here each step is one GEMM (cuBLAS) and one Triton
 kernel, and ``run_graphed`` captures the whole loop of T steps in a CUDA graph once per shape
 (T, B, H) and replays it: one launch for the loop instead of 2T.
 
-The kernels compute exactly ``fused.py``'s arithmetic (same notation; k = keep[t], 1 without a
-mask), and have the same calling convention as ``cpu_step.py``'s C kernels. ``tanh`` is written
-2σ(2x) − 1 (Triton has no portable tanh). On CPU tensors they run under Triton's interpreter, which
-is how the tests check them against the hand-written BPTT without a GPU. σ is written out as
-1 / (1 + exp(−x)): the interpreter runs only Triton's builtins, not its library of jit functions.
+The kernels compute exactly ``model/fused.py``'s arithmetic (same notation; k = keep[t], 1
+without a mask), and have the same calling convention as ``cpu_step.py``'s C kernels. ``tanh`` is
+written 2σ(2x) − 1 (Triton has no portable tanh). On CPU tensors they run under Triton's
+interpreter, which is how the tests check them against the hand-written BPTT without a GPU. σ is
+written out as 1 / (1 + exp(−x)): the interpreter runs only Triton's builtins, not its library of
+jit functions.
 
 Triton is an optional dependency (``pip install -e ".[gpu]"``); without it ``available()`` is
 False and the GPU runs the torch kernels. ``POETRY_LM_CUDA_GRAPHS=0`` turns the graphs off.
@@ -42,9 +43,21 @@ def kernels(device_type: str) -> dict:
 
 
 def _build() -> dict:
+    """Both kernels, for CUDA (compiled by ``triton.jit``) and for the CPU (interpreted)."""
     import triton
     import triton.language as tl
     from triton.runtime.interpreter import InterpretedFunction
+
+    forward, backward = _forward_kernel(tl), _backward_kernel(tl)
+    return {
+        "cuda": {"forward": triton.jit(forward), "backward": triton.jit(backward)},
+        "cpu": {"forward": InterpretedFunction(forward), "backward": InterpretedFunction(backward)},
+    }
+
+
+def _forward_kernel(tl):
+    """The forward step's kernel source, a Python function for Triton to compile; tl is
+    ``triton.language``, passed in so that Triton is imported only on first use."""
 
     def _forward_step(
         gates,  # (B, 4H) in: x W_ihᵀ + b; out: i f g o
@@ -88,6 +101,12 @@ def _build() -> dict:
         tl.store(c_new + b * H + j, c, mask=m)
         tl.store(h_new + b * H + j, h, mask=m)
 
+    return _forward_step
+
+
+def _backward_kernel(tl):
+    """The backward step's kernel source, as ``_forward_kernel``."""
+
     def _backward_step(
         gates,  # (B, 4H) activations i f g o
         da,  # (B, 4H) out: their gradients (may be gates: each element is read first)
@@ -126,13 +145,7 @@ def _build() -> dict:
         tl.store(d + 3 * H, dh * t * o * (1 - o), mask=m)
         tl.store(dc + b * H + j, dcc * f, mask=m)
 
-    return {
-        "cuda": {"forward": triton.jit(_forward_step), "backward": triton.jit(_backward_step)},
-        "cpu": {
-            "forward": InterpretedFunction(_forward_step),
-            "backward": InterpretedFunction(_backward_step),
-        },
-    }
+    return _backward_step
 
 
 def _launch(name: str, like: torch.Tensor, B: int, H: int, keep, *args) -> None:

@@ -1,16 +1,16 @@
 r"""One LSTM step's elementwise work as one compiled C loop, forward and backward (float32, CPU).
 
-``fused.py`` without this runs each step's gate arithmetic as ~8 torch kernels forward and ~15
-backward; oneDNN's LSTM runs one. Here each is one call of a small C function (below), compiled
-on first use by the system's C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
+``model/fused.py`` without this runs each step's gate arithmetic as ~8 torch kernels forward and
+~15 backward; oneDNN's LSTM runs one. Here each is one call of a small C function (below),
+compiled on first use by the system's C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -ffast-math``, so that ``expf`` and ``tanhf`` vectorise through glibc's libmvec, and loaded with
 ``ctypes``: no torch headers, so it compiles in well under a second. The library is kept in
 ``gemm.cache_dir()`` under a name hashed from the source, flags and CPU model.
 
 Where no compiler works, ``load()`` returns None and the op keeps its torch kernels (as it does
-with ``POETRY_LM_STEP=torch``, see ``fused.step_path``); ``status()`` says which and why. The
-arithmetic is ``fused.py``'s, in the same notation (see its docstring): k = keep[t], 1 without a
-mask.
+with ``POETRY_LM_STEP=torch``, see ``choice.step_path``); ``status()`` says which and why. The
+arithmetic is ``model/fused.py``'s, in the same notation (see its docstring): k = keep[t], 1
+without a mask.
 
 -ffast-math is passed when compiling only, not when linking: linked into a shared library it
 would set the CPU's flush-to-zero mode for the whole process (gcc's crtfastmath.o).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from poetry_lm.model.gemm import cache_dir, cpu_model
+from poetry_lm.model.kernels.gemm import cache_dir, cpu_model
 
 SOURCE = r"""
 #include <math.h>
