@@ -120,8 +120,10 @@ def layout_of(shape: PoemShape, start: tuple[int, ...], index: int, covered: fro
 
 class Planner:
     """The latest places of a batch's keywords (keyword i is ``ids[i]``, its token ids), cached,
-    as a poem asks the same at every column of a verse; and the rule in a free poem's first
-    verse, which depends on the plans alone."""
+    as a poem asks the same at every column of a verse; the rule in a free poem's first verse,
+    which depends on the plans alone; and why the keywords do not fit, where they do not. It
+    reads no poem's state: what a poem has settled (its rhyme group, its tonal key) comes in
+    as arguments (``may_rhyme``)."""
 
     def __init__(self, ids: list[tuple[int, ...]]):
         self.ids = ids

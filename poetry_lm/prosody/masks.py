@@ -48,7 +48,7 @@ class Choice:
 
 # The tonal keys as bits of a code: 1 平起, 2 仄起, 3 both (a poem's start: neither is settled)
 PING_QI, ZE_QI, BOTH_KEYS = 1, 2, 3
-TONE_RULES = [(0, 0), (1, 1), (0, 1), (1, 0)]  # every rule tone_rule returns
+TONE_RULES = [(0, 0), (1, 1), (0, 1), (1, 0)]  # every rule forms.tone_rule returns
 ToneTable = dict[tuple[int, int], np.ndarray]  # an array per tone rule
 
 
@@ -86,9 +86,10 @@ class ToneKeys:
 
 
 def tone_tables(tone_fits: torch.Tensor) -> tuple[ToneTable, ToneTable]:
-    """The (2, V) 平/仄 fits → per tone rule of :func:`tone_rule`, ``allowed[rule]`` (4, V) bool,
-    row c: the characters that fit the rule under a key of code c; and ``keys[rule]`` (V,) int:
-    the code of the keys each character fits there (0: none). numpy arrays, for ToneKeys."""
+    """The (2, V) 平/仄 fits → per tone rule (``forms.tone_rule``), ``allowed[rule]`` (4, V)
+    bool, row c: the characters that fit the rule under a key of code c; and ``keys[rule]``
+    (V,) int: the code of the keys each character fits there (0: none). numpy arrays, for
+    ToneKeys."""
     codes = np.arange(4)[:, None]  # (4, 1): every code of open keys
     allowed, keys = {}, {}
     for rule in TONE_RULES:
