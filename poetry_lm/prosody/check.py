@@ -139,21 +139,40 @@ def check_poem(text: str) -> PoemCheck:
     lines = split_verses(text)
     if not lines:
         raise ValueError("the poem has no Chinese characters")
+    group = choose_group([v[-1] for v in lines[1::2]])
+    result = poem_form(lines, group)
+    rhymes = check_rhymes(lines, group, result.regulated, result.faults)
+    wanted: dict[tuple[int, int], str] = {}
+    if result.regulated:
+        keys = [line_key(v) for v in lines]
+        wanted = wanted_tones(lines, keys, rhymes)
+        check_tones(lines, keys, rhymes, result.faults)
+    result.faults.sort(key=lambda f: (f.line, f.position, FAULT_TERMS.index(f.term)))
+    result.chars = char_checks(lines, wanted, rhymes)
+    return result
+
+
+def poem_form(lines: list[str], group) -> PoemCheck:
+    """The check of a poem's verses rhyming in ``group``: its text, form and rhyme group, its
+    characters and faults not judged yet."""
     marks = ["，" if i % 2 == 0 else "。" for i in range(len(lines))]
     shape = (len(lines), len(lines[0])) if len({len(v) for v in lines}) == 1 else None
-    even_ends = [v[-1] for v in lines[1::2]]
-    group = choose_group(even_ends)
     regulated = shape in FORM_NAMES and group is not None and group.tone == PING
-    result = PoemCheck(
+    return PoemCheck(
         text="".join(v + m for v, m in zip(lines, marks)),
         lines=lines,
         form=FORM_NAMES[shape] if regulated else FREE,
         regulated=regulated,
         rhyme_group=group.name if group else None,
     )
-    faults = result.faults
 
-    # rhyme: the even lines, and the first where its last character is in the group
+
+def check_rhymes(
+    lines: list[str], group, regulated: bool, faults: list[Fault]
+) -> dict[int, str | None]:
+    """The rhyme positions (0-based lines) → the group of their rhyme (None: out of it): the
+    even lines, and the first where its last character is in the group. Appends the faults of
+    出韵 (a regulated poem's) and 重韵 (any poem's)."""
     rhyme_lines = [i for i in range(len(lines)) if i % 2 == 1]
     if group and len(lines) > 1 and lines[0][-1] in group.chars:
         rhyme_lines.insert(0, 0)
@@ -168,25 +187,31 @@ def check_poem(text: str) -> PoemCheck:
         if ch in seen:  # in any poem, 古体 included
             faults.append(Fault("重韵", i + 1, pos, f"{ch} already rhymes line {seen[ch] + 1}"))
         seen.setdefault(ch, i)
+    return rhymes
 
-    # the tone each place asks for: the template of the poem's key, with 粘 and 对
-    keys = [line_key(v) for v in lines]
+
+def wanted_tones(lines: list[str], keys: list, rhymes: dict) -> dict[tuple[int, int], str]:
+    """The tone each place of a regulated poem asks for, by (line, column): the template of the
+    poem's key, with 粘 and 对, and each line's last character (平 where it rhymes)."""
     wanted: dict[tuple[int, int], str] = {}
-    if regulated:
-        first = next((i for i, k in enumerate(keys) if k), None)
-        if first is not None:
-            flips = lambda i: i % 4 in (1, 2)  # noqa: E731 — lines 2, 3, 6, 7 reverse line 1's key
-            key = keys[first][0]
-            base = key if flips(first) == flips(0) else opposite(key)
-            for i, v in enumerate(lines):
-                key = opposite(base) if flips(i) else base
-                for pos in range(1, len(v) - 1, 2):  # the 2nd, 4th, 6th characters
-                    wanted[i, pos] = key if pos % 4 == 1 else opposite(key)
+    first = next((i for i, k in enumerate(keys) if k), None)
+    if first is not None:
+        flips = lambda i: i % 4 in (1, 2)  # noqa: E731 — lines 2, 3, 6, 7 reverse line 1's key
+        key = keys[first][0]
+        base = key if flips(first) == flips(0) else opposite(key)
         for i, v in enumerate(lines):
-            wanted[i, len(v) - 1] = PING if i in rhymes else ZE
-        check_tones(lines, keys, rhymes, faults)
-    faults.sort(key=lambda f: (f.line, f.position, FAULT_TERMS.index(f.term)))
+            key = opposite(base) if flips(i) else base
+            for pos in range(1, len(v) - 1, 2):  # the 2nd, 4th, 6th characters
+                wanted[i, pos] = key if pos % 4 == 1 else opposite(key)
+    for i, v in enumerate(lines):
+        wanted[i, len(v) - 1] = PING if i in rhymes else ZE
+    return wanted
 
+
+def char_checks(lines: list[str], wanted: dict, rhymes: dict) -> list[CharCheck]:
+    """Each character's tone, and its reading: the rhyme group at a rhyme, else the groups that
+    give it the tone its place asks for (all of its groups where none does or none is asked)."""
+    out = []
     for i, v in enumerate(lines):
         for pos, ch in enumerate(v):
             groups = groups_of(ch)
@@ -196,17 +221,9 @@ def check_poem(text: str) -> PoemCheck:
             else:
                 reading = [g.name for g in groups if tone is None or g.tone == tone]
                 reading = reading or [g.name for g in groups]
-            result.chars.append(
-                CharCheck(
-                    ch,
-                    i + 1,
-                    pos + 1,
-                    tone_class(ch),
-                    reading,
-                    rhymes.get(i) if pos == len(v) - 1 else None,
-                )
-            )
-    return result
+            rhyme = rhymes.get(i) if pos == len(v) - 1 else None
+            out.append(CharCheck(ch, i + 1, pos + 1, tone_class(ch), reading, rhyme))
+    return out
 
 
 def check_tones(lines: list[str], keys: list, rhymes: dict, faults: list[Fault]) -> None:

@@ -17,20 +17,26 @@ open and each rhyming or tonal character the model writes closes the options it 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.prosody.keywords import Coverage, KeywordError, clean_keywords
-from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
+from poetry_lm.prosody.coverage import Coverage
+from poetry_lm.prosody.keywords import KeywordError, clean_keywords
+from poetry_lm.prosody.masks import (  # noqa: F401 — CLOSING, VERSE_ENDS: read here by others
+    CLOSING,
+    VERSE_ENDS,
+    Choice,
+    ToneKeys,
+    rows_with_any,
+    token_masks,
+)
+from poetry_lm.prosody.rhyme import rhyme_groups
+from poetry_lm.prosody.state import PoemShape, PoemState
 from poetry_lm.settings import SettingError
-from poetry_lm.text.corpus import is_ideograph, to_simplified
-from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
+from poetry_lm.text.corpus import to_simplified
+from poetry_lm.text.vocab import CharTable
 
-VERSE_ENDS = "，。？！；"  # a verse (句) ends at one of these
-CLOSING = "。？！"  # … and a couplet, or the poem, at one of these
 FREE_VERSE_MIN, FREE_VERSE_MAX = 3, 12  # characters in the first verse of a free poem
 MAX_LEN_ADVISED = 256  # the longest free poem whose max_len a keyword error works out
 
@@ -136,211 +142,82 @@ class Constraints:
         )
 
 
-def rows_with_any(mask: torch.Tensor) -> np.ndarray:
-    """(B, V) bool → (B,) numpy bool: whether each row allows some token. In numpy because
-    torch's reduction along a row of bools is slow here: 5 µs for one row of V = 6868 and
-    0.3–1.1 ms for 100 rows, against numpy's 2 and 7–15 µs (torch 2.13, one AMD EPYC core)."""
-    return mask.numpy().any(1)
-
-
-class Choice:
-    """A choice each poem's own characters settle as it is written (its rhyme group; its tonal
-    key is a :class:`ToneKeys`): ``open[b, k]`` says whether option k is still open to poem b."""
-
-    def __init__(self, batch: int, open_options: torch.Tensor):
-        self.open = open_options.expand(batch, -1).clone()
-
-    def allows(self, fits: torch.Tensor) -> torch.Tensor:
-        """fits (K, V) of 0/1: option k admits character v here → (B, V): characters that fit an
-        open option."""
-        return (self.open.float() @ fits) > 0
-
-    def settle(self, fits: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor) -> None:
-        """Close the options each written token does not fit, in the rows (B,) asked, unless it
-        fits none (forced or backed off)."""
-        narrowed = self.open & (fits[:, tokens].T > 0)
-        keep = narrowed.any(1, keepdim=True) & rows[:, None]
-        self.open = torch.where(keep, narrowed, self.open)
-
-
-# The tonal keys as bits of a code: 1 平起, 2 仄起, 3 both (a poem's start: neither is settled)
-PING_QI, ZE_QI, BOTH_KEYS = 1, 2, 3
-TONE_RULES = [(0, 0), (1, 1), (0, 1), (1, 0)]  # every rule tone_rule returns
-ToneTable = dict[tuple[int, int], np.ndarray]  # an array per tone rule
-
-
-class ToneKeys:
-    """The tonal keys (平起, 仄起) still open to each poem, settled by its tonal characters: a
-    :class:`Choice` of two options, kept as a code per poem (B,) (bits: ``PING_QI``, ``ZE_QI``).
-
-    Why not a Choice: a tone rule applies at half of a form's steps, and there the Choice's
-    product and a dozen small torch calls made a step ~60 µs slower at batch 1. The code
-    indexes masks made once per vocabulary (:func:`tone_tables`): one lookup, and three calls
-    to settle, in numpy, whose calls on a few numbers cost a third of torch's (~15 µs in all;
-    docs/performance.md, "Generation")."""
-
-    def __init__(self, batch: int, allowed: ToneTable, keys: ToneTable):
-        self.code = np.full(batch, BOTH_KEYS)
-        self.allowed, self.keys = allowed, keys  # tone_tables()'s, per rule
-
-    @property
-    def open(self) -> torch.Tensor:
-        """(B, 2) bool: whether 平起, 仄起 are still open to poem b (as ``Choice.open``)."""
-        return torch.from_numpy(np.stack([self.code & PING_QI > 0, self.code & ZE_QI > 0], 1))
-
-    def allows(self, rule: tuple[int, int]) -> torch.Tensor:
-        """(B, V): the characters that fit the rule under a key still open."""
-        return torch.from_numpy(self.allowed[rule][self.code])
-
-    def settle(self, rule: tuple[int, int], tokens: torch.Tensor) -> None:
-        """Close the keys each written token (B,) does not fit, unless it fits none (forced or
-        backed off). Every poem: a form's poems are all live until the end, which has no rule."""
-        narrowed = self.code & self.keys[rule][tokens.numpy()]  # (B,)
-        self.code = np.where(narrowed > 0, narrowed, self.code)
-
-    def select(self, index: torch.Tensor) -> None:
-        self.code = self.code[index.numpy()]
-
-
-def tone_tables(tone_fits: torch.Tensor) -> tuple[ToneTable, ToneTable]:
-    """The (2, V) 平/仄 fits → per tone rule of :func:`tone_rule`, ``allowed[rule]`` (4, V) bool,
-    row c: the characters that fit the rule under a key of code c; and ``keys[rule]`` (V,) int:
-    the code of the keys each character fits there (0: none). numpy arrays, for ToneKeys."""
-    codes = np.arange(4)[:, None]  # (4, 1): every code of open keys
-    allowed, keys = {}, {}
-    for rule in TONE_RULES:
-        fits = tone_fits[list(rule)].numpy() > 0  # (2, V): fits the rule in 平起, in 仄起
-        keys[rule] = fits[0] * PING_QI + fits[1] * ZE_QI
-        allowed[rule] = (codes & keys[rule]) > 0
-    return allowed, keys
-
-
-@dataclass(frozen=True)
-class TokenMasks:
-    """(V,) or (K, V) masks over a vocabulary's tokens, the special tokens set only in ``end``:
-    boolean, but the fits are 0/1 floats, ready for ``Choice.allows``'s product (converting 30 × V
-    at each rhyme would cost more than the product)."""
-
-    end: torch.Tensor  # the end token alone
-    ordinary: torch.Tensor  # every character and mark
-    ideographs: torch.Tensor
-    verse_ends: torch.Tensor  # ，。？！；
-    marks: torch.Tensor  # (2, V): ， and 。
-    free_marks: torch.Tensor  # (2, V): a free poem's odd verses' ends (，；), even ones' (。？！)
-    tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄
-    tone_allowed: ToneTable  # per tone rule, (4, V): ``tone_tables``, for ``ToneKeys``
-    tone_keys: ToneTable  # per tone rule, (V,)
-    group_names: list[str]  # the 平 rhyme groups …
-    group_fits: torch.Tensor  # (groups, V): … and their characters
-    group_sizes: torch.Tensor  # (groups,)
-    any_group_fits: torch.Tensor  # (all 106 groups, V): a free poem may rhyme in any
-    any_group_sizes: torch.Tensor  # (all 106 groups,)
-
-
-@lru_cache(maxsize=4)
-def token_masks(table: CharTable) -> TokenMasks:
-    """Classify a vocabulary once (a Python pass over V tokens), not at every generate call."""
-
-    # (V,) tokens that pass test; specials and 囗 (a lost character, which older
-    # vocabularies list) are never written
-    def having(test) -> torch.Tensor:
-        never = {*SPECIALS, LOST_CHAR}
-        return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
-
-    groups = [g for g in rhyme_groups() if g.tone == PING]
-    group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()
-    tone_fits = torch.stack(
-        [having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]
-    ).float()
-    any_group_fits = torch.stack(
-        [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
-    ).float()
-    tone_allowed, tone_keys = tone_tables(tone_fits)
-    return TokenMasks(
-        end=F.one_hot(torch.tensor(table.eos), len(table)).bool(),
-        ordinary=having(lambda tok: True),
-        ideographs=having(is_ideograph),
-        verse_ends=having(lambda tok: tok in VERSE_ENDS),
-        marks=torch.stack([having(lambda tok: tok == "，"), having(lambda tok: tok == "。")]),
-        free_marks=torch.stack(
-            [having(lambda tok: tok in "，；"), having(lambda tok: tok in CLOSING)]
-        ),
-        tone_fits=tone_fits,
-        tone_allowed=tone_allowed,
-        tone_keys=tone_keys,
-        group_names=[g.name for g in groups],
-        group_fits=group_fits,
-        group_sizes=group_fits.sum(1),
-        any_group_fits=any_group_fits,
-        any_group_sizes=any_group_fits.sum(1),
-    )
-
-
 class Rules:
     """Per-step masks for a batch of poems under one set of constraints.
 
     ``starts[b]`` (token ids) is forced as the beginning of poem b and must fit its form.
     Without a form, a poem also ends within ``max_len`` tokens (``truncated`` says where that,
-    not the model, ended it).
+    not the model, ended it). Where each poem stands is its :class:`PoemState` (``state``); the
+    keywords are kept by a :class:`Coverage` (``coverage``), which reads that state.
     """
 
     def __init__(self, table: CharTable, cons: Constraints, starts: list[list[int]], max_len: int):
-        B, V = len(starts), len(table)
-        self.table, self.cons, self.starts, self.max_len = table, cons, starts, max_len
+        B, V, form = len(starts), len(table), cons.form
+        self.table, self.cons, self.starts = table, cons, starts
         self.batch = B  # an int: len() of a tensor costs ~1 µs, at every step
         self.longest_start = max(map(len, starts), default=0)
-        self.t = 0  # tokens written by every poem so far
-        form = cons.form  # the most tokens a poem takes, its end included:
-        self.max_steps = form.lines * (form.chars + 1) + 1 if form else max_len
-        self.line = torch.zeros(B, dtype=torch.long)  # per poem: lines finished
-        self.col = torch.zeros(B, dtype=torch.long)  # characters in the current line
-        # characters per line: the form's, or a free poem's first verse's (0 until it ends)
-        self.length = torch.full((B,), form.chars if form else 0, dtype=torch.long)
-        self.done = torch.zeros(B, dtype=torch.bool)
-        self.truncated = torch.zeros(B, dtype=torch.bool)  # ended by max_len, not by the model
         self.forced = False  # this step allows every poem one token (structure)
-        self.backoffs: list[list[str]] = [[] for _ in range(B)]
-        self.verses: list[list[tuple[int, ...]]] = [[] for _ in range(B)]  # finished, no marks
-        self.current: list[list[int]] = [[] for _ in range(B)]  # the verse being written
-
         masks = token_masks(table)
-        self.eos = masks.end
-        self.ideographs = masks.ideographs
+        self.eos, self.ideographs = masks.end, masks.ideographs
         self.heads = F.one_hot(
             torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V
         ).bool()
-        if cons.form:  # a form: ideographs, then ，/。 by line
+        if form:  # a form: ideographs, then ，/。 by line
             self.inner, self.ends, self.marks = masks.ideographs, masks.marks.any(0), masks.marks
         else:  # free: ideographs, then ，； or 。？！ by verse
             self.inner, self.ends, self.marks = masks.ideographs, masks.verse_ends, masks.free_marks
-        self.used = torch.zeros(B, V, dtype=torch.bool)  # no-repeat: the ideographs each poem wrote
-        # no 重韵: the last character of every verse written so far. An unrhymed verse counts
-        # too, since a first line that ends in the rhyme group reads as rhymed (首句入韵)
-        self.rhymes_used = torch.zeros(B, V, dtype=torch.bool)
         self.rhymed = rhyme_lines(form, cons.rhyme_first) if form else []
+        keys = ToneKeys(B, masks.tone_allowed, masks.tone_keys) if form else None
         if form:
-            self.tone_fits = masks.tone_fits
-            self.keys = ToneKeys(B, masks.tone_allowed, masks.tone_keys)
             self.group_names, self.group_fits = masks.group_names, masks.group_fits
             # a group with fewer characters than the poem has rhymes is never chosen
-            self.groups = Choice(B, masks.group_sizes >= len(self.rhymed))
+            groups = Choice(B, masks.group_sizes >= len(self.rhymed))
         else:  # any group, of either tone, with room for a few rhymes
             self.group_names = [g.name for g in rhyme_groups()]
             self.group_fits = masks.any_group_fits
-            self.groups = Choice(B, masks.any_group_sizes >= 4)
-        self.rows = torch.arange(B)  # (B,): to index one entry per poem
+            groups = Choice(B, masks.any_group_sizes >= 4)
+        self.shape = self.shape_of(max_len)
+        self.state = PoemState(self.shape, V, groups, keys)
         # choices the next tokens settle, and in which rows
         self.pending: list[tuple[Choice, torch.Tensor, torch.Tensor]] = []
         self.tone_due: tuple[int, int] | None = None  # the tone rule the next token settles
         self.rhyming: torch.Tensor | None = None  # (B,): the next token is a rhyme (None: none)
         self.verse_end: torch.Tensor | None = None  # (B,): the next token ends a verse
         # the keywords: KeywordError here where they cannot fit
-        self.coverage = Coverage(self, starts) if cons.keywords else None
+        self.coverage = None
+        if cons.keywords:
+            self.coverage = Coverage(table, cons.keywords, self.shape, starts, self.state)
 
-    def place(self) -> tuple[int, int]:
-        """(line, column) of the next token, the same for every poem of a form: its lines are
-        form.chars characters and a mark, and a start text must fit them."""
-        return divmod(self.t, self.cons.form.chars + 1)
+    def shape_of(self, max_len: int) -> PoemShape:
+        """What these rules fix of every poem, for its state and the keyword planner."""
+        cons, form = self.cons, self.cons.form
+        cells = (
+            [(line, col) for line in range(form.lines) for col in range(form.chars)] if form else []
+        )
+        rules = {cell: tone_rule(form, self.rhymed, *cell) for cell in cells}
+        return PoemShape(
+            form=form,
+            heads=tuple(self.heads.float().argmax(1).tolist()),
+            rhyme=cons.rhyme,
+            rhymed=tuple(self.rhymed),
+            tones=cons.tones and form is not None,
+            tone_pattern={cell: rule for cell, rule in rules.items() if rule is not None},
+            no_repeat=cons.no_repeat,
+            first_lengths=range(FREE_VERSE_MIN, first_verse_max(max_len) + 1),
+            max_len=form.lines * (form.chars + 1) + 1 if form else max_len,
+            ends=frozenset(self.ends.nonzero().flatten().tolist()),
+            group_fits=self.group_fits,
+        )
+
+    # what decoding reads of the batch's state
+    max_steps = property(lambda self: self.state.max_steps)  # the most tokens a poem takes
+    done = property(lambda self: self.state.done)  # (B,) bool: a poem has ended
+    truncated = property(lambda self: self.state.truncated)  # (B,) bool: … ended by max_len
+    backoffs = property(lambda self: self.state.backoffs)  # per poem: the rules it dropped
+
+    def previous_verse_tokens(self) -> list[int]:
+        """Per poem, the token at the next token's place in the previous verse (-1: none)."""
+        return self.state.previous_verse_tokens()
 
     def structure(self) -> torch.Tensor:
         """(B, V): what the poem's shape allows next (line length, closing marks, heads, start
@@ -348,7 +225,7 @@ class Rules:
         layer can widen."""
         form, heads = self.cons.form, len(self.cons.acrostic)
         if form:  # every poem of a form is at the same place: one row serves all
-            line, col = self.place()
+            line, col = self.state.place()
             if line >= form.lines:
                 row = self.eos
             elif heads and col == 0:
@@ -359,22 +236,20 @@ class Rules:
             self.forced = row is not self.inner  # the end, a line's head, its mark: one token each
         else:
             mask = self.free_structure()
-        if self.t < self.longest_start:  # the start text is written as given
+        if self.state.t < self.longest_start:  # the start text is written as given
             mask = self.start_text(mask)
         return mask
 
     def start_text(self, mask: torch.Tensor) -> torch.Tensor:
         """The structure's mask (B, V) with each poem still writing its start text held to its
         next character. Raises ValueError where that character does not fit the shape."""
-        form = self.cons.form
-        writing = [
-            b for b, start in enumerate(self.starts) if self.t < len(start) and not self.done[b]
-        ]
+        form, t, done = self.cons.form, self.state.t, self.state.done
+        writing = [b for b, start in enumerate(self.starts) if t < len(start) and not done[b]]
         if writing:
             self.forced |= len(writing) == self.batch
             mask = mask.clone()  # never into the shared rows it may view
             for b in writing:
-                token = self.starts[b][self.t]
+                token = self.starts[b][t]
                 if not mask[b, token]:
                     shape = form.name if form else "the shape of a free poem"
                     raise ValueError(
@@ -386,19 +261,19 @@ class Rules:
     def free_structure(self) -> torch.Tensor:
         """(B, V) for free poems: the first verse sets the length, marks alternate, the poem
         ends after a closing mark, and within max_len (at its last complete couplet)."""
-        heads = len(self.cons.acrostic)
-        line, col, length = self.line, self.col, self.length
+        heads, state = len(self.cons.acrostic), self.state
+        line, col, length = state.line, state.col, state.length
         first = length == 0
-        mark_due = torch.where(first, col >= self.first_verse_max(), col >= length)
+        mark_due = torch.where(first, col >= self.shape.first_lengths[-1], col >= length)
         mark_ok = torch.where(first, col >= FREE_VERSE_MIN, col >= length)
         if self.coverage:  # a first verse ends where the keywords still fit
-            mark_due, mark_ok = self.coverage.first_verse_marks(mark_due, mark_ok)
-        last_line = (line == heads - 1) if heads else torch.zeros_like(self.done)
+            mark_due, mark_ok = self.coverage.first_verse_marks(state, mark_due, mark_ok)
+        last_line = (line == heads - 1) if heads else torch.zeros_like(state.done)
         marks = self.marks[((line % 2 == 1) | last_line).long()]  # (B, V): ，； or 。？！
         mask = torch.where(mark_due[:, None], marks, self.inner | (marks & mark_ok[:, None]))
         # after a couplet (or, in an acrostic, its last line): the end is allowed
         closed = (col == 0) & (line > 0) & ((line == heads) if heads else (line % 2 == 0))
-        room = self.t + 2 * (length + 1) <= self.max_len  # for one more couplet
+        room = state.t + 2 * (length + 1) <= state.max_steps  # for one more couplet
         if heads:
             head = self.heads[line.clamp(max=heads - 1)]
             mask = torch.where(((col == 0) & (line < heads))[:, None], head, mask)
@@ -406,52 +281,40 @@ class Rules:
         mask = torch.where(
             closed[:, None], torch.where(room[:, None], mask | self.eos, self.eos), mask
         )
-        out_of_room = closed & ~room & ~self.done & (line < heads if heads else True)
-        self.truncated |= out_of_room
+        out_of_room = closed & ~room & ~state.done & (line < heads if heads else True)
+        state.truncated |= out_of_room
         if self.coverage:  # no end while a keyword is missing
             mask = self.coverage.hold_end(mask)
-        mask = torch.where(self.done[:, None], self.eos, mask)
+        mask = torch.where(state.done[:, None], self.eos, mask)
         self.forced = False  # (not known without counting)
         return mask
 
-    def first_verse_min(self) -> int:
-        return FREE_VERSE_MIN
-
-    def first_verse_max(self) -> int:
-        """The longest first verse of a free poem: one whose couplet (2 × (verse + mark)) fits
-        within max_len."""
-        return min(FREE_VERSE_MAX, max(FREE_VERSE_MIN, self.max_len // 2 - 1))
-
-    def tone_rule_at(self, line: int, col: int) -> tuple[int, int] | None:
-        """A form's :func:`tone_rule` at (line, col)."""
-        return tone_rule(self.cons.form, self.rhymed, line, col)
-
     def layers(self) -> list[tuple[str, torch.Tensor]]:
         """The narrowing constraints at this step, in back-off order: (name, (B, V) mask)."""
-        cons, self.pending, layers = self.cons, [], []
+        cons, state, self.pending, layers = self.cons, self.state, [], []
         if cons.form:
-            line, col = self.place()
-            rule = tone_rule(cons.form, self.rhymed, line, col) if line < cons.form.lines else None
+            line, col = state.place()
+            rule = self.shape.tone_pattern.get((line, col))
             self.tone_due = rule if cons.tones else None
             if self.tone_due:
-                layers.append(("tones", self.keys.allows(rule)))
+                layers.append(("tones", state.keys.allows(rule)))
             at_end = col == cons.form.chars - 1 and line < cons.form.lines
-            self.verse_end = ~self.done if at_end else None  # every live poem, or none
+            self.verse_end = ~state.done if at_end else None  # every live poem, or none
             at_rhyme = cons.rhyme and line in self.rhymed and at_end
-            self.rhyming = ~self.done if at_rhyme else None
+            self.rhyming = ~state.done if at_rhyme else None
         else:  # the last character of a verse, its length known; of an even one, a rhyme
-            at_end = (self.col == self.length - 1) & ~self.done
+            at_end = (state.col == state.length - 1) & ~state.done
             self.verse_end = at_end if at_end.any() else None
-            place = at_end & (self.line % 2 == 1)
+            place = at_end & (state.line % 2 == 1)
             self.rhyming = place if cons.rhyme and place.any() else None
         if self.rhyming is not None:  # no 重韵: a rhyme already written is out
-            allowed = self.groups.allows(self.group_fits) & ~self.rhymes_used
+            allowed = state.groups.allows(self.group_fits) & ~state.rhymes_used
             layers.append(("rhyme", allowed | ~self.rhyming[:, None]))
-            self.pending.append((self.groups, self.group_fits, self.rhyming))
+            self.pending.append((state.groups, self.group_fits, self.rhyming))
         if cons.no_repeat:  # nor an acrostic head that a later line is due to begin with
-            taken = self.used  # (B, V)
+            taken = state.used  # (B, V)
             if cons.acrostic:
-                later = torch.arange(len(self.heads))[None, :] > self.line[:, None]
+                later = torch.arange(len(self.heads))[None, :] > state.line[:, None]
                 taken = taken | ((later.float() @ self.heads.float()) > 0)
             layers.append(("no-repeat", ~taken))
         repeats = self.repeated_verse_endings()
@@ -462,16 +325,17 @@ class Rules:
     def repeated_verse_endings(self) -> torch.Tensor | None:
         """(B, V): at a verse's last character, those that would make it an earlier verse again
         (None where there are none)."""
+        state = self.state
         if self.cons.form:  # every poem at the same place: only at a line's last character
-            rows = range(self.batch) if self.place()[1] == self.cons.form.chars - 1 else ()
+            rows = range(self.batch) if state.place()[1] == self.cons.form.chars - 1 else ()
         else:
-            rows = ((self.col == self.length - 1) & ~self.done).nonzero().flatten().tolist()
+            rows = ((state.col == state.length - 1) & ~state.done).nonzero().flatten().tolist()
         out = None
         for b in rows:
-            prefix = tuple(self.current[b])
-            for verse in self.verses[b]:
+            prefix = tuple(state.current[b])
+            for verse in state.verses[b]:
                 if verse[:-1] == prefix:
-                    out = torch.zeros_like(self.used) if out is None else out
+                    out = torch.zeros_like(state.used) if out is None else out
                     out[b, verse[-1]] = True
         return out
 
@@ -479,14 +343,14 @@ class Rules:
         """(B, V) mask of the tokens each poem may write next: the structure, narrowed by the layers
         that leave it a candidate, and by the keywords."""
         if self.coverage:
-            self.coverage.decide()
+            self.coverage.decide(self.state)
         shape = self.structure()
         layers = self.layers()
         mask = shape
         for _, layer in layers:
             mask = mask & layer
         if self.coverage:  # a keyword's character where it is due, over the layers
-            mask = self.coverage.narrow(mask, layers)
+            mask = self.coverage.narrow(self.state, mask, layers)
         return self.back_off(shape, layers, mask)
 
     def back_off(
@@ -505,74 +369,29 @@ class Rules:
                 relaxed = relaxed & layer
             mask = torch.where(torch.from_numpy(stuck)[:, None], relaxed, mask)
             for b in stuck.nonzero()[0].tolist():
-                self.backoffs[b].append(
-                    f"line {int(self.line[b]) + 1} character {int(self.col[b]) + 1}: "
-                    f"no candidate, dropped {name}"
-                )
+                self.state.note(b, f"no candidate, dropped {name}")
         return mask
-
-    def previous_verse_tokens(self) -> list[int]:
-        """Per poem, the token at the next token's place in the previous verse (-1: none)."""
-        out = []
-        for b, verses in enumerate(self.verses):
-            col = len(self.current[b])
-            out.append(verses[-1][col] if verses and col < len(verses[-1]) else -1)
-        return out
 
     def advance(self, tokens: torch.Tensor) -> None:
         """Record the tokens (B,) just written (ignored for finished poems)."""
-        live = ~self.done
+        state = self.state
+        live = ~state.done
         for choice, fits, rows in self.pending:
             choice.settle(fits, tokens, rows)
         if self.tone_due:
-            self.keys.settle(self.tone_due, tokens)
+            state.keys.settle(self.tone_due, tokens)
         if self.cons.no_repeat:
-            self.used[self.rows, tokens] |= live & self.ideographs[tokens]
+            state.used[state.rows, tokens] |= live & self.ideographs[tokens]
         if self.verse_end is not None:
-            self.rhymes_used[self.rows, tokens] |= self.verse_end & live
-        if self.cons.form:  # a line's mark comes at one place, the same for every poem
-            ends = None
-            ended = [self.place()[1] == self.cons.form.chars] * self.batch
-        else:
-            ends = live & self.ends[tokens]
-            ended = ends.tolist()
-        eos = self.table.eos
-        for b, (token, alive, end) in enumerate(zip(tokens.tolist(), live.tolist(), ended)):
-            if not alive:
-                continue
-            if end:
-                # Where the verse's length was known, its last character was recorded as it
-                # was written (verse_end), so that the mark's own step already sees it. A free
-                # poem's first verse ends unannounced: its mark is the first sign. Recording
-                # again is harmless, and covers that case without a second rule.
-                if self.current[b]:
-                    self.rhymes_used[b, self.current[b][-1]] = True
-                self.verses[b].append(tuple(self.current[b]))
-                self.current[b] = []
-            elif token != eos:
-                self.current[b].append(token)
-        self.t += 1
-        if self.cons.form:  # every poem is at the same place, and all end on the last step
-            line, col = self.place()
-            self.line.fill_(line), self.col.fill_(col)
-            self.done.fill_(self.t == self.max_steps)
-        else:
-            self.length = torch.where(ends & (self.length == 0), self.col, self.length)
-            self.line += ends
-            self.col = torch.where(ends, 0, self.col + live)
-            at_limit = live & (self.t >= self.max_len) & (tokens != self.table.eos)
-            self.truncated |= at_limit
-            self.done |= live & (tokens == self.table.eos) | at_limit
+            state.rhymes_used[state.rows, tokens] |= self.verse_end & live
+        ends = None if self.cons.form else live & self.ends[tokens]
+        state.write(tokens, live, ends, self.table.eos)
         if self.coverage:
-            self.coverage.advance(tokens.tolist(), live.tolist())
+            self.coverage.advance(state, tokens.tolist(), live.tolist())
 
     def select(self, index: torch.Tensor) -> None:
         """Reorder the batch (beam search): poem b becomes the former poem index[b]."""
-        for name in ("line", "col", "length", "done", "truncated", "used", "rhymes_used"):
-            setattr(self, name, getattr(self, name)[index])
-        if self.cons.form:
-            self.keys.select(index)
-        self.groups.open = self.groups.open[index]
+        self.state.select(index)
         # this step's per-poem marks, set by allowed() before the beam reorders and read by
         # advance() after it: in a free poem the rows stand at different places
         if self.verse_end is not None:
@@ -581,9 +400,6 @@ class Rules:
             self.rhyming = self.rhyming[index]
         self.pending = [(choice, fits, rows[index]) for choice, fits, rows in self.pending]
         order = index.tolist()
-        self.backoffs = [list(self.backoffs[i]) for i in order]
-        self.verses = [list(self.verses[i]) for i in order]
-        self.current = [list(self.current[i]) for i in order]
         self.starts = [self.starts[i] for i in order]
         if self.coverage:
             self.coverage.select(order)
@@ -595,11 +411,16 @@ class Rules:
 
     def rhyme_of(self, b: int) -> list[str]:
         """The rhyme groups poem b's rhymes all belong to (usually one)."""
-        if not self.cons.rhyme or (not self.cons.form and int(self.line[b]) < 2):
+        if not self.cons.rhyme or (not self.cons.form and int(self.state.line[b]) < 2):
             return []
-        return [
-            name for name, open_ in zip(self.group_names, self.groups.open[b].tolist()) if open_
-        ]
+        open_ = self.state.groups.open[b].tolist()
+        return [name for name, is_open in zip(self.group_names, open_) if is_open]
+
+
+def first_verse_max(max_len: int) -> int:
+    """The longest first verse of a free poem: one whose couplet (2 × (verse + mark)) fits
+    within max_len."""
+    return min(FREE_VERSE_MAX, max(FREE_VERSE_MIN, max_len // 2 - 1))
 
 
 def check_keywords(table: CharTable, cons: Constraints, starts: list[str], max_len: int) -> None:

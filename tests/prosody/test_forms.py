@@ -18,17 +18,8 @@ from poetry_lm.decoding.generate import SampleOptions, generate
 from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model
-from poetry_lm.prosody.forms import (
-    PING_QI,
-    TONE_RULES,
-    ZE_QI,
-    Choice,
-    Constraints,
-    Rules,
-    ToneKeys,
-    parse_form,
-    token_masks,
-)
+from poetry_lm.prosody.forms import Constraints, Rules, parse_form
+from poetry_lm.prosody.masks import PING_QI, TONE_RULES, ZE_QI, Choice, ToneKeys, token_masks
 from poetry_lm.prosody.rhyme import TABLE_PATH
 from poetry_lm.text.corpus import is_ideograph, to_traditional
 from poetry_lm.text.vocab import SPECIALS, CharTable
@@ -460,8 +451,8 @@ def test_a_beam_reorder_between_allowed_and_advance_keeps_each_poems_rhyme_marks
     assert mask[0, ids["同"]] and not mask[0, ids["风"]]  # poem 0 rhymes: no 风 twice (重韵)
     rules.select(torch.tensor([1, 0]))  # the two poems swap rows
     rules.advance(torch.tensor([ids["月"], ids["同"]]))
-    assert rules.rhymes_used[1, ids["同"]] and not rules.rhymes_used[0, ids["月"]]
-    assert rules.current[1] == table.encode("月月同")
+    assert rules.state.rhymes_used[1, ids["同"]] and not rules.state.rhymes_used[0, ids["月"]]
+    assert rules.state.current[1] == table.encode("月月同")
     assert rules.backoffs == [[], []]
     mask = rules.allowed()  # the mark after poem 0's rhyme (now row 1); row 0 writes on
     assert mask[1, ids["。"]] and mask[0, ids["月"]]
