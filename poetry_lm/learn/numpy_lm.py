@@ -1,4 +1,4 @@
-"""Train the numpy language model (poetry_lm.lab.reference.lm) on a few hundred poems.
+"""Train the numpy language model (poetry_lm.learn.reference.lm) on a few hundred poems.
 
     python -m poetry_lm numpy-lm [--poems 300] [--cell rnn] [--bptt-steps 20] [--lr 1.0]
                                  [--epochs 10]
@@ -33,7 +33,7 @@ def load_poems(corpus, count):
 
 
 def run(corpus, poems, cell, embed_dim, hidden_dim, k, batch, lr, clip, epochs, seed):
-    from poetry_lm.lab.reference.lm import NumpyLM, stream_columns, train
+    from poetry_lm.learn.reference.lm import NumpyLM, stream_columns, train
 
     train_poems, valid_poems, vocab_size = load_poems(corpus, poems)
     click.echo(

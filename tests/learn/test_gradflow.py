@@ -1,4 +1,4 @@
-"""poetry_lm.lab.gradflow: g(d) = batch mean of ‖∂L_b/∂h_{t−d}‖, L = NLL of the last target only.
+"""poetry_lm.learn.gradflow: g(d) = batch mean of ‖∂L_b/∂h_{t−d}‖, L = NLL of the last target only.
 
 The recurrences that the weight settings below make exact (d = distance back from t):
   RNN, ‖W_hh‖₂ = 1, sigmoid:  ∂L/∂h_{k−1} = W_hhᵀ diag(σ'(a_k)) ∂L/∂h_k, σ' ≤ 1/4 → g(d) ≤ 4⁻ᵈ g(0)
@@ -15,8 +15,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.lab import gradflow
-from poetry_lm.lab.gradflow import hidden_grad_norms, poem_batch, untrained_model
+from poetry_lm.learn import gradflow
+from poetry_lm.learn.gradflow import hidden_grad_norms, poem_batch, untrained_model
 from poetry_lm.model.checkpoint import save_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.text.corpus import load_corpus

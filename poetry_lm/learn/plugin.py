@@ -2,7 +2,7 @@
 
 Two conventions are accepted.
 
-1. This project's (poetry_lm/lab/reference/cells.py): a subclass of the reference ``_Cell``, or
+1. This project's (poetry_lm/learn/reference/cells.py): a subclass of the reference ``_Cell``, or
    any class with ``parameters()``, a ``grads`` dict, ``forward(x, *state) → (*state', cache)``
    and ``backward(*dstate', cache) → (dx, *dstate)``.
 
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from poetry_lm.lab.gradcheck import (
+from poetry_lm.learn.gradcheck import (
     TOL_FD,
     Case,
     central_differences,
@@ -53,7 +53,7 @@ from poetry_lm.lab.gradcheck import (
     reference_results,
     rel_error,
 )
-from poetry_lm.lab.reference.cells import _Cell
+from poetry_lm.learn.reference.cells import _Cell
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -1,0 +1,1 @@
+"""Developers' tools: benchmarks, decoding statistics, baselines, the README checker, the load test."""
