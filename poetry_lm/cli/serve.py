@@ -6,7 +6,8 @@ import socket
 
 import click
 
-from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import model_option, set_threads, threads_option
 from poetry_lm.serve.batcher import MAX_WAIT
 
 # the batching options, shared with the load script (which passes them to the server it starts)

@@ -32,8 +32,8 @@ import click
 import numpy as np
 import torch
 
-from poetry_lm.cli.common import seed_option
 from poetry_lm.learn.reference import CourseGRUCell, GRUCell, LSTMCell, RNNCell
+from poetry_lm.options import seed_option
 
 TOL_TORCH = 1e-6
 TOL_FD = 1e-5

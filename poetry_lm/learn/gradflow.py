@@ -40,9 +40,10 @@ from pathlib import Path
 import click
 import torch
 
-from poetry_lm.cli.common import run_or_exit, seed_option
+from poetry_lm.errors import run_or_exit
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.options import seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
 from poetry_lm.text.corpus import load_corpus
 from poetry_lm.text.vocab import SPECIALS, CharTable

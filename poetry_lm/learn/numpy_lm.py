@@ -15,7 +15,8 @@ from collections import Counter
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, seed_option
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
 
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from poetry_lm.cli.common import form_option
 from poetry_lm.cli.serve import max_rows_option, window_option
+from poetry_lm.options import form_option
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -1,1 +1,2 @@
-"""Developers' tools: benchmarks, decoding statistics, baselines, the README checker, the load test."""
+"""Developers' tools: benchmarks, decoding statistics, baselines, the README checker, the load
+test."""

@@ -6,8 +6,8 @@ terminal shows them), and examples are separated by blank lines. A shown output 
 line is ``...`` shows only its first lines: those are compared, the rest is left out. A block
 that runs another program (``curl`` against a running server) is not checked.
 
-    python -m poetry_lm.tools.readme README.md models/README.md            # compare; exit 1 on drift
-    python -m poetry_lm.tools.readme --update README.md models/README.md   # rewrite the outputs
+    python -m poetry_lm.tools.readme README.md models/README.md           # compare; exit 1 on drift
+    python -m poetry_lm.tools.readme --update README.md models/README.md  # rewrite the outputs
 
 The commands run in this process (``poetry-lm …``, ``python -m poetry_lm …``, ``python
 generate.py`` and ``python train.py`` are the package's own click commands), so the model is

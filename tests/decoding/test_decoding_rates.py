@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from poetry_lm.cli.generate import generate_command
+from poetry_lm.text.corpus import load_corpus
 from poetry_lm.tools.decoding_stats import (
     IMAGERY,
     at_head,
@@ -25,7 +26,6 @@ from poetry_lm.tools.decoding_stats import (
     train_verse_index,
     with_keywords,
 )
-from poetry_lm.text.corpus import load_corpus
 
 MODEL = str(Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt")
 
