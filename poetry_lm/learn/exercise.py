@@ -97,18 +97,18 @@ def init(folder: Path, solution: bool = False) -> list[Path]:
 
 
 def load_exercise(path: Path):
-    """The class My<Cell> from an exercise file. ValueError if the file cannot be loaded."""
+    """The class My<Cell> from an exercise file. CellError if the file cannot be loaded."""
     if not path.is_file():
-        raise ValueError(f"{path} is missing: run `python -m poetry_lm exercise init` first")
+        raise plugin.CellError(f"{path} is missing: run `python -m poetry_lm exercise init` first")
     spec = importlib.util.spec_from_file_location(f"poetry_lm_exercise_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # a student's file can fail in any way; say where
-        raise ValueError(f"{path} does not load: {type(err).__name__}: {err}") from None
+        raise plugin.CellError(f"{path} does not load: {type(err).__name__}: {err}") from None
     name = "My" + EXERCISES[path.stem][0].__name__
     if not hasattr(module, name):
-        raise ValueError(f"{path} has no class {name}")
+        raise plugin.CellError(f"{path} has no class {name}")
     return getattr(module, name)
 
 
@@ -171,7 +171,7 @@ def grade_command(folder, only):
         results = [
             grade_one(Path(folder) / f"{stem}.py") for stem in ([only] if only else EXERCISES)
         ]
-    except ValueError as err:
+    except plugin.CellError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{sum(results)} of {len(results)} pass")
     sys.exit(0 if all(results) else 1)

@@ -200,13 +200,13 @@ def within_tolerance(torch_err, fd_err):
 
 def cell_spec(ctx, param, value: str | None) -> str | None:
     """--cell's value, checked to be MODULE:CLASS: a usage error (exit status 2) if not."""
-    from poetry_lm.learn.plugin import split_spec
+    from poetry_lm.learn.plugin import CellError, split_spec
 
     if value is None:
         return None
     try:
         split_spec(value)
-    except ValueError as err:
+    except CellError as err:
         raise click.BadParameter(str(err)) from None
     return value
 
@@ -237,11 +237,11 @@ def main(seed, T, B, input_size, hidden_size, cell_spec, reduction):
     """Compare the numpy reference cells' BPTT with torch and with finite differences."""
     torch.set_num_threads(1)
     if cell_spec:
-        from poetry_lm.learn.plugin import report_user_cell
+        from poetry_lm.learn.plugin import CellError, report_user_cell
 
         try:
             ok = report_user_cell(cell_spec, reduction, T, B, input_size, hidden_size, seed)
-        except ValueError as err:
+        except CellError as err:
             raise click.ClickException(str(err)) from None
         sys.exit(0 if ok else 1)
     click.echo(
