@@ -2,7 +2,7 @@
 that is out of range or at odds with another.
 
 ``ModelConfig``, ``TrainConfig`` and ``SampleOptions`` hold the shipped recipe as their defaults;
-the command line reads its option defaults and help from their fields (``poetry_lm.cli.common``),
+the command line reads its option defaults and help from their fields (``poetry_lm.options``),
 so each default is written once, and each check is made once, in the dataclass's
 ``__post_init__``.
 """

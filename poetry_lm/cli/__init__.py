@@ -1,7 +1,7 @@
 """The ``poetry-lm`` command group (also ``python -m poetry_lm``).
 
 Each command lives in its own module and is imported only when it runs, so ``generate`` never
-pays for what ``train`` or the lab tools import (fastNLP, matplotlib): click's lazy-group pattern.
+pays for what ``train`` or the tools import (fastNLP, matplotlib): click's lazy-group pattern.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-# name -> "module:attribute"; product commands first, then the lab's research tools
+# name -> "module:attribute"; product commands first, then the tools' and the learners' ones
 COMMANDS = {
     "train": "poetry_lm.cli.train:train_command",
     "generate": "poetry_lm.cli.generate:generate_command",
@@ -20,14 +20,14 @@ COMMANDS = {
     "duizhang": "poetry_lm.cli.duizhang:duizhang_command",
     "serve": "poetry_lm.cli.serve:serve_command",
     "loadtest": "poetry_lm.tools.loadtest:loadtest_command",
-    "bench": "poetry_lm.lab.bench:bench_command",
-    "gradcheck": "poetry_lm.lab.gradcheck:main",
-    "gradflow": "poetry_lm.lab.gradflow:main",
-    "ngram": "poetry_lm.lab.ngram:main",
-    "compare": "poetry_lm.lab.compare:main",
-    "numpy-lm": "poetry_lm.lab.numpy_lm:main",
-    "exercise": "poetry_lm.lab.exercise:exercise",
-    "decoding-stats": "poetry_lm.lab.decoding_stats:main",
+    "bench": "poetry_lm.tools.bench:bench_command",
+    "gradcheck": "poetry_lm.learn.gradcheck:main",
+    "gradflow": "poetry_lm.learn.gradflow:main",
+    "ngram": "poetry_lm.tools.ngram:main",
+    "compare": "poetry_lm.tools.compare:main",
+    "numpy-lm": "poetry_lm.learn.numpy_lm:main",
+    "exercise": "poetry_lm.learn.exercise:exercise",
+    "decoding-stats": "poetry_lm.tools.decoding_stats:main",
 }
 
 

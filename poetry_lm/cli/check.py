@@ -6,7 +6,8 @@ import json
 
 import click
 
-from poetry_lm.cli.common import file_option, run_or_exit
+from poetry_lm.cli.poems import file_option
+from poetry_lm.errors import run_or_exit
 
 
 @click.command("check")

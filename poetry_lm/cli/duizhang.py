@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from poetry_lm.cli.common import corpus_option, file_option, read_poems, run_or_exit, split_option
+from poetry_lm.cli.poems import file_option, read_poems
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import corpus_option, split_option
 
 
 @click.command("duizhang")

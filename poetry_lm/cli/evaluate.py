@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import click
 
-from poetry_lm.cli.common import (
-    corpus_option,
-    emit,
-    file_option,
-    model_option,
-    read_poems,
-    run_or_exit,
-    set_threads,
-    setup_streams,
-    split_option,
-    threads_option,
-)
+from poetry_lm.cli.poems import file_option, read_poems
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import corpus_option, model_option, set_threads, split_option, threads_option
+from poetry_lm.streams import emit, setup_streams
 
 
 @click.command("evaluate")

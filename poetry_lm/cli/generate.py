@@ -8,27 +8,23 @@ import json
 import click
 from click.core import ParameterSource
 
-from poetry_lm.cli.common import (
-    TEXT,
-    FiniteFloatRange,
-    emit,
-    form_option,
-    model_option,
-    option_error,
-    option_from,
-    poem_text,
-    run_or_exit,
-    seed_option,
-    set_threads,
-    settings_or_usage_error,
-    setup_streams,
-    shown_name,
-    threads_option,
-    usage_error,
-)
+from poetry_lm.cli.poems import poem_text
+from poetry_lm.cli.usage import option_error, settings_or_usage_error, shown_name, usage_error
 from poetry_lm.decoding.generate import MAX_TEMPERATURE, SampleOptions
 from poetry_lm.decoding.rerank import RerankOptions
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import (
+    TEXT,
+    FiniteFloatRange,
+    form_option,
+    model_option,
+    option_from,
+    seed_option,
+    set_threads,
+    threads_option,
+)
 from poetry_lm.settings import SettingError
+from poetry_lm.streams import emit, setup_streams
 
 # Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
 # written as each batch is done, so memory stays bounded whatever -n and the start count ask.

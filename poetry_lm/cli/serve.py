@@ -6,13 +6,13 @@ import socket
 
 import click
 
-from poetry_lm.cli.common import (
+from poetry_lm.cli.usage import settings_or_usage_error
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import (
     batch_rows_option,
     model_option,
     option_from,
-    run_or_exit,
     set_threads,
-    settings_or_usage_error,
     threads_option,
     window_option,
 )

@@ -12,25 +12,17 @@ from dataclasses import fields
 
 import click
 
-from poetry_lm.cli.common import (
-    SEED,
-    USER_ERRORS,
-    FiniteFloatRange,
-    ForgivingStream,
-    emit,
-    option_from,
-    run_or_exit,
-    set_threads,
-    settings_or_usage_error,
-    setup_streams,
-    threads_option,
-)
+from poetry_lm.cli.usage import settings_or_usage_error
+from poetry_lm.errors import USER_ERRORS
 from poetry_lm.model.lm import ACTIVATIONS, CELLS, DIRECTIONS, SOFTMAXES, ModelConfig
+from poetry_lm.options import SEED, FiniteFloatRange, option_from, set_threads, threads_option
+from poetry_lm.streams import ForgivingStream, emit, setup_streams
 from poetry_lm.train.trainer import (
     BATCHINGS,
     DEVICES,
     OPTIMIZERS,
     SCHEDULES,
+    Diverged,
     Interrupted,
     ResumeConflict,
     TrainConfig,
@@ -118,10 +110,12 @@ def train_command(resume, threads, **settings):
     except USER_ERRORS as err:
         raise click.ClickException(str(err)) from None
     try:
-        result = run_or_exit(trainer.fit)
+        result = trainer.fit()
     except Interrupted as stop:  # last.pt saved; 128 + the signal, as a shell reports it
         sys.exit(128 + stop.signum)
     except KeyboardInterrupt:  # a second signal: stopped at once
         sys.exit(130)
+    except (*USER_ERRORS, Diverged) as err:  # a loss no longer finite is the settings' fault
+        raise click.ClickException(str(err)) from None
     if result:  # rank 0 of a distributed run, or the only process
         emit(json.dumps(result))

@@ -13,7 +13,7 @@ the kernel maps fresh memory page by page on first touch: that cost ~4 ms of a 1
 H = 256. So by default the backward runs once per forward; ``retain_graph=True`` keeps the saved
 activations intact for a graph that is backpropagated more than once (``gradcheck`` does that).
 
-Notation as in ``docs/bptt.md`` and ``poetry_lm/lab/reference/cells.py``: rows are batch items,
+Notation as in ``docs/bptt.md`` and ``poetry_lm/learn/reference/cells.py``: rows are batch items,
 gates in torch's order i, f, g, o, primes mark the state a step produces; h and c are the state
 the step receives (h_{t−1}, c_{t−1}). With ``b = b_ih + b_hh``, step t computes
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from poetry_lm.cli.common import batch_rows_option, form_option, window_option
+from poetry_lm.options import batch_rows_option, form_option, window_option
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

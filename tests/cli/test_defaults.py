@@ -6,13 +6,13 @@ from dataclasses import fields
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.cli.common import field_default
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.train import train_command
 from poetry_lm.decoding.generate import SampleOptions
 from poetry_lm.decoding.rerank import RerankOptions
 from poetry_lm.model.checkpoint import read_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.options import field_default
 from poetry_lm.paths import SHIPPED_MODEL
 from poetry_lm.settings import SettingError
 from poetry_lm.train.trainer import TrainConfig

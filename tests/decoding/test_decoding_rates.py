@@ -1,5 +1,5 @@
 """What decoding writes, over 200 poems per setting, judged by the checker of
-``poetry_lm.lab.decoding_stats``, which reads the rhyme table file itself and imports neither
+``poetry_lm.tools.decoding_stats``, which reads the rhyme table file itself and imports neither
 ``prosody/forms.py`` nor ``prosody/rhyme.py`` (checked below): no 重韵, repetition within 1.5× of
 the train split's rate for the form, no repeated verse, few train verses, beams that differ,
 free poems that close and rhyme."""
@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from poetry_lm.cli.generate import generate_command
-from poetry_lm.lab.decoding_stats import (
+from poetry_lm.text.corpus import load_corpus
+from poetry_lm.tools.decoding_stats import (
     IMAGERY,
     at_head,
     covered,
@@ -25,14 +26,13 @@ from poetry_lm.lab.decoding_stats import (
     train_verse_index,
     with_keywords,
 )
-from poetry_lm.text.corpus import load_corpus
 
 MODEL = str(Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt")
 
 
 def test_the_checker_imports_no_generation_rule():
     code = (
-        "import sys, poetry_lm.lab.decoding_stats as s; s.rhyme_table();"
+        "import sys, poetry_lm.tools.decoding_stats as s; s.rhyme_table();"
         "assert not {'poetry_lm.prosody.forms', 'poetry_lm.prosody.rhyme'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -174,7 +174,7 @@ def test_a_free_poems_first_verse_ending_is_not_rhymed_again(corpus):
     ],
 )
 def test_decoding_stats_checks_what_it_writes_with_before_the_table(args, status, words):
-    from poetry_lm.lab.decoding_stats import main
+    from poetry_lm.tools.decoding_stats import main
 
     result = CliRunner().invoke(main, ["--no-corpus", "--setting", "七绝", "--poems", "1", *args])
     assert result.exit_code == status, result.output
@@ -184,7 +184,7 @@ def test_decoding_stats_checks_what_it_writes_with_before_the_table(args, status
 
 
 def test_decoding_stats_names_a_file_that_is_not_text(tmp_path):
-    from poetry_lm.lab.decoding_stats import main
+    from poetry_lm.tools.decoding_stats import main
 
     path = tmp_path / "model.pt"
     path.write_bytes(b"PK\x03\x04\x80\x81")

@@ -171,7 +171,7 @@ def test_reading_a_reader_imports_no_fastnlp(tiny_backward_run):
 
 
 def test_decoding_stats_compares_plain_ranking_with_reranking(tiny_run, tiny_backward_run):
-    from poetry_lm.lab.decoding_stats import main
+    from poetry_lm.tools.decoding_stats import main
 
     back = str(tiny_backward_run / "best.pt")
     args = ["--no-corpus", "--model", str(tiny_run / "best.pt"), "--rerank-with", back]

@@ -1,4 +1,4 @@
-"""The numpy output layer and language model (poetry_lm.lab.reference) against torch.
+"""The numpy output layer and language model (poetry_lm.learn.reference) against torch.
 
 The numpy model and poetry_lm.model.lm.PoetryLM hold the same weights; the loss (mean NLL over
 the chunk) and every gradient must agree to 1e-9 relative to torch's scale, in float64.
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.lab.gradcheck import rel_error
-from poetry_lm.lab.reference.lm import NumpyLM, chunks, perplexity, stream_columns, train
-from poetry_lm.lab.reference.output import OutputLayer, softmax_cross_entropy
+from poetry_lm.learn.gradcheck import rel_error
+from poetry_lm.learn.reference.lm import NumpyLM, chunks, perplexity, stream_columns, train
+from poetry_lm.learn.reference.output import OutputLayer, softmax_cross_entropy
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 
 torch.set_num_threads(1)

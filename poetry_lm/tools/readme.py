@@ -6,15 +6,15 @@ terminal shows them), and examples are separated by blank lines. A shown output 
 line is ``...`` shows only its first lines: those are compared, the rest is left out. A block
 that runs another program (``curl`` against a running server) is not checked.
 
-    python -m poetry_lm.lab.readme                  # README.md and its pages; exit 1 on drift
-    python -m poetry_lm.lab.readme --update README.md docs/forms.md   # rewrite their outputs
+    python -m poetry_lm.tools.readme                  # README.md and its pages; exit 1 on drift
+    python -m poetry_lm.tools.readme --update README.md docs/forms.md   # rewrite their outputs
 
 Without FILES the documents are README.md and every page reached from it by links
 (``documents``), so an example that moves from the README to a page it links to stays checked.
 
 The commands run in this process (``poetry-lm …``, ``python -m poetry_lm …``, ``python
 generate.py`` and ``python train.py`` are the package's own click commands), so the model is
-read once per command and nothing is spawned. ``tests/lab/test_readme.py`` runs the comparison.
+read once per command and nothing is spawned. ``tests/tools/test_readme.py`` runs the comparison.
 """
 
 from __future__ import annotations

@@ -40,11 +40,12 @@ from pathlib import Path
 import click
 import torch
 
-from poetry_lm.cli.common import run_or_exit, seed_option
+from poetry_lm.errors import run_or_exit
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.options import seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
-from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.corpus import CorpusError, load_corpus
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 # untrained model name → (cell, the plain RNN's activation)
@@ -84,7 +85,7 @@ def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> to
     long_enough = [ids for ids in map(table.encode_poem, texts) if len(ids) > steps]
     encoded = [ids[: steps + 1] for ids in long_enough[:count]]
     if not encoded:
-        raise ValueError(f"no poem has {steps + 1} tokens")
+        raise CorpusError(f"no poem has {steps + 1} tokens")
     return torch.tensor(encoded).T
 
 

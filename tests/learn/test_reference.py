@@ -1,6 +1,6 @@
-"""The numpy reference cells (poetry_lm.lab.reference) against torch and finite differences.
+"""The numpy reference cells (poetry_lm.learn.reference) against torch and finite differences.
 
-Errors are relative to the oracle's scale, as in poetry_lm.lab.gradcheck:
+Errors are relative to the oracle's scale, as in poetry_lm.learn.gradcheck:
     err(a, b) = max|a - b| / max(max|b|, tiny)
 required ≤ 1e-6 against torch and ≤ 1e-5 against central finite differences, all in float64.
 """
@@ -13,8 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.lab import gradcheck
-from poetry_lm.lab.gradcheck import (
+from poetry_lm.learn import gradcheck
+from poetry_lm.learn.gradcheck import (
     CELLS,
     ORACLE_KINDS,
     TOL_FD,
@@ -24,7 +24,7 @@ from poetry_lm.lab.gradcheck import (
     oracle_errors,
     rel_error,
 )
-from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell
+from poetry_lm.learn.reference import CourseGRUCell, GRUCell, LSTMCell
 
 torch.set_num_threads(1)
 
@@ -107,7 +107,7 @@ def test_backward_accumulates_and_bptt_resets():
 
 def test_reference_package_does_not_import_torch():
     code = (
-        "import sys, poetry_lm.lab.reference; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, poetry_lm.learn.reference; assert 'torch' not in sys.modules, 'torch imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,5 @@
 """Cells written the way the course's homework writes them, to test the adapter of
-poetry_lm/lab/plugin.py: gradients named dW_ih …, backward(delta, h, h_prev_l, h_prev_t), batch
+poetry_lm/learn/plugin.py: gradients named dW_ih …, backward(delta, h, h_prev_l, h_prev_t), batch
 means or sums, and a stateful GRU with the course's names whose backward(delta) reuses forward's
 values."""
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from poetry_lm.cli import main
-from poetry_lm.lab.exercise import EXERCISES, anchor
+from poetry_lm.learn.exercise import EXERCISES, anchor
 
 BPTT_MD = Path(__file__).parents[2] / "docs" / "bptt.md"
 
@@ -70,7 +70,7 @@ def test_a_planted_bug_is_named_at_its_gradient(solution, stem, bug, fix, gradie
 
 
 def test_every_hint_points_to_a_heading_that_exists():
-    from poetry_lm.lab.exercise import BPTT, HINTS
+    from poetry_lm.learn.exercise import BPTT, HINTS
 
     headings = re.findall(r"^#+ (.+)$", BPTT_MD.read_text(encoding="utf-8"), re.M)
     anchors = {anchor(h) for h in headings}

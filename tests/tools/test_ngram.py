@@ -4,7 +4,7 @@ import random
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.lab.ngram import KneserNey, main
+from poetry_lm.tools.ngram import KneserNey, main
 
 PAD, BOS, EOS, V = 0, 1, 2, 12
 

@@ -8,7 +8,7 @@ L = −Σ y log ŷ with y the one-hot target. With rows as batch items, for N ro
     do = (ŷ − y) / N                      softmax and cross-entropy together
     dV = doᵀ h,   dc = Σ_n do[n],   dh = do V
 
-No torch here: tests/lab/test_numpy_lm.py checks it against torch.nn.functional.cross_entropy.
+No torch here: tests/learn/test_numpy_lm.py checks it against torch.nn.functional.cross_entropy.
 """
 
 import numpy as np

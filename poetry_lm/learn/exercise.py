@@ -3,10 +3,10 @@
     python -m poetry_lm exercise init DIR     # rnn_cell.py, lstm_cell.py, gru_cell.py with TODOs
     python -m poetry_lm exercise grade DIR    # gradient by gradient, with hints into docs/bptt.md
 
-Each file subclasses a reference cell (poetry_lm/lab/reference/cells.py), keeps its forward pass
+Each file subclasses a reference cell (poetry_lm/learn/reference/cells.py), keeps its forward pass
 and replaces its ``backward`` with a TODO; ``init --solution`` writes the reference's backward
 instead (what the tests grade). Grading runs the checks of ``gradcheck --cell`` (see
-poetry_lm/lab/plugin.py) on each file: the whole sequence against finite differences, and the
+poetry_lm/learn/plugin.py) on each file: the whole sequence against finite differences, and the
 first time step and gradient where the backward goes wrong.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from poetry_lm.lab import plugin
-from poetry_lm.lab.reference import GRUCell, LSTMCell, RNNCell
+from poetry_lm.learn import plugin
+from poetry_lm.learn.reference import GRUCell, LSTMCell, RNNCell
 
 # file stem → (reference class, the section of docs/bptt.md that derives its backward)
 EXERCISES = {
@@ -67,7 +67,7 @@ def exercise_source(stem: str, solution: bool) -> str:
     return f'''"""Exercise: the backward pass of {cls.__name__} (docs/bptt.md, section "{section}").
 
 The forward pass is the reference's: read {cls.__name__}.forward in
-poetry_lm/lab/reference/cells.py first, and its cache. Helpers: sigmoid, dsigmoid(y) = y(1 − y)
+poetry_lm/learn/reference/cells.py first, and its cache. Helpers: sigmoid, dsigmoid(y) = y(1 − y)
 and dtanh(y) = 1 − y², written through the outputs; self._affine_backward(x, h, dgi, dgh) adds
 dW_ih, db_ih, dW_hh, db_hh into self.grads and returns (dx, the dh through gh). Grade with
 
@@ -76,7 +76,7 @@ dW_ih, db_ih, dW_hh, db_hh into self.grads and returns (dx, the dh through gh). 
 
 import numpy as np  # noqa: F401
 
-from poetry_lm.lab.reference.cells import {cls.__name__}, dsigmoid, dtanh, sigmoid  # noqa: F401
+from poetry_lm.learn.reference.cells import {cls.__name__}, dsigmoid, dtanh, sigmoid  # noqa: F401
 
 
 class My{cls.__name__}({cls.__name__}):
@@ -97,18 +97,18 @@ def init(folder: Path, solution: bool = False) -> list[Path]:
 
 
 def load_exercise(path: Path):
-    """The class My<Cell> from an exercise file. ValueError if the file cannot be loaded."""
+    """The class My<Cell> from an exercise file. CellError if the file cannot be loaded."""
     if not path.is_file():
-        raise ValueError(f"{path} is missing: run `python -m poetry_lm exercise init` first")
+        raise plugin.CellError(f"{path} is missing: run `python -m poetry_lm exercise init` first")
     spec = importlib.util.spec_from_file_location(f"poetry_lm_exercise_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # a student's file can fail in any way; say where
-        raise ValueError(f"{path} does not load: {type(err).__name__}: {err}") from None
+        raise plugin.CellError(f"{path} does not load: {type(err).__name__}: {err}") from None
     name = "My" + EXERCISES[path.stem][0].__name__
     if not hasattr(module, name):
-        raise ValueError(f"{path} has no class {name}")
+        raise plugin.CellError(f"{path} has no class {name}")
     return getattr(module, name)
 
 
@@ -171,7 +171,7 @@ def grade_command(folder, only):
         results = [
             grade_one(Path(folder) / f"{stem}.py") for stem in ([only] if only else EXERCISES)
         ]
-    except ValueError as err:
+    except plugin.CellError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{sum(results)} of {len(results)} pass")
     sys.exit(0 if all(results) else 1)

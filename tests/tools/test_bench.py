@@ -4,7 +4,7 @@ import re
 
 from click.testing import CliRunner
 
-from poetry_lm.lab.bench import QUICK, bench_command, lstm_flops_per_token
+from poetry_lm.tools.bench import QUICK, bench_command, lstm_flops_per_token
 
 
 def number(cell: str) -> float:

@@ -2,7 +2,7 @@
 
 Two conventions are accepted.
 
-1. This project's (poetry_lm/lab/reference/cells.py): a subclass of the reference ``_Cell``, or
+1. This project's (poetry_lm/learn/reference/cells.py): a subclass of the reference ``_Cell``, or
    any class with ``parameters()``, a ``grads`` dict, ``forward(x, *state) → (*state', cache)``
    and ``backward(*dstate', cache) → (dx, *dstate)``.
 
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from poetry_lm.lab.gradcheck import (
+from poetry_lm.learn.gradcheck import (
     TOL_FD,
     Case,
     central_differences,
@@ -53,30 +53,34 @@ from poetry_lm.lab.gradcheck import (
     reference_results,
     rel_error,
 )
-from poetry_lm.lab.reference.cells import _Cell
+from poetry_lm.learn.reference.cells import _Cell
+
+
+class CellError(ValueError):
+    """A user's cell that cannot be loaded, built or checked, with a one-sentence reason."""
 
 
 def split_spec(spec: str) -> tuple[str, str]:
-    """'module:Class' → ('module', 'Class'); ValueError for anything else."""
+    """'module:Class' → ('module', 'Class'); CellError for anything else."""
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise ValueError(f"{spec!r} is not MODULE:CLASS (for example my_cells:MyRNNCell)")
+        raise CellError(f"{spec!r} is not MODULE:CLASS (for example my_cells:MyRNNCell)")
     return module_name, class_name
 
 
 def load_class(spec: str):
-    """'module:Class' → the class; the current directory is importable. ValueError otherwise."""
+    """'module:Class' → the class; the current directory is importable. CellError otherwise."""
     module_name, class_name = split_spec(spec)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"cannot import {module_name!r}: {err}") from None
+        raise CellError(f"cannot import {module_name!r}: {err}") from None
     try:
         return getattr(module, class_name)
     except AttributeError:
-        raise ValueError(f"module {module_name!r} has no class {class_name!r}") from None
+        raise CellError(f"module {module_name!r} has no class {class_name!r}") from None
 
 
 def is_native(obj) -> bool:
@@ -99,7 +103,7 @@ class HomeworkCell(_Cell):
     so that ``forward_sequence``, ``bptt`` and the checks of gradcheck work on it unchanged.
 
     ``grads`` multiplies the cell's parameter gradients by ``scale`` (B for batch means, 1 for
-    sums). Raises ValueError if the class's shape does not fit the convention.
+    sums). Raises CellError if the class's shape does not fit the convention.
     """
 
     def __init__(self, user, scale: float = 1.0):
@@ -113,23 +117,23 @@ class HomeworkCell(_Cell):
             and getattr(user, "d" + name).shape == value.shape
         ]
         if not self.names:
-            raise ValueError(
+            raise CellError(
                 f"{type(user).__name__} has no parameter with a gradient: name them like "
                 "W_ih and dW_ih (the same shape)"
             )
         self._forward = getattr(user, "forward", None) or user.__call__
         self.n_states = len(_positional(self._forward)) - 1  # forward(x, h[, c])
         if self.n_states not in (1, 2):
-            raise ValueError("forward must take (x, h) or (x, h, c)")
+            raise CellError("forward must take (x, h) or (x, h, c)")
         backward_args = _positional(user.backward)
         self.explicit = len(backward_args) == 4  # backward(delta, h, h_prev_l, h_prev_t)
         if not self.explicit and len(backward_args) != self.n_states:
-            raise ValueError(
+            raise CellError(
                 "backward must take (delta, h, h_prev_l, h_prev_t), or one delta per state "
                 f"(found {', '.join(backward_args) or 'no arguments'})"
             )
         if self.explicit and self.n_states != 1:
-            raise ValueError("backward(delta, h, h_prev_l, h_prev_t) is for cells with one state")
+            raise CellError("backward(delta, h, h_prev_l, h_prev_t) is for cells with one state")
 
     def parameters(self):
         return {name: getattr(self.user, name) for name in self.names}
@@ -172,7 +176,7 @@ def make_user_case(cls, reduction="auto", T=4, B=3, input_size=3, hidden_size=5,
     try:
         user = cls(input_size, hidden_size, **seeded)
     except Exception as err:  # a user's constructor can fail in any way
-        raise ValueError(f"{cls.__name__}({input_size}, {hidden_size}) failed: {err}") from None
+        raise CellError(f"{cls.__name__}({input_size}, {hidden_size}) failed: {err}") from None
     if is_native(user):
         cell, n_states = user, _native_states(user)
     else:
@@ -298,15 +302,15 @@ def _states_along(case):
 def report_user_cell(spec, reduction, T, B, input_size, hidden_size, seed, echo=click.echo):
     """Run both checks on the class ``spec`` and print them; True if every gradient passes.
 
-    Raises ValueError, one sentence, when the class cannot be loaded or built, or when its own
+    Raises CellError, one sentence, when the class cannot be loaded or built, or when its own
     code raises while it is checked."""
     cls = load_class(spec)
     try:
         return _report(cls, spec, reduction, T, B, input_size, hidden_size, seed, echo)
-    except ValueError:
+    except CellError:
         raise
     except Exception as err:  # the user's forward or backward: say what it raised
-        raise ValueError(f"{spec} raised {type(err).__name__} while checked: {err}") from None
+        raise CellError(f"{spec} raised {type(err).__name__} while checked: {err}") from None
 
 
 def _report(cls, spec, reduction, T, B, input_size, hidden_size, seed, echo):

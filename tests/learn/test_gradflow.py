@@ -1,4 +1,4 @@
-"""poetry_lm.lab.gradflow: g(d) = batch mean of ‖∂L_b/∂h_{t−d}‖, L = NLL of the last target only.
+"""poetry_lm.learn.gradflow: g(d) = batch mean of ‖∂L_b/∂h_{t−d}‖, L = NLL of the last target only.
 
 The recurrences that the weight settings below make exact (d = distance back from t):
   RNN, ‖W_hh‖₂ = 1, sigmoid:  ∂L/∂h_{k−1} = W_hhᵀ diag(σ'(a_k)) ∂L/∂h_k, σ' ≤ 1/4 → g(d) ≤ 4⁻ᵈ g(0)
@@ -15,11 +15,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.lab import gradflow
-from poetry_lm.lab.gradflow import hidden_grad_norms, poem_batch, untrained_model
+from poetry_lm.learn import gradflow
+from poetry_lm.learn.gradflow import hidden_grad_norms, poem_batch, untrained_model
 from poetry_lm.model.checkpoint import save_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
-from poetry_lm.text.corpus import load_corpus
+from poetry_lm.text.corpus import CorpusError, load_corpus
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 torch.set_num_threads(1)
@@ -51,6 +51,11 @@ def test_batch_is_real_poem_starts(texts, table, tokens):
     assert (tokens[0] == table.bos).all()
     first = next(text for text in texts if len(text) + 2 > T)
     assert tokens[:, 0].tolist() == table.encode_poem(first)[: T + 1]
+
+
+def test_steps_longer_than_every_poem_is_the_corpus_error_of_one_sentence(texts, table):
+    with pytest.raises(CorpusError, match="no poem has 10001 tokens"):
+        poem_batch(texts, table, 10_000, B)
 
 
 @pytest.mark.parametrize("name", list(gradflow.UNTRAINED))

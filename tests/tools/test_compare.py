@@ -1,6 +1,6 @@
 from click.testing import CliRunner
 
-from poetry_lm.lab.compare import load_run, main
+from poetry_lm.tools.compare import load_run, main
 
 
 def test_compare_tables_and_plots_runs(tiny_run, tmp_path):

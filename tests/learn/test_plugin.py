@@ -1,4 +1,4 @@
-"""gradcheck --cell: a user's class in the homework's conventions (tests/lab/homework_cells.py),
+"""gradcheck --cell: a user's class in the homework's conventions (tests/learn/homework_cells.py),
 batch means and batch sums, and the time step and gradient named where a bug first shows."""
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.lab import gradcheck
-from poetry_lm.lab.plugin import first_failure, load_class, make_user_case, sequence_errors
+from poetry_lm.learn import gradcheck
+from poetry_lm.learn.plugin import first_failure, load_class, make_user_case, sequence_errors
 
 HERE = Path(__file__).parent
 

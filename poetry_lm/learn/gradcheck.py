@@ -3,7 +3,7 @@
     python -m poetry_lm gradcheck [--seed 0] [--T 4] [--B 3] [--input-size 3] [--hidden-size 5]
     python -m poetry_lm gradcheck --cell my_module:MyCell [--reduction auto|sum|mean]
 
-With ``--cell`` it checks a class of your own instead (poetry_lm/lab/plugin.py describes the
+With ``--cell`` it checks a class of your own instead (poetry_lm/learn/plugin.py describes the
 conventions it accepts, the homework's included) and names the gradient and the time step where
 an error first appears.
 
@@ -32,8 +32,8 @@ import click
 import numpy as np
 import torch
 
-from poetry_lm.cli.common import seed_option
-from poetry_lm.lab.reference import CourseGRUCell, GRUCell, LSTMCell, RNNCell
+from poetry_lm.learn.reference import CourseGRUCell, GRUCell, LSTMCell, RNNCell
+from poetry_lm.options import seed_option
 
 TOL_TORCH = 1e-6
 TOL_FD = 1e-5
@@ -200,13 +200,13 @@ def within_tolerance(torch_err, fd_err):
 
 def cell_spec(ctx, param, value: str | None) -> str | None:
     """--cell's value, checked to be MODULE:CLASS: a usage error (exit status 2) if not."""
-    from poetry_lm.lab.plugin import split_spec
+    from poetry_lm.learn.plugin import CellError, split_spec
 
     if value is None:
         return None
     try:
         split_spec(value)
-    except ValueError as err:
+    except CellError as err:
         raise click.BadParameter(str(err)) from None
     return value
 
@@ -224,7 +224,7 @@ def cell_spec(ctx, param, value: str | None) -> str | None:
     "cell_spec",
     metavar="MODULE:CLASS",
     callback=cell_spec,
-    help="Check your own cell class instead (see poetry_lm/lab/plugin.py).",
+    help="Check your own cell class instead (see poetry_lm/learn/plugin.py).",
 )
 @click.option(
     "--reduction",
@@ -237,11 +237,11 @@ def main(seed, T, B, input_size, hidden_size, cell_spec, reduction):
     """Compare the numpy reference cells' BPTT with torch and with finite differences."""
     torch.set_num_threads(1)
     if cell_spec:
-        from poetry_lm.lab.plugin import report_user_cell
+        from poetry_lm.learn.plugin import CellError, report_user_cell
 
         try:
             ok = report_user_cell(cell_spec, reduction, T, B, input_size, hidden_size, seed)
-        except ValueError as err:
+        except CellError as err:
             raise click.ClickException(str(err)) from None
         sys.exit(0 if ok else 1)
     click.echo(

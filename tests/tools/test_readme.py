@@ -1,10 +1,10 @@
-"""The documentation's example outputs are what the commands print now (poetry_lm.lab.readme)."""
+"""The documentation's example outputs are what the commands print now (poetry_lm.tools.readme)."""
 
 from pathlib import Path
 
 import pytest
 
-from poetry_lm.lab.readme import documents, example_blocks, parse_block, render
+from poetry_lm.tools.readme import documents, example_blocks, parse_block, render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,12 +20,12 @@ def with_examples() -> list[str]:
 
 @pytest.mark.parametrize("name", with_examples())
 def test_every_example_prints_what_it_shows(name):
-    from poetry_lm.lab.readme import drift
+    from poetry_lm.tools.readme import drift
 
     diff = drift(ROOT / name)
     assert not diff, (
         f"{name} has drifted from the code; rewrite it with "
-        f"`python -m poetry_lm.lab.readme --update {name}` and check the result:\n{diff}"
+        f"`python -m poetry_lm.tools.readme --update {name}` and check the result:\n{diff}"
     )
 
 

@@ -55,7 +55,8 @@ from pathlib import Path
 
 import click
 
-from poetry_lm.cli.common import field_default, run_or_exit, seed_option
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import field_default, seed_option
 
 MARKS = "，。？！；：、"
 CLOSING = "。？！"

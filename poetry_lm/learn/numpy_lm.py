@@ -1,4 +1,4 @@
-"""Train the numpy language model (poetry_lm.lab.reference.lm) on a few hundred poems.
+"""Train the numpy language model (poetry_lm.learn.reference.lm) on a few hundred poems.
 
     python -m poetry_lm numpy-lm [--poems 300] [--cell rnn] [--bptt-steps 20] [--lr 1.0]
                                  [--epochs 10]
@@ -15,7 +15,8 @@ from collections import Counter
 
 import click
 
-from poetry_lm.cli.common import run_or_exit, seed_option
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
 
 
@@ -33,7 +34,7 @@ def load_poems(corpus, count):
 
 
 def run(corpus, poems, cell, embed_dim, hidden_dim, k, batch, lr, clip, epochs, seed):
-    from poetry_lm.lab.reference.lm import NumpyLM, stream_columns, train
+    from poetry_lm.learn.reference.lm import NumpyLM, stream_columns, train
 
     train_poems, valid_poems, vocab_size = load_poems(corpus, poems)
     click.echo(

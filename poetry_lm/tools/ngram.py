@@ -27,7 +27,8 @@ from collections import Counter, defaultdict
 
 import click
 
-from poetry_lm.cli.common import model_option, run_or_exit
+from poetry_lm.errors import run_or_exit
+from poetry_lm.options import model_option
 
 
 class KneserNey:

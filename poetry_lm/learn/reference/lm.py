@@ -12,7 +12,7 @@ loop), built from the reference cells and output layer of this package:
 Training reads a long stream of tokens (the poems laid end to end) in ``batch`` columns, ``k``
 steps at a time. The state is carried from one chunk to the next, but the gradient is not:
 each chunk's BPTT stops after τ steps (dh_T = 0 at its end), which is what "truncated BPTT of k
-steps" means. tests/lab/test_numpy_lm.py checks the loss and every gradient against the torch
+steps" means. tests/learn/test_numpy_lm.py checks the loss and every gradient against the torch
 model (poetry_lm.model.lm.PoetryLM) holding the same weights.
 """
 
