@@ -17,17 +17,15 @@ from poetry_lm.errors import USER_ERRORS
 from poetry_lm.model.lm import ACTIVATIONS, CELLS, DIRECTIONS, SOFTMAXES, ModelConfig
 from poetry_lm.options import SEED, FiniteFloatRange, option_from, set_threads, threads_option
 from poetry_lm.streams import ForgivingStream, emit, setup_streams
-from poetry_lm.train.trainer import (
+from poetry_lm.train.config import (
     BATCHINGS,
     DEVICES,
     OPTIMIZERS,
     SCHEDULES,
-    Diverged,
-    Interrupted,
     ResumeConflict,
     TrainConfig,
-    Trainer,
 )
+from poetry_lm.train.trainer import Diverged, Interrupted, Trainer
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 # finite: click's float ranges let nan and inf through
@@ -91,7 +89,7 @@ def train_command(resume, threads, **settings):
     model = {name: settings.pop(name) for name in list(settings) if name in MODEL_FIELDS}
     cfg = settings_or_usage_error(TrainConfig, model=model, **settings)
     # with --resume, the run keeps its own settings: what this command line gives is applied
-    # where that is safe and refused where it is not (Trainer.resumed_settings)
+    # where that is safe and refused where it is not (config.resumed_config)
     ctx = click.get_current_context()
     given = {
         name: value

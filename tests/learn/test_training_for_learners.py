@@ -7,7 +7,8 @@ from click.testing import CliRunner
 from conftest import TINY_TRAIN
 
 from poetry_lm.cli.train import train_command
-from poetry_lm.train.trainer import DEFAULT_LR, TrainConfig, learning_rate
+from poetry_lm.train.config import DEFAULT_LR, TrainConfig
+from poetry_lm.train.schedule import learning_rate
 
 
 def without(args, option):

@@ -122,17 +122,17 @@ def small_schedule(out):
 def test_a_longer_schedule_continues_from_the_rate_it_had_reached(tmp_path):
     first = Trainer(small_schedule(tmp_path), log=lambda msg: None)
     first.fit()
-    step, total = first.progress["global_step"], first.progress["total_steps"]
-    reached = learning_rate(first.cfg, step - 1, total, first.progress["lr_anchor"])
+    step, total = first.progress.global_step, first.progress.total_steps
+    reached = learning_rate(first.cfg, step - 1, total, first.progress.lr_anchor)
     said = []
     resumed = Trainer(
         small_schedule(tmp_path), resume=True, log=said.append, limits={"max_epochs": 4}
     )
     p = resumed.progress
-    next_rate = learning_rate(resumed.cfg, step, p["total_steps"], p["lr_anchor"])
-    assert p["total_steps"] == 2 * total
+    next_rate = learning_rate(resumed.cfg, step, p.total_steps, p.lr_anchor)
+    assert p.total_steps == 2 * total
     assert abs(next_rate / reached - 1) < 0.05  # no jump (the old bug: 1.0e-4 → 1.05e-3)
-    end = learning_rate(resumed.cfg, p["total_steps"], p["total_steps"], p["lr_anchor"])
+    end = learning_rate(resumed.cfg, p.total_steps, p.total_steps, p.lr_anchor)
     assert end == pytest.approx(0.05 * 0.01)  # and it still ends at the floor
     assert any("the cosine continues" in line for line in said)
     resumed.release()

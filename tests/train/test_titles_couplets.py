@@ -26,8 +26,8 @@ def test_a_share_of_poems_is_read_after_its_title_drawn_each_epoch(tmp_path):
     sep = trainer.table.sep + len(trainer.table)
 
     def titled(epoch):
-        trainer.epoch_batches(epoch)
-        return [sep in ids for ids in trainer.encoded]
+        trainer.batches.of_epoch(epoch)
+        return [sep in ids for ids in trainer.batches.encoded]
 
     first, second = titled(0), titled(1)
     assert 0.3 < sum(first) / len(first) < 0.7 and first != second
@@ -65,7 +65,7 @@ def test_a_backward_model_reads_poems_right_to_left(tmp_path):
     trainer = train(tmp_path, model=dict(direction="backward"))
     assert all(
         ids[1] == trainer.table.index.get(trainer.texts["train"][i][-1], trainer.table.unk)
-        for i, ids in enumerate(trainer.encoded[:10])
+        for i, ids in enumerate(trainer.batches.encoded[:10])
     )
     model, table, _ = load_model(tmp_path / "best.pt")
     poem = trainer.texts["valid"][0]

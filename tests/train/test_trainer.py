@@ -29,8 +29,8 @@ def test_init_prepares_every_attribute_the_loop_reads(tmp_path):
     trainer.fit()
     # the loop sets nothing new: every attribute exists from __init__ on
     assert set(vars(trainer)) == before
-    assert trainer.windows is not None and trainer.windows.shape[1] == 33
-    assert len(trainer.encoded) == 200 and trainer.progress["epoch"] == 2
+    assert trainer.batches.windows is not None and trainer.batches.windows.shape[1] == 33
+    assert len(trainer.batches.encoded) == 200 and trainer.progress.epoch == 2
 
 
 def test_the_trainer_reads_no_attribute_it_may_not_have():
