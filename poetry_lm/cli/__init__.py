@@ -18,7 +18,7 @@ COMMANDS = {
     "score": "poetry_lm.cli.score:score_command",
     "check": "poetry_lm.cli.check:check_command",
     "duizhang": "poetry_lm.cli.duizhang:duizhang_command",
-    "serve": "poetry_lm.cli.serve:serve_command",
+    "serve": "poetry_lm.serve.command:serve_command",
     "loadtest": "poetry_lm.tools.loadtest:loadtest_command",
     "bench": "poetry_lm.tools.bench:bench_command",
     "gradcheck": "poetry_lm.learn.gradcheck:main",

@@ -9,7 +9,6 @@ import click
 from click.core import ParameterSource
 
 from poetry_lm.cli.poems import poem_text
-from poetry_lm.cli.usage import option_error, settings_or_usage_error, shown_name, usage_error
 from poetry_lm.decoding.generate import MAX_TEMPERATURE, SampleOptions
 from poetry_lm.decoding.rerank import RerankOptions
 from poetry_lm.errors import run_or_exit
@@ -25,6 +24,7 @@ from poetry_lm.options import (
 )
 from poetry_lm.settings import SettingError
 from poetry_lm.streams import emit, setup_streams
+from poetry_lm.usage import option_error, settings_or_usage_error, shown_name, usage_error
 
 # Poems are decoded in batches of at most this many rows (poems × --best-of or --beam) and
 # written as each batch is done, so memory stays bounded whatever -n and the start count ask.

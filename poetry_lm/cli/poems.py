@@ -9,8 +9,8 @@ from collections.abc import Container
 
 import click
 
-from poetry_lm.cli.usage import option_error
 from poetry_lm.text.corpus import CorpusError
+from poetry_lm.usage import option_error
 
 
 def poem_text(value: str, known, param_hint: str, what: str) -> str:

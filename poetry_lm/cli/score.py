@@ -8,10 +8,10 @@ from itertools import islice
 import click
 
 from poetry_lm.cli.poems import file_option, poem_text, read_poems
-from poetry_lm.cli.usage import option_error
 from poetry_lm.errors import run_or_exit
 from poetry_lm.options import TEXT, model_option, set_threads, threads_option
 from poetry_lm.streams import emit, setup_streams
+from poetry_lm.usage import option_error
 
 
 @click.command("score")

@@ -12,7 +12,6 @@ from dataclasses import fields
 
 import click
 
-from poetry_lm.cli.usage import settings_or_usage_error
 from poetry_lm.errors import USER_ERRORS
 from poetry_lm.model.lm import ACTIVATIONS, CELLS, DIRECTIONS, SOFTMAXES, ModelConfig
 from poetry_lm.options import SEED, FiniteFloatRange, option_from, set_threads, threads_option
@@ -26,6 +25,7 @@ from poetry_lm.train.config import (
     TrainConfig,
 )
 from poetry_lm.train.trainer import Diverged, Interrupted, Trainer
+from poetry_lm.usage import settings_or_usage_error
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 # finite: click's float ranges let nan and inf through

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from poetry_lm.prosody.check import check_poem, tone_class
-from poetry_lm.prosody.check import EITHER
+from poetry_lm.prosody.check import EITHER, check_poem, tone_class
 from poetry_lm.prosody.heard import heard_groups
 
 

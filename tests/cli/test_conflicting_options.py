@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from poetry_lm.cli.generate import generate_command
-from poetry_lm.cli.serve import serve_command
 from poetry_lm.decoding.generate import SampleOptions, generate
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.paths import SHIPPED_MODEL
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.serve.batcher import Batcher
+from poetry_lm.serve.command import serve_command
 from poetry_lm.serving import MAX_WAIT
 
 UNKNOWN = "𠀀"  # a Chinese character (CJK Extension B) that the shipped model does not know

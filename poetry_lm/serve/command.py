@@ -1,4 +1,5 @@
-"""``poetry-lm serve``: the web page and the JSON API (FastAPI on uvicorn)."""
+"""``poetry-lm serve``: the web page and the JSON API (FastAPI on uvicorn). The command lives
+with the service, so that the command line (``poetry_lm.cli``) never imports it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import socket
 
 import click
 
-from poetry_lm.cli.usage import settings_or_usage_error
 from poetry_lm.errors import run_or_exit
 from poetry_lm.options import (
     batch_rows_option,
@@ -17,6 +17,7 @@ from poetry_lm.options import (
     window_option,
 )
 from poetry_lm.serving import ServeSettings
+from poetry_lm.usage import settings_or_usage_error
 
 timeout_option = option_from(ServeSettings, "timeout", type=click.FloatRange(0, min_open=True))
 
@@ -43,8 +44,8 @@ def serve_command(host, port, checkpoint, window, timeout, batch_rows, threads):
     except OSError as err:
         raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
-    # the one import of the serving layer, here so that the command line never loads it
-    # otherwise: the app is built first, so that a bad checkpoint is one sentence
+    # the app is built first, so that a bad checkpoint is one sentence; imported here, so
+    # that --help does not load FastAPI
     from poetry_lm.serve.app import create_app
 
     app = run_or_exit(create_app, checkpoint, settings)
