@@ -75,7 +75,12 @@ GREEDY_TEMPERATURE = 1e-6
     help="Even lines end in one 平水韵 group, no rhyme twice (free poems: a group of either "
     "tone, once the first verse sets the length) [default: on].",
 )
-@click.option("--rhyme-first", is_flag=True, help="The first line rhymes too.")
+@click.option(
+    "--rhyme-first/--no-rhyme-first",
+    default=None,
+    help="The first line always rhymes, or never; by default it rhymes where the poem ends it in "
+    "its rhyme group, else it ends on a character heard 仄 (real 七言 rhyme ~75%, 五言 ~15%).",
+)
 @click.option(
     "--tones/--no-tones",
     default=None,

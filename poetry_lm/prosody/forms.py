@@ -90,7 +90,9 @@ class Constraints:
     form: Form | None = None
     acrostic: str = ""  # line i begins with acrostic[i]; the line count follows it
     rhyme: bool = False  # rhyming lines end in one 平 rhyme group
-    rhyme_first: bool = False  # the first line rhymes too
+    # the first line rhymes too (True), never (False), or as the poem's own first line ends
+    # (None): in one of the poem's open rhyme groups, or on a character heard 仄
+    rhyme_first: bool | None = None
     tones: bool = False  # 平仄 at the 2nd, 4th, 6th and last characters
     no_repeat: bool = False  # no character twice in a poem (punctuation aside)
     # each appears in the poem, inside one verse (prosody/keywords.py); a tuple, so that
@@ -166,7 +168,9 @@ class Rules:
             self.inner, self.ends, self.marks = masks.ideographs, masks.marks.any(0), masks.marks
         else:  # free: ideographs, then ，； or 。？！ by verse
             self.inner, self.ends, self.marks = masks.ideographs, masks.verse_ends, masks.free_marks
-        self.rhymed = rhyme_lines(form, cons.rhyme_first) if form else []
+        self.rhymed = rhyme_lines(form, cons.rhyme_first is True) if form else []
+        # the first line may rhyme, or end 仄 as heard: the poem's own choice
+        self.first_either = bool(form and cons.rhyme and cons.rhyme_first is None)
         keys = ToneKeys(B, masks.tone_allowed, masks.tone_keys) if form else None
         if form:
             self.group_names, self.group_fits = masks.group_names, masks.group_fits
@@ -295,10 +299,15 @@ class Rules:
         if cons.form:
             line, col = state.place()
             rule = self.shape.tone_pattern.get((line, col))
-            self.tone_due = rule if cons.tones else None
+            at_end = col == cons.form.chars - 1 and line < cons.form.lines
+            either = self.first_either and line == 0 and at_end
+            self.tone_due = rule if cons.tones and not either else None
             if self.tone_due:
                 layers.append(("tones", state.keys.allows(rule)))
-            at_end = col == cons.form.chars - 1 and line < cons.form.lines
+            if either:  # a rhyme in a group still open, or a character heard 仄 (rule (1, 1))
+                rhymes = state.groups.allows(self.group_fits) & ~state.rhymes_used
+                layers.append(("rhyme", rhymes | state.keys.allows((1, 1))))
+                self.pending.append((state.groups, self.group_fits, ~state.done))
             self.verse_end = ~state.done if at_end else None  # every live poem, or none
             at_rhyme = cons.rhyme and line in self.rhymed and at_end
             self.rhyming = ~state.done if at_rhyme else None

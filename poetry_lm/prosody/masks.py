@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from poetry_lm.prosody.heard import END, INNER, heard_groups, heard_tones
 from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
@@ -85,14 +86,16 @@ class ToneKeys:
         self.code = self.code[index.numpy()]
 
 
-def tone_tables(tone_fits: torch.Tensor) -> tuple[ToneTable, ToneTable]:
-    """The (2, V) 平/仄 fits → per tone rule (``forms.tone_rule``), ``allowed[rule]`` (4, V)
-    bool, row c: the characters that fit the rule under a key of code c; and ``keys[rule]``
-    (V,) int: the code of the keys each character fits there (0: none). numpy arrays, for
-    ToneKeys."""
+def tone_tables(end_fits: torch.Tensor, inner_fits: torch.Tensor) -> tuple[ToneTable, ToneTable]:
+    """The (2, V) 平/仄 fits as heard at a line's end and at its 2nd/4th/6th characters → per
+    tone rule (``forms.tone_rule``: (t, t) is a line's end, the others inner places),
+    ``allowed[rule]`` (4, V) bool, row c: the characters that fit the rule under a key of code
+    c; and ``keys[rule]`` (V,) int: the code of the keys each character fits there (0: none).
+    numpy arrays, for ToneKeys."""
     codes = np.arange(4)[:, None]  # (4, 1): every code of open keys
     allowed, keys = {}, {}
     for rule in TONE_RULES:
+        tone_fits = end_fits if rule[0] == rule[1] else inner_fits
         fits = tone_fits[list(rule)].numpy() > 0  # (2, V): fits the rule in 平起, in 仄起
         keys[rule] = fits[0] * PING_QI + fits[1] * ZE_QI
         allowed[rule] = (codes & keys[rule]) > 0
@@ -111,7 +114,7 @@ class TokenMasks:
     verse_ends: torch.Tensor  # ，。？！；
     marks: torch.Tensor  # (2, V): ， and 。
     free_marks: torch.Tensor  # (2, V): a free poem's odd verses' ends (，；), even ones' (。？！)
-    tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄
+    tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄 (by the table)
     tone_allowed: ToneTable  # per tone rule, (4, V): ``tone_tables``, for ``ToneKeys``
     tone_keys: ToneTable  # per tone rule, (V,)
     group_names: list[str]  # the 平 rhyme groups …
@@ -131,15 +134,21 @@ def token_masks(table: CharTable) -> TokenMasks:
         never = {*SPECIALS, LOST_CHAR}
         return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
 
+    def tone_having(tones_at) -> torch.Tensor:  # (2, V): 平 fits, 仄 fits
+        return torch.stack([having(lambda tok: t in tones_at(tok)) for t in (PING, ZE)]).float()
+
     groups = [g for g in rhyme_groups() if g.tone == PING]
-    group_fits = torch.stack([having(lambda tok, g=g: tok in g.chars) for g in groups]).float()
-    tone_fits = torch.stack(
-        [having(lambda tok: PING in tones_of(tok)), having(lambda tok: ZE in tones_of(tok))]
-    ).float()
+    # a form's rhymes and tones are as a reader hears them (prosody/heard.py)
+    heard = {tok: {g.name for g in heard_groups(tok)} for tok in table.tokens}
+    group_fits = torch.stack([having(lambda tok, g=g: g.name in heard[tok]) for g in groups])
+    group_fits = group_fits.float()
+    tone_fits = tone_having(tones_of)
+    end_fits = tone_having(lambda tok: heard_tones(tok, END))
+    inner_fits = tone_having(lambda tok: heard_tones(tok, INNER))
     any_group_fits = torch.stack(
         [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
     ).float()
-    tone_allowed, tone_keys = tone_tables(tone_fits)
+    tone_allowed, tone_keys = tone_tables(end_fits, inner_fits)
     return TokenMasks(
         end=F.one_hot(torch.tensor(table.eos), len(table)).bool(),
         ordinary=having(lambda tok: True),
