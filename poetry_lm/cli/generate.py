@@ -164,7 +164,7 @@ def generate_command(
 
     from poetry_lm.decoding.generate import candidates, verses
     from poetry_lm.decoding.rerank import rerank
-    from poetry_lm.decoding.stepper import Stepper
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.text.corpus import to_traditional
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.prosody.forms import (
     CLOSING,
@@ -346,7 +346,7 @@ def candidates(
     ``seeds``: one per start, the seed of that poem's own random stream; by default drawn from
     ``generator``. A poem depends only on its start, its seed and the options, never on the other
     poems of the batch: the same start and seed give the same poem alone or beside any others
-    (with int8 weights, bit for bit: see :mod:`poetry_lm.decoding.stepper`).
+    (with int8 weights, bit for bit: see :mod:`poetry_lm.model.stepper`).
 
     Without a form, writing stops at the end token or within ``opts.max_len`` characters (then
     at the last complete verse, and the poem is marked truncated); padding, begin and ``<unk>``

@@ -234,7 +234,7 @@ def with_keywords(
 
     from poetry_lm.cli.generate import generate_command
     from poetry_lm.decoding.generate import SampleOptions, generate
-    from poetry_lm.decoding.stepper import Stepper
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.prosody.forms import Constraints
 

@@ -21,7 +21,7 @@ from poetry_lm.decoding.generate import (
     sample_step,
     verses,
 )
-from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.evaluation.score import score_poem
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.prosody.forms import (

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from poetry_lm.decoding.generate import SampleOptions, sample_row, sample_step
-from poetry_lm.decoding.stepper import INT8_KERNEL, Stepper
+from poetry_lm.model.stepper import INT8_KERNEL, Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.text.vocab import SPECIALS, CharTable

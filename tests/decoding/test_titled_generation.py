@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from poetry_lm.cli.evaluate import evaluate_command
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.settings import SettingError

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.score import score_command
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.decoding.stepper import Stepper
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.prosody.forms import (

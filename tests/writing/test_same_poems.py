@@ -94,7 +94,7 @@ def write():
     """A request (PoemRequest's fields) → the texts of its poems, the model loaded once."""
     from poetry_lm.decoding.generate import SampleOptions, candidates
     from poetry_lm.decoding.rerank import rerank
-    from poetry_lm.decoding.stepper import Stepper
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
     from poetry_lm.prosody.forms import Constraints, parse_form
 
