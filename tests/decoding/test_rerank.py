@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.decoding.generate import SampleOptions, best, candidates, generate
 from poetry_lm.decoding.rerank import backward_scores, rerank
 from poetry_lm.model.stepper import INT8_KERNEL, Stepper

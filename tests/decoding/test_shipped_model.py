@@ -80,7 +80,7 @@ def test_train_py_defaults_are_the_shipped_recipe():
 def test_shipped_model_writes_for_a_title_and_keywords_with_the_couplet_input():
     from click.testing import CliRunner
 
-    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.cli.write import generate_command
 
     _, table, ckpt = load_model(MODEL)
     assert ckpt["config"]["couplet_input"] and table.sep is not None

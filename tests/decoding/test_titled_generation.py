@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from poetry_lm.cli.evaluate import evaluate_command
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.decoding.generate import SampleOptions, generate
 from poetry_lm.model.stepper import Stepper
 from poetry_lm.model.checkpoint import load_model

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.cli.score import score_command
 from poetry_lm.decoding.generate import SampleOptions, generate
 from poetry_lm.model.stepper import Stepper

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from poetry_lm.cli import main
@@ -90,34 +89,18 @@ SAME_POEMS = [
 
 
 @pytest.fixture(scope="module")
-def write():
-    """A request (PoemRequest's fields) → the texts of its poems, the model loaded once."""
-    from poetry_lm.decoding.generate import SampleOptions, candidates
-    from poetry_lm.decoding.rerank import rerank
-    from poetry_lm.model.stepper import Stepper
-    from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.prosody.forms import Constraints, parse_form
+def writer():
+    from poetry_lm.writing.writer import Writer
 
-    model, table, _ = load_model(MODEL)
-    step = Stepper(model)
+    return Writer(MODEL)
 
-    def written(starts=(), n=1, seed=0, form=None, rhyme=None, tones=None, acrostic="",
-                keywords=(), max_len=None, **sampling) -> list[str]:  # fmt: skip
-        form = form and parse_form(form)
-        cons = Constraints.from_options(
-            form=form, rhyme=rhyme, tones=tones, acrostic=acrostic, keywords=keywords
-        )
-        if sampling.get("temperature", 1) < 1e-6:
-            sampling["greedy"] = True
-        if max_len is None:
-            max_len = max(128, len(acrostic) * 13) if acrostic and not form else 128
-        opts = SampleOptions(**sampling, max_len=max_len)
-        rows = [s for s in starts or [""] for _ in range(n)]
-        seeds = torch.randint(0, 2**62, (len(rows),), generator=torch.manual_seed(seed))
-        found = candidates(model, table, rows, opts, None, cons, step, seeds=seeds.tolist())
-        return [poem.text for poem in rerank(found, None, table, 1.0)]
 
-    return written
+@pytest.fixture(scope="module")
+def write(writer):
+    """A request (PoemRequest's fields) → the texts of its poems, by a Python caller."""
+    from poetry_lm.writing.request import PoemRequest
+
+    return lambda **fields: [poem.text for poem in writer.write(PoemRequest.of(**fields))]
 
 
 @pytest.mark.parametrize("request_fields, poems", SAME_POEMS)
@@ -157,10 +140,6 @@ SAME_REWRITES = [
 
 
 @pytest.mark.parametrize("line, seed, poems", SAME_REWRITES)
-def test_the_same_rewrite_writes_the_same_lines(line, seed, poems):
-    from poetry_lm.decoding.generate import SampleOptions
-    from poetry_lm.serve.poet import Poet
-
-    poet = Poet(MODEL)
-    found = poet.rewrite(POEM, line, 3, SampleOptions(), torch.Generator().manual_seed(seed))
+def test_the_same_rewrite_writes_the_same_lines(writer, line, seed, poems):
+    found = writer.rewrite(POEM, line, 3, seed=seed)
     assert [text for text, _, _ in found] == poems
