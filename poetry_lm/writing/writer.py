@@ -29,7 +29,7 @@ from poetry_lm.writing.request import PoemRequest, Sampling, check_known
 
 # Poems are decoded in batches of at most this many rows (poems × best_of or beam), so memory
 # stays bounded whatever n and the start count ask.
-MAX_ROWS = 256
+BATCH_ROWS = 256
 
 
 def poem_seeds(seed: int | None, count: int) -> list[int]:
@@ -82,12 +82,12 @@ class Writer:
     def batches(
         self, request: PoemRequest, max_rows: int | None = None
     ) -> Iterator[list[GeneratedPoem]]:
-        """The request's poems, a batch of at most ``max_rows`` rows (MAX_ROWS) at a time, each
+        """The request's poems, a batch of at most ``max_rows`` rows (BATCH_ROWS) at a time, each
         batch as soon as it is written."""
         request = self.check(request)
         rows = [s for s in request.starts or ("",) for _ in range(request.n)]
         seeds = poem_seeds(request.seed, len(rows))
-        per_batch = max(1, (max_rows or MAX_ROWS) // request.width)
+        per_batch = max(1, (max_rows or BATCH_ROWS) // request.width)
         for first in range(0, len(rows), per_batch):
             yield self.write_rows(
                 request, rows[first : first + per_batch], seeds[first : first + per_batch]

@@ -439,7 +439,7 @@ def test_requests_are_decoded_in_bounded_batches_and_streamed(monkeypatch):
         return real(step, table, request, starts, seeds)
 
     monkeypatch.setattr(writer, "candidates", counting)
-    monkeypatch.setattr(writer, "MAX_ROWS", 4)
+    monkeypatch.setattr(writer, "BATCH_ROWS", 4)
     chunked = invoke(generate_command, *args)
     assert chunked.exit_code == 0, chunked.output
     assert max(sizes) <= 4 and sum(sizes) == 3 * 3 * 2
