@@ -19,7 +19,7 @@ COMMANDS = {
     "check": "poetry_lm.cli.check:check_command",
     "duizhang": "poetry_lm.cli.duizhang:duizhang_command",
     "serve": "poetry_lm.cli.serve:serve_command",
-    "loadtest": "poetry_lm.serve.loadtest:loadtest_command",
+    "loadtest": "poetry_lm.tools.loadtest:loadtest_command",
     "bench": "poetry_lm.lab.bench:bench_command",
     "gradcheck": "poetry_lm.lab.gradcheck:main",
     "gradflow": "poetry_lm.lab.gradflow:main",

@@ -19,6 +19,7 @@ import click
 
 from poetry_lm.model.checkpoint import CheckpointError
 from poetry_lm.paths import DEFAULT_CORPUS, SHIPPED_MODEL
+from poetry_lm.serving import MAX_BATCH_ROWS, MAX_WAIT, ServeSettings
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import CorpusError
 
@@ -384,4 +385,15 @@ corpus_option = click.option(
 
 split_option = click.option(
     "--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True
+)
+
+# the web service's batching options, for ``poetry-lm serve`` and the load script (which
+# passes them to the server it starts); --max-rows is --batch-rows's name before
+window_option = option_from(ServeSettings, "window", type=click.FloatRange(0, MAX_WAIT))
+batch_rows_option = option_from(
+    ServeSettings,
+    "batch_rows",
+    "--batch-rows",
+    "--max-rows",
+    type=click.IntRange(1, MAX_BATCH_ROWS),
 )

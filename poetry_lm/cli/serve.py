@@ -6,24 +6,19 @@ import socket
 
 import click
 
-from poetry_lm.cli.common import model_option, run_or_exit, set_threads, threads_option
-from poetry_lm.serve.batcher import MAX_WAIT
+from poetry_lm.cli.common import (
+    batch_rows_option,
+    model_option,
+    option_from,
+    run_or_exit,
+    set_threads,
+    settings_or_usage_error,
+    threads_option,
+    window_option,
+)
+from poetry_lm.serving import ServeSettings
 
-# the batching options, shared with the load script (which passes them to the server it starts)
-window_option = click.option(
-    "--window",
-    type=click.FloatRange(0, MAX_WAIT),  # the batcher waits no longer after the first request
-    default=0.015,
-    show_default=True,
-    help="Seconds to wait for another request to decode in the same batch.",
-)
-max_rows_option = click.option(
-    "--max-rows",
-    type=click.IntRange(1, 4096),
-    default=256,
-    show_default=True,
-    help="Decoding rows that close a batch without waiting (1: no batching).",
-)
+timeout_option = option_from(ServeSettings, "timeout", type=click.FloatRange(0, min_open=True))
 
 
 @click.command("serve")
@@ -31,17 +26,14 @@ max_rows_option = click.option(
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @model_option
 @window_option
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=20.0,
-    show_default=True,
-    help="Seconds a request may take before it is cut off (408).",
-)
-@max_rows_option
+@timeout_option
+@batch_rows_option
 @threads_option
-def serve_command(host, port, checkpoint, window, timeout, max_rows, threads):
+def serve_command(host, port, checkpoint, window, timeout, batch_rows, threads):
     """Serve the page at / and the API under /api (docs at /docs). The model is loaded once."""
+    settings = settings_or_usage_error(
+        ServeSettings, window=window, timeout=timeout, batch_rows=batch_rows
+    )
     set_threads(threads)
     import uvicorn
 
@@ -51,9 +43,11 @@ def serve_command(host, port, checkpoint, window, timeout, max_rows, threads):
     except OSError as err:
         raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
+    # the one import of the serving layer, here so that the command line never loads it
+    # otherwise: the app is built first, so that a bad checkpoint is one sentence
     from poetry_lm.serve.app import create_app
 
-    app = run_or_exit(create_app, checkpoint, window=window, timeout=timeout, max_rows=max_rows)
+    app = run_or_exit(create_app, checkpoint, settings)
     click.echo(f"poetry_lm: the page at http://{host}:{port}/, the API docs at /docs", err=True)
     # keep-alive past uvicorn's 5 s: a busy server must not close a connection whose next
     # request is already waiting to be read

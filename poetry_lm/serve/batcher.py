@@ -4,7 +4,7 @@ Decoding reads every weight once per step whatever the batch (its speed is that 
 one batch of 50 poems costs a few times one poem, not 50 times (``docs/performance.md``). One
 worker thread owns the model: it takes the first waiting job, takes more while they keep
 coming less than ``window`` seconds apart (for ``max_wait`` seconds at most, or until
-``max_rows`` rows are waiting), then runs the jobs with equal keys together,
+``batch_rows`` rows are waiting), then runs the jobs with equal keys together,
 each distinct key as its own batch, in order of arrival. Jobs whose key is None run alone.
 
 Callers get a :class:`concurrent.futures.Future`; one that is cancelled before its batch
@@ -21,9 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-# Seconds a batch waits after its first job at most: a --window longer than this could never
-# be waited, so the command line accepts none (cli/serve.py)
-MAX_WAIT = 0.1
+from poetry_lm.serving import MAX_WAIT
 
 
 class Busy(Exception):
@@ -43,15 +41,15 @@ class Batcher:
     def __init__(
         self,
         window: float = 0.015,
-        max_rows: int = 256,
+        batch_rows: int = 256,
         max_waiting: int = 4096,
         max_wait: float = MAX_WAIT,
     ):
         """``window``: seconds to wait for another job after the last; ``max_wait``: seconds
-        to wait after the first at most; ``max_rows``: rows that end the wait at once;
+        to wait after the first at most; ``batch_rows``: rows that end the wait at once;
         ``max_waiting``: rows the queue holds before :meth:`submit` raises :class:`Busy`."""
         self.window, self.max_wait = window, max_wait
-        self.max_rows, self.max_waiting = max_rows, max_waiting
+        self.batch_rows, self.max_waiting = batch_rows, max_waiting
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.waiting = 0  # rows submitted and not yet taken into a batch
         self.lock = threading.Lock()
@@ -74,14 +72,14 @@ class Batcher:
 
     def _collect(self, first: Job) -> list[Job]:
         """The first job and those that follow it with gaps under ``window`` seconds, for at
-        most ``max_wait`` seconds in all and up to ``max_rows`` rows.
+        most ``max_wait`` seconds in all and up to ``batch_rows`` rows.
 
         A gap rather than a fixed window: requests that come in a burst (clients answered
         together ask again together) are parsed one by one by the same CPU, so a burst of 50
         can take longer to arrive than any fixed window worth waiting for one request."""
         jobs, rows = [first], first.rows
         start = time.monotonic()
-        while rows < self.max_rows:
+        while rows < self.batch_rows:
             wait = min(self.window, start + self.max_wait - time.monotonic())
             try:
                 job = self.queue.get(timeout=max(wait, 0))

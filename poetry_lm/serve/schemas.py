@@ -35,7 +35,7 @@ MAX_STARTS = 16  # start texts in one request
 MAX_START_CHARS = 32  # characters in one start text
 MAX_POEMS = 32  # poems in one request: starts × n
 MAX_WIDTH = 16  # best-of candidates or beam hypotheses per poem
-MAX_ROWS = 128  # decoding rows in one request: poems × width
+MAX_REQUEST_ROWS = 128  # decoding rows in one request: poems × width
 MAX_LEN = 256  # characters of a free poem (max_len)
 # a title as sent, with room for marks and spaces (《春望》（其一）): what it may hold (at most
 # MAX_TITLE_CHARS Chinese characters) is checked by read_title, as the CLI checks --title
@@ -194,8 +194,8 @@ class GenerateRequest(Sampling):
         except SettingError as err:
             raise setting_fault(err) from None
         rows = poems * (self.beam or self.best_of)
-        if rows > MAX_ROWS:
-            message = f"at most {MAX_ROWS} rows per request (poems × best_of or beam)"
+        if rows > MAX_REQUEST_ROWS:
+            message = f"at most {MAX_REQUEST_ROWS} rows per request (poems × best_of or beam)"
             raise fault("beam" if self.beam else "best_of", message)
         return self
 

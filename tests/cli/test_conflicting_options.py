@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from poetry_lm.cli.write import generate_command
 from poetry_lm.cli.serve import serve_command
 from poetry_lm.paths import SHIPPED_MODEL
-from poetry_lm.serve.batcher import MAX_WAIT, Batcher
+from poetry_lm.serve.batcher import Batcher
+from poetry_lm.serving import MAX_WAIT
 from poetry_lm.writing.request import PoemRequest, Sampling
 from poetry_lm.writing.writer import Writer
 

@@ -547,6 +547,32 @@ def test_a_full_queue_answers_429(app, client):
     assert r.status_code == 429 and "try again" in r.json()["detail"]
 
 
+def test_only_the_projects_errors_are_the_clients_fault(app, monkeypatch, caplog):
+    """A CorpusError inside a job is a 400 in its own words; any other ValueError (numpy's,
+    say) is a bug: a 500 in one sentence, logged, and the server carries on."""
+    from fastapi.testclient import TestClient
+
+    from poetry_lm.text.corpus import CorpusError
+
+    client = TestClient(app, raise_server_exceptions=False)
+    for raised, status in ((CorpusError("the poem is empty"), 400), (ValueError("shape"), 500)):
+
+        def fail(text, raised=raised):
+            raise raised
+
+        monkeypatch.setattr(app.state.poet, "score", fail)
+        r = post(client, "/api/score", {"text": DENGGAO})
+        assert r.status_code == status, r.text
+        assert r.json()["detail"] == (
+            "the poem is empty"
+            if status == 400
+            else "the server failed on this request (ValueError)"
+        )
+    assert "POST /api/score failed" in caplog.text and "ValueError: shape" in caplog.text
+    monkeypatch.undo()
+    assert post(client, "/api/score", {"text": DENGGAO}).status_code == 200
+
+
 def fuzz_requests():
     """Malformed or oversized requests: wrong types, missing fields, huge sizes, unknown
     characters, bodies that are not JSON or not declared JSON."""
@@ -613,7 +639,7 @@ def test_fuzz_malformed_requests_all_get_4xx_and_the_server_stays_up(client):
 def test_limits_are_in_the_docs(client):
     docs = client.get("/openapi.json").json()
     text = json.dumps(docs, ensure_ascii=False)
-    for limit in (schemas.MAX_ROWS, schemas.MAX_POEMS, schemas.MAX_POEM_CHARS):
+    for limit in (schemas.MAX_REQUEST_ROWS, schemas.MAX_POEMS, schemas.MAX_POEM_CHARS):
         assert str(limit) in docs["info"]["description"]
     assert "/api/generate" in docs["paths"] and "/api/check" in docs["paths"]
     assert '"maximum": 32' in text  # n's limit on its field

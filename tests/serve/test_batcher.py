@@ -51,7 +51,7 @@ def test_a_failing_job_fails_alone():
     batcher.close()
 
 
-def test_max_rows_ends_the_wait_and_a_cancelled_job_is_skipped():
+def test_batch_rows_ends_the_wait_and_a_cancelled_job_is_skipped():
     calls = []
     gate = threading.Event()
 
@@ -60,7 +60,7 @@ def test_max_rows_ends_the_wait_and_a_cancelled_job_is_skipped():
         calls.append(payloads)
         return payloads
 
-    batcher = Batcher(window=10, max_rows=2)  # a window never reached: rows end the wait
+    batcher = Batcher(window=10, batch_rows=2)  # a window never reached: rows end the wait
     start = time.monotonic()
     first = batcher.submit(Job("a", 1, slow))
     second = batcher.submit(Job("a", 2, slow))

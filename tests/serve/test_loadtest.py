@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from serve_app import shared_app
 
 from poetry_lm.serve.app import running
-from poetry_lm.serve.loadtest import loadtest_command, percentile, report, run_load
+from poetry_lm.tools.loadtest import loadtest_command, percentile, report, run_load
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from poetry_lm.cli.common import form_option
-from poetry_lm.cli.serve import max_rows_option, window_option
+from poetry_lm.cli.common import batch_rows_option, form_option, window_option
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -40,10 +39,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, cpu: int | None, model: str | None, window: float, max_rows: int):
+def start_server(port: int, cpu: int | None, model: str | None, window: float, batch_rows: int):
     """``poetry-lm serve`` in a child process, pinned to ``cpu`` (None: not pinned)."""
     command = [sys.executable, "-m", "poetry_lm", "serve", "--port", str(port), "--threads", "1"]
-    command += ["--window", str(window), "--max-rows", str(max_rows)]
+    command += ["--window", str(window), "--batch-rows", str(batch_rows)]
     command += ["--model", model] if model else []
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     return subprocess.Popen(command, preexec_fn=pin, stderr=subprocess.DEVNULL)
@@ -220,10 +219,10 @@ def report(result: dict, clients: int, body: dict) -> dict:
 )
 @click.option("--model", default=None, help="Checkpoint for the started server.")
 @window_option
-@max_rows_option
+@batch_rows_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def loadtest_command(
-    url, clients, requests, max_seconds, form, tones, server_cpu, model, window, max_rows, as_json
+    url, clients, requests, max_seconds, form, tones, server_cpu, model, window, batch_rows, as_json
 ):
     """Throughput and latency of the web service under concurrent clients (loopback only)."""
     server = None
@@ -231,7 +230,7 @@ def loadtest_command(
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         cpu = None if server_cpu < 0 else server_cpu
-        server = start_server(port, cpu, model, window, max_rows)
+        server = start_server(port, cpu, model, window, batch_rows)
         others = os.sched_getaffinity(0) - {cpu}
         if cpu is not None and others:  # the clients keep off the server's core
             os.sched_setaffinity(0, others)
