@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from poetry_lm.model.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.text.batching import pad_right, poem_batches
 from poetry_lm.text.corpus import orient
 from poetry_lm.text.vocab import CharTable

@@ -234,8 +234,8 @@ def with_keywords(
 
     from poetry_lm.cli.write import generate_command
     from poetry_lm.decoding.generate import SampleOptions, generate
-    from poetry_lm.model.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.prosody.forms import Constraints
 
     args = [*SETTING_ARGS[setting].split(), *extra.split(), "--model", model_path]

@@ -199,7 +199,7 @@ class PoemRequest:
             rhyme_first=self.rhyme_first,
             tones=self.tones,
             no_repeat=self.no_repeat,
-            keywords=self.keywords,
+            keywords=split_keywords(self.keywords),  # "春 雨" is two
         )
 
     def check(self, table: CharTable | None = None) -> PoemRequest:
@@ -214,7 +214,8 @@ class PoemRequest:
         return read.read_texts(table).check_texts(table)
 
     def check_options(self) -> PoemRequest:
-        """The rules between options → the request with ``max_len`` worked out."""
+        """The rules between options → the request with its form's name (五绝 for wujue) and
+        ``max_len`` worked out."""
         form = check_form(self.form)
         if self.sampling.beam and self.best_of > 1:
             raise SettingError("choose {beam} or {best_of}, not both")
@@ -232,7 +233,16 @@ class PoemRequest:
             read_title(self.title)  # marks dropped, at most MAX_TITLE_CHARS characters
         except ValueError as err:
             raise SettingError(literal(str(err)), "title") from None
-        return dataclasses.replace(self, max_len=fit_max_len(form, self.max_len, self.acrostic))
+        max_len = fit_max_len(form, self.max_len, self.acrostic)
+        for start in self.starts:
+            check_length(start, form, max_len)
+        if len(self.prime) > max_len:
+            raise SettingError(
+                f"the prime text ({len(self.prime)} characters) is longer than {{max_len}} "
+                f"({max_len})",
+                "prime",
+            )
+        return dataclasses.replace(self, form=form and form.name, max_len=max_len)
 
     def read_texts(self, table: CharTable) -> PoemRequest:
         """Each text by the one rule (text/normalise.py), every character known to the model."""
@@ -273,15 +283,8 @@ class PoemRequest:
             raise SettingError(
                 "{acrostic} sets the first character of every line, so no start text can be given"
             )
-        form = self.form_of
         for start in self.starts:
-            check_fits(start, form, self.max_len)
-        if len(self.prime) > self.max_len:
-            raise SettingError(
-                f"the prime text ({len(self.prime)} characters) is longer than {{max_len}} "
-                f"({self.max_len})",
-                "prime",
-            )
+            check_layout(start, self.form_of)
         check_keywords(table, self.constraints(), list(self.starts), self.max_len)
         return self
 
@@ -347,10 +350,9 @@ def check_known(table: CharTable, text: str, field: str) -> None:
             )
 
 
-def check_fits(start: str, form: Form | None, max_len: int) -> None:
-    """A start text must fit the poem: within ``max_len``, or, with a form, its layout
-    (characters, then ， or 。, as generation forces it). Raises SettingError naming
-    ``starts``."""
+def check_length(start: str, form: Form | None, max_len: int) -> None:
+    """A start text no longer than the poem (``max_len``, or the form's length); else
+    SettingError naming ``starts``."""
     limit = form.lines * (form.chars + 1) if form else max_len
     if len(start) > limit:
         what = f"a {form.name}" if form else "{max_len}"
@@ -359,6 +361,11 @@ def check_fits(start: str, form: Form | None, max_len: int) -> None:
             f"than {what} ({limit})",
             "starts",
         )
+
+
+def check_layout(start: str, form: Form | None) -> None:
+    """A start text must follow the form's layout (characters, then ， or 。), as generation
+    forces it; else SettingError naming ``starts``."""
     for k, ch in enumerate(start if form else ""):
         line, col = divmod(k, form.chars + 1)
         want = "，。"[line % 2] if col == form.chars else None

@@ -119,15 +119,20 @@ class Writer:
         first: :func:`poetry_lm.decoding.rewrite.rewrite`. Raises SettingError naming ``text``
         for a character the model lacks, ``line`` for a verse it has not."""
         text = self.read(text)
+        self.check_rewrite(text, line, sampling)
+        generator = torch.Generator()
+        generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8)) >> 1)
+        return rewrite(self.step, self.table, text, line, n, sampling, generator)
+
+    def check_rewrite(self, text: str, line: int, sampling: Sampling) -> None:
+        """A rewrite's input (``text`` already read): SettingError naming ``text`` for a
+        character the model lacks, ``line`` for a verse it has not, or the sampling field."""
         check_known(self.table, text, "text")
         sampling.check()
         try:
             verse_parts(text, line)
         except ValueError as err:
             raise SettingError(literal(str(err)), "line") from None
-        generator = torch.Generator()
-        generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8)) >> 1)
-        return rewrite(self.step, self.table, text, line, n, sampling, generator)
 
     def score(self, text: str):
         """As ``poetry-lm score``: a character the model lacks is scored as ``<unk>``."""
