@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.cli.write import generate_command
 from poetry_lm.cli.serve import serve_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.paths import SHIPPED_MODEL
 from poetry_lm.serve.batcher import Batcher
 from poetry_lm.serving import MAX_WAIT

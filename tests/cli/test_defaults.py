@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from poetry_lm.cli.common import field_default
-from poetry_lm.cli.write import generate_command
 from poetry_lm.cli.train import train_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.model.checkpoint import read_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.paths import SHIPPED_MODEL

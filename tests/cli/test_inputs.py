@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from poetry_lm.cli.check import check_command
 from poetry_lm.cli.duizhang import duizhang_command
 from poetry_lm.cli.evaluate import evaluate_command
-from poetry_lm.cli.write import generate_command
 from poetry_lm.cli.score import score_command
 from poetry_lm.cli.train import train_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.model.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
