@@ -7,9 +7,9 @@ import torch
 
 from poetry_lm.cli.train import train_command
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.model.stepper import Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model, read_checkpoint
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.text.corpus import load_corpus
 from poetry_lm.train.trainer import TrainConfig
