@@ -155,13 +155,27 @@ def field_default(cls, name: str):
     return f.default_factory() if f.default is MISSING else f.default
 
 
+def range_type(f: Field, default) -> click.ParamType | None:
+    """The click type of a number field with a range (``int`` or ``int | None``: an integer;
+    else a finite float), else None."""
+    low, high, low_open = f.metadata.get("range", (None, None, False))
+    if isinstance(default, bool) or (low is None and high is None):
+        return None
+    if str(f.type).split(" | ")[0] in ("int", "<class 'int'>"):
+        return click.IntRange(low, high, min_open=low_open)
+    return FiniteFloatRange(low, high, min_open=low_open)
+
+
 def option_from(cls, name: str, *decls: str, **attrs):
     """A click option for the dataclass field ``cls.name``, taking its default and help from the
     field, so that each is written once. ``decls`` default to ``--name-with-dashes``; a bool
-    field becomes a flag (``--name/--no-name`` where it is on by default). ``attrs`` (a click
-    type, say) are passed on."""
+    field becomes a flag (``--name/--no-name`` where it is on by default); a number with a
+    range (``setting(…, low, high)``) takes it as its type. ``attrs`` (a click type, say) are
+    passed on."""
     default = field_default(cls, name)
     attrs.setdefault("help", field_named(cls, name).metadata.get("help"))
+    if "type" not in attrs and (kind := range_type(field_named(cls, name), default)):
+        attrs["type"] = kind
     if isinstance(default, bool):
         attrs.setdefault("is_flag", True)
         if default and not decls:  # a flag that is on by default needs a way to turn it off

@@ -13,7 +13,7 @@ import click
 # name -> "module:attribute"; product commands first, then the tools' and the learners' ones
 COMMANDS = {
     "train": "poetry_lm.cli.train:train_command",
-    "generate": "poetry_lm.cli.generate:generate_command",
+    "generate": "poetry_lm.cli.write:generate_command",
     "evaluate": "poetry_lm.cli.evaluate:evaluate_command",
     "score": "poetry_lm.cli.score:score_command",
     "check": "poetry_lm.cli.check:check_command",

@@ -45,9 +45,9 @@ def evaluate_command(
         checkpoint = positional
     if titles and poem_file:
         raise click.UsageError("--titles reads a corpus split's titles: not with --file")
-    from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.evaluation.perplexity import perplexity
     from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.text.corpus import clean_title, load_corpus
     from poetry_lm.text.normalise import source_name
 

@@ -40,13 +40,13 @@ def score_command(poem, poem_file, checkpoint, top, fmt, threads):
     simplified script, and the text must be Chinese characters and poem punctuation."""
     setup_streams()
     set_threads(threads)
-    from poetry_lm.decoding.generate import verses
-    from poetry_lm.evaluation.score import score_poem
-    from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.decoding.loop import verses
+    from poetry_lm.writing.writer import Writer
 
     if (poem is None) == (poem_file is None):
         raise click.UsageError("give a POEM or --file, one of the two")
-    model, table, _ = run_or_exit(load_model, checkpoint)
+    writer = run_or_exit(Writer, checkpoint)
+    table = writer.table
     if poem_file:
         texts, _ = run_or_exit(read_poems, poem_file, table.index)
     else:
@@ -54,7 +54,7 @@ def score_command(poem, poem_file, checkpoint, top, fmt, threads):
         if not texts[0]:
             raise option_error("the poem is empty", "POEM")
     for text in texts:  # each poem is written as soon as it is scored
-        s = score_poem(model, table, text)
+        s = writer.score(text)
         r = s.report
         if fmt == "json":
             record = {

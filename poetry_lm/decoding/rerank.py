@@ -1,7 +1,7 @@
 """Ranking a poem's candidates with a right-to-left reader: an MMI-style rerank.
 
 Generation keeps, of each poem's ``best_of`` samples or ``beam`` hypotheses, the one the forward
-model scores best (:func:`poetry_lm.decoding.generate.best`). The forward model judges each
+model scores best (:func:`poetry_lm.decoding.loop.best`). The forward model judges each
 character by what came before it only, so nothing checks that the first lines fit the last. A
 backward model (the same architecture trained with ``--direction backward``: poems read right to
 left) judges each character by what comes after it. The rerank adds the two, as the MMI-bidi
@@ -17,9 +17,9 @@ A candidate y, written as N tokens (its characters and marks, then the end token
 
 where z is the poem's text reversed, then the end token (N' tokens: N' = N unless ``max_len`` cut
 the poem back to a complete verse), penalty_t the repetition penalties generation charged, and
-λ = ``RerankOptions.weight``. Both terms are means per token, so poems of different lengths (free
-verse) compare fairly. Ties go to the first candidate in row order, as in plain ranking; with
-λ = 0 the rerank keeps what plain ranking keeps.
+λ = ``PoemRequest.rerank_weight``. Both terms are means per token, so poems of different
+lengths (free verse) compare fairly. Ties go to the first candidate in row order, as in plain
+ranking; with λ = 0 the rerank keeps what plain ranking keeps.
 
 All candidates of a batch are read in one batched pass of the reader's sequence path
 (:func:`poetry_lm.evaluation.perplexity.poem_nll`, padding excluded); a poem with one candidate
@@ -29,35 +29,11 @@ needs none.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
 
-from poetry_lm.decoding.generate import GeneratedPoem, best
+from poetry_lm.decoding.loop import GeneratedPoem, best
 from poetry_lm.evaluation.perplexity import poem_nll
 from poetry_lm.model.lm import PoetryLM
-from poetry_lm.settings import SettingError, setting
 from poetry_lm.text.vocab import CharTable
-
-
-@dataclass
-class RerankOptions:
-    """Which reader reranks, and how much it counts; the defaults are ``poetry-lm generate``'s.
-
-    Raises ``SettingError`` (a ``ValueError``) for a weight that is negative or not finite.
-    """
-
-    reader: str | None = setting(
-        None,
-        "A backward checkpoint (trained with --direction backward): rank each poem's "
-        "candidates by forward plus weighted backward log-probability per token.",
-    )
-    weight: float = setting(1.0, "λ: the weight of the backward log-probability in the rerank.")
-
-    def __post_init__(self):
-        if not (math.isfinite(self.weight) and self.weight >= 0):
-            raise SettingError(
-                f"{{weight}} must be a finite number of 0 or more, not {self.weight}"
-            )
 
 
 def check_reader(reader: PoetryLM, reader_table: CharTable, table: CharTable, name: str) -> None:
@@ -85,7 +61,7 @@ def backward_scores(reader: PoetryLM, table: CharTable, texts: list[str]) -> lis
 def rerank(
     found: list[list[GeneratedPoem]], reader: PoetryLM | None, table: CharTable, weight: float
 ) -> list[GeneratedPoem]:
-    """Of each poem's candidates (as :func:`~poetry_lm.decoding.generate.candidates` returns
+    """Of each poem's candidates (as :func:`~poetry_lm.decoding.loop.candidates` returns
     them), the one of the best F + λ·B, with ``backward`` set to its B; without a ``reader``, or
     with one candidate per poem, plain ranking (no backward pass)."""
     if reader is None or all(len(rows) == 1 for rows in found):

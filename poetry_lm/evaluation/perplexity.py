@@ -4,7 +4,7 @@ perplexity = exp( total NLL / N ), where N counts every token after the begin to
 poem (characters, punctuation and the end token), each exactly once; padding is never counted.
 Poems are scored whole, each from a zero state, never as overlapping windows: by the model's
 sequence path, or one token at a time through generation's
-:class:`~poetry_lm.decoding.stepper.Stepper`, which shows what its int8 weights cost.
+:class:`~poetry_lm.model.stepper.Stepper`, which shows what its int8 weights cost.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.lm import PoetryLM
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.text.batching import pad_right, poem_batches
 from poetry_lm.text.corpus import orient
 from poetry_lm.text.vocab import CharTable

@@ -135,7 +135,8 @@ def token_masks(table: CharTable) -> TokenMasks:
         return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
 
     def tone_having(tones_at) -> torch.Tensor:  # (2, V): 平 fits, 仄 fits
-        return torch.stack([having(lambda tok: t in tones_at(tok)) for t in (PING, ZE)]).float()
+        rows = [having(lambda tok, t=t: t in tones_at(tok)) for t in (PING, ZE)]
+        return torch.stack(rows).float()
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
     # a form's rhymes and tones are as a reader hears them (prosody/heard.py)

@@ -31,9 +31,9 @@ from poetry_lm.serve import schemas as s
 from poetry_lm.serve.batcher import Batcher
 from poetry_lm.serve.errors import install_error_handlers
 from poetry_lm.serve.guard import BodyGuard
-from poetry_lm.serve.poet import Poet
 from poetry_lm.serve.routes import check, generate, page, rewrite, score
 from poetry_lm.serving import ServeSettings
+from poetry_lm.writing.writer import Writer
 
 DESCRIPTION = f"""Write, score, rewrite and check Tang poems with a character-level LSTM.
 
@@ -68,7 +68,8 @@ def create_app(
     """The app, with the model loaded from ``checkpoint`` (raises CheckpointError if it cannot
     be) and the batcher's window, rows and the time limit from ``settings``. The routes read
     the model, the batcher and the timeout from ``app.state`` (serve/deps.py)."""
-    poet = Poet(checkpoint)
+    poet = Writer(checkpoint)
+    _ = poet.step  # packed once, before the first request (a backward model fails here)
     batcher = Batcher(settings.window, settings.batch_rows)
     app = FastAPI(
         title="poetry_lm", version=__version__, description=DESCRIPTION, lifespan=lifespan

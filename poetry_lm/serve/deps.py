@@ -1,4 +1,4 @@
-"""What the routes share, as FastAPI dependencies: the model (:class:`Poet`), and ``run``, which
+"""What the routes share, as FastAPI dependencies: the model (a :class:`Writer`), and ``run``, which
 sends a job to the app's one :class:`Batcher` and waits for it within the time limit. Each is
 read from ``app.state``, where :func:`poetry_lm.serve.app.create_app` put it, so a test may
 change one there (``app.state.timeout``) and the next request sees it."""
@@ -12,10 +12,10 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from poetry_lm.serve.batcher import Batcher, Busy, Job
-from poetry_lm.serve.poet import Poet
+from poetry_lm.writing.writer import Writer
 
 
-def get_poet(request: Request) -> Poet:
+def get_poet(request: Request) -> Writer:
     return request.app.state.poet
 
 
@@ -53,6 +53,6 @@ def get_runner(
     return Runner(batcher, timeout)
 
 
-PoetDep = Annotated[Poet, Depends(get_poet)]
+PoetDep = Annotated[Writer, Depends(get_poet)]
 BatcherDep = Annotated[Batcher, Depends(get_batcher)]
 RunDep = Annotated[Runner, Depends(get_runner)]

@@ -10,25 +10,12 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from poetry_lm.decoding.generate import (
-    MAX_TEMPERATURE,
-    SampleOptions,
-    check_max_len,
-    check_unused,
-    free_poem_room,
-)
-from poetry_lm.prosody.forms import Constraints, parse_form
-from poetry_lm.prosody.keywords import (
-    MAX_KEYWORD_CHARS,
-    MAX_KEYWORDS,
-    check_keyword_limits,
-    split_keywords,
-)
+from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
-from poetry_lm.text.normalise import read_title
+from poetry_lm.writing.request import PoemRequest, Sampling
 
 # Limits: each bounds the work one request can ask for (rows × steps of decoding)
 MAX_STARTS = 16  # start texts in one request
@@ -49,29 +36,36 @@ MAX_CANDIDATES = 8  # rewrite candidates
 MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
 
 Script = Literal["simplified", "traditional"]
-# the API's names for SampleOptions fields that the CLI also renames
-API_NAMES = {"repetition": "repetition_penalty", "same_place": "same_place_penalty"}
+# the API's own limits on sampling fields, beyond the ranges Sampling gives them
+SAMPLING_LIMITS = {
+    "top_k": dict(le=10000),
+    "beam": dict(le=MAX_WIDTH),
+    "repetition_penalty": dict(le=100),
+    "same_place_penalty": dict(le=100),
+}
 
 
 def fault(field: str, message: str) -> ValueError:
     """An error of the request as a whole, blamed on ``field``: its sentence begins with the
-    field's name, as the error of a single field does (``app.validation_message``)."""
+    field's name, as the error of a single field does (``errors.validation_message``)."""
     return ValueError(f"{field}: {message}")
 
 
 def setting_fault(err: SettingError, blamed: str = "the body") -> ValueError:
-    """A SettingError of the rules the CLI shares (SampleOptions, Constraints) as a
-    :func:`fault` of the field it names first (else of ``blamed``), every field in the API's
-    names."""
-    culprit = err.fields[0] if err.fields else blamed
-    return fault(API_NAMES.get(culprit, culprit), err.worded(API_NAMES))
+    """A SettingError of PoemRequest's rules as a :func:`fault` of the field it names first
+    (else of ``blamed``)."""
+    return fault(err.fields[0] if err.fields else blamed, str(err))
 
 
-def from_options(name: str, **limits):
-    """A request field for ``SampleOptions.name``: its default and help from the dataclass (as
-    the CLI's options take theirs), its limits from here."""
-    (f,) = [f for f in fields(SampleOptions) if f.name == name]
-    return Field(f.default, description=f.metadata["help"], **limits)
+def from_field(cls, name: str, **limits):
+    """(type, Field) of a request field for the dataclass field ``cls.name``: its default, help
+    and range from the dataclass (as the CLI's options take theirs), more limits from here."""
+    (f,) = [f for f in fields(cls) if f.name == name]
+    low, high, low_open = f.metadata.get("range", (None, None, False))
+    bounds = {("gt" if low_open else "ge"): low} if low is not None else {}
+    bounds.update({"le": high} if high is not None else {}, **limits)
+    kind = eval(f.type, {})  # "int | None" → int | None
+    return kind, Field(f.default, description=f.metadata["help"], **bounds)
 
 
 class Request(BaseModel):
@@ -83,10 +77,7 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
-class Sampling(Request):
-    temperature: float = from_options("temperature", gt=0, le=MAX_TEMPERATURE)
-    top_k: int = from_options("top_k", ge=0, le=10000)
-    top_p: float = from_options("top_p", gt=0, le=1)
+class Seeded(Request):
     seed: int | None = Field(
         None,
         ge=0,
@@ -96,8 +87,11 @@ class Sampling(Request):
     script: Script = Field("simplified", description="Script of the poems returned.")
 
 
-class GenerateRequest(Sampling):
-    starts: list[str] = Field(
+class GenerateFields(Seeded):
+    """A generate request's fields but Sampling's (GenerateRequest adds them, from Sampling):
+    shapes and size limits here; every other rule is PoemRequest.check's."""
+
+    starts: list[Annotated[str, Field(max_length=MAX_START_CHARS)]] = Field(
         [],
         max_length=MAX_STARTS,
         description=f"One poem (× n) per start text, each ≤ {MAX_START_CHARS} characters; "
@@ -130,91 +124,48 @@ class GenerateRequest(Sampling):
         f"three keywords); then at most {MAX_KEYWORDS} keywords, each of 1 to "
         f"{MAX_KEYWORD_CHARS} characters (an element holding none is refused, as by the CLI).",
     )
-    greedy: bool = from_options("greedy")
-    best_of: int = from_options("best_of", ge=1, le=MAX_WIDTH)
-    beam: int = from_options("beam", ge=0, le=MAX_WIDTH)
+    best_of: int = from_field(PoemRequest, "best_of", le=MAX_WIDTH)[1]
     # null is no title, as a poem's "title" is null without one
-    title: str | None = from_options("title", max_length=MAX_TITLE_TEXT)
-    prime: str = from_options("prime", max_length=MAX_PRIME_CHARS)
-    repetition_penalty: float | None = from_options("repetition", ge=0, le=100)
-    same_place_penalty: float | None = from_options("same_place", ge=0, le=100)
-    max_len: int = from_options("max_len", ge=1, le=MAX_LEN)
+    title: str | None = Field(
+        None, max_length=MAX_TITLE_TEXT, description=from_field(PoemRequest, "title")[1].description
+    )
+    prime: str = from_field(PoemRequest, "prime", max_length=MAX_PRIME_CHARS)[1]
+    max_len: int | None = from_field(PoemRequest, "max_len", le=MAX_LEN)[1]
 
-    @field_validator("starts")
-    @classmethod
-    def _short_starts(cls, starts: list[str]) -> list[str]:
-        for start in starts:
-            if len(start) > MAX_START_CHARS:
-                raise ValueError(f"a start text has at most {MAX_START_CHARS} characters")
-        return starts
-
-    @field_validator("form")
-    @classmethod
-    def _known_form(cls, form: str | None) -> str | None:
-        return form and parse_form(form).name  # ValueError names the forms there are
-
-    @field_validator("title")
-    @classmethod
-    def _readable_title(cls, title: str | None) -> str:
-        """The CLI's rule for --title (read_title: a ValueError for a title with no Chinese
-        character or too many); the title is kept as sent, for the model's own reading, and
-        null becomes "" (no title)."""
-        read_title(title or "")
-        return title or ""
-
-    @field_validator("keywords")
-    @classmethod
-    def _split_keywords(cls, keywords: list[str]) -> list[str]:
-        """The CLI's rule for --keywords: split, none empty; the limits, on the keywords."""
-        return check_keyword_limits(split_keywords(keywords))
+    def poem_request(self) -> PoemRequest:
+        """The PoemRequest this asks for, the fields sent counted as given."""
+        values = self.model_dump(exclude={"script"})
+        values.update(starts=tuple(self.starts), keywords=tuple(self.keywords))
+        values["title"] = values["title"] or ""
+        return PoemRequest.of(**values, given=frozenset(self.model_fields_set))
 
     @model_validator(mode="after")
-    def _bounded(self) -> GenerateRequest:
-        """Limits across fields, each error blamed on one of them (``fault``)."""
+    def _bounded(self):
+        """Limits across fields, then PoemRequest's rules that need no model; each error
+        blamed on one field (``fault``)."""
         poems = max(len(self.starts), 1) * self.n
         if poems > MAX_POEMS:
             raise fault("n", f"at most {MAX_POEMS} poems per request (starts × n), not {poems}")
-        form = self.form and parse_form(self.form)
-        if form is None and self.acrostic and "max_len" not in self.model_fields_set:
-            self.max_len = max(self.max_len, free_poem_room(self.acrostic))  # as the CLI does
-        try:  # the CLI's rules, from their one home: options at odds with each other
-            Constraints.from_options(
-                form=form, rhyme=self.rhyme, rhyme_first=self.rhyme_first, tones=self.tones
-            )
-            check_max_len(form, self.max_len, self.acrostic)
-        except SettingError as err:
-            raise setting_fault(err) from None
-        for field, texts in (("starts", self.starts), ("prime", [self.prime])):
-            for text in texts:  # as the CLI: never cut silently
-                if len(text) > self.max_len:
-                    message = f"{text!r} is longer than max_len ({self.max_len} characters)"
-                    raise fault(field, message)
-        try:  # options at odds, or sent and never read by the decoding asked for
-            check_unused(self.sample_options(), self.model_fields_set)
-        except SettingError as err:
-            raise setting_fault(err) from None
         rows = poems * (self.beam or self.best_of)
         if rows > MAX_REQUEST_ROWS:
             message = f"at most {MAX_REQUEST_ROWS} rows per request (poems × best_of or beam)"
             raise fault("beam" if self.beam else "best_of", message)
+        try:
+            self.poem_request().check()
+        except SettingError as err:
+            raise setting_fault(err) from None
         return self
 
-    def sample_options(self, title: str = "", prime: str = "") -> SampleOptions:
-        """The request's SampleOptions, for the title and prime as the model reads them.
-        Raises SettingError, as for the CLI's options."""
-        return SampleOptions(
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            greedy=self.greedy,
-            max_len=self.max_len,
-            best_of=self.best_of,
-            beam=self.beam,
-            title=title,
-            prime=prime,
-            repetition=self.repetition_penalty,
-            same_place=self.same_place_penalty,
-        )
+
+GenerateRequest = create_model(
+    "GenerateRequest",
+    __base__=GenerateFields,
+    __doc__="A generate request: the options of ``poetry-lm generate``.",
+    **{
+        f.name: from_field(Sampling, f.name, **SAMPLING_LIMITS.get(f.name, {}))
+        for f in fields(Sampling)
+    },
+)
 
 
 class PoemText(Request):
@@ -239,9 +190,15 @@ class ConvertRequest(Request):
     script: Script
 
 
-class RewriteRequest(Sampling, PoemText):
+class RewriteRequest(Seeded, PoemText):
     line: int = Field(..., ge=0, description="The 0-based index of the verse to rewrite.")
     n: int = Field(4, ge=1, le=MAX_CANDIDATES, description="Candidates wanted.")
+    temperature: float = from_field(Sampling, "temperature")[1]
+    top_k: int = from_field(Sampling, "top_k", **SAMPLING_LIMITS["top_k"])[1]
+    top_p: float = from_field(Sampling, "top_p")[1]
+
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
 
 # Responses

@@ -334,7 +334,7 @@ def generation_section(s: Settings, results: dict) -> list[str]:
             "",
         ]
     from poetry_lm.decoding.generate import SampleOptions, generate
-    from poetry_lm.decoding.stepper import Stepper
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.prosody.forms import Constraints, parse_form
 
     model, table, source = generation_model(s)

@@ -178,7 +178,7 @@ def generated_texts(
     ``extra`` options, then the options ``more``), in one batch."""
     from click.testing import CliRunner
 
-    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.cli.write import generate_command
 
     args = [*generate_args(setting, extra), *more, "-n", str(poems), "--seed", str(seed)]
     out = CliRunner().invoke(generate_command, [*args, "--model", model_path, "--format", "json"])
@@ -192,7 +192,7 @@ def check_writing(settings: list[str], model_path: str, extra: str) -> None:
     """Before the table starts: the model that writes ``settings`` loads, and every setting's
     generate options, ``extra`` included, parse. Each fault is one sentence: exit 1 for the
     model, 2 (usage) for options that generate does not take."""
-    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.cli.write import generate_command
     from poetry_lm.model.checkpoint import load_model
 
     if not settings:
@@ -233,10 +233,10 @@ def with_keywords(
     pair timed in turn."""
     import torch
 
-    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.cli.write import generate_command
     from poetry_lm.decoding.generate import SampleOptions, generate
-    from poetry_lm.decoding.stepper import Stepper
     from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.model.stepper import Stepper
     from poetry_lm.prosody.forms import Constraints
 
     args = [*SETTING_ARGS[setting].split(), *extra.split(), "--model", model_path]
@@ -292,7 +292,7 @@ def at_head(texts: list[str], keywords: list[list[str]]) -> float:
 
 def candidates_per_poem(args: list[str]) -> int:
     """How many candidates ``generate`` with options ``args`` ranks per poem (its own parse)."""
-    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.cli.write import generate_command
 
     params = generate_command.make_context("generate", list(args), resilient_parsing=True).params
     return params["beam"] or params["best_of"]
@@ -319,7 +319,7 @@ def header(scored: bool) -> list[str]:
 def readers(model_path: str, reader_path: str):
     """(forward model, backward reader, vocabulary) for the log-probability columns; a reader
     that cannot rerank for the forward model is a usage error, as in ``generate``."""
-    from poetry_lm.cli.generate import load_reader
+    from poetry_lm.cli.write import load_reader
     from poetry_lm.model.checkpoint import load_model
 
     model, table, _ = run_or_exit(load_model, model_path)

@@ -91,8 +91,8 @@ def run_command(command: str) -> list[str]:
     from click.testing import CliRunner
 
     from poetry_lm.cli import main
-    from poetry_lm.cli.generate import generate_command
     from poetry_lm.cli.train import train_command
+    from poetry_lm.cli.write import generate_command
 
     argv = shlex.split(command, comments=True)
     if argv[:2] == ["python", "generate.py"]:

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from conftest import TINY_TRAIN
 
 from poetry_lm.cli.evaluate import evaluate_command
-from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.train import train_command
-from poetry_lm.decoding.generate import VERSE_ENDS
+from poetry_lm.cli.write import generate_command
 from poetry_lm.model.checkpoint import read_checkpoint
+from poetry_lm.prosody.forms import VERSE_ENDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,14 +8,14 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
-from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.model.checkpoint import load_model
+from poetry_lm.cli.write import generate_command
+from poetry_lm.serve.command import serve_command
 from poetry_lm.paths import SHIPPED_MODEL
-from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.serve.batcher import Batcher
 from poetry_lm.serve.command import serve_command
 from poetry_lm.serving import MAX_WAIT
+from poetry_lm.writing.request import PoemRequest, Sampling
+from poetry_lm.writing.writer import Writer
 
 UNKNOWN = "𠀀"  # a Chinese character (CJK Extension B) that the shipped model does not know
 
@@ -74,17 +74,17 @@ def test_texts_the_model_cannot_use_are_usage_errors(args, option, words):
 def test_greedy_and_beam_never_read_what_they_refuse():
     """The premise of the refusals: greedy decoding (sampled or beam) writes the same poem
     whatever the temperature, top-k and top-p, and a stochastic beam whatever top-k and top-p."""
-    model, table, _ = load_model(SHIPPED_MODEL)
-    cons = Constraints.from_options(form=parse_form("五绝"))
+    writer = Writer(SHIPPED_MODEL)
+    request = writer.check(PoemRequest(form="五绝"))
     others = dict(temperature=0.3, top_k=3, top_p=0.5)
     for base, unused in [
-        (SampleOptions(greedy=True), others),
-        (SampleOptions(greedy=True, beam=3), others),
-        (SampleOptions(beam=3), dict(top_k=3, top_p=0.5)),
+        (Sampling(greedy=True), others),
+        (Sampling(greedy=True, beam=3), others),
+        (Sampling(beam=3), dict(top_k=3, top_p=0.5)),
     ]:
-        poems = [
-            generate(model, table, ["月"], opts, None, cons, seeds=[1])[0].text
-            for opts in (base, replace(base, **unused))
+        poems = [  # unchecked: a check would refuse what the premise is about
+            writer.write_rows(replace(request, sampling=sampling), ["月"], [1])[0].text
+            for sampling in (base, replace(base, **unused))
         ]
         assert poems[0] == poems[1], (base, poems)
 

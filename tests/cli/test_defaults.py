@@ -6,23 +6,26 @@ from dataclasses import fields
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.options import field_default
 from poetry_lm.cli.train import train_command
-from poetry_lm.decoding.generate import SampleOptions
-from poetry_lm.decoding.rerank import RerankOptions
+from poetry_lm.cli.write import generate_command
 from poetry_lm.model.checkpoint import read_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.options import field_default
 from poetry_lm.paths import SHIPPED_MODEL
 from poetry_lm.settings import SettingError
 from poetry_lm.train.trainer import TrainConfig
+from poetry_lm.writing.request import PoemRequest, Sampling
 
 # fields no option sets: the vocabulary's size, the adaptive cutoffs and the couplet input's
 # token kinds come from the corpus, and the model's settings reach TrainConfig as one dict
 NOT_OPTIONS = {"vocab_size", "cutoffs", "verse_marks", "verse_resets", "model"}
+# a request's Sampling is its own fields' options; what a user typed is the command line's to say
+NOT_OPTIONS |= {"sampling", "given"}
+OPTION_FIELDS = {f.name for cls in (PoemRequest, Sampling) for f in fields(cls)}
 COMMANDS = (
     (train_command, (TrainConfig, ModelConfig)),
-    (generate_command, (SampleOptions, RerankOptions)),
+    (generate_command, (PoemRequest, Sampling)),
 )
 
 
@@ -54,7 +57,17 @@ def test_the_dataclass_defaults_are_the_shipped_recipe():
         assert getattr(model, name) == ckpt["config"][name], name
     for name in ("couplet_input", "direction", "forget_bias", "weight_drop", "locked_dropout"):
         assert getattr(model, name) == ckpt["config"][name], name
-    assert (SampleOptions().temperature, SampleOptions().top_p) == (0.8, 0.95)
+    assert (Sampling().temperature, Sampling().top_p) == (0.8, 0.95)
+
+
+def test_a_request_left_at_its_defaults_asks_what_the_command_line_does():
+    """PoemRequest() is `python generate.py`: every option's default is the field's, read
+    into the same request (rhyme on; 平仄 on with a form)."""
+    defaults = {p.name: p.default for p in generate_command.params if p.name in OPTION_FIELDS}
+    assert PoemRequest.of(**defaults) == PoemRequest()
+    assert PoemRequest().rhyme and PoemRequest().tones is None
+    assert PoemRequest(form="五绝").constraints().tones  # 平仄 on with a form
+    assert PoemRequest().check().max_len == 128
 
 
 def test_the_adaptive_default_needs_cutoffs_only_to_build_the_output_layer():
@@ -76,9 +89,9 @@ def test_the_adaptive_default_needs_cutoffs_only_to_build_the_output_layer():
         (lambda: TrainConfig(seq_len=16, seq_step=17), "seq_step cannot exceed seq_len"),
         (lambda: TrainConfig(model={"cell": "lstm2"}), "cell must be one of"),
         (lambda: TrainConfig(optimizer="rmsprop"), "optimizer must be one of adam, sgd"),
-        (lambda: SampleOptions(beam=2, best_of=2), "choose beam or best_of"),
-        (lambda: SampleOptions(top_p=0), "top_p must be in"),
-        (lambda: SampleOptions(temperature=101), r"temperature must be in \(0, 100\]"),
+        (lambda: PoemRequest.of(beam=2, best_of=2).check(), "choose beam or best_of"),
+        (lambda: PoemRequest.of(top_p=0).check(), "top_p must be in"),
+        (lambda: PoemRequest.of(temperature=101).check(), r"temperature must be in \(0, 100\]"),
     ],
 )
 def test_each_check_is_made_by_the_dataclass_naming_fields(make, fields_named):

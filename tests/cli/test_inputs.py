@@ -11,13 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import poetry_lm.cli.generate as generate_cli
 from poetry_lm.cli.check import check_command
 from poetry_lm.cli.duizhang import duizhang_command
 from poetry_lm.cli.evaluate import evaluate_command
-from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.score import score_command
 from poetry_lm.cli.train import train_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.model.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -340,7 +339,7 @@ def test_check_reads_a_blank_line_separated_block_as_one_poem_and_names_the_line
 
 def generate_text(*poems):
     """Poems as generate prints its text: one verse a line, a blank line between poems."""
-    from poetry_lm.decoding.generate import verses
+    from poetry_lm.decoding.loop import verses
 
     return "\n\n".join("\n".join(verses(p)) for p in poems) + "\n"
 
@@ -428,19 +427,19 @@ def test_an_unknown_traditional_character_is_converted():
 
 
 def test_requests_are_decoded_in_bounded_batches_and_streamed(monkeypatch):
-    import poetry_lm.decoding.generate as decoding
+    import poetry_lm.writing.writer as writer
 
     args = ["日月山", "-n", 3, "--best-of", 2, "--seed", 3, "--max-len", 12]
     whole = invoke(generate_command, *args)
     sizes = []
-    real = decoding.candidates  # what the command decodes each batch with
+    real = writer.candidates  # what the command decodes each batch with
 
-    def counting(model, table, starts, opts, *rest, **named):
-        sizes.append(len(starts) * (opts.beam or opts.best_of))
-        return real(model, table, starts, opts, *rest, **named)
+    def counting(step, table, request, starts, seeds):
+        sizes.append(len(starts) * request.width)
+        return real(step, table, request, starts, seeds)
 
-    monkeypatch.setattr(decoding, "candidates", counting)
-    monkeypatch.setattr(generate_cli, "BATCH_ROWS", 4)
+    monkeypatch.setattr(writer, "candidates", counting)
+    monkeypatch.setattr(writer, "BATCH_ROWS", 4)
     chunked = invoke(generate_command, *args)
     assert chunked.exit_code == 0, chunked.output
     assert max(sizes) <= 4 and sum(sizes) == 3 * 3 * 2

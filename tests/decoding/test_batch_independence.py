@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.decoding.stepper import INT8_KERNEL, Stepper
 from poetry_lm.model.checkpoint import load_model
+from poetry_lm.model.stepper import INT8_KERNEL, Stepper
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import SPECIALS

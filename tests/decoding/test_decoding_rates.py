@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.text.corpus import load_corpus
 from poetry_lm.tools.decoding_stats import (
     IMAGERY,

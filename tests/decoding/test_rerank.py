@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.decoding.generate import SampleOptions, best, candidates, generate
 from poetry_lm.decoding.rerank import backward_scores, rerank
-from poetry_lm.decoding.stepper import INT8_KERNEL, Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from poetry_lm.model.stepper import INT8_KERNEL, Stepper
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import SPECIALS

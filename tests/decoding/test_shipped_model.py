@@ -7,9 +7,9 @@ import torch
 
 from poetry_lm.cli.train import train_command
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model, read_checkpoint
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.text.corpus import load_corpus
 from poetry_lm.train.trainer import TrainConfig
@@ -80,7 +80,7 @@ def test_train_py_defaults_are_the_shipped_recipe():
 def test_shipped_model_writes_for_a_title_and_keywords_with_the_couplet_input():
     from click.testing import CliRunner
 
-    from poetry_lm.cli.generate import generate_command
+    from poetry_lm.cli.write import generate_command
 
     _, table, ckpt = load_model(MODEL)
     assert ckpt["config"]["couplet_input"] and table.sep is not None

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from poetry_lm.decoding.generate import SampleOptions, sample_row, sample_step
-from poetry_lm.decoding.stepper import INT8_KERNEL, Stepper
+from poetry_lm.decoding.strategy import sample_row, sample_step
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.model.stepper import INT8_KERNEL, Stepper
 from poetry_lm.text.vocab import SPECIALS, CharTable
+from poetry_lm.writing.request import Sampling
 
 V, T, B = 50, 9, 3
 # couplet input in the toy vocabulary: tokens 4 and 5 end a verse; 0, 2, 3 start afresh
@@ -176,10 +177,10 @@ def test_int8_step_stays_close_to_float32():
     assert abs(nll[0] - nll[1]) < 0.005
 
 
-def untempered(**options) -> SampleOptions:
+def untempered(**options) -> Sampling:
     """Sampling options that leave the model's distribution as it is unless told otherwise
     (temperature 1, top-p 1), rather than the generate command's defaults."""
-    return SampleOptions(**{"temperature": 1.0, "top_p": 1.0, **options})
+    return Sampling(**{"temperature": 1.0, "top_p": 1.0, **options})
 
 
 def reachable(probs: list[float], **options) -> set[int]:
@@ -201,7 +202,7 @@ def test_sampling_keeps_top_k_then_top_p_of_what_it_keeps():
     assert reachable([0.5, 0.0, 0.5]) == {0, 2}  # masked (-inf) is never drawn
 
 
-def plain_sample_row(logp: np.ndarray, u: float, opts: SampleOptions) -> int:
+def plain_sample_row(logp: np.ndarray, u: float, opts: Sampling) -> int:
     """The definition, without shortcuts: sort every token, cut, draw by inverse CDF in
     vocabulary order."""
     weight = np.exp((logp.astype(np.float64) - logp.max()) / opts.temperature)

@@ -3,7 +3,7 @@ node's own, and a step keeps N different hypotheses, the plain beam's without no
 
 import numpy as np
 
-from poetry_lm.decoding.generate import beam_step, log_softmax, shift_gumbel
+from poetry_lm.decoding.strategy import beam_step, log_softmax, shift_gumbel
 
 
 def gumbel(rng, shape):

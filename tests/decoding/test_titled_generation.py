@@ -9,10 +9,10 @@ import torch
 from click.testing import CliRunner
 
 from poetry_lm.cli.evaluate import evaluate_command
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.model.checkpoint import load_model
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.prosody.forms import Constraints, parse_form
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import MAX_TITLE_CHARS, is_ideograph

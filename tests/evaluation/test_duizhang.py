@@ -109,7 +109,7 @@ def test_a_file_without_a_lushi_says_how_it_was_read(tmp_path):
 
 
 def test_generates_text_output_is_read_a_poem_per_blank_line_separated_block(tmp_path):
-    from poetry_lm.decoding.generate import verses
+    from poetry_lm.decoding.loop import verses
 
     other = CHUNWANG.replace("烽火连三月，家书", "乾火连三月，日书")  # 乾 is not read as 干
     # as generate prints its text: one verse a line, a blank line before every poem but the first

@@ -142,7 +142,7 @@ def test_awd_options_forget_bias_weight_drop_and_locked_dropout(table):
 
 
 def test_generation_refuses_a_backward_model(table):
-    from poetry_lm.decoding.stepper import Stepper
+    from poetry_lm.model.stepper import Stepper
 
     backward = ModelConfig(
         vocab_size=len(table),

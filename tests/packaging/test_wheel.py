@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.paths import ENV_VAR, RULE
 
 ROOT = Path(__file__).resolve().parents[2]

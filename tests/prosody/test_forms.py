@@ -12,12 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
 from poetry_lm.cli.score import score_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.decoding.generate import SampleOptions, generate
-from poetry_lm.decoding.stepper import Stepper
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model
+from poetry_lm.model.stepper import Stepper
 from poetry_lm.prosody.forms import Constraints, Rules, parse_form
 from poetry_lm.prosody.masks import PING_QI, TONE_RULES, ZE_QI, Choice, ToneKeys, token_masks
 from poetry_lm.prosody.rhyme import TABLE_PATH

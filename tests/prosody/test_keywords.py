@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from poetry_lm.cli.generate import generate_command
+from poetry_lm.cli.write import generate_command
 from poetry_lm.decoding.generate import SampleOptions, generate, verses
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.prosody.check import check_poem

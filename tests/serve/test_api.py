@@ -361,9 +361,9 @@ def test_convert(client):
 # Every kind of bad request: (path, body, status, words the message must hold)
 BAD = [
     ("/api/generate", {"starts": ["龘"]}, 400, "starts: the model does not know the character"),
-    ("/api/generate", {"starts": ["☃"]}, 400, "starts: the start '☃' holds"),
+    ("/api/generate", {"starts": ["☃"]}, 400, "starts: the start text '☃' holds"),
     ("/api/generate", {"starts": ["春眠不觉晓，"], "form": "七绝"}, 400, "starts: the start"),
-    ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 400, "acrostic: a 七绝 has 4 lines"),
+    ("/api/generate", {"form": "七绝", "acrostic": "春夏"}, 422, "acrostic: a 七绝 has 4 lines"),
     ("/api/generate", {"acrostic": "龘"}, 400, "acrostic: the model does not know"),
     ("/api/generate", {"starts": ["月"], "acrostic": "春"}, 400, "acrostic: acrostic sets"),
     ("/api/generate", {"tones": True}, 422, "tones: tones needs a form"),
@@ -412,8 +412,18 @@ BAD = [
     ("/api/generate", {"greedy": True, "beam": 2, "temperature": 1}, 422, "temperature: "),
     ("/api/generate", {"beam": 2, "top_k": 5}, 422, "top_k: top_k has no effect with beam"),
     ("/api/generate", {"script": "latin"}, 422, "script"),
-    ("/api/generate", {"starts": ["明月" * 5], "max_len": 8}, 422, "starts: '明月明月"),
-    ("/api/generate", {"prime": "明月" * 5, "max_len": 8}, 422, "prime: '明月明月"),
+    (
+        "/api/generate",
+        {"starts": ["明月" * 5], "max_len": 8},
+        422,
+        "starts: the start text '明月明月",
+    ),
+    (
+        "/api/generate",
+        {"prime": "明月" * 5, "max_len": 8},
+        422,
+        "prime: the prime text (10 characters) is longer than max_len",
+    ),
     ("/api/generate", {"max_len": 7}, 422, "max_len: a free poem's shortest couplet may need 8"),
     ("/api/generate", {"acrostic": "春夏", "max_len": 25}, 422, "a 2-line acrostic may need 26"),
     ("/api/generate", {"acrostic": "春夏", "max_len": 26, "starts": ["月"]}, 400, "acrostic:"),
@@ -432,11 +442,11 @@ BAD = [
     ("/api/rewrite", {"text": DENGGAO, "line": 0, "n": 9}, 422, "n: "),
     ("/api/convert", {"text": "月", "script": "klingon"}, 422, "script"),
     ("/api/generate", {"keywords": ["龘"]}, 400, "keywords: the model does not know"),
-    ("/api/generate", {"keywords": ["春。"]}, 400, "keywords: the keyword '春。' must be Chinese"),
+    ("/api/generate", {"keywords": ["春。"]}, 422, "keywords: the keyword '春。' must be Chinese"),
     (
         "/api/generate",
         {"form": "五绝", "keywords": ["明月照高楼上"]},
-        400,
+        422,
         "keywords: the keyword '明月照高楼上' has 6 characters, more than a line",
     ),
     (
@@ -662,5 +672,29 @@ def test_serve_on_a_taken_port_is_one_sentence():
 
 
 def test_a_long_free_acrostic_raises_max_len_left_at_its_default_as_the_cli_does():
-    assert schemas.GenerateRequest(acrostic="春夏秋冬" * 4).max_len == 16 * 13
-    assert schemas.GenerateRequest(acrostic="春夏").max_len == schemas.GenerateRequest().max_len
+    def max_len(**fields):
+        return schemas.GenerateRequest(**fields).poem_request().check().max_len
+
+    assert max_len(acrostic="春夏秋冬" * 4) == 16 * 13
+    assert max_len(acrostic="春夏") == max_len() == 128
+
+
+@pytest.mark.parametrize("path", ["/api/generate", "/api/rewrite"])
+def test_a_tiny_temperature_is_greedy_as_on_the_command_line(client, path):
+    """Below 1e-6 the temperature samples greedily, for every caller: the API answers as
+    ``generate --temperature 1e-40`` does (it once ended in an IndexError, a 500)."""
+    from click.testing import CliRunner
+
+    from poetry_lm.cli.write import generate_command
+
+    body = {"starts": ["月"], "form": "五绝", "temperature": 1e-40}
+    if path == "/api/rewrite":
+        body = {"text": "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "line": 1, "n": 1,
+                "temperature": 1e-40}  # fmt: skip
+    replies = [post(client, path, {**body, "seed": seed}) for seed in (1, 2)]
+    assert [r.status_code for r in replies] == [200, 200], replies[0].text
+    assert replies[0].json() == replies[1].json()  # greedy: the seed changes nothing
+    if path == "/api/generate":
+        args = ["月", "--form", "五绝", "--temperature", "1e-40", "--format", "json"]
+        cli = CliRunner().invoke(generate_command, args)
+        assert json.loads(cli.output)["text"] == replies[0].json()["poems"][0]["text"]

@@ -1,12 +1,8 @@
-"""What the generate and rewrite routes share: a poem in the API's view, and a seeded generator."""
+"""What the generate and rewrite routes share: a poem in the API's view."""
 
 from __future__ import annotations
 
-import os
-
-import torch
-
-from poetry_lm.decoding.generate import verses
+from poetry_lm.decoding.loop import verses
 from poetry_lm.serve import schemas as s
 from poetry_lm.serve.poet import tone_marks
 from poetry_lm.text.corpus import to_traditional
@@ -43,10 +39,3 @@ def poem_out(
         rhymes=rhymes,
         truncated=truncated,
     )
-
-
-def seeded(seed: int | None) -> torch.Generator:
-    """A generator seeded with ``seed``, or with 63 fresh random bits when it is None."""
-    generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8)) >> 1)
-    return generator

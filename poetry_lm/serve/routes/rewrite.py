@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from poetry_lm.decoding.generate import SampleOptions, verses
+from poetry_lm.decoding.loop import verses
+from poetry_lm.decoding.rewrite import recognise_form, rhyme_of
 from poetry_lm.serve import schemas as s
 from poetry_lm.serve.batcher import Job
 from poetry_lm.serve.deps import PoetDep, RunDep
 from poetry_lm.serve.errors import at_fault
-from poetry_lm.serve.poet import recognise_form, rhyme_positions
-from poetry_lm.serve.routes.common import poem_out, seeded
+from poetry_lm.serve.poet import rhyme_positions
+from poetry_lm.serve.routes.common import poem_out
 
 router = APIRouter()
 
@@ -20,19 +21,17 @@ async def rewrite(req: s.RewriteRequest, poet: PoetDep, run: RunDep):
     """Candidates for one verse that keep the form, the rhyme and the verses around it,
     ranked by the log-probability of the whole poem."""
     with at_fault("text"):
-        text = poet.read_known(req.text, "poem", "text")
-    with at_fault("line"):
-        poet.verse_parts(text, req.line)
-    opts = SampleOptions(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
+        text = poet.read(req.text)
+        poet.check_rewrite(text, req.line, req.sampling())
 
     def new_lines(payloads):
-        return [poet.rewrite(text, req.line, req.n, opts, seeded(req.seed))]
+        return [poet.rewrite(text, req.line, req.n, req.sampling(), req.seed)]
 
     candidates = await run(Job(None, None, new_lines))
     out = []
     for poem, logprobs, mean in candidates:
         lines = verses(poem)
-        groups, first = poet.rhyme_of(lines)
+        groups, first = rhyme_of(lines)
         rhymes = rhyme_positions(lines, first) if groups else []
         form = recognise_form(lines)
         out.append(poem_out(poem, form and form.name, logprobs, mean, groups, rhymes, req.script))
