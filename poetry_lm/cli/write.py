@@ -35,6 +35,7 @@ REQUEST_OPTIONS = [
     ("rhyme", (), {}),
     ("rhyme_first", ("--rhyme-first/--no-rhyme-first",), {}),
     ("tones", ("--tones/--no-tones",), {}),
+    ("heard", (), {}),
     ("no_repeat", (), {}),
     ("title", (), dict(type=TEXT)),
     ("prime", (), dict(type=TEXT)),

@@ -29,8 +29,11 @@ import torch
 from poetry_lm.decoding.strategy import Strategy, strategy_for
 from poetry_lm.model.stepper import Stepper, StepState
 from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Rules, rows_with_any, token_masks
+from poetry_lm.prosody.heard import first_line_rhyme_rate
 from poetry_lm.text.vocab import CharTable
 from poetry_lm.writing.request import PoemRequest, context_text
+
+FIRST_RHYME_STREAM = 104729  # the seed's second word for the first-line draw
 
 # (repetition, same_place) in nats, per form (None: free poems), from docs/decoding.md
 REPETITION_DEFAULTS: dict[str | None, tuple[float, float]] = {
@@ -129,13 +132,23 @@ def candidates(
         raise ValueError(f"{len(seeds)} seeds for {len(starts)} poems")
     width = request.width
     rows = [s for s in starts for _ in range(width)]
-    rules = Rules(table, request.constraints(), [table.encode(s) for s in rows], request.max_len)
+    firsts = [f for f in first_line_rhymes(request, seeds) for _ in range(width)]
+    encoded = [table.encode(s) for s in rows]
+    rules = Rules(table, request.constraints(), encoded, request.max_len, firsts)
     strategy = strategy_for(request.sampling, width, seeds, rules.max_steps)
     written = Rows(len(rows), len(table), rules.max_steps)
     first = step.read(context_tokens(table, request), len(rows))
     write(step, rules, strategy, written, first, repetition_of(request))
     poems = [written.poem(table, rules, b) for b in range(len(rows))]
     return [poems[first : first + width] for first in range(0, len(rows), width)]
+
+
+def first_line_rhymes(request: PoemRequest, seeds: list[int]) -> list[bool]:
+    """Per poem, whether its first line rhymes, where the request leaves it open: drawn from the
+    poem's own seed (a stream of its own, so the sampling is untouched), at the rate of real
+    poems of the form (``prosody.heard.first_line_rhyme_rate``: 七言 ~75%, 五言 ~15%)."""
+    rate = first_line_rhyme_rate(request.form) if request.form else 0.0
+    return [np.random.default_rng([seed, FIRST_RHYME_STREAM]).random() < rate for seed in seeds]
 
 
 def write(

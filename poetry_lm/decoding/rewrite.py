@@ -65,7 +65,7 @@ def last_character_rule(table: CharTable, lines: list[str], index: int) -> torch
     masks = token_masks(table)
     names, first_rhymes = rhyme_of(lines, skip=index)
     if not (index % 2 == 1 or (index == 0 and first_rhymes)):
-        return masks.tone_fits[1] > 0  # a verse that does not rhyme ends 仄
+        return masks.end_fits[1] > 0  # a verse that does not rhyme ends 仄, as heard
     if not names:  # the other verses share no group: nothing to rhyme with
         return torch.ones(V, dtype=torch.bool)
     fits = masks.group_fits[[i for i, g in enumerate(masks.group_names) if g in names]]

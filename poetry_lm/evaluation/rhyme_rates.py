@@ -2,9 +2,9 @@
 
 - ``first_rhymes``: the share of a form's poems whose first line rhymes (its last character is
   in the group the even lines rhyme in);
-- ``two_reading_ends``: of the first lines that do not rhyme, the share that end on a character
-  the 平水韵 table reads both 平 and 仄 (行, 长, 衣 …): a reader hears most of them 平, so the line
-  sounds like a rhyme that is not there;
+- ``two_reading_ends``: the share of a form's first lines that do not rhyme and end on a
+  character the 平水韵 table reads both 平 and 仄 (行, 长, 衣 …): a reader hears most of them 平,
+  so the line sounds like a rhyme that is not there;
 - ``unheard_rhymes``: the share of rhyme places whose character is in the poem's group only by a
   reading real poems do not rhyme it in (:func:`poetry_lm.prosody.heard.heard_groups`).
 
@@ -51,7 +51,7 @@ class RhymeRates:
         """The three rates, in percent."""
         return {
             "first_rhymes": 100 * self.first_rhymes / max(self.poems, 1),
-            "two_reading_ends": 100 * self.two_reading_ends / max(self.unrhymed_firsts, 1),
+            "two_reading_ends": 100 * self.two_reading_ends / max(self.poems, 1),
             "unheard_rhymes": 100 * self.unheard_rhymes / max(self.rhymes, 1),
         }
 

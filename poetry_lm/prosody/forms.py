@@ -90,9 +90,10 @@ class Constraints:
     form: Form | None = None
     acrostic: str = ""  # line i begins with acrostic[i]; the line count follows it
     rhyme: bool = False  # rhyming lines end in one 平 rhyme group
-    # the first line rhymes too (True), never (False), or as the poem's own first line ends
-    # (None): in one of the poem's open rhyme groups, or on a character heard 仄
+    # the first line rhymes too (True), never (False), or as drawn per poem (None: at the rate
+    # of real poems of the form, Rules' first_rhymes)
     rhyme_first: bool | None = None
+    heard: bool = True  # rhymes and tones as real poems use each character (prosody/heard.py)
     tones: bool = False  # 平仄 at the 2nd, 4th, 6th and last characters
     no_repeat: bool = False  # no character twice in a poem (punctuation aside)
     # each appears in the poem, inside one verse (prosody/keywords.py); a tuple, so that
@@ -153,13 +154,20 @@ class Rules:
     keywords are kept by a :class:`Coverage` (``coverage``), which reads that state.
     """
 
-    def __init__(self, table: CharTable, cons: Constraints, starts: list[list[int]], max_len: int):
+    def __init__(
+        self,
+        table: CharTable,
+        cons: Constraints,
+        starts: list[list[int]],
+        max_len: int,
+        first_rhymes: list[bool] | None = None,
+    ):
         B, V, form = len(starts), len(table), cons.form
         self.table, self.cons, self.starts = table, cons, starts
         self.batch = B  # an int: len() of a tensor costs ~1 µs, at every step
         self.longest_start = max(map(len, starts), default=0)
         self.forced = False  # this step allows every poem one token (structure)
-        masks = token_masks(table)
+        masks = token_masks(table, cons.heard)
         self.eos, self.ideographs = masks.end, masks.ideographs
         self.heads = F.one_hot(
             torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V
@@ -169,8 +177,9 @@ class Rules:
         else:  # free: ideographs, then ，； or 。？！ by verse
             self.inner, self.ends, self.marks = masks.ideographs, masks.verse_ends, masks.free_marks
         self.rhymed = rhyme_lines(form, cons.rhyme_first is True) if form else []
-        # the first line may rhyme, or end 仄 as heard: the poem's own choice
-        self.first_either = bool(form and cons.rhyme and cons.rhyme_first is None)
+        # per poem, whether its first line rhymes, where the constraints leave it open
+        drawn = form and cons.rhyme and cons.rhyme_first is None and first_rhymes is not None
+        self.first_rhymes = torch.tensor(first_rhymes, dtype=torch.bool) if drawn else None
         keys = ToneKeys(B, masks.tone_allowed, masks.tone_keys) if form else None
         if form:
             self.group_names, self.group_fits = masks.group_names, masks.group_fits
@@ -300,17 +309,18 @@ class Rules:
             line, col = state.place()
             rule = self.shape.tone_pattern.get((line, col))
             at_end = col == cons.form.chars - 1 and line < cons.form.lines
-            either = self.first_either and line == 0 and at_end
-            self.tone_due = rule if cons.tones and not either else None
+            drawn = self.first_rhymes is not None and line == 0 and at_end
+            self.tone_due = rule if cons.tones and not drawn else None
             if self.tone_due:
                 layers.append(("tones", state.keys.allows(rule)))
-            if either:  # a rhyme in a group still open, or a character heard 仄 (rule (1, 1))
-                rhymes = state.groups.allows(self.group_fits) & ~state.rhymes_used
-                layers.append(("rhyme", rhymes | state.keys.allows((1, 1))))
-                self.pending.append((state.groups, self.group_fits, ~state.done))
+            elif drawn and cons.tones:  # 平 where the poem's first line rhymes, else 仄
+                ping, ze = state.keys.allows((0, 0)), state.keys.allows((1, 1))
+                layers.append(("tones", torch.where(self.first_rhymes[:, None], ping, ze)))
             self.verse_end = ~state.done if at_end else None  # every live poem, or none
             at_rhyme = cons.rhyme and line in self.rhymed and at_end
             self.rhyming = ~state.done if at_rhyme else None
+            if drawn:
+                self.rhyming = self.first_rhymes & ~state.done
         else:  # the last character of a verse, its length known; of an even one, a rhyme
             at_end = (state.col == state.length - 1) & ~state.done
             self.verse_end = at_end if at_end.any() else None
@@ -407,6 +417,8 @@ class Rules:
             self.verse_end = self.verse_end[index]
         if self.rhyming is not None:
             self.rhyming = self.rhyming[index]
+        if self.first_rhymes is not None:
+            self.first_rhymes = self.first_rhymes[index]
         self.pending = [(choice, fits, rows[index]) for choice, fits, rows in self.pending]
         order = index.tolist()
         self.starts = [self.starts[i] for i in order]

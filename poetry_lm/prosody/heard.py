@@ -33,6 +33,9 @@ from poetry_lm.prosody.rhyme import PING, ZE, RhymeGroup, groups_of, tones_of
 
 TABLE_PATH = Path(__file__).resolve().parent / "heard.tsv"
 SHARE = 0.05  # the least share of a character's uses that makes a reading heard
+# what generation asks of a line end: the reading most of the character's uses there have (a
+# character poets mostly rhyme on, 长 or 分, sounds like a rhyme at an unrhymed line's end)
+WRITE_END_SHARE = 0.75
 EVIDENCE = 5  # fewer uses than this at a kind of place: that kind of place says nothing
 END, INNER = "end", "inner"
 SHAPES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
@@ -141,8 +144,9 @@ def usage() -> Usage:
     return table
 
 
-def heard_tones(ch: str, place: str) -> frozenset[str]:
-    """The tones a reader hears ``ch`` in at a place of that kind (``END`` or ``INNER``)."""
+def heard_tones(ch: str, place: str, share: float = SHARE) -> frozenset[str]:
+    """The tones a reader hears ``ch`` in at a place of that kind (``END`` or ``INNER``): those
+    with at least ``share`` of its uses there."""
     table = tones_of(ch)
     if len(table) < 2:
         return table
@@ -151,7 +155,7 @@ def heard_tones(ch: str, place: str) -> frozenset[str]:
     for n in (counts.get((ch, place), Counter()), counts.get((ch, other), Counter())):
         total = n[PING] + n[ZE]
         if total >= EVIDENCE:
-            return frozenset(t for t in (PING, ZE) if n[t] >= SHARE * total)
+            return frozenset(t for t in (PING, ZE) if n[t] >= share * total)
     return table
 
 

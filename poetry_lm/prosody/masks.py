@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poetry_lm.prosody.heard import END, INNER, heard_groups, heard_tones
-from poetry_lm.prosody.rhyme import PING, ZE, rhyme_groups, tones_of
+from poetry_lm.prosody.heard import END, INNER, WRITE_END_SHARE, heard_groups, heard_tones
+from poetry_lm.prosody.rhyme import PING, ZE, groups_of, rhyme_groups, tones_of
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
 
@@ -115,6 +115,7 @@ class TokenMasks:
     marks: torch.Tensor  # (2, V): ， and 。
     free_marks: torch.Tensor  # (2, V): a free poem's odd verses' ends (，；), even ones' (。？！)
     tone_fits: torch.Tensor  # (2, V): may be read 平, may be read 仄 (by the table)
+    end_fits: torch.Tensor  # (2, V): heard 平, heard 仄 at a line's end (the table's: heard off)
     tone_allowed: ToneTable  # per tone rule, (4, V): ``tone_tables``, for ``ToneKeys``
     tone_keys: ToneTable  # per tone rule, (V,)
     group_names: list[str]  # the 平 rhyme groups …
@@ -125,8 +126,10 @@ class TokenMasks:
 
 
 @lru_cache(maxsize=4)
-def token_masks(table: CharTable) -> TokenMasks:
-    """Classify a vocabulary once (a Python pass over V tokens), not at every generate call."""
+def token_masks(table: CharTable, heard: bool = True) -> TokenMasks:
+    """Classify a vocabulary once (a Python pass over V tokens), not at every generate call.
+    ``heard``: a form's rhyme groups and tones as real poems use each character
+    (:mod:`poetry_lm.prosody.heard`); else every reading of the table."""
 
     # (V,) tokens that pass test; specials and 囗 (a lost character, which older
     # vocabularies list) are never written
@@ -139,13 +142,16 @@ def token_masks(table: CharTable) -> TokenMasks:
         return torch.stack(rows).float()
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
-    # a form's rhymes and tones are as a reader hears them (prosody/heard.py)
-    heard = {tok: {g.name for g in heard_groups(tok)} for tok in table.tokens}
-    group_fits = torch.stack([having(lambda tok, g=g: g.name in heard[tok]) for g in groups])
+    named = {
+        tok: {g.name for g in (heard_groups if heard else groups_of)(tok)} for tok in table.tokens
+    }
+    group_fits = torch.stack([having(lambda tok, g=g: g.name in named[tok]) for g in groups])
     group_fits = group_fits.float()
     tone_fits = tone_having(tones_of)
-    end_fits = tone_having(lambda tok: heard_tones(tok, END))
-    inner_fits = tone_having(lambda tok: heard_tones(tok, INNER))
+    end_fits = (
+        tone_having(lambda tok: heard_tones(tok, END, WRITE_END_SHARE)) if heard else tone_fits
+    )
+    inner_fits = tone_having(lambda tok: heard_tones(tok, INNER)) if heard else tone_fits
     any_group_fits = torch.stack(
         [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
     ).float()
@@ -160,6 +166,7 @@ def token_masks(table: CharTable) -> TokenMasks:
             [having(lambda tok: tok in "，；"), having(lambda tok: tok in CLOSING)]
         ),
         tone_fits=tone_fits,
+        end_fits=end_fits,
         tone_allowed=tone_allowed,
         tone_keys=tone_keys,
         group_names=[g.name for g in groups],

@@ -109,7 +109,12 @@ class GenerateFields(Seeded):
         description="Even lines rhyme in one group, no rhyme twice (free poems too, once the "
         "first verse sets the length).",
     )
-    rhyme_first: bool = Field(False, description="The first line rhymes too.")
+    rhyme_first: bool | None = Field(
+        None,
+        description="The first line always rhymes (true) or never (false); null: each poem "
+        "draws it at the rate of real poems of its form (七言 ~75%, 五言 ~15%).",
+    )
+    heard: bool = from_field(PoemRequest, "heard")[1]
     tones: bool | None = Field(
         None,
         description="Regulated 平仄 of 绝句 and 律诗; null: on with a form, off without one "

@@ -129,13 +129,19 @@ class PoemRequest:
     )
     rhyme_first: bool | None = setting(
         None,
-        "The first line always rhymes, or never; by default it rhymes where the poem ends it in "
-        "its rhyme group, else it ends on a character heard 仄 (real 七言 ~75%, 五言 ~15%).",
+        "The first line always rhymes, or never [default: each poem draws it at the rate of "
+        "real poems of its form: 七言 ~75%, 五言 ~15%].",
     )
     tones: bool | None = setting(
         None,
         "Regulated 平仄 (平起 or 仄起) on the 2nd, 4th, 6th and last characters; needs a form "
         "[default: on with a form].",
+    )
+    heard: bool = setting(
+        True,
+        "A form's rhymes and 平仄 as a reader hears them: a character counts only with the "
+        "readings real poems give it there (prosody/heard.py); --no-heard: every reading the "
+        "平水韵 table allows.",
     )
     no_repeat: bool = setting(False, "No character twice in a poem (punctuation aside).")
     title: str = setting(
@@ -202,6 +208,7 @@ class PoemRequest:
             rhyme=self.rhyme,
             rhyme_first=self.rhyme_first,
             tones=self.tones,
+            heard=self.heard,
             no_repeat=self.no_repeat,
             keywords=split_keywords(self.keywords),  # "春 雨" is two
         )

@@ -54,7 +54,7 @@ async def generate(req: s.GenerateRequest, poet: PoetDep, run: RunDep):
                 p.logprobs,
                 p.score,
                 p.rhyme,
-                rhyme_positions(p.lines, request.rhyme_first) if p.rhyme else [],
+                rhyme_positions(p.lines, request.rhyme_first, p.rhyme) if p.rhyme else [],
                 req.script,
                 p.truncated,
                 request.title,
