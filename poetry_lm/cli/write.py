@@ -20,10 +20,10 @@ from poetry_lm.options import (
     set_threads,
     threads_option,
 )
+from poetry_lm.request import PoemRequest, Sampling
 from poetry_lm.settings import SettingError
 from poetry_lm.streams import emit, setup_streams
 from poetry_lm.usage import option_error, usage_error
-from poetry_lm.writing.request import PoemRequest, Sampling
 
 # the PoemRequest fields that are CLI options (starts come from CHARS and --start too)
 REQUEST_OPTIONS = [
@@ -133,9 +133,9 @@ def load_writer(checkpoint: str):
 
 def read_chars(chars: str, table) -> list[str]:
     """CHARS: one start character per poem, each a Chinese character the model knows."""
+    from poetry_lm.request import known_text
     from poetry_lm.text.corpus import is_ideograph
     from poetry_lm.text.normalise import normalise
-    from poetry_lm.writing.request import known_text
 
     chars = normalise(chars, table.index)
     odd = next((ch for ch in chars if not is_ideograph(ch)), None)

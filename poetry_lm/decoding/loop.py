@@ -2,7 +2,7 @@
 pass per step for all), under the rules of :mod:`poetry_lm.prosody.forms` (forms, acrostics,
 rhyme without 重韵, tones, no-repeat, no repeated verse). How each token is chosen, sampled or
 by the beam, is the :mod:`~poetry_lm.decoding.strategy`'s; what to write, a checked
-:class:`~poetry_lm.writing.request.PoemRequest`.
+:class:`~poetry_lm.request.PoemRequest`.
 
 **Repetition penalty.** The model alone repeats characters far more than poets do (a character
 3 or more times in over half of its 律诗, against 2–4% of real ones). Before each choice, a
@@ -30,8 +30,8 @@ from poetry_lm.decoding.strategy import Strategy, strategy_for
 from poetry_lm.model.stepper import Stepper, StepState
 from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Rules, rows_with_any, token_masks
 from poetry_lm.prosody.heard import first_line_rhyme_rate
+from poetry_lm.request import PoemRequest, context_text
 from poetry_lm.text.vocab import CharTable
-from poetry_lm.writing.request import PoemRequest, context_text
 
 FIRST_RHYME_STREAM = 104729  # the seed's second word for the first-line draw
 

@@ -13,9 +13,9 @@ from poetry_lm.decoding.strategy import sample_step
 from poetry_lm.model.stepper import Stepper
 from poetry_lm.prosody.forms import FORMS, VERSE_ENDS, Form, token_masks
 from poetry_lm.prosody.rhyme import PING, rhyme_groups
+from poetry_lm.request import Sampling
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import CharTable
-from poetry_lm.writing.request import Sampling
 
 Rewritten = tuple[str, list[float], float]  # (poem, each character's log-probability, mean)
 

@@ -5,7 +5,7 @@ A :class:`Strategy` gets, at each step, every row's scores (the model's log-prob
 the penalties, plus the keyword bonus), the tokens the rules allow and the rows already done,
 and returns a token per row, and the rows it reorders (the beam keeps its best hypotheses).
 A new way of choosing, or a new sampling option (read from
-:class:`~poetry_lm.writing.request.Sampling`), is a change to this module only.
+:class:`~poetry_lm.request.Sampling`), is a change to this module only.
 
 **Sampling** draws each row's token by inverse CDF from its own stream of uniform numbers:
 row j of a poem of seed s draws from seed s + j, so best-of K's candidates are the poems of
@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from poetry_lm.writing.request import Sampling
+from poetry_lm.request import Sampling
 
 
 class Strategy(Protocol):

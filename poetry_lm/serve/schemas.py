@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS
+from poetry_lm.request import PoemRequest, Sampling
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import MAX_TITLE_CHARS
-from poetry_lm.writing.request import PoemRequest, Sampling
 
 # Limits: each bounds the work one request can ask for (rows × steps of decoding)
 MAX_STARTS = 16  # start texts in one request

@@ -1,5 +1,5 @@
 """The poet: a checkpoint loaded once, and everything asked of it (write poems for a
-:class:`~poetry_lm.writing.request.PoemRequest`, rewrite a verse, score a poem). The command
+:class:`~poetry_lm.request.PoemRequest`, rewrite a verse, score a poem). The command
 line, the API and the lab tools all go through a :class:`Writer`.
 
 Errors a user can cause are ``SettingError`` (naming the request's field at fault) or another
@@ -23,9 +23,9 @@ from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.model.stepper import Stepper
 from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.request import PoemRequest, Sampling, check_known
 from poetry_lm.settings import SettingError, literal
 from poetry_lm.text.normalise import read_poem
-from poetry_lm.writing.request import PoemRequest, Sampling, check_known
 
 # Poems are decoded in batches of at most this many rows (poems × best_of or beam), so memory
 # stays bounded whatever n and the start count ask.

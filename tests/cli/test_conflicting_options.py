@@ -9,12 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from poetry_lm.cli.write import generate_command
-from poetry_lm.serve.command import serve_command
 from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.request import PoemRequest, Sampling
 from poetry_lm.serve.batcher import Batcher
 from poetry_lm.serve.command import serve_command
 from poetry_lm.serving import MAX_WAIT
-from poetry_lm.writing.request import PoemRequest, Sampling
 from poetry_lm.writing.writer import Writer
 
 UNKNOWN = "𠀀"  # a Chinese character (CJK Extension B) that the shipped model does not know

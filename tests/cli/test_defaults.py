@@ -6,16 +6,15 @@ from dataclasses import fields
 import pytest
 from click.testing import CliRunner
 
-from poetry_lm.options import field_default
 from poetry_lm.cli.train import train_command
 from poetry_lm.cli.write import generate_command
 from poetry_lm.model.checkpoint import read_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.options import field_default
 from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.request import PoemRequest, Sampling
 from poetry_lm.settings import SettingError
 from poetry_lm.train.trainer import TrainConfig
-from poetry_lm.writing.request import PoemRequest, Sampling
 
 # fields no option sets: the vocabulary's size, the adaptive cutoffs and the couplet input's
 # token kinds come from the corpus, and the model's settings reach TrainConfig as one dict

@@ -13,8 +13,8 @@ from poetry_lm.decoding.strategy import sample_row, sample_step
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.model.stepper import INT8_KERNEL, Stepper
+from poetry_lm.request import Sampling
 from poetry_lm.text.vocab import SPECIALS, CharTable
-from poetry_lm.writing.request import Sampling
 
 V, T, B = 50, 9, 3
 # couplet input in the toy vocabulary: tokens 4 and 5 end a verse; 0, 2, 3 start afresh

@@ -9,13 +9,13 @@ from functools import partial
 from fastapi import APIRouter
 
 from poetry_lm.decoding.loop import GeneratedPoem
+from poetry_lm.request import PoemRequest
 from poetry_lm.serve import schemas as s
 from poetry_lm.serve.batcher import Job
 from poetry_lm.serve.deps import PoetDep, RunDep
 from poetry_lm.serve.errors import at_fault
 from poetry_lm.serve.poet import rhyme_positions
 from poetry_lm.serve.routes.common import poem_out
-from poetry_lm.writing.request import PoemRequest
 from poetry_lm.writing.writer import Writer, poem_seeds
 
 router = APIRouter()
