@@ -18,8 +18,12 @@ Rules (those of any textbook of 近体诗, e.g. 王力《诗词格律》):
 - **孤平.** In a line that ends 平 with its 4th-from-last character 仄 (the 平平仄仄平 pattern,
   counted over the last five characters), at most one other character may be read 平.
 - **三平尾 / 三仄尾.** The last three characters of a line all 平, or all 仄.
+- **僻读** (a rare reading). A regulated poem's rhyme or tone that rests on a reading real
+  poems (almost) never give the character at such a place (``prosody/heard.py``, under 5% of
+  its uses there): 居 rhyming in 四支; 行 ending a line that does not rhyme, which every reader
+  hears 平.
 
-A character the table reads both ways counts as either tone and is never a fault; a character
+A character the table reads both ways counts as either tone, and is a fault only as 僻读; a character
 it lacks is unknown and never a fault either. Each character's reading is the group(s) of
 :mod:`poetry_lm.prosody.rhyme` that give it the tone its place asks for.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from poetry_lm.prosody.heard import END, INNER, heard_groups, heard_tones
 from poetry_lm.prosody.rhyme import PING, ZE, groups_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.normalise import read_poem
@@ -35,7 +40,7 @@ from poetry_lm.text.normalise import read_poem
 EITHER, UNKNOWN = "either", "unknown"
 FORM_NAMES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
 FREE = "古体"
-FAULT_TERMS = ("失粘", "失对", "出韵", "重韵", "孤平", "三平尾", "三仄尾")
+FAULT_TERMS = ("失粘", "失对", "出韵", "重韵", "孤平", "三平尾", "三仄尾", "僻读")
 
 
 @dataclass
@@ -147,6 +152,7 @@ def check_poem(text: str) -> PoemCheck:
         keys = [line_key(v) for v in lines]
         wanted = wanted_tones(lines, keys, rhymes)
         check_tones(lines, keys, rhymes, result.faults)
+        check_heard(lines, wanted, rhymes, result.faults)
     result.faults.sort(key=lambda f: (f.line, f.position, FAULT_TERMS.index(f.term)))
     result.chars = char_checks(lines, wanted, rhymes)
     return result
@@ -206,6 +212,24 @@ def wanted_tones(lines: list[str], keys: list, rhymes: dict) -> dict[tuple[int, 
     for i, v in enumerate(lines):
         wanted[i, len(v) - 1] = PING if i in rhymes else ZE
     return wanted
+
+
+def check_heard(lines: list[str], wanted: dict, rhymes: dict, faults: list[Fault]) -> None:
+    """Append 僻读 (a rare reading) where a regulated poem's rhyme or tone rests on a reading
+    real poems (almost) never give the character at such a place (:mod:`poetry_lm.prosody.heard`):
+    居 rhyming in 四支, or 行 ending a line that does not rhyme, where every reader hears 平."""
+    for i, group in rhymes.items():
+        ch = lines[i][-1]
+        heard = [g.name for g in heard_groups(ch)]
+        if group and group not in heard:
+            message = f"{ch} rhymes in {group} only by a reading real poems do not rhyme it in"
+            faults.append(Fault("僻读", i + 1, len(lines[i]), f"{message} ({'/'.join(heard)})"))
+    for (i, pos), tone in sorted(wanted.items()):
+        ch, place = lines[i][pos], END if pos == len(lines[i]) - 1 else INNER
+        if tone_class(ch) == EITHER and tone not in heard_tones(ch, place):
+            where = "a line's end" if place == END else "the 2nd, 4th or 6th place"
+            message = f"{ch} is {tone} here only by a reading real poems seldom give it at {where}"
+            faults.append(Fault("僻读", i + 1, pos + 1, message))
 
 
 def char_checks(lines: list[str], wanted: dict, rhymes: dict) -> list[CharCheck]:

@@ -1,6 +1,6 @@
 """Readings as heard: the table counts what real regulated poems do, and the rule reads it."""
 
-from poetry_lm.prosody.check import split_verses
+from poetry_lm.prosody.check import check_poem, split_verses
 from poetry_lm.prosody.forms import FORMS, rhyme_lines, tone_rule
 from poetry_lm.prosody.heard import (
     END,
@@ -58,3 +58,32 @@ def test_count_usage_reads_only_regulated_poems():
     assert dict(usage.first) == {"五绝": 0, "七绝": 1}
     assert usage.rhymes["间"]["上平声十五删"] == 1 and "鸟" not in usage.rhymes
     assert usage.tones["过", INNER][ZE] == 1  # 轻舟已过: the 4th of a 平起 line, 仄
+
+
+def rare(text):
+    return [
+        (f.line, f.position, f.message.split(" ")[0])
+        for f in check_poem(text).faults
+        if f.term == "僻读"
+    ]
+
+
+def test_check_flags_rhymes_and_tones_on_readings_real_poems_do_not_give():
+    # the first line does not rhyme (尤 poem), yet ends on 行, which every reader hears 平
+    assert rare("白日依山万里行，黄河入海向东流。欲穷千里登高目，更上层楼望九州。") == [
+        (1, 7, "行")
+    ]
+    # 居 rhymes in 四支 by the table only: real poems rhyme it in 六鱼
+    assert rare("春风吹客老，归鸟向林迟。何处寻高士，山中有旧居。") == [(4, 5, "居")]
+
+
+def test_famous_regulated_poems_have_no_rare_reading():
+    poems = [
+        "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+        "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。",
+        "黄河远上白云间，一片孤城万仞山。羌笛何须怨杨柳，春风不度玉门关。",
+        "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。",
+        "空山新雨后，天气晚来秋。明月松间照，清泉石上流。竹喧归浣女，莲动下渔舟。随意春芳歇，王孙自可留。",
+    ]
+    for poem in poems:
+        assert check_poem(poem).regulated and rare(poem) == [], poem
