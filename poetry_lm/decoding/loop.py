@@ -146,8 +146,11 @@ def candidates(
 def first_line_rhymes(request: PoemRequest, seeds: list[int]) -> list[bool]:
     """Per poem, whether its first line rhymes, where the request leaves it open: drawn from the
     poem's own seed (a stream of its own, so the sampling is untouched), at the rate of real
-    poems of the form (``prosody.heard.first_line_rhyme_rate``: 七言 ~75%, 五言 ~15%)."""
+    poems of the form (``prosody.heard.first_line_rhyme_rate``: 七言 ~75%, 五言 ~15%). Greedy
+    decoding takes the likelier choice, as it does for every character."""
     rate = first_line_rhyme_rate(request.form) if request.form else 0.0
+    if request.sampling.is_greedy:  # the likelier choice, as for every character: no seed
+        return [rate > 0.5] * len(seeds)
     return [np.random.default_rng([seed, FIRST_RHYME_STREAM]).random() < rate for seed in seeds]
 
 
