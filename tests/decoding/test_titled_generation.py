@@ -133,6 +133,6 @@ def test_a_model_trained_with_title_share_0_warns_that_it_never_learnt_titles(ti
 
 
 def test_evaluate_reads_titles_as_generated(theme):
-    """(That the step gives the model's own perplexity with titles: test_stepper.py.)"""
+    """(That the step gives the model's own perplexity with titles: tests/model/test_stepper.py.)"""
     result = run(evaluate_command, theme, "--split", "valid", "--titles", "--as-generated")
     assert result.exit_code == 0 and "given the titles" in result.output, result.output
