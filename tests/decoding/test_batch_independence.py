@@ -2,19 +2,19 @@
 others it has the same tokens and the same log-probabilities, bit for bit (int8 weights). So
 does a poem written for a title by a couplet-input model."""
 
-import dataclasses
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from poetry_lm.decoding.generate import SampleOptions, generate
+from poetry_lm.decoding.loop import candidates
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.stepper import INT8_KERNEL, Stepper
-from poetry_lm.prosody.forms import Constraints, parse_form
+from poetry_lm.request import PoemRequest
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import SPECIALS
+from poetry_lm.writing.writer import Writer
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt"
 pytestmark = pytest.mark.skipif(not INT8_KERNEL, reason="the int8 kernel (fbgemm) is x86-only")
@@ -22,22 +22,21 @@ pytestmark = pytest.mark.skipif(not INT8_KERNEL, reason="the int8 kernel (fbgemm
 
 @pytest.fixture(scope="module")
 def shipped():
-    model, table, _ = load_model(MODEL)
-    return model, table, Stepper(model)
+    return Writer(MODEL)
 
 
 @pytest.fixture(scope="module")
 def theme(tiny_theme_run):
     """A tiny model trained with titles and the couplet input."""
-    model, table, _ = load_model(tiny_theme_run / "best.pt")
-    assert model.config.couplet_input and table.sep is not None
-    return model, table, Stepper(model)
+    writer = Writer(tiny_theme_run / "best.pt")
+    assert writer.model.config.couplet_input and writer.table.sep is not None
+    return writer
 
 
 @torch.inference_mode()
 def test_a_row_of_a_step_is_the_same_alone_and_in_any_batch(shipped, tiny_run, theme):
     tiny = load_model(tiny_run / "best.pt")[0]
-    for model, step in [shipped[::2], (tiny, Stepper(tiny)), theme[::2]]:
+    for model, step in [(w.model, w.step) for w in (shipped, theme)] + [(tiny, Stepper(tiny))]:
         V = model.config.vocab_size
         gen = torch.Generator().manual_seed(0)
         # the vocabulary's first tokens, marks among them, so that verses end and counterparts
@@ -56,48 +55,53 @@ def test_a_row_of_a_step_is_the_same_alone_and_in_any_batch(shipped, tiny_run, t
             assert (model.tracker(21).sequence(tokens) >= 0).any()
 
 
+# PoemRequest fields; rhymes and tones as heard and the first line's rhyme drawn per poem (the
+# defaults), or by the table with the first line never rhymed (OLD_RULES)
 SETTINGS = [
-    (SampleOptions(temperature=0.8, top_p=0.95, max_len=40), Constraints()),
-    (SampleOptions(temperature=0.8, top_p=0.95), Constraints(parse_form("七绝"), rhyme=True)),
-    (SampleOptions(best_of=3), Constraints(parse_form("五绝"), rhyme=True, tones=True)),
-    (SampleOptions(beam=3), Constraints(parse_form("五律"), rhyme=True)),
+    dict(max_len=40, rhyme=False),
+    dict(form="七绝", tones=False),
+    dict(form="五绝", best_of=3),
+    dict(form="五律", tones=False, beam=3),
     # keywords: each poem's plan, bonus and forced characters are its own
-    (SampleOptions(best_of=2), Constraints(parse_form("七绝"), rhyme=True, keywords=["春", "雨"])),
-    (SampleOptions(beam=2, max_len=48), Constraints(keywords=["春风", "归"])),
+    dict(form="七绝", tones=False, best_of=2, keywords=["春", "雨"]),
+    dict(beam=2, max_len=48, rhyme=False, keywords=["春风", "归"]),
 ]
+OLD_RULES = dict(heard=False, rhyme_first=False)
+FORMS_BY_THE_TABLE = [{**fields, **OLD_RULES} for fields in SETTINGS if "form" in fields]
 
 
-@pytest.mark.parametrize("opts, cons", SETTINGS)
-def test_a_poem_is_the_same_alone_and_beside_20_others(shipped, opts, cons):
-    alone_and_beside_20_others(*shipped, opts, cons)
+@pytest.mark.parametrize("fields", SETTINGS + FORMS_BY_THE_TABLE)
+def test_a_poem_is_the_same_alone_and_beside_20_others(shipped, fields):
+    alone_and_beside_20_others(shipped, fields)
 
 
-@pytest.mark.parametrize("opts, cons", SETTINGS)
-def test_a_titled_poem_of_a_couplet_model_is_the_same_alone_and_beside_20_others(theme, opts, cons):
-    alone_and_beside_20_others(*theme, dataclasses.replace(opts, title="春望"), cons)
+@pytest.mark.parametrize("fields", SETTINGS)
+def test_a_titled_poem_of_a_couplet_model_is_the_same_alone_and_beside_20_others(theme, fields):
+    alone_and_beside_20_others(theme, {**fields, "title": "春望"})
 
 
-def alone_and_beside_20_others(model, table, step, opts, cons):
+def alone_and_beside_20_others(writer, fields):
     """21 poems of random starts and seeds in one batch: three of them, each decoded alone,
     are the same, bit for bit."""
-    rng = random.Random(repr(opts))
-    ideographs = [t for t in table.tokens[:800] if t not in SPECIALS and is_ideograph(t)]
+    rng = random.Random(repr(fields))
+    ideographs = [t for t in writer.table.tokens[:800] if t not in SPECIALS and is_ideograph(t)]
     starts = [rng.choice(ideographs) for _ in range(21)]
     seeds = [rng.randrange(2**31) for _ in range(21)]
-    batch = generate(model, table, starts, opts, None, cons, step, seeds)
+    request = writer.check(PoemRequest.of(**fields))
+    batch = writer.write_rows(request, starts, seeds)
     assert len({p.text for p in batch}) > 15  # 21 different poems around it
     for row in (0, 7, 20):
-        (alone,) = generate(model, table, [starts[row]], opts, None, cons, step, [seeds[row]])
+        (alone,) = writer.write_rows(request, [starts[row]], [seeds[row]])
         assert alone.text == batch[row].text
         assert alone.logprobs == batch[row].logprobs and alone.score == batch[row].score
 
 
-def test_seeds_are_drawn_from_the_generator_one_per_poem(shipped):
+def test_seeds_are_drawn_from_the_requests_seed_one_per_poem(shipped):
     """So poem 1 of `generate 登 --seed 3` is poem 1 of `generate 登天 --seed 3`."""
-    model, table, step = shipped
-    opts, cons = SampleOptions(beam=4), Constraints(parse_form("五律"), rhyme=True)
-    one = generate(model, table, ["登"], opts, torch.Generator().manual_seed(3), cons, step)
-    two = generate(model, table, ["登", "天"], opts, torch.Generator().manual_seed(3), cons, step)
+    fields = dict(beam=4, form="五律", tones=False, seed=3)
+    one = shipped.write(PoemRequest.of(starts=["登"], **fields))
+    two = shipped.write(PoemRequest.of(starts=["登", "天"], **fields))
     assert one[0] == two[0] and two[1].text.startswith("天")
+    request = shipped.check(PoemRequest.of(starts=["登"], **fields))
     with pytest.raises(ValueError, match="2 seeds for 1 poems"):
-        generate(model, table, ["登"], opts, None, cons, step, [1, 2])
+        candidates(shipped.step, shipped.table, request, ["登"], [1, 2])

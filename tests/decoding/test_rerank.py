@@ -12,26 +12,27 @@ import torch
 from click.testing import CliRunner
 
 from poetry_lm.cli.write import generate_command
-from poetry_lm.decoding.generate import SampleOptions, best, candidates, generate
+from poetry_lm.decoding.loop import best, candidates
 from poetry_lm.decoding.rerank import backward_scores, rerank
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model, read_checkpoint, save_checkpoint
-from poetry_lm.model.stepper import INT8_KERNEL, Stepper
-from poetry_lm.prosody.forms import Constraints, parse_form
+from poetry_lm.model.stepper import INT8_KERNEL
+from poetry_lm.request import PoemRequest
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import SPECIALS
+from poetry_lm.writing.writer import Writer
 
 pytestmark = pytest.mark.skipif(not INT8_KERNEL, reason="the int8 kernel (fbgemm) is x86-only")
-WIDTHS = [SampleOptions(best_of=4), SampleOptions(beam=3)]
-CONS = Constraints(parse_form("五绝"), rhyme=True)
+WIDTHS = [dict(best_of=4), dict(beam=3)]
+FORM = dict(form="五绝", tones=False)  # rhyme on, no 平仄; rhymes as heard
 
 
 @pytest.fixture(scope="module")
 def models(tiny_run, tiny_backward_run):
-    model, table, _ = load_model(tiny_run / "best.pt")
+    writer = Writer(tiny_run / "best.pt")
     reader, reader_table, _ = load_model(tiny_backward_run / "best.pt")
-    assert reader_table.tokens == table.tokens and reader.config.direction == "backward"
-    return model, table, Stepper(model), reader
+    assert reader_table.tokens == writer.table.tokens and reader.config.direction == "backward"
+    return writer, writer.table, reader
 
 
 def starts_of(table, n: int) -> list[str]:
@@ -39,13 +40,15 @@ def starts_of(table, n: int) -> list[str]:
     return ideographs[:n]
 
 
-def decoded(models, opts, starts, seeds):
-    model, table, step, _ = models
-    return candidates(model, table, starts, opts, None, CONS, step, seeds)
+def decoded(models, sampling, starts, seeds):
+    """Every candidate of each poem (``sampling``: PoemRequest fields), before any ranking."""
+    writer, table, _ = models
+    request = writer.check(PoemRequest.of(**FORM, **sampling))
+    return candidates(writer.step, table, request, starts, seeds)
 
 
 def test_the_backward_score_is_the_readers_perplexity_of_the_reversed_poem(models):
-    _, table, _, reader = models
+    _, table, reader = models
     poems = [
         "山中明月照，江上白云多。",
         "春风，",
@@ -63,23 +66,23 @@ def test_the_backward_score_is_the_readers_perplexity_of_the_reversed_poem(model
         assert score == pytest.approx(-float(nll) / tokens, rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("opts", WIDTHS, ids=["best-of", "beam"])
-def test_at_weight_zero_the_rerank_keeps_what_plain_ranking_keeps(models, opts):
-    model, table, step, reader = models
+@pytest.mark.parametrize("sampling", WIDTHS, ids=["best-of", "beam"])
+def test_at_weight_zero_the_rerank_keeps_what_plain_ranking_keeps(models, sampling):
+    writer, table, reader = models
     starts, seeds = starts_of(table, 6), list(range(6))
-    found = decoded(models, opts, starts, seeds)
-    plain = generate(model, table, starts, opts, None, CONS, step, seeds)
+    found = decoded(models, sampling, starts, seeds)
+    plain = writer.write_rows(writer.check(PoemRequest.of(**FORM, **sampling)), starts, seeds)
     assert [p.text for p in plain] == [best(rows).text for rows in found]
     kept = rerank(found, reader, table, 0.0)
     assert [p.text for p in kept] == [p.text for p in plain]
     assert all(p.backward is not None for p in kept)
 
 
-@pytest.mark.parametrize("opts", WIDTHS, ids=["best-of", "beam"])
-def test_the_pick_maximises_forward_plus_weighted_backward(models, opts):
-    _, table, _, reader = models
+@pytest.mark.parametrize("sampling", WIDTHS, ids=["best-of", "beam"])
+def test_the_pick_maximises_forward_plus_weighted_backward(models, sampling):
+    _, table, reader = models
     starts, seeds = starts_of(table, 12), [7 * i for i in range(12)]
-    found = decoded(models, opts, starts, seeds)
+    found = decoded(models, sampling, starts, seeds)
     weight = 2.0
     kept = rerank(found, reader, table, weight)
     changed = 0
@@ -96,8 +99,8 @@ def test_the_pick_maximises_forward_plus_weighted_backward(models, opts):
 
 
 def test_one_candidate_per_poem_needs_no_reader_pass(models):
-    _, table, _, _ = models
-    found = decoded(models, SampleOptions(), starts_of(table, 3), [1, 2, 3])
+    _, table, _ = models
+    found = decoded(models, {}, starts_of(table, 3), [1, 2, 3])
 
     class NoReader:  # any call of the reader fails
         config = None
@@ -107,13 +110,14 @@ def test_one_candidate_per_poem_needs_no_reader_pass(models):
     assert all(p.backward is None for p in kept)
 
 
-@pytest.mark.parametrize("opts", WIDTHS, ids=["best-of", "beam"])
-def test_a_reranked_poem_is_the_same_alone_and_beside_others(models, opts):
-    _, table, _, reader = models
+@pytest.mark.parametrize("sampling", WIDTHS, ids=["best-of", "beam"])
+def test_a_reranked_poem_is_the_same_alone_and_beside_others(models, sampling):
+    _, table, reader = models
     starts, seeds = starts_of(table, 9), [11 * i + 1 for i in range(9)]
-    batch = rerank(decoded(models, opts, starts, seeds), reader, table, 1.0)
+    batch = rerank(decoded(models, sampling, starts, seeds), reader, table, 1.0)
     for row in (0, 4, 8):
-        (alone,) = rerank(decoded(models, opts, [starts[row]], [seeds[row]]), reader, table, 1.0)
+        one = decoded(models, sampling, [starts[row]], [seeds[row]])
+        (alone,) = rerank(one, reader, table, 1.0)
         assert alone.text == batch[row].text and alone.score == batch[row].score
         assert alone.backward == pytest.approx(batch[row].backward, rel=1e-5)
 

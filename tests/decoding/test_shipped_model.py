@@ -3,16 +3,14 @@ and it writes poems."""
 
 from pathlib import Path
 
-import torch
-
 from poetry_lm.cli.train import train_command
-from poetry_lm.decoding.generate import SampleOptions, generate
 from poetry_lm.evaluation.perplexity import perplexity
 from poetry_lm.model.checkpoint import load_model, read_checkpoint
 from poetry_lm.model.stepper import Stepper
-from poetry_lm.prosody.forms import Constraints, parse_form
+from poetry_lm.request import PoemRequest
 from poetry_lm.text.corpus import load_corpus
 from poetry_lm.train.trainer import TrainConfig
+from poetry_lm.writing.writer import Writer
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "poetry_lm.pt"
 
@@ -32,15 +30,8 @@ def test_shipped_model_is_small_self_contained_and_trained():
 
 
 def test_shipped_model_writes_a_seven_character_quatrain():
-    model, table, _ = load_model(MODEL)
-    poems = generate(
-        model,
-        table,
-        ["月"],
-        SampleOptions(temperature=0.8, top_p=0.95),
-        torch.Generator().manual_seed(0),
-        Constraints(form=parse_form("七绝"), rhyme=True),
-    )
+    request = PoemRequest.of(starts=["月"], form="七绝", temperature=0.8, top_p=0.95, seed=0)
+    poems = Writer(MODEL).write(request)
     lines = poems[0].lines
     assert len(lines) == 4 and lines[0].startswith("月")
     assert [len(line) for line in lines] == [8, 8, 8, 8] and lines[1][-1] == lines[3][-1] == "。"

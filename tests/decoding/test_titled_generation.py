@@ -1,4 +1,4 @@
-"""Writing for a title (``generate --title``, ``SampleOptions.title``) with a tiny model trained
+"""Writing for a title (``generate --title``, ``PoemRequest.title``) with a tiny model trained
 with titles and the couplet input; a model trained without titles refuses one in one sentence;
 ``evaluate --titles --as-generated`` reads the titles through generation's step."""
 
@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from poetry_lm.cli.evaluate import evaluate_command
 from poetry_lm.cli.write import generate_command
-from poetry_lm.decoding.generate import SampleOptions, generate
+from poetry_lm.decoding.loop import best, candidates
 from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.stepper import Stepper
-from poetry_lm.prosody.forms import Constraints, parse_form
+from poetry_lm.request import PoemRequest
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import MAX_TITLE_CHARS, is_ideograph
 
@@ -79,9 +79,10 @@ def test_a_titled_poem_has_the_models_log_probabilities_given_the_title(theme):
     """Read as training reads it (<bos> title <sep> as context, the couplet input alongside):
     the log-probabilities generation reports are the model's own over the whole sequence."""
     model, table, _ = load_model(theme)
-    opts = SampleOptions(title="春望", greedy=True)
-    cons = Constraints(parse_form("五绝"), rhyme=True)
-    (poem,) = generate(model, table, ["春"], opts, None, cons, Stepper(model, int8=False), [0])
+    fields = dict(starts=["春"], title="春望", greedy=True, form="五绝", tones=False)
+    request = PoemRequest.of(**fields).check(table)
+    (rows,) = candidates(Stepper(model, int8=False), table, request, ["春"], [0])
+    poem = best(rows)
     ids = torch.tensor(table.encode_poem(poem.text, "春望"))[:, None]
     hidden, _ = model(ids[:-1])
     every = model.log_probs(hidden[:, 0])  # (T - 1, V)
@@ -112,7 +113,7 @@ def test_a_title_the_model_cannot_read_is_a_usage_error(theme, no_title_model):
         message = result.output.strip().splitlines()[-1]
         assert "--title" in message and words in message, message
     with pytest.raises(SettingError, match="at most 24"):
-        SampleOptions(title="春" * 25)
+        PoemRequest.of(title="春" * 25).check()
 
 
 def test_a_model_trained_with_title_share_0_warns_that_it_never_learnt_titles(tiny_run, theme):
@@ -132,6 +133,6 @@ def test_a_model_trained_with_title_share_0_warns_that_it_never_learnt_titles(ti
 
 
 def test_evaluate_reads_titles_as_generated(theme):
-    """(That the step gives the model's own perplexity with titles: test_stepper.py.)"""
+    """(That the step gives the model's own perplexity with titles: tests/model/test_stepper.py.)"""
     result = run(evaluate_command, theme, "--split", "valid", "--titles", "--as-generated")
     assert result.exit_code == 0 and "given the titles" in result.output, result.output

@@ -15,9 +15,10 @@ from test_fused import PARAMS, TOL, fused_layer, touch_everything
 from test_kernels import TOL32, assert_all_close, inputs, run
 
 from poetry_lm.cli.train import train_command
-from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.kernels import choice, triton_lstm
 from poetry_lm.model.lm import LSTMLayer, RecurrentLayer
+from poetry_lm.request import PoemRequest
+from poetry_lm.writing.writer import Writer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
 
@@ -83,13 +84,9 @@ def test_training_on_the_gpu_matches_the_cpu_and_bf16_stays_close(tmp_path, tiny
         assert b["val_ppl"] == pytest.approx(a["val_ppl"], rel=1e-3)
     for a, b in zip(runs["float32"], runs["bf16"]):  # bfloat16 matmuls: 8 bits of mantissa
         assert b["val_ppl"] == pytest.approx(a["val_ppl"], rel=0.05)
-    model, table, _ = load_model(tmp_path / "bf16" / "best.pt")
-    assert next(model.parameters()).device.type == "cpu"
-    from poetry_lm.decoding.generate import SampleOptions, generate
-
-    poem = generate(
-        model, table, ["月"], SampleOptions(max_len=20), torch.Generator().manual_seed(0)
-    )[0]
+    writer = Writer(tmp_path / "bf16" / "best.pt")
+    assert next(writer.model.parameters()).device.type == "cpu"
+    (poem,) = writer.write(PoemRequest.of(starts=["月"], max_len=20, rhyme=False, seed=0))
     assert poem.text.startswith("月") and len(poem.text) > 1
 
 

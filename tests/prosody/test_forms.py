@@ -14,15 +14,18 @@ from click.testing import CliRunner
 
 from poetry_lm.cli.score import score_command
 from poetry_lm.cli.write import generate_command
-from poetry_lm.decoding.generate import SampleOptions, generate
+from poetry_lm.decoding.loop import candidates, first_line_rhymes
 from poetry_lm.evaluation.perplexity import perplexity
-from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.stepper import Stepper
 from poetry_lm.prosody.forms import Constraints, Rules, parse_form
+from poetry_lm.prosody.heard import END, INNER, WRITE_END_SHARE, heard_tones
+from poetry_lm.prosody.heard import SHARE as HEARD_SHARE
 from poetry_lm.prosody.masks import PING_QI, TONE_RULES, ZE_QI, Choice, ToneKeys, token_masks
-from poetry_lm.prosody.rhyme import TABLE_PATH
+from poetry_lm.prosody.rhyme import PING, TABLE_PATH, ZE
+from poetry_lm.request import PoemRequest
 from poetry_lm.text.corpus import is_ideograph, to_traditional
 from poetry_lm.text.vocab import SPECIALS, CharTable
+from poetry_lm.writing.writer import Writer, poem_seeds
 
 SHAPES = {"五绝": (4, 5), "七绝": (4, 7), "五律": (8, 5), "七律": (8, 7)}
 # 五言绝句 tonal patterns as textbooks print them, one per key (the first line's rhyming variant
@@ -97,18 +100,20 @@ def check_poem(
 
 @pytest.fixture(scope="module")
 def tiny(tiny_run):
-    model, table, _ = load_model(tiny_run / "best.pt")
-    return model, table
+    return Writer(tiny_run / "best.pt")
 
 
 def invoke(command, *args):
     return CliRunner().invoke(command, [str(a) for a in args])
 
 
+@pytest.mark.parametrize("heard", [True, False], ids=["heard", "table"])
 @pytest.mark.parametrize("form", list(SHAPES))
-def test_every_poem_obeys_form_acrostic_rhyme_and_tones(tiny, form):
-    """4 forms × 4 settings × 13 poems = 208 poems, each with its own random seed stream."""
-    model, table = tiny
+def test_every_poem_obeys_form_acrostic_rhyme_and_tones(tiny, form, heard):
+    """4 forms × 4 settings × 13 poems = 208 poems, each with its own random seed stream, with
+    rhymes and tones as heard (the default) and by every reading of the table (``heard=False``);
+    a first line the setting leaves open rhymes as its poem's seed drew it."""
+    table = tiny.table
     rng = random.Random(form)
     ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
     lines = SHAPES[form][0]
@@ -118,28 +123,23 @@ def test_every_poem_obeys_form_acrostic_rhyme_and_tones(tiny, form):
         dict(acrostic="".join(rng.sample(ideographs, lines)), tones=True),
         dict(acrostic="".join(rng.sample(ideographs, lines)), no_repeat=True, rhyme_first=True),
     ]
-    decoders = [
-        SampleOptions(temperature=1.0),
-        SampleOptions(best_of=3, top_p=0.9),
-        SampleOptions(beam=2),
-        SampleOptions(top_k=50),
-    ]
-    for setting, opts in zip(settings, decoders):
-        cons = Constraints(parse_form(form), rhyme=True, **setting)
-        poems = generate(
-            model, table, [""] * 13, opts, torch.Generator().manual_seed(rng.randrange(2**31)), cons
-        )
-        for poem in poems:
-            check_poem(poem.text, form, **setting)
+    decoders = [dict(temperature=1.0), dict(best_of=3, top_p=0.9), dict(beam=2), dict(top_k=50)]
+    for setting, sampling in zip(settings, decoders):
+        fields = dict(form=form, heard=heard, n=13, seed=rng.randrange(2**31), **sampling)
+        request = PoemRequest.of(**fields, **{"tones": False, **setting})
+        drawn = first_line_rhymes(request, poem_seeds(request.seed, 13))
+        for poem, first in zip(tiny.write(request), drawn):
+            check_poem(poem.text, form, **{"rhyme_first": first, **setting})
             assert not poem.backoffs and len(poem.logprobs) == len(poem.text)
             second_end = poem.text[2 * SHAPES[form][1]]  # the last character of line 2
             assert poem.rhyme and all(second_end in LEVEL_GROUPS[group] for group in poem.rhyme)
 
 
-def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
+@pytest.mark.parametrize("heard", [True, False], ids=["heard", "table"])
+def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny, heard):
     """Before a forced mark, end or acrostic head the step may skip the clusters (when the token
     is in the shortlist): poems, log-probabilities and scores are those of scoring every token."""
-    model, table = tiny
+    model, table = tiny.model, tiny.table
     skipped = []
 
     class Counting(Stepper):
@@ -154,21 +154,15 @@ def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
     ideographs = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)]
     # frequent and rare: in and past the shortlist
     heads = ideographs[0] + ideographs[-1] + ideographs[1] + ideographs[-2]
-    for opts in (SampleOptions(best_of=2), SampleOptions(beam=3)):
-        for cons, starts in [
-            (Constraints(parse_form("七绝"), rhyme=True), ["", ideographs[5]]),
-            (Constraints(parse_form("五绝"), acrostic=heads, tones=True), [""]),
+    for sampling in (dict(best_of=2), dict(beam=3)):
+        for fields, starts in [
+            (dict(form="七绝", tones=False), ["", ideographs[5]]),
+            (dict(form="五绝", acrostic=heads, rhyme=False, tones=True), [""]),
         ]:
+            request = PoemRequest.of(heard=heard, **fields, **sampling).check(table)
+            seeds = poem_seeds(0, len(starts))
             fast, slow = (
-                generate(
-                    model,
-                    table,
-                    starts,
-                    opts,
-                    torch.Generator().manual_seed(0),
-                    cons,
-                    step(model, int8=False),
-                )
+                candidates(step(model, int8=False), table, request, starts, seeds)
                 for step in (Counting, EveryCluster)
             )
             assert fast == slow
@@ -177,18 +171,15 @@ def test_reading_only_the_shortlist_before_a_forced_token_changes_no_poem(tiny):
 
 @pytest.mark.parametrize("best_of", [1, 3])
 def test_a_start_text_begins_the_poem_and_leaves_the_shared_masks_alone(tiny, best_of):
-    model, table = tiny
+    table = tiny.table
     masks = token_masks(table)
     before = [masks.ideographs.clone(), masks.marks.clone(), masks.end.clone()]
     first, second = [tok for tok in table.tokens if tok not in SPECIALS and is_ideograph(tok)][:2]
     for seed in range(3):
-        (poem,) = generate(
-            model,
-            table,
-            [first + second],
-            SampleOptions(best_of=best_of),
-            torch.Generator().manual_seed(seed),
-            Constraints(parse_form("五绝"), rhyme=True),
+        (poem,) = tiny.write(
+            PoemRequest.of(
+                starts=[first + second], form="五绝", tones=False, best_of=best_of, seed=seed
+            )
         )
         check_poem(poem.text, "五绝")
         assert poem.text.startswith(first + second)
@@ -199,41 +190,30 @@ def test_a_start_text_begins_the_poem_and_leaves_the_shared_masks_alone(tiny, be
 
 
 def test_free_acrostic_and_no_rhyme(tiny):
-    model, table = tiny
     for seed in range(4):
-        (poem,) = generate(
-            model,
-            table,
-            [""],
-            SampleOptions(),
-            torch.Generator().manual_seed(seed),
-            Constraints(acrostic="春夏秋冬山"),
-        )
+        (poem,) = tiny.write(PoemRequest.of(acrostic="春夏秋冬山", rhyme=False, seed=seed))
         assert [v[0] for v in poem.lines] == list("春夏秋冬山"), poem.text
         assert all(v[-1] in "，。？！；" for v in poem.lines), poem.text
-    poems = generate(
-        model,
-        table,
-        [""] * 5,
-        SampleOptions(),
-        torch.Generator().manual_seed(1),
-        Constraints(parse_form("wulv")),
-    )
+    poems = tiny.write(PoemRequest.of(form="wulv", rhyme=False, tones=False, n=5, seed=1))
     for poem in poems:
         check_poem(poem.text, "五律", rhyme=False)
         assert poem.rhyme == []
 
 
-def test_best_of_keeps_the_best_candidate_and_plain_beam_1_is_greedy(tiny):
-    model, table = tiny
-    cons = Constraints(parse_form("七绝"), rhyme=True)
-    # best-of K's candidates for seed s are the poems of seeds s … s + K - 1
-    candidates = generate(model, table, [""] * 4, SampleOptions(), None, cons, seeds=[5, 6, 7, 8])
-    (best,) = generate(model, table, [""], SampleOptions(best_of=4), None, cons, seeds=[5])
-    assert best.text == max(candidates, key=lambda p: p.score).text
-    greedy = generate(model, table, [""], SampleOptions(greedy=True), None, cons)
-    plain_beam = SampleOptions(beam=1, greedy=True)  # no Gumbel noise: the plain beam search
-    assert generate(model, table, [""], plain_beam, None, cons)[0].text == greedy[0].text
+@pytest.mark.parametrize("rhyme_first", [False, True])
+def test_best_of_keeps_the_best_candidate_and_plain_beam_1_is_greedy(tiny, rhyme_first):
+    """best-of K's candidates for seed s are the poems of seeds s … s + K - 1 where the first
+    line's rhyme is given: left open, each poem draws it from its own seed, and the candidates
+    all take their poem's draw."""
+    fields = dict(form="七绝", tones=False, rhyme_first=rhyme_first)
+    samples = tiny.write_rows(tiny.check(PoemRequest.of(**fields)), [""] * 4, [5, 6, 7, 8])
+    request = tiny.check(PoemRequest.of(**fields, best_of=4))
+    (best_poem,) = tiny.write_rows(request, [""], [5])
+    assert best_poem.text == max(samples, key=lambda p: p.score).text
+    (greedy,) = tiny.write(PoemRequest.of(form="七绝", tones=False, greedy=True, seed=0))
+    # no Gumbel noise: the plain beam search (the same seed: the same first-line draw)
+    plain_beam = PoemRequest.of(form="七绝", tones=False, beam=1, greedy=True, seed=0)
+    assert tiny.write(plain_beam)[0].text == greedy.text
 
 
 def test_back_off_drops_tones_then_rhyme_and_says_where():
@@ -260,15 +240,27 @@ def test_back_off_drops_tones_then_rhyme_and_says_where():
     )
 
 
-def test_tone_keys_mask_and_settle_as_the_choice_they_replace():
+def heard_fits(table: CharTable, rule) -> torch.Tensor:
+    """(2, V) the tones a reader hears each token in at the places of a tone rule (a line's end
+    for (t, t), else its 2nd, 4th, 6th characters), from prosody/heard.py, indexed by ``rule``:
+    what Rules gives a Choice there with ``heard`` on."""
+    place, share = (END, WRITE_END_SHARE) if rule[0] == rule[1] else (INNER, HEARD_SHARE)
+    heard = [heard_tones(tok, place, share) for tok in table.tokens]
+    return torch.tensor([[float(t in h) for h in heard] for t in (PING, ZE)])[list(rule)]
+
+
+@pytest.mark.parametrize("heard", [True, False], ids=["heard", "table"])
+def test_tone_keys_mask_and_settle_as_the_choice_they_replace(heard):
     """ToneKeys' masks, made once per vocabulary, and its settling give what a Choice of the two
-    keys gives: for every tone rule, every set of open keys, and characters of each tone."""
+    keys gives: for every tone rule, every set of open keys, and characters of each tone, as
+    heard and by the table."""
     # 平 only, 仄 only, either (看 思), neither (the marks)
     table = CharTable([*SPECIALS, "，", "。", *"东风明月一丂看思"])
-    masks, V = token_masks(table), len(table)
+    masks, V = token_masks(table, heard), len(table)
     tokens = torch.arange(V)  # poem v of a batch of V writes token v
     for rule in TONE_RULES:
-        fits = masks.tone_fits[list(rule)]  # (2, V): what Rules gave a Choice at this rule
+        # (2, V): what Rules gave a Choice at this rule
+        fits = heard_fits(table, rule) if heard else masks.tone_fits[list(rule)]
         for open_keys in ([True, False], [False, True], [True, True]):
             choice = Choice(V, torch.tensor(open_keys))
             keys = ToneKeys(V, masks.tone_allowed, masks.tone_keys)
@@ -341,7 +333,7 @@ def test_cli_errors(tiny_run):
         (["--form", "五绝", "--acrostic", "春夏"], "needs 4 characters", 2),
         (["--tones"], "--tones needs a form", 2),
         (["--rhyme-first"], "--rhyme-first needs a form", 2),
-        (["--form", "五绝", "--start", "春，"], "does not fit 五绝", 1),
+        (["--form", "五绝", "--start", "春，"], "'--start': the start text '春，' does not fit", 2),
         (["春", "--acrostic", "春夏"], "'--acrostic': --acrostic sets the first character", 2),
         (["--form", "五绝", "--no-rhyme", "--rhyme-first"], "--rhyme-first needs --rhyme", 2),
     ]:
@@ -366,45 +358,50 @@ def test_tones_are_on_by_default_for_a_form_only():
 
 def generated(monkeypatch, model, *args):
     """``generate --format json`` with ``args`` → (its poems' texts, the Constraints it decoded
-    with)."""
-    import poetry_lm.decoding.generate as decoding
+    with, whether each poem's first line rhymes: as given, else as its seed drew it)."""
+    import poetry_lm.writing.writer as writing
 
     seen = []
-    real = decoding.candidates  # what the command decodes each batch with
+    real = writing.candidates  # what the writer decodes each batch with
 
-    def spying(model, table, starts, opts, generator, cons, *rest, **named):
-        seen.append(cons)
-        return real(model, table, starts, opts, generator, cons, *rest, **named)
+    def spying(step, table, request, starts, seeds):
+        seen.append((request, seeds))
+        return real(step, table, request, starts, seeds)
 
-    monkeypatch.setattr(decoding, "candidates", spying)
+    monkeypatch.setattr(writing, "candidates", spying)
     result = invoke(generate_command, "--model", model, "--format", "json", *args)
     assert result.exit_code == 0, result.output
-    return [json.loads(line)["text"] for line in result.output.splitlines()], seen[0]
+    request = seen[0][0]
+    given = request.constraints().rhyme_first
+    drawn = [f for asked, seeds in seen for f in first_line_rhymes(asked, seeds)]
+    firsts = drawn if given is None else [given] * len(drawn)
+    texts = [json.loads(line)["text"] for line in result.output.splitlines()]
+    return texts, request.constraints(), firsts
 
 
 @pytest.mark.parametrize("form", ["七绝", "五律"])
 def test_generate_keeps_the_tones_of_a_form_unless_told_not_to(tiny_run, monkeypatch, form):
     model = tiny_run / "best.pt"
-    poems, cons = generated(monkeypatch, model, "--form", form, "-n", 8, "--seed", 1)
+    poems, cons, firsts = generated(monkeypatch, model, "--form", form, "-n", 8, "--seed", 1)
     assert cons.tones and cons.rhyme
-    for text in poems:
-        check_poem(text, form, tones=True)
-    untoned, cons = generated(
+    for text, first in zip(poems, firsts):
+        check_poem(text, form, tones=True, rhyme_first=first)
+    untoned, cons, firsts = generated(
         monkeypatch, model, "--form", form, "--no-tones", "-n", 8, "--seed", 1
     )
     assert not cons.tones and cons.rhyme
     # the tiny model, left to itself, breaks the pattern: the default above is what kept it
     with pytest.raises(AssertionError):
-        for text in untoned:
-            check_poem(text, form, tones=True)
-    _, cons = generated(monkeypatch, model, "-n", 2, "--seed", 1)  # a free poem
+        for text, first in zip(untoned, firsts):
+            check_poem(text, form, tones=True, rhyme_first=first)
+    _, cons, _ = generated(monkeypatch, model, "-n", 2, "--seed", 1)  # a free poem
     assert not cons.tones
-    _, cons = generated(monkeypatch, model, "--no-tones", "-n", 2, "--seed", 1)
+    _, cons, _ = generated(monkeypatch, model, "--no-tones", "-n", 2, "--seed", 1)
     assert not cons.tones
 
 
 def test_score_reports_surprisal_perplexity_and_the_most_surprising(tiny_run, tiny):
-    model, table = tiny
+    model, table = tiny.model, tiny.table
     poem = "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"
     result = invoke(score_command, "--model", tiny_run / "best.pt", "--top", 3, poem)
     assert result.exit_code == 0, result.output

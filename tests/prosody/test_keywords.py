@@ -7,12 +7,10 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from poetry_lm.cli.write import generate_command
-from poetry_lm.decoding.generate import SampleOptions, generate, verses
-from poetry_lm.model.checkpoint import load_model
+from poetry_lm.decoding.loop import verses
 from poetry_lm.prosody.check import check_poem
 from poetry_lm.prosody.forms import Constraints, Rules, check_keywords, parse_form
 from poetry_lm.prosody.keywords import (
@@ -22,14 +20,22 @@ from poetry_lm.prosody.keywords import (
     split_keywords,
 )
 from poetry_lm.prosody.rhyme import PING, groups_of
+from poetry_lm.request import PoemRequest
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import SPECIALS
+from poetry_lm.writing.writer import Writer
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_run):
-    model, table, _ = load_model(tiny_run / "best.pt")
-    return model, table
+    return Writer(tiny_run / "best.pt")
+
+
+def write(writer, start: str, seed: int, **fields):
+    """The poem of one start (``""``: the model chooses) and seed, for a request of ``fields``."""
+    request = writer.check(PoemRequest.of(starts=[start] if start else [], **fields))
+    (poem,) = writer.write_rows(request, [start], [seed])
+    return poem
 
 
 def characters(table):
@@ -63,17 +69,20 @@ def assert_form_rules(poem, form, cons):
         assert [line[0] for line in verses(poem.text)] == list(cons.acrostic)
 
 
-DECODERS = [SampleOptions(temperature=1.0), SampleOptions(best_of=3), SampleOptions(beam=3)]
+DECODERS = [dict(temperature=1.0), dict(best_of=3), dict(beam=3)]
 
 
+@pytest.mark.parametrize("heard", [True, False], ids=["heard", "table"])
 @pytest.mark.parametrize("form", ["五绝", "七律"])
-def test_every_form_poem_holds_every_keyword_and_keeps_its_rules(tiny, form):
+def test_every_form_poem_holds_every_keyword_and_keeps_its_rules(tiny, form, heard):
     """2 forms × 3 decoders × 3 settings × 8 (五绝) or 4 (七律) poems, each with its own keywords
-    and seed."""
-    model, table = tiny
+    and seed; with rhymes and tones as heard (the default, the first line left open rhyming as
+    drawn) and by the table, the first line never rhymed (``heard=False, rhyme_first=False``)."""
+    table = tiny.table
     rng = random.Random(form)
     chars, form = characters(table), parse_form(form)
-    for opts in DECODERS:
+    rules = dict(heard=heard) if heard else dict(heard=False, rhyme_first=False)
+    for sampling in DECODERS:
         for setting in [
             dict(),
             dict(tones=True, rhyme_first=True),
@@ -81,9 +90,10 @@ def test_every_form_poem_holds_every_keyword_and_keeps_its_rules(tiny, form):
         ]:
             for _ in range(8 if form.lines == 4 else 4):
                 keywords = draw_keywords(rng, chars, rng.choice([1, 2, 3]))
-                cons = Constraints(form, rhyme=True, keywords=keywords, **setting)
-                seed = [rng.randrange(2**31)]
-                (poem,) = generate(model, table, [""], opts, None, cons, seeds=seed)
+                fields = {**rules, "tones": False, **setting, **sampling}
+                fields.update(form=form.name, keywords=keywords)
+                cons = PoemRequest.of(**fields).constraints()
+                poem = write(tiny, "", rng.randrange(2**31), **fields)
                 assert_covers(poem, keywords)
                 assert_form_rules(poem, form, cons)
                 if cons.no_repeat:  # a keyword over no-repeat is recorded; none was needed
@@ -91,27 +101,18 @@ def test_every_form_poem_holds_every_keyword_and_keeps_its_rules(tiny, form):
                     assert len(body) == len(set(body)), poem.text
 
 
-@pytest.mark.parametrize("opts", DECODERS, ids=["sample", "best-of", "beam"])
-def test_every_free_poem_holds_every_keyword(tiny, opts):
+@pytest.mark.parametrize("sampling", DECODERS, ids=["sample", "best-of", "beam"])
+def test_every_free_poem_holds_every_keyword(tiny, sampling):
     """Free poems (their length and verse count open), free acrostics and start texts."""
-    model, table = tiny
-    rng = random.Random(repr(opts))
-    chars = characters(table)
+    rng = random.Random(repr(sampling))
+    chars = characters(tiny.table)
     for trial in range(12):
         keywords = draw_keywords(rng, chars, rng.choice([1, 2, 3]))
         acrostic = "".join(rng.sample(chars, 3)) if trial % 3 == 1 else ""
         starts = [rng.choice(chars)] if trial % 3 == 2 else [""]
-        cons = Constraints(acrostic=acrostic, rhyme=True, keywords=keywords)
         max_len = rng.choice([40, 128])
-        (poem,) = generate(
-            model,
-            table,
-            starts,
-            SampleOptions(**{**vars(opts), "max_len": max_len}),
-            None,
-            cons,
-            seeds=[rng.randrange(2**31)],
-        )
+        fields = dict(acrostic=acrostic, keywords=keywords, max_len=max_len, **sampling)
+        poem = write(tiny, starts[0], rng.randrange(2**31), **fields)
         assert_covers(poem, keywords)
         lines = verses(poem.text)
         assert poem.text[-1] in "。？！" and len(poem.text) <= max_len
@@ -123,35 +124,30 @@ def test_every_free_poem_holds_every_keyword(tiny, opts):
 
 
 def test_a_long_keyword_sets_a_free_poems_verses_long_enough(tiny):
-    model, table = tiny
-    word = "".join(characters(table)[10:17])  # 7 characters
-    cons = Constraints(keywords=[word])
-    poems = generate(
-        model, table, [""] * 6, SampleOptions(), torch.Generator().manual_seed(0), cons
-    )
+    word = "".join(characters(tiny.table)[10:17])  # 7 characters
+    poems = tiny.write(PoemRequest.of(keywords=[word], rhyme=False, n=6, seed=0))
+    assert len(poems) == 6
     for poem in poems:
         assert_covers(poem, [word])
         assert all(len(line) >= 8 for line in verses(poem.text))  # 7 and a mark
 
 
 def test_keywords_in_the_start_text_or_with_an_acrostic_head(tiny):
-    model, table = tiny
-    chars = characters(table)
-    qijue = parse_form("七绝")
+    chars = characters(tiny.table)
     # already written by the start text: covered, and nothing else is forced
     start = chars[3] + chars[4]
-    cons = Constraints(qijue, rhyme=True, keywords=[start, chars[5]])
     for seed in range(4):
-        (poem,) = generate(model, table, [start], SampleOptions(), None, cons, seeds=[seed])
+        poem = write(tiny, start, seed, form="七绝", tones=False, keywords=[start, chars[5]])
         assert poem.text.startswith(start)
         assert_covers(poem, [start, chars[5]])
     # a keyword that begins with a head may stand at the head of that line; one that holds the
     # head elsewhere goes where it fits
     heads = "".join(chars[20:24])
     keywords = [heads[2] + chars[30], chars[31] + heads[0]]
-    cons = Constraints(parse_form("五绝"), acrostic=heads, rhyme=True, keywords=keywords)
+    fields = dict(form="五绝", acrostic=heads, tones=False, keywords=keywords, beam=2)
+    cons = PoemRequest.of(**fields).constraints()
     for seed in range(4):
-        (poem,) = generate(model, table, [""], SampleOptions(beam=2), None, cons, seeds=[seed])
+        poem = write(tiny, "", seed, **fields)
         assert_covers(poem, keywords)
         assert_form_rules(poem, parse_form("五绝"), cons)
 
@@ -159,11 +155,9 @@ def test_keywords_in_the_start_text_or_with_an_acrostic_head(tiny):
 def test_a_keyword_that_cannot_meet_the_tones_overrides_them_and_says_so(tiny):
     """Five characters read only 仄 fit no line of a 五绝's 平仄: the keyword is written anyway,
     over the tones, and the poem records it."""
-    model, table = tiny
-    oblique = [t for t in characters(table) if all(g.tone != PING for g in groups_of(t))]
+    oblique = [t for t in characters(tiny.table) if all(g.tone != PING for g in groups_of(t))]
     word = "".join(oblique[:5])
-    cons = Constraints(parse_form("五绝"), rhyme=True, tones=True, keywords=[word])
-    (poem,) = generate(model, table, [""], SampleOptions(), None, cons, seeds=[1])
+    poem = write(tiny, "", 1, form="五绝", tones=True, keywords=[word])
     assert_covers(poem, [word])
     assert any("over tones" in b for b in poem.backoffs), poem.backoffs
 
@@ -171,7 +165,7 @@ def test_a_keyword_that_cannot_meet_the_tones_overrides_them_and_says_so(tiny):
 def test_the_repetition_penalty_spares_a_keyword_and_it_gets_the_bonus(tiny):
     """Where a keyword may begin, its character pays no penalty and gains the bonus, less log R
     for R places left before its deadline; elsewhere the penalties stand."""
-    _, table = tiny
+    table = tiny.table
     chars = characters(table)
     cons = Constraints(parse_form("七绝"), rhyme=True, keywords=[chars[2]])
     rules = Rules(table, cons, [[]], 128)
@@ -234,7 +228,7 @@ INFEASIBLE = [
     ),
     (["--form", "五绝", "--keywords", "春。"], "--keywords", "Chinese characters only"),
     (["--form", "五绝", "--keywords", "龘"], "--keywords", "does not know the character"),
-    (["--form", "五绝", "--keywords", "a"], "--keywords", "not a Chinese character"),
+    (["--form", "五绝", "--keywords", "a"], "--keywords", "'a' must be Chinese characters only"),
     (["--keywords", "一二三四五六七八九十百千万"], "--keywords", "a verse holds 12"),
     (["--keywords", "春 雨", "--keywords", ""], "--keywords", "a keyword is empty"),
     (["--keywords", " 、"], "--keywords", "a keyword is empty"),
@@ -288,10 +282,13 @@ def test_the_cli_takes_keywords_quoted_or_repeated(tiny_run):
 
 
 def test_check_keywords_is_the_rule_generate_applies(tiny):
-    model, table = tiny
+    table = tiny.table
     cons = Constraints(parse_form("五绝"), acrostic="山水花鸟", keywords=["明月清风夜"])
     with pytest.raises(KeywordError, match="fits no line"):
         check_keywords(table, cons, [""], 128)
+    fields = dict(form="五绝", acrostic="山水花鸟", keywords=["明月清风夜"], rhyme=False)
     with pytest.raises(KeywordError, match="fits no line"):
-        generate(model, table, [""], SampleOptions(), None, cons, seeds=[0])
+        tiny.write(PoemRequest.of(**fields, tones=False, seed=0))
+    with pytest.raises(KeywordError, match="fits no line"):  # past the request's own check
+        tiny.write_rows(PoemRequest.of(**fields, tones=False, max_len=128), [""], [0])
     check_keywords(table, Constraints(parse_form("五绝"), keywords=["明月"]), ["", "山"], 128)
