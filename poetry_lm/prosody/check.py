@@ -15,17 +15,25 @@ Rules (those of any textbook of 近体诗, e.g. 王力《诗词格律》):
   may be read either way; of its 6th where both may). 失对: the two lines of a couplet share a
   key. 失粘: a couplet's first line differs from the line before it. Either fault is placed at
   the character that set the second line's key, and names the characters that set both.
+- **失替** (the alternation inside a verse broken). 王力《诗词格律》 states the rule, 平仄在本句中
+  是交替的, beside 对 and 粘, but names no fault for its breach: this checker names it 失替, after
+  替 (alternation), as 失对 and 失粘 are named after 对 and 粘. The 2nd and 4th characters differ in
+  tone (二四不同), and in 七言 the 2nd and 6th agree (二六同), so the 4th and 6th differ. The
+  fault is placed at the first of the 2nd, 4th, 6th characters whose tone no reading can square
+  with an earlier one's, and names both. The one licensed exception (王力's 特定格式): a verse
+  that does not rhyme may end 平平仄平仄 (仄仄平平仄平仄 in 七言, 羌笛何须怨杨柳), its last
+  inner character 平 like the one before.
 - **孤平.** In a line that ends 平 with its 4th-from-last character 仄 (the 平平仄仄平 pattern,
   counted over the last five characters), at most one other character may be read 平.
 - **三平尾 / 三仄尾.** The last three characters of a line all 平, or all 仄.
 - **僻读** (a rare reading). A regulated poem's rhyme or tone that rests on a reading real
   poems (almost) never give the character at such a place (``prosody/heard.py``, under 5% of
   its uses there): 居 rhyming in 四支; 行 ending a line that does not rhyme, which every reader
-  hears 平.
+  hears 平; a verse that alternates (失替) only by such a reading of its 2nd, 4th or 6th.
 
-A character the table reads both ways counts as either tone, and is a fault only as 僻读; a character
-it lacks is unknown and never a fault either. Each character's reading is the group(s) of
-:mod:`poetry_lm.prosody.rhyme` that give it the tone its place asks for.
+A character the table reads both ways counts as either tone, and is a fault only as 僻读; a
+character it lacks is unknown and never a fault either. Each character's reading is the group(s)
+of :mod:`poetry_lm.prosody.rhyme` that give it the tone its place asks for.
 """
 
 from __future__ import annotations
@@ -33,14 +41,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from poetry_lm.prosody.heard import END, INNER, heard_groups, heard_tones
-from poetry_lm.prosody.rhyme import PING, ZE, groups_of
+from poetry_lm.prosody.rhyme import PING, ZE, groups_of, tones_of
 from poetry_lm.text.corpus import is_ideograph, to_simplified
 from poetry_lm.text.normalise import read_poem
 
 EITHER, UNKNOWN = "either", "unknown"
 FORM_NAMES = {(4, 5): "五绝", (4, 7): "七绝", (8, 5): "五律", (8, 7): "七律"}
 FREE = "古体"
-FAULT_TERMS = ("失粘", "失对", "出韵", "重韵", "孤平", "三平尾", "三仄尾", "僻读")
+FAULT_TERMS = ("失粘", "失对", "失替", "出韵", "重韵", "孤平", "三平尾", "三仄尾", "僻读")
 
 
 @dataclass
@@ -153,6 +161,7 @@ def check_poem(text: str) -> PoemCheck:
         wanted = wanted_tones(lines, keys, rhymes)
         check_tones(lines, keys, rhymes, result.faults)
         check_heard(lines, wanted, rhymes, result.faults)
+        check_alternation(lines, rhymes, result.faults)
     result.faults.sort(key=lambda f: (f.line, f.position, FAULT_TERMS.index(f.term)))
     result.chars = char_checks(lines, wanted, rhymes)
     return result
@@ -227,9 +236,72 @@ def check_heard(lines: list[str], wanted: dict, rhymes: dict, faults: list[Fault
     for (i, pos), tone in sorted(wanted.items()):
         ch, place = lines[i][pos], END if pos == len(lines[i]) - 1 else INNER
         if tone_class(ch) == EITHER and tone not in heard_tones(ch, place):
-            where = "a line's end" if place == END else "the 2nd, 4th or 6th place"
-            message = f"{ch} is {tone} here only by a reading real poems seldom give it at {where}"
-            faults.append(Fault("僻读", i + 1, pos + 1, message))
+            faults.append(rare_reading(ch, tone, place, i, pos))
+
+
+def rare_reading(ch: str, tone: str, place: str, line: int, pos: int) -> Fault:
+    """僻读 of ``ch`` read ``tone`` at 0-based (line, pos), a place of kind ``place``."""
+    where = "a line's end" if place == END else "the 2nd, 4th or 6th place"
+    message = f"{ch} is {tone} here only by a reading real poems seldom give it at {where}"
+    return Fault("僻读", line + 1, pos + 1, message)
+
+
+BOTH = frozenset((PING, ZE))
+ORDINALS = {1: "2nd", 3: "4th", 5: "6th"}
+
+
+def inner_tones(ch: str, heard: bool) -> frozenset[str]:
+    """The tones ``ch`` may take at a 2nd, 4th or 6th place: as real poems hear it there
+    (``heard``), else every reading of the table; both for a character the table lacks."""
+    return (heard_tones(ch, INNER) if heard else tones_of(ch)) or BOTH
+
+
+def alternation_break(verse: str, rhymes_here: bool, heard: bool) -> tuple[int, int] | None:
+    """The first two 0-based inner places of ``verse`` whose tones cannot alternate (二四不同,
+    二六同: one tone each, alike where they must differ or unlike where they must agree), or
+    None. A verse that does not rhyme may end 平平仄平仄 (the 特定格式): its last inner place
+    is free."""
+    places = [pos for pos in (1, 3, 5) if pos < len(verse) - 1]
+    tones = {pos: inner_tones(verse[pos], heard) for pos in places}
+    tail = verse[-5:]
+    licensed = (
+        not rhymes_here
+        and len(tail) == 5
+        and can_be(tail[0], PING)
+        and can_be(tail[2], ZE)
+        and can_be(tail[4], ZE)
+        and PING in tones[len(verse) - 4]
+        and PING in tones[len(verse) - 2]
+    )
+    if licensed:
+        places.pop()
+    for b in places:
+        for a in (pos for pos in places if pos < b):
+            agree = (b - a) % 4 == 0  # the 2nd and 6th agree; the 4th differs from both
+            if len(tones[a]) == len(tones[b]) == 1 and (tones[a] == tones[b]) != agree:
+                return a, b
+    return None
+
+
+def check_alternation(lines: list[str], rhymes: dict, faults: list[Fault]) -> None:
+    """Append 失替 where a verse's 2nd, 4th and 6th characters cannot alternate under any
+    reading of the table, placed at the later of the two that break it; and 僻读 where they
+    alternate only by a reading real poems seldom give a character there (at that character,
+    unless a 僻读 is named there already)."""
+    named = {(f.line, f.position) for f in faults if f.term == "僻读"}
+    for i, v in enumerate(lines):
+        found = alternation_break(v, i in rhymes, heard=False)
+        if found:
+            a, b = found
+            rule = "must agree (二六同)" if (b - a) % 4 == 0 else "must differ (二四不同)"
+            (ta,), (tb,) = tones_of(v[a]), tones_of(v[b])
+            message = f"{v[a]} {ta} and {v[b]} {tb}: the {ORDINALS[a]} and {ORDINALS[b]} {rule}"
+            faults.append(Fault("失替", i + 1, b + 1, message))
+        elif found := alternation_break(v, i in rhymes, heard=True):
+            pos = next((p for p in found if len(inner_tones(v[p], False)) == 2), found[1])
+            (tone,) = BOTH - inner_tones(v[pos], True)
+            if (i + 1, pos + 1) not in named:
+                faults.append(rare_reading(v[pos], tone, INNER, i, pos))
 
 
 def char_checks(lines: list[str], wanted: dict, rhymes: dict) -> list[CharCheck]:

@@ -167,7 +167,7 @@ class Rules:
         self.batch = B  # an int: len() of a tensor costs ~1 µs, at every step
         self.longest_start = max(map(len, starts), default=0)
         self.forced = False  # this step allows every poem one token (structure)
-        masks = token_masks(table, cons.heard)
+        masks = token_masks(table, cons.heard, standard=cons.heard)  # no variant: heard rules
         self.eos, self.ideographs = masks.end, masks.ideographs
         self.heads = F.one_hot(
             torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from poetry_lm.prosody.heard import END, INNER, WRITE_END_SHARE, heard_groups, heard_tones
 from poetry_lm.prosody.rhyme import PING, ZE, groups_of, rhyme_groups, tones_of
+from poetry_lm.prosody.variants import variants_in
 from poetry_lm.text.corpus import is_ideograph
 from poetry_lm.text.vocab import LOST_CHAR, SPECIALS, CharTable
 
@@ -126,15 +127,18 @@ class TokenMasks:
 
 
 @lru_cache(maxsize=4)
-def token_masks(table: CharTable, heard: bool = True) -> TokenMasks:
+def token_masks(table: CharTable, heard: bool = True, standard: bool = False) -> TokenMasks:
     """Classify a vocabulary once (a Python pass over V tokens), not at every generate call.
     ``heard``: a form's rhyme groups and tones as real poems use each character
-    (:mod:`poetry_lm.prosody.heard`); else every reading of the table."""
+    (:mod:`poetry_lm.prosody.heard`); else every reading of the table. ``standard``: no variant
+    character (:mod:`poetry_lm.prosody.variants`; ``Rules`` asks it with the heard rules)."""
 
     # (V,) tokens that pass test; specials and 囗 (a lost character, which older
-    # vocabularies list) are never written
+    # vocabularies list) are never written, nor, where ``standard``, a variant (劒) of
+    # another token (剑): its probability goes to the others (prosody/variants.py)
+    never = {*SPECIALS, LOST_CHAR, *(variants_in(table.tokens) if standard else ())}
+
     def having(test) -> torch.Tensor:
-        never = {*SPECIALS, LOST_CHAR}
         return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
 
     def tone_having(tones_at) -> torch.Tensor:  # (2, V): 平 fits, 仄 fits
