@@ -8,8 +8,9 @@ A new way of choosing, or a new sampling option (read from
 :class:`~poetry_lm.request.Sampling`), is a change to this module only.
 
 **Sampling** draws each row's token by inverse CDF from its own stream of uniform numbers:
-row j of a poem of seed s draws from seed s + j, so best-of K's candidates are the poems of
-seeds s … s + K - 1, and a poem never depends on the rows beside it.
+row j of a poem of seed s draws from seed s + j, so a poem never depends on the rows beside it,
+and best-of K's candidates are the poems of seeds s … s + K - 1 where the first line's rhyme is
+given (left open, all K share the draw of seed s: ``loop.first_line_rhymes``).
 
 **Stochastic beam search** (Kool, van Hoof & Welling 2019, "Stochastic Beams and Where to Find
 Them"): each hypothesis carries a Gumbel-perturbed score, and its children's perturbed scores
