@@ -10,6 +10,13 @@ verses, for corpus poems and for generated ones, so that decoding can be set to 
 
     python -m poetry_lm decoding-stats --no-corpus --setting 七绝 --keywords 3   # with keywords
 
+    python -m poetry_lm decoding-stats --rhymes -n 1000      # rhymes as heard, real and written
+    python -m poetry_lm decoding-stats --rhymes -n 1000 --extra "--no-heard --no-rhyme-first"
+
+With ``--rhymes`` the table is another (:mod:`poetry_lm.tools.heard_rhymes`): per form, the
+test split's poems against ``--poems`` written ones, the first lines that rhyme, unrhymed first
+lines that end on a two-reading character, and rhymes on readings real poems never rhyme in.
+
 With ``--keywords N`` each poem of a setting is written twice, one poem at a time: as the
 command line writes it (its options, the seeds ``--seed`` draws) and with N keywords drawn
 (by ``--seed``) from common imagery characters (``IMAGERY``); the two rows add each one's
@@ -82,7 +89,7 @@ def rhyme_table() -> dict[str, frozenset[str]]:
 
 def split_verses(text: str) -> list[str]:
     """Verses with their closing mark; text after the last mark is a verse too. (Its own,
-    not ``decoding.generate.verses``: the checker shares no code with generation.)"""
+    not ``decoding.loop.verses``: the checker shares no code with generation.)"""
     out, current = [], ""
     for ch in text:
         current += ch
@@ -437,8 +444,23 @@ def times_line(times: list[str], threads: int) -> str:
     return f"\nMedian CPU time a poem, {cpu_model()}, {threads} thread(s): " + "; ".join(times)
 
 
+def rhymes_table(settings: list[str], writing: Writing) -> Iterator[str]:
+    """--rhymes: each setting's rhymes as heard, against the test split's poems of its form."""
+    from poetry_lm.text.corpus import load_corpus
+    from poetry_lm.tools.heard_rhymes import rhyme_rows
+
+    return rhyme_rows(settings, writing, [p.text for p in load_corpus()["test"]])
+
+
 @click.command("decoding-stats")
-@click.option("--poems", type=click.IntRange(1), default=200, show_default=True)
+@click.option(
+    "-n",
+    "--poems",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Poems written per setting (with --rhymes: per form).",
+)
 @click.option("--setting", "settings", multiple=True, type=click.Choice(list(SETTING_ARGS)))
 @seed_option(1, "Seed of the generated poems (as generate's --seed).")
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None)
@@ -470,6 +492,13 @@ def times_line(times: list[str], threads: int) -> str:
     help="Write each setting's poems without and with this many keywords each (drawn from "
     "common imagery characters), one at a time: coverage, score and time per poem too.",
 )
+@click.option(
+    "--rhymes",
+    is_flag=True,
+    help="Instead of the rates above: rhymes as heard, per form, real (the test split) against "
+    "generated: first lines that rhyme, unrhymed first lines on a two-reading end, rhymes on "
+    'an unheard reading (old rules: --extra "--no-heard --no-rhyme-first").',
+)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 def main(
     poems,
@@ -482,20 +511,28 @@ def main(
     reader_path,
     weights,
     n_keywords,
+    rhymes,
     threads,
 ):
     """Repetition, 重韵, rhyme, closing and train-verse copies: corpus and generated (percent)."""
     import torch
 
-    from poetry_lm.request import PoemRequest
     from poetry_lm.paths import SHIPPED_MODEL
+    from poetry_lm.request import PoemRequest
     from poetry_lm.text.corpus import load_corpus
 
     torch.set_num_threads(threads)
     weights = weights or [field_default(PoemRequest, "rerank_weight")]
     writing = Writing(poems, seed, model_path or str(SHIPPED_MODEL), extra)
-    settings = settings or ([] if poem_file else list(SETTING_ARGS))
+    if rhymes and (poem_file or n_keywords or reader_path):
+        raise click.UsageError(
+            "--rhymes makes a table of its own: give it without --file, --keywords or --rerank-with"
+        )
+    every = FORM_SHAPES.values() if rhymes else SETTING_ARGS
+    settings = settings or ([] if poem_file else list(every))
     check_writing(settings, writing.model_path, extra)
+    if rhymes:
+        return click.echo("\n".join(rhymes_table(settings, writing)))
     scorers, table = [], None
     if reader_path:
         *scorers, table = readers(writing.model_path, reader_path)
