@@ -314,14 +314,17 @@ def header(scored: bool) -> list[str]:
 def readers(model_path: str, reader_path: str):
     """(forward model, backward reader, vocabulary) for the log-probability columns; a reader
     that cannot rerank for the forward model is a usage error, as in ``generate``."""
+    from poetry_lm.errors import USER_ERRORS
     from poetry_lm.settings import SettingError
     from poetry_lm.usage import option_error
 
     writer = writer_of(model_path)
     try:
-        reader = run_or_exit(writer.reader, reader_path)
-    except SettingError as err:
+        reader = writer.reader(reader_path)
+    except SettingError as err:  # no backward model of this vocabulary
         raise option_error(err.worded({"rerank_with": "--rerank-with"}), "--rerank-with") from None
+    except USER_ERRORS as err:  # unreadable: exit status 1, as --model
+        raise click.ClickException(str(err)) from None
     return writer.model, reader, writer.table
 
 
@@ -495,7 +498,7 @@ def rhymes_table(settings: list[str], writing: Writing) -> Iterator[str]:
 @click.option(
     "--rhymes",
     is_flag=True,
-    help="Instead of the rates above: rhymes as heard, per form, real (the test split) against "
+    help="Instead of the rates table: rhymes as heard, per form, real (the test split) against "
     "generated: first lines that rhyme, unrhymed first lines on a two-reading end, rhymes on "
     'an unheard reading (old rules: --extra "--no-heard --no-rhyme-first").',
 )
