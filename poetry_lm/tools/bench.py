@@ -321,6 +321,36 @@ def generation_model(s: Settings):
     return model, table, "an untrained model"
 
 
+def generation_runs(model, table, batch: int) -> dict:
+    """{(poem kind, poems, weights): a call that writes them}: ``poems`` poems that start 月,
+    each from its own seed (``poem_seeds(0, poems)``), by the decoding loop alone; each call
+    returns one list of candidates (just one) per poem."""
+    from poetry_lm.decoding.loop import candidates
+    from poetry_lm.model.stepper import Stepper
+    from poetry_lm.request import PoemRequest
+    from poetry_lm.writing.writer import poem_seeds
+
+    sampling = dict(temperature=0.8, top_p=0.95)
+    kinds = {  # the requests' options alone are checked: the untrained model has no 月
+        "free, ≤ 32 characters": PoemRequest.of(max_len=32, **sampling).check(),
+        "七绝, rhymed, 平仄": PoemRequest.of(form="七绝", **sampling).check(),
+        "七绝, rhymed, no 平仄": PoemRequest.of(form="七绝", tones=False, **sampling).check(),
+    }
+    # weights packed once, as the CLI does
+    steppers = {"int8": Stepper(model), "float32": Stepper(model, int8=False)}
+    seeds = {n: poem_seeds(0, n) for n in (1, batch)}
+    return {
+        (kind, n, weights): (
+            lambda n=n, request=request, step=step, seeds=seeds[n]: candidates(
+                step, table, request, ["月"] * n, seeds
+            )
+        )
+        for kind, request in kinds.items()
+        for n in (1, batch)
+        for weights, step in steppers.items()
+    }
+
+
 def generation_section(s: Settings, results: dict) -> list[str]:
     """Time to write a free poem (up to 32 characters) and a rhymed 七绝 (28 characters + 4
     marks), with 平仄 as the command line writes it by default and without (``--no-tones``), with
@@ -333,36 +363,12 @@ def generation_section(s: Settings, results: dict) -> list[str]:
             "without `--device cuda` to time it.",
             "",
         ]
-    from poetry_lm.decoding.generate import SampleOptions, generate
-    from poetry_lm.model.stepper import Stepper
-    from poetry_lm.prosody.forms import Constraints, parse_form
-
     model, table, source = generation_model(s)
     config = model.config
-    opts = SampleOptions(temperature=0.8, top_p=0.95, max_len=32)
-    kinds = {
-        "free, ≤ 32 characters": Constraints(),
-        "七绝, rhymed, 平仄": Constraints.from_options(form=parse_form("七绝")),
-        "七绝, rhymed, no 平仄": Constraints.from_options(form=parse_form("七绝"), tones=False),
-    }
-    # weights packed once, as the CLI does
-    steppers = {
-        "int8": Stepper(model),
-        "float32": Stepper(model, int8=False),
-    }
-    runs = {
-        (kind, n, weights): (
-            lambda n=n, cons=cons, step=step: generate(
-                model, table, ["月"] * n, opts, torch.Generator().manual_seed(0), cons, step
-            )
-        )
-        for kind, cons in kinds.items()
-        for n in (1, s.gen_batch)
-        for weights, step in steppers.items()
-    }
+    runs = generation_runs(model, table, s.gen_batch)
     seconds = median_times(runs, s.reps)
     # every run writes the same poems (seeded): their length, marks included
-    chars = {key: sum(len(poem.text) for poem in run()) / key[1] for key, run in runs.items()}
+    chars = {key: sum(len(poem.text) for (poem,) in run()) / key[1] for key, run in runs.items()}
     results["generation"] = seconds
     lines = [
         f"### Generation from {source} (E = {config.embed_dim}, H = {config.hidden_dim}, "

@@ -10,6 +10,13 @@ verses, for corpus poems and for generated ones, so that decoding can be set to 
 
     python -m poetry_lm decoding-stats --no-corpus --setting 七绝 --keywords 3   # with keywords
 
+    python -m poetry_lm decoding-stats --rhymes -n 1000      # rhymes as heard, real and written
+    python -m poetry_lm decoding-stats --rhymes -n 1000 --extra "--no-heard --no-rhyme-first"
+
+With ``--rhymes`` the table is another (:mod:`poetry_lm.tools.heard_rhymes`): per form, the
+test split's poems against ``--poems`` written ones, the first lines that rhyme, unrhymed first
+lines that end on a two-reading character, and rhymes on readings real poems never rhyme in.
+
 With ``--keywords N`` each poem of a setting is written twice, one poem at a time: as the
 command line writes it (its options, the seeds ``--seed`` draws) and with N keywords drawn
 (by ``--seed``) from common imagery characters (``IMAGERY``); the two rows add each one's
@@ -42,6 +49,7 @@ float32 sequence path). A setting with one candidate per poem has nothing to rer
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -49,7 +57,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -81,7 +89,7 @@ def rhyme_table() -> dict[str, frozenset[str]]:
 
 def split_verses(text: str) -> list[str]:
     """Verses with their closing mark; text after the last mark is a verse too. (Its own,
-    not ``decoding.generate.verses``: the checker shares no code with generation.)"""
+    not ``decoding.loop.verses``: the checker shares no code with generation.)"""
     out, current = [], ""
     for ch in text:
         current += ch
@@ -171,40 +179,58 @@ def generate_args(setting: str, extra: str = "") -> list[str]:
     return [*SETTING_ARGS[setting].split(), *extra.split()]
 
 
+@lru_cache(maxsize=2)
+def writer_of(model_path: str):
+    """The Writer of a checkpoint, loaded once (unreadable: one sentence, exit status 1)."""
+    from poetry_lm.writing.writer import Writer
+
+    return run_or_exit(Writer, model_path)
+
+
+def setting_request(setting: str, extra: str = "", **values):
+    """The PoemRequest a setting stands for, unchecked: its generate options, then the
+    ``extra`` ones, then the request fields ``values`` (n, seed, rerank_with …)."""
+    from poetry_lm.tools.request_args import parse_request
+
+    return dataclasses.replace(parse_request(generate_args(setting, extra)), **values)
+
+
 def generated_texts(
-    setting: str, poems: int, seed: int, model_path: str, extra: str = "", more: tuple = ()
+    setting: str, poems: int, seed: int, model_path: str, extra: str = "", **values
 ) -> list[str]:
     """``poems`` poems of a setting, as the command line writes them (its defaults, then the
-    ``extra`` options, then the options ``more``), in one batch."""
-    from click.testing import CliRunner
-
-    from poetry_lm.cli.write import generate_command
-
-    args = [*generate_args(setting, extra), *more, "-n", str(poems), "--seed", str(seed)]
-    out = CliRunner().invoke(generate_command, [*args, "--model", model_path, "--format", "json"])
-    if out.exit_code != 0:  # its one sentence, the last line, without its "Error: "
-        said = (out.output.strip().splitlines() or [str(out.exception)])[-1]
-        raise click.ClickException(f"generate {' '.join(args)} failed: {said.split(': ', 1)[-1]}")
-    return [json.loads(line)["text"] for line in out.output.splitlines() if line.startswith("{")]
+    ``extra`` options, then the request fields ``values``), with the seeds ``--seed`` draws."""
+    request = setting_request(setting, extra, n=poems, seed=seed, **values)
+    return [poem.text for poem in run_or_exit(writer_of(model_path).write, request)]
 
 
 def check_writing(settings: list[str], model_path: str, extra: str) -> None:
-    """Before the table starts: the model that writes ``settings`` loads, and every setting's
-    generate options, ``extra`` included, parse. Each fault is one sentence: exit 1 for the
-    model, 2 (usage) for options that generate does not take."""
-    from poetry_lm.cli.write import generate_command
-    from poetry_lm.model.checkpoint import load_model
+    """Before the table starts: the model that writes ``settings`` loads and can write, and
+    every setting's generate options, ``extra`` included, parse and agree. Each fault is one
+    sentence: exit 1 for a model that cannot be read, 2 (usage) for a backward one or for
+    options that generate does not take."""
+    from poetry_lm.settings import SettingError
+    from poetry_lm.tools.request_args import option_words
+    from poetry_lm.usage import option_error
 
     if not settings:
         return
-    run_or_exit(load_model, model_path)
+    writer = writer_of(model_path)
+    try:
+        _ = writer.step
+    except ValueError as err:  # a backward model: the stepper says why it cannot write
+        raise option_error(f"{err} (give it to --rerank-with)", "--model") from None
     for setting in settings:
         args = generate_args(setting, extra)
         try:
-            generate_command.make_context("generate", list(args))  # it consumes the list
+            writer.check(setting_request(setting, extra))
         except click.UsageError as err:
-            message = f"generate {' '.join(args)}: {err.format_message()}"
-            raise click.BadParameter(message, param_hint="'--extra'") from None
+            said = err.format_message()
+        except SettingError as err:
+            said = option_words(err)
+        else:
+            continue
+        raise click.BadParameter(f"generate {' '.join(args)}: {said}", param_hint="'--extra'")
 
 
 def keyword_sets(poems: int, n: int, seed: int) -> list[list[str]]:
@@ -228,41 +254,18 @@ class Written:
 def with_keywords(
     setting: str, keywords: list[list[str]], seed: int, model_path: str, extra: str = ""
 ) -> tuple[Written, Written]:
-    """The setting's poems (as the command line writes them: its options parsed by its own
-    parser, its seeds) without and with ``keywords[i]`` for poem i, one poem at a time, each
-    pair timed in turn."""
-    import torch
+    """The setting's poems (as the command line writes them: its options, its seeds) without
+    and with ``keywords[i]`` for poem i, one poem at a time, each pair timed in turn."""
+    from poetry_lm.writing.writer import poem_seeds
 
-    from poetry_lm.cli.write import generate_command
-    from poetry_lm.decoding.generate import SampleOptions, generate
-    from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.model.stepper import Stepper
-    from poetry_lm.prosody.forms import Constraints
-
-    args = [*SETTING_ARGS[setting].split(), *extra.split(), "--model", model_path]
-    with generate_command.make_context("generate", args) as ctx:
-        p = ctx.params
-    opts = SampleOptions(**{f.name: p[f.name] for f in fields(SampleOptions)})
-    rules = dict(  # rhyme and tones None where not given: from_options reads them as generate does
-        form=p["form"],
-        acrostic=p["acrostic"],
-        rhyme=p["rhyme"],
-        rhyme_first=p["rhyme_first"],
-        tones=p["tones"],
-        no_repeat=p["no_repeat"],
-    )
-    model, table, _ = load_model(model_path)
-    step = Stepper(model)
-    seeds = torch.randint(0, 2**62, (len(keywords),), generator=torch.Generator().manual_seed(seed))
+    writer = writer_of(model_path)
+    plain = writer.check(setting_request(setting, extra))
     runs = (Written([], [], []), Written([], [], []))
-    for poem_seed, words in zip(seeds.tolist(), keywords):
-        both = [
-            Constraints.from_options(**rules),
-            Constraints.from_options(**rules, keywords=words),
-        ]
-        for run, cons in zip(runs, both):
+    for poem_seed, words in zip(poem_seeds(seed, len(keywords)), keywords):
+        keyed = writer.check(dataclasses.replace(plain, keywords=tuple(words)))
+        for run, request in zip(runs, (plain, keyed)):
             start = time.process_time()
-            (poem,) = generate(model, table, [""], opts, None, cons, step, [poem_seed])
+            (poem,) = writer.write_rows(request, [""], [poem_seed])
             run.seconds.append(time.process_time() - start)
             run.texts.append(poem.text)
             run.scores.append(poem.score)
@@ -290,14 +293,6 @@ def at_head(texts: list[str], keywords: list[list[str]]) -> float:
     return sum(col == 0 for col in placed) / max(len(placed), 1)
 
 
-def candidates_per_poem(args: list[str]) -> int:
-    """How many candidates ``generate`` with options ``args`` ranks per poem (its own parse)."""
-    from poetry_lm.cli.write import generate_command
-
-    params = generate_command.make_context("generate", list(args), resilient_parsing=True).params
-    return params["beam"] or params["best_of"]
-
-
 def row(label: str, r: Rates, extra: str = "", logp: tuple[float | None, ...] = ()) -> str:
     """A table row; ``logp``: the log-probability columns' values (None: blank)."""
     cells = [f"{100 * r.rates[name]:.1f}" for name in RATES]
@@ -319,11 +314,18 @@ def header(scored: bool) -> list[str]:
 def readers(model_path: str, reader_path: str):
     """(forward model, backward reader, vocabulary) for the log-probability columns; a reader
     that cannot rerank for the forward model is a usage error, as in ``generate``."""
-    from poetry_lm.cli.write import load_reader
-    from poetry_lm.model.checkpoint import load_model
+    from poetry_lm.errors import USER_ERRORS
+    from poetry_lm.settings import SettingError
+    from poetry_lm.usage import option_error
 
-    model, table, _ = run_or_exit(load_model, model_path)
-    return model, load_reader(reader_path, table), table
+    writer = writer_of(model_path)
+    try:
+        reader = writer.reader(reader_path)
+    except SettingError as err:  # no backward model of this vocabulary
+        raise option_error(err.worded({"rerank_with": "--rerank-with"}), "--rerank-with") from None
+    except USER_ERRORS as err:  # unreadable: exit status 1, as --model
+        raise click.ClickException(str(err)) from None
+    return writer.model, reader, writer.table
 
 
 def mean_logprobs(texts: list[str], models: list, table) -> tuple[float, ...]:
@@ -423,16 +425,15 @@ def ranking_rows(
     candidate per poem) one row reranked at each weight λ: the same seeds, so the same
     candidates. Each row as soon as its poems are written, with their wall time."""
     label = setting_label(setting, writing.extra)
-    runs = [("", ())]  # (label suffix, generate options): plain ranking, then each rerank
-    if reader_path and candidates_per_poem(generate_args(setting, writing.extra)) > 1:
+    runs = [("", {})]  # (label suffix, request fields): plain ranking, then each rerank
+    if reader_path and setting_request(setting, writing.extra).width > 1:
         runs += [
-            (f" rerank λ={w:g}", ("--rerank-with", reader_path, "--rerank-weight", str(w)))
-            for w in weights
+            (f" rerank λ={w:g}", dict(rerank_with=reader_path, rerank_weight=w)) for w in weights
         ]
-    for suffix, rerank_args in runs:
+    for suffix, rerank in runs:
         start = time.perf_counter()
         texts = generated_texts(
-            setting, writing.poems, writing.seed, writing.model_path, writing.extra, rerank_args
+            setting, writing.poems, writing.seed, writing.model_path, writing.extra, **rerank
         )
         yield judge.row_of(
             label + suffix, texts, f"{len(set(texts))} ({time.perf_counter() - start:.0f} s)"
@@ -446,8 +447,23 @@ def times_line(times: list[str], threads: int) -> str:
     return f"\nMedian CPU time a poem, {cpu_model()}, {threads} thread(s): " + "; ".join(times)
 
 
+def rhymes_table(settings: list[str], writing: Writing) -> Iterator[str]:
+    """--rhymes: each setting's rhymes as heard, against the test split's poems of its form."""
+    from poetry_lm.text.corpus import load_corpus
+    from poetry_lm.tools.heard_rhymes import rhyme_rows
+
+    return rhyme_rows(settings, writing, [p.text for p in load_corpus()["test"]])
+
+
 @click.command("decoding-stats")
-@click.option("--poems", type=click.IntRange(1), default=200, show_default=True)
+@click.option(
+    "-n",
+    "--poems",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Poems written per setting (with --rhymes: per form).",
+)
 @click.option("--setting", "settings", multiple=True, type=click.Choice(list(SETTING_ARGS)))
 @seed_option(1, "Seed of the generated poems (as generate's --seed).")
 @click.option("--file", "poem_file", type=click.Path(dir_okay=False), default=None)
@@ -479,6 +495,13 @@ def times_line(times: list[str], threads: int) -> str:
     help="Write each setting's poems without and with this many keywords each (drawn from "
     "common imagery characters), one at a time: coverage, score and time per poem too.",
 )
+@click.option(
+    "--rhymes",
+    is_flag=True,
+    help="Instead of the rates table: rhymes as heard, per form, real (the test split) against "
+    "generated: first lines that rhyme, unrhymed first lines on a two-reading end, rhymes on "
+    'an unheard reading (old rules: --extra "--no-heard --no-rhyme-first").',
+)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 def main(
     poems,
@@ -491,20 +514,28 @@ def main(
     reader_path,
     weights,
     n_keywords,
+    rhymes,
     threads,
 ):
     """Repetition, 重韵, rhyme, closing and train-verse copies: corpus and generated (percent)."""
     import torch
 
-    from poetry_lm.decoding.rerank import RerankOptions
     from poetry_lm.paths import SHIPPED_MODEL
+    from poetry_lm.request import PoemRequest
     from poetry_lm.text.corpus import load_corpus
 
     torch.set_num_threads(threads)
-    weights = weights or [field_default(RerankOptions, "weight")]
+    weights = weights or [field_default(PoemRequest, "rerank_weight")]
     writing = Writing(poems, seed, model_path or str(SHIPPED_MODEL), extra)
-    settings = settings or ([] if poem_file else list(SETTING_ARGS))
+    if rhymes and (poem_file or n_keywords or reader_path):
+        raise click.UsageError(
+            "--rhymes makes a table of its own: give it without --file, --keywords or --rerank-with"
+        )
+    every = FORM_SHAPES.values() if rhymes else SETTING_ARGS
+    settings = settings or ([] if poem_file else list(every))
     check_writing(settings, writing.model_path, extra)
+    if rhymes:
+        return click.echo("\n".join(rhymes_table(settings, writing)))
     scorers, table = [], None
     if reader_path:
         *scorers, table = readers(writing.model_path, reader_path)

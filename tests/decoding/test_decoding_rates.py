@@ -171,6 +171,13 @@ def test_a_free_poems_first_verse_ending_is_not_rhymed_again(corpus):
     [
         (["--model", "/nonexistent/model.pt"], 1, "checkpoint /nonexistent/model.pt does not"),
         (["--model", MODEL, "--extra", "--bogus"], 2, "--extra': generate --form 七绝 --bogus"),
+        (
+            ["--model", MODEL, "--extra", "--best-of 2 --beam 2"],
+            2,
+            "generate --form 七绝 --best-of 2 --beam 2: choose --beam or --best-of, not both",
+        ),
+        (["--rerank-with", MODEL], 2, "'--rerank-with': checkpoint"),  # a forward model
+        (["--rerank-with", "/nonexistent/back.pt"], 1, "checkpoint /nonexistent/back.pt does"),
     ],
 )
 def test_decoding_stats_checks_what_it_writes_with_before_the_table(args, status, words):
@@ -191,3 +198,13 @@ def test_decoding_stats_names_a_file_that_is_not_text(tmp_path):
     result = CliRunner().invoke(main, ["--no-corpus", "--file", str(path)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.splitlines()[-1] == f"Error: poem file {path} is not UTF-8 text"
+
+
+def test_decoding_stats_with_a_backward_model_to_write_with_is_a_usage_error(tiny_backward_run):
+    from poetry_lm.tools.decoding_stats import main
+
+    args = ["--no-corpus", "--setting", "七绝", "--poems", "1"]
+    result = CliRunner().invoke(main, [*args, "--model", str(tiny_backward_run / "best.pt")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "Invalid value for '--model'" in last and "give it to --rerank-with" in last
