@@ -29,7 +29,7 @@ from poetry_lm.prosody.forms import (
 from poetry_lm.prosody.keywords import split_keywords
 from poetry_lm.settings import SettingError, check_range, literal, setting
 from poetry_lm.text.corpus import MAX_TITLE_CHARS, is_ideograph
-from poetry_lm.text.normalise import PoemTextError, read_poem, read_title
+from poetry_lm.text.normalise import MAX_TEXT_CHARS, PoemTextError, read_poem, read_title
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 precision
@@ -247,6 +247,9 @@ class PoemRequest:
         max_len = fit_max_len(form, self.max_len, self.acrostic)
         for start in self.starts:
             check_length(start, form, max_len)
+        if len(self.prime) > MAX_TEXT_CHARS:  # the one text rule's cap, named first
+            message = f"the prime text has {len(self.prime)} characters; at most {MAX_TEXT_CHARS}"
+            raise SettingError(literal(message + " are accepted"), "prime")
         if len(self.prime) > max_len:
             raise SettingError(
                 f"the prime text ({len(self.prime)} characters) is longer than {{max_len}} "

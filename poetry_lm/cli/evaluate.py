@@ -52,6 +52,8 @@ def evaluate_command(
     from poetry_lm.text.normalise import source_name
 
     model, table, _ = run_or_exit(load_model, checkpoint)
+    if titles and table.sep is None:
+        raise click.ClickException(f"{checkpoint} was trained without titles: --titles needs one")
     if poem_file:
         poems, _ = run_or_exit(read_poems, poem_file, table.index)
         source = source_name(poem_file)

@@ -52,7 +52,7 @@ def test_health_and_page(client):
 
 
 def test_generate_a_rhymed_qijue(client):
-    body = {"starts": ["月"], "form": "七绝", "seed": 3}
+    body = {"starts": ["月"], "form": "七绝", "seed": 3, "rhyme_first": False}
     r = post(client, "/api/generate", body)
     assert r.status_code == 200, r.text
     (poem,) = r.json()["poems"]
@@ -65,6 +65,13 @@ def test_generate_a_rhymed_qijue(client):
     (group,) = poem["rhyme"]
     for i in poem["rhymes"]:
         assert group in {g.name for g in groups_of(poem["text"][i])}
+    # left to the poem, the first line rhymes where its last character is in the group
+    for seed in range(4, 12):
+        reply = post(client, "/api/generate", {**body, "seed": seed, "rhyme_first": None})
+        (other,) = reply.json()["poems"]
+        (other_group,) = other["rhyme"]
+        first = other_group in {g.name for g in groups_of(other["text"][6])}
+        assert other["rhymes"] == ([6] if first else []) + [14, 30], other
         assert "平" in poem["tones"][i]
     assert post(client, "/api/generate", body).json()["poems"][0] == poem  # the seed decides
     cli = CliRunner().invoke(
