@@ -79,7 +79,7 @@ def optimizer_fault(state: Any, name: Any, model: PoetryLM) -> str | None:
     saved, expected = {}, {}
     scalar = torch.empty((), dtype=torch.float32, device="meta")
     for index, per_param in state["state"].items():
-        if index not in range(len(params)) or not isinstance(per_param, dict):
+        if type(index) is not int or not 0 <= index < len(params) or type(per_param) is not dict:
             return f"its optimizer state names a parameter {index!r} this model lacks"
         for key in OPTIMIZER_STATE[name]:
             expected[f"{key} of parameter {index}"] = scalar if key == "step" else params[index]
