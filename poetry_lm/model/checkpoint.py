@@ -136,51 +136,113 @@ def check_vocabulary(vocab: Any, size: int) -> str | None:
 def load_model(path: Path | str) -> tuple[PoetryLM, CharTable, dict[str, Any]]:
     """Checkpoint → (model in eval mode, its vocabulary, the raw checkpoint).
 
-    Everything is checked here, once: the config builds a model, the weights have its names and
-    shapes and are finite, and the vocabulary is as long as the output layer, unique, strings,
-    with the special tokens. Any failure is one CheckpointError naming the file and the fault.
+    Everything is checked first, by ``checked_config``; any failure is one CheckpointError
+    naming the file and the fault.
     """
     payload = read_checkpoint(path)
+    model = PoetryLM(checked_config(payload, path))
+    model.load_state_dict(payload["model"])
+    return model.eval(), CharTable(payload["vocab"]), payload
+
+
+def checked_config(payload: dict[str, Any], path: Path | str) -> ModelConfig:
+    """The model config of a checkpoint whose weights and vocabulary fit it, or CheckpointError
+    naming ``path`` and the fault. Nothing is allocated: the config's sizes are compared with
+    the saved tensors' shapes before even a model on the meta device is built (whose shapes
+    are then compared one by one), so a forged config cannot make the process build what it
+    names. The weights must be dense float32 CPU tensors with finite values (``tensor_fault``),
+    and the vocabulary as long as the output layer, unique, strings, with the special tokens.
+    """
 
     def fault(reason: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {path} cannot be used: {reason}")
 
     weights = payload.get("model")
-    if not isinstance(weights, dict) or not all(
-        isinstance(t, torch.Tensor) for t in weights.values()
-    ):
+    if not isinstance(weights, dict) or not weights:
         raise fault("it holds no weights")
+    odd = next((name for name, t in weights.items() if not isinstance(t, torch.Tensor)), None)
+    if odd is not None:
+        raise fault(f"its weight {odd} is not a tensor")
     try:
         config = ModelConfig.from_saved(payload["config"])
-        # the shapes are checked on the meta device first: a forged config must not make this
-        # process allocate a model of any size it names
-        with torch.device("meta"):
-            shapes = {name: t.shape for name, t in PoetryLM(config).state_dict().items()}
+        problem = sizes_fault(config, weights)
+        expected = None if problem else meta_model(config).state_dict()
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).splitlines()[0]
         raise fault(f"it does not match this version of poetry_lm ({reason})") from None
-    if set(shapes) != set(weights):
-        odd = sorted(set(shapes) ^ set(weights))[0]
-        raise fault(f"its weights do not match its config (the weight {odd})")
-    wrong = next((name for name in shapes if weights[name].shape != shapes[name]), None)
-    if wrong is not None:
-        raise fault(
-            f"its weight {wrong} has shape {tuple(weights[wrong].shape)}, its config says "
-            f"{tuple(shapes[wrong])}"
-        )
-    # a float64 sum of float32 weights cannot overflow: it is finite exactly when they all are
-    bad = next(
-        (name for name, t in weights.items() if not torch.isfinite(t.sum(dtype=torch.float64))),
-        None,
-    )
-    if bad is not None:
-        raise fault(f"its weight {bad} holds NaN or infinite values")
-    problem = check_vocabulary(payload.get("vocab"), config.vocab_size)
+    problem = problem or tensors_fault(weights, expected, "weight")
+    problem = problem or check_vocabulary(payload.get("vocab"), config.vocab_size)
     if problem:
         raise fault(problem)
-    model = PoetryLM(config)
-    model.load_state_dict(weights)
-    return model.eval(), CharTable(payload["vocab"]), payload
+    return config
+
+
+def meta_model(config: ModelConfig) -> PoetryLM:
+    """The model ``config`` describes, on the meta device: its names and shapes, no memory."""
+    with torch.device("meta"):
+        return PoetryLM(config)
+
+
+def sizes_fault(config: ModelConfig, weights: dict[str, torch.Tensor]) -> str | None:
+    """Why ``config`` cannot describe ``weights``, judged by sizes alone, or None: each of its
+    sizes must be a dimension of some saved weight, and it cannot have more layers than there
+    are weights. Checked before a meta model is built: a forged ``num_layers`` of millions
+    would take hours even there (5,000 layers take 39 s)."""
+    dims = {size for t in weights.values() for size in t.shape}
+    for name in ("vocab_size", "embed_dim", "hidden_dim"):
+        if getattr(config, name) not in dims:
+            return (
+                f"its config does not match the shapes of its weights ({name} "
+                f"{getattr(config, name)} is the size of none)"
+            )
+    if config.num_layers > len(weights):
+        return f"its config does not match its weights ({config.num_layers} layers)"
+    return None
+
+
+def tensors_fault(saved: Any, expected: dict[str, torch.Tensor], what: str) -> str | None:
+    """Why ``saved`` cannot be loaded where the tensors ``expected`` (a meta model's state
+    dict, say) stand, or None: the same names, and for each ``tensor_fault``. ``what`` names a
+    tensor in the sentence ("weight")."""
+    if not isinstance(saved, dict):
+        return f"its {what}s are not a table of named tensors"
+    if set(saved) != set(expected):
+        odd = sorted(map(str, set(saved) ^ set(expected)))[0]
+        return f"its {what}s do not match its model (the {what} {odd})"
+    for name, like in expected.items():
+        problem = tensor_fault(saved[name], like)
+        if problem:
+            return f"its {what} {name} {problem}"
+    return None
+
+
+def tensor_fault(t: Any, like: torch.Tensor) -> str | None:
+    """Why ``t`` cannot stand where ``like`` stands, or None: it must be a dense (strided)
+    tensor held in the file (CPU: a meta tensor holds no values), of ``like``'s dtype and shape,
+    with finite values.
+
+    The dtype is exact: poetry_lm writes float32 weights only (bfloat16 autocast computes in
+    bfloat16 but keeps float32 weights), and ``load_state_dict`` would silently cast anything
+    else, so a float16 or bfloat16 file, rounded by someone, would pass for the trained model,
+    float64 would be rounded without a word and complex64 lose its imaginary part."""
+    if not isinstance(t, torch.Tensor):
+        return "is not a tensor"
+    if t.layout != torch.strided:
+        return f"is a {_plain(t.layout)} tensor, not a dense one"
+    if t.device.type != "cpu":
+        return f"is on the {t.device.type} device, not held in the file"
+    if t.dtype != like.dtype:
+        return f"is {_plain(t.dtype)}, not {_plain(like.dtype)}"
+    if t.shape != like.shape:
+        return f"has shape {tuple(t.shape)} where {tuple(like.shape)} belongs"
+    # a float64 sum of float32 values cannot overflow: it is finite exactly when they all are
+    if t.is_floating_point() and not torch.isfinite(t.sum(dtype=torch.float64)):
+        return "holds NaN or infinite values"
+    return None
+
+
+def _plain(kind: Any) -> str:
+    return str(kind).removeprefix("torch.")  # torch.float32 → float32
 
 
 def trained_without_titles(payload: dict[str, Any]) -> bool:

@@ -26,10 +26,15 @@ class SequenceLoss(nn.Module):
         return self.model.sequence_nll(tokens, self.pad, state)
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+# the state each optimizer keeps for a parameter it has stepped (what last.pt must hold)
+OPTIMIZER_STATE = {"adam": ("step", "exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",)}
+
+
+def make_optimizer(name: str, lr: float, params) -> torch.optim.Optimizer:
+    """``name`` (adam, or SGD with momentum 0.9) over ``params``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
 
 
 def build_model(cfg: TrainConfig, model_cfg: ModelConfig, ctx: Context, pad: int):
@@ -39,7 +44,7 @@ def build_model(cfg: TrainConfig, model_cfg: ModelConfig, ctx: Context, pad: int
     model = PoetryLM(model_cfg).to(ctx.device)
     # the adaptive softmax leaves the clusters no target reached this step without gradients
     loss = ctx.wrap(SequenceLoss(model, pad), find_unused=model_cfg.softmax == "adaptive")
-    return model, loss, make_optimizer(cfg, model.parameters())
+    return model, loss, make_optimizer(cfg.optimizer, cfg.lr, model.parameters())
 
 
 def weight_average(

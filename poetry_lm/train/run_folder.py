@@ -12,7 +12,13 @@ import fcntl
 import os
 from pathlib import Path
 
-from poetry_lm.model.checkpoint import CheckpointError, read_checkpoint, remove_stale_temporaries
+from poetry_lm.model.checkpoint import (
+    CheckpointError,
+    checked_config,
+    read_checkpoint,
+    remove_stale_temporaries,
+)
+from poetry_lm.train.resume_checks import training_state_fault
 
 # what last.pt holds beside a model's weights, vocabulary and config, so that a run can continue
 TRAINING_STATE = ("train", "optimizer", "progress", "history", "rng")
@@ -22,15 +28,18 @@ class RunFolder:
     """The folder ``out``, claimed for this run: created if missing, checked writable and locked
     by the main process (``is_main``; the others only read it).
 
-    Raises CheckpointError with the OS's reason (a file in the way, a read-only mount) and when
-    another process holds the lock. Temporary files of a killed save are removed."""
+    Raises CheckpointError with the OS's reason (a file in the way, a read-only mount, a full
+    disk), having removed what it made, and when another process holds the lock. Temporary
+    files of a killed save are removed."""
 
     def __init__(self, out: Path | str, is_main: bool = True):
         self.path = Path(out)
         self.last, self.best = self.path / "last.pt", self.path / "best.pt"
         self.is_main = is_main
         self.made = self.not_yet_there()  # what this start creates: removed if it fails
-        self.lock = self.claim() if is_main else None
+        self.lock = None
+        if is_main:
+            self.lock = self.claim()
 
     def not_yet_there(self) -> list[Path]:
         """What claiming the folder will create (the main process claims): its lock file and
@@ -42,14 +51,13 @@ class RunFolder:
         return made
 
     def claim(self):
-        """Create the folder, lock it for this process and remove stale temporaries."""
+        """Create the folder, lock it for this process and remove stale temporaries. A failure
+        (a file in the way, a read-only mount, a full disk) removes what this start made."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock = open(self.path / ".lock", "a+")  # noqa: SIM115 - held for the run's lifetime
         except OSError as err:
-            raise CheckpointError(
-                f"cannot use {self.path} as a run folder ({err.strerror or err})"
-            ) from None
+            raise self.unusable(err) from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -60,13 +68,22 @@ class RunFolder:
                 f"{self.path} is in use by another training run (pid {holder}); wait for it or "
                 "choose another --out"
             ) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
+        self.lock = lock
+        try:  # on a full disk, the first write that fails
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+        except OSError as err:
+            raise self.unusable(err) from None
         for path in (self.last, self.best):
             remove_stale_temporaries(path)
         return lock
+
+    def unusable(self, err: OSError) -> CheckpointError:
+        """Undo this start (``abandon``) and say why the folder cannot be used."""
+        self.abandon()
+        return CheckpointError(f"cannot use {self.path} as a run folder ({err.strerror or err})")
 
     def abandon(self) -> None:
         """Undo a start that failed before training began: release the lock, and remove the lock
@@ -81,7 +98,9 @@ class RunFolder:
                 continue
             try:
                 folder.rmdir()
-            except OSError:  # not empty, or already gone: left as it is
+            except FileNotFoundError:  # never made: a start that failed on the way to it
+                continue
+            except OSError:  # not empty: left as it is, and the folders above it
                 break
 
     def release(self) -> None:
@@ -102,7 +121,11 @@ class RunFolder:
         return None
 
     def read_last(self) -> dict:
-        """``last.pt`` with its training state, or CheckpointError saying why it cannot resume."""
+        """``last.pt`` with its training state, or CheckpointError saying why it cannot resume.
+
+        It is checked as ``load_model`` checks a model (``checked_config``), and its training
+        state too (``training_state_fault``), before anything is built: a run resumes only from
+        a checkpoint whose every part loads, so its saves (``best.pt`` among them) are usable."""
         if not self.last.exists():
             raise CheckpointError(f"{self.last} does not exist: there is no run to resume")
         ckpt = read_checkpoint(self.last)
@@ -112,6 +135,9 @@ class RunFolder:
                 f"{self.last} holds no training state ({', '.join(missing)} missing): it is "
                 "a best.pt or a shipped model, which can be evaluated but not resumed"
             )
+        problem = training_state_fault(ckpt, checked_config(ckpt, self.last))
+        if problem:
+            raise CheckpointError(f"checkpoint {self.last} cannot be resumed: {problem}")
         return ckpt
 
     def best_is_behind(self, best_step: int) -> bool:

@@ -235,6 +235,40 @@ def test_a_full_disk_is_one_sentence_with_its_cause(tmp_path, monkeypatch):
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
+class FullDisk:
+    """A file on a completely full disk: it opens (creating a file takes no data block) but
+    every write fails, as the OS fails it."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("there", [False, True])
+def test_a_completely_full_disk_names_the_folder_and_leaves_nothing(there, tmp_path, monkeypatch):
+    import builtins
+
+    import poetry_lm.train.run_folder as run_folder
+
+    out = tmp_path / "runs" / "run"
+    if there:  # a folder that was there keeps what it held
+        out.mkdir(parents=True)
+        (out / "notes.txt").write_text("mine")
+    full = lambda *args, **kwargs: FullDisk(builtins.open(*args, **kwargs))  # noqa: E731
+    monkeypatch.setattr(run_folder, "open", full, raising=False)  # the lock file's write
+    result = train("--out", out, *SMALL, "--epochs", 1)
+    assert_user_error(result, 1, f"cannot use {out} as a run folder", "No space left on device")
+    if there:
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    else:
+        assert not (tmp_path / "runs").exists()
+
+
 def test_stale_temporaries_are_removed(two_epochs, tmp_path):
     out = copy_run(two_epochs, tmp_path)
     (out / "last.pt1a2b3c.tmp").write_bytes(b"half a checkpoint")
