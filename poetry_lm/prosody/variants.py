@@ -84,18 +84,20 @@ def find_variants(tokens, unihan: dict[str, list[str]], t2s) -> dict[str, tuple[
 
 
 def main() -> None:
-    from poetry_lm.model.checkpoint import load_model
-    from poetry_lm.paths import MODEL_FILE
+    import torch
+
+    from poetry_lm.paths import MODEL_FILE, SHIPPED_MODEL
     from poetry_lm.text.corpus import to_simplified
 
     unihan = read_unihan(Path(sys.argv[1]) if len(sys.argv) > 1 else UNIHAN)
-    _, table, _ = load_model(MODEL_FILE)
-    found = find_variants(table.tokens, unihan, to_simplified)
+    # the vocabulary alone (prosody reads no model): a checkpoint's "vocab", a token list
+    tokens = torch.load(SHIPPED_MODEL, map_location="cpu", weights_only=True)["vocab"]
+    found = find_variants(tokens, unihan, to_simplified)
     rows = [f"# built by python -m poetry_lm.prosody.variants from {MODEL_FILE}'s vocabulary"]
     rows += [f"{v}\t{std}\t{source}" for v, (std, source) in sorted(found.items())]
     TABLE_PATH.write_text("\n".join(rows) + "\n", encoding="utf-8")
     by_source = {s: sum(src == s for _, src in found.values()) for s in ("t2s", "Unihan+t2s")}
-    print(f"{len(found)} variants in {len(table)} tokens: {by_source}")
+    print(f"{len(found)} variants in {len(tokens)} tokens: {by_source}")
 
 
 if __name__ == "__main__":
