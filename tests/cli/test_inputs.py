@@ -185,6 +185,70 @@ def test_a_closed_output_is_an_error_not_silence():
     assert status == 1 and "standard output is closed" in err and "Traceback" not in err
 
 
+WANGLOU = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
+CHUNWANG = (
+    "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。"
+    "烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。"
+)
+
+
+@pytest.fixture(scope="module")
+def lushi_files(tmp_path_factory):
+    """A tiny corpus and a file of 律诗 for ``duizhang``, which otherwise reads the whole corpus."""
+    import lzma
+
+    folder = tmp_path_factory.mktemp("lushi")
+    record = {"id": "1", "author": "杜甫", "title": "春望", "text": CHUNWANG}
+    with lzma.open(folder / "corpus.jsonl.xz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (folder / "poems.txt").write_text(CHUNWANG + "\n", encoding="utf-8")
+    return folder
+
+
+def module_shell(command: str, folder=None) -> str:
+    """``check`` or ``duizhang`` as a shell command line (``duizhang`` on the tiny files)."""
+    if command == "duizhang":
+        return f"{sys.executable} -m poetry_lm duizhang --corpus {folder}/corpus.jsonl.xz" + (
+            f" --file {folder}/poems.txt"
+        )
+    return f"{sys.executable} -m poetry_lm check {WANGLOU}"
+
+
+@pytest.mark.parametrize("command", ["check", "duizhang"])
+def test_every_command_reports_a_full_output_as_generate_does(command, lushi_files):
+    status, _, err = run_script(shell=module_shell(command, lushi_files) + " > /dev/full")
+    assert (
+        status == 1
+        and err.strip() == "Error: cannot write to standard output (No space left on device)"
+    ), err
+
+
+@pytest.mark.parametrize("command", ["check", "duizhang"])
+def test_every_command_reports_a_closed_output_as_generate_does(command, lushi_files):
+    status, _, err = run_script(shell=module_shell(command, lushi_files) + " >&-")
+    assert status == 1 and "standard output is closed" in err and "Traceback" not in err, err
+
+
+def test_check_reports_a_reader_gone_in_one_sentence(tmp_path):
+    # far more than a pipe holds, so the reader is gone while check still writes
+    path = tmp_path / "many.txt"
+    path.write_text((WANGLOU + "\n\n") * 2000, encoding="utf-8")
+    command = [sys.executable, "-m", "poetry_lm", "check", "--file", str(path)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(1)  # ``| head -c 1``
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8")
+    assert proc.wait(timeout=120) == 1
+    assert err.strip() == "Error: standard output was closed by its reader", err
+
+
+def test_check_reads_its_utf8_poem_under_the_c_locale():
+    env = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+    status, out, err = run_script(shell=f"{sys.executable} -m poetry_lm check {WANGLOU}", env=env)
+    assert status == 0, err
+    assert out.decode("utf-8").startswith("五绝, rhyme 下平声十一尤\n白日依山尽")
+
+
 def test_a_character_the_output_encoding_lacks_stops_after_the_poems_before_it():
     # 𬬻 (U+2CB3B) is in the vocabulary but not in GBK: the poem before it is already written
     status, out, err = run_script("月𬬻", "--seed", "1", env={"PYTHONIOENCODING": "gbk"})
