@@ -185,13 +185,6 @@ def test_a_closed_output_is_an_error_not_silence():
     assert status == 1 and "standard output is closed" in err and "Traceback" not in err
 
 
-WANGLOU = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
-CHUNWANG = (
-    "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。"
-    "烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。"
-)
-
-
 @pytest.fixture(scope="module")
 def lushi_files(tmp_path_factory):
     """A tiny corpus and a file of 律诗 for ``duizhang``, which otherwise reads the whole corpus."""
@@ -211,7 +204,7 @@ def module_shell(command: str, folder=None) -> str:
         return f"{sys.executable} -m poetry_lm duizhang --corpus {folder}/corpus.jsonl.xz" + (
             f" --file {folder}/poems.txt"
         )
-    return f"{sys.executable} -m poetry_lm check {WANGLOU}"
+    return f"{sys.executable} -m poetry_lm check {DENGGUAN}"
 
 
 @pytest.mark.parametrize("command", ["check", "duizhang"])
@@ -232,7 +225,7 @@ def test_every_command_reports_a_closed_output_as_generate_does(command, lushi_f
 def test_check_reports_a_reader_gone_in_one_sentence(tmp_path):
     # far more than a pipe holds, so the reader is gone while check still writes
     path = tmp_path / "many.txt"
-    path.write_text((WANGLOU + "\n\n") * 2000, encoding="utf-8")
+    path.write_text((DENGGUAN + "\n\n") * 2000, encoding="utf-8")
     command = [sys.executable, "-m", "poetry_lm", "check", "--file", str(path)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.read(1)  # ``| head -c 1``
@@ -244,7 +237,7 @@ def test_check_reports_a_reader_gone_in_one_sentence(tmp_path):
 
 def test_check_reads_its_utf8_poem_under_the_c_locale():
     env = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
-    status, out, err = run_script(shell=f"{sys.executable} -m poetry_lm check {WANGLOU}", env=env)
+    status, out, err = run_script(shell=f"{sys.executable} -m poetry_lm check {DENGGUAN}", env=env)
     assert status == 0, err
     assert out.decode("utf-8").startswith("五绝, rhyme 下平声十一尤\n白日依山尽")
 
@@ -435,6 +428,30 @@ def test_unpunctuated_poems_one_a_line_are_not_read_as_one_poem(tmp_path):
     path.write_text("白日依山尽黄河入海流\n床前明月光疑是地上霜\n", encoding="utf-8")
     result = invoke(evaluate_command, "--file", path)
     assert result.exit_code == 0 and "over 22 tokens in 2 poems" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS, ids=lambda c: c.name)
+def test_a_poem_file_that_is_not_a_regular_file_is_refused_unread(command):
+    # /dev/zero never ends: reading it would take all the memory there is
+    result = invoke(command, "--file", "/dev/zero")
+    assert_user_error(result, 1, "poem file /dev/zero is not a regular file")
+
+
+def test_a_poem_file_is_read_up_to_a_bound(monkeypatch, tmp_path):
+    from poetry_lm.text import normalise
+
+    path = tmp_path / "poems.txt"
+    path.write_text(DENGGUAN + "\n", encoding="utf-8")
+    size = path.stat().st_size
+    monkeypatch.setattr(normalise, "MAX_FILE_BYTES", size)
+    assert invoke(check_command, "--file", path).exit_code == 0
+    monkeypatch.setattr(normalise, "MAX_FILE_BYTES", size - 1)
+    for args, given, name in [
+        (["--file", path], None, f"poem file {path}"),
+        (["--file", "-"], path.read_bytes(), "standard input"),
+    ]:
+        result = CliRunner().invoke(check_command, [str(a) for a in args], input=given)
+        assert_user_error(result, 1, f"{name} is larger than", "MiB, the most a poem file may hold")
 
 
 def test_standard_input_at_fault_is_named_as_such():
