@@ -454,6 +454,24 @@ def test_a_poem_file_is_read_up_to_a_bound(monkeypatch, tmp_path):
         assert_user_error(result, 1, f"{name} is larger than", "MiB, the most a poem file may hold")
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"text": 5}',
+        '{"text": "春", ',
+        '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}",  # Python's parser recurses
+        '{"text": "春", "score": ' + "9" * 5000 + "}",  # past Python's integer digit limit
+    ],
+    ids=["not-a-string", "cut", "deep", "long-integer"],
+)
+@pytest.mark.parametrize("command", [score_command, evaluate_command], ids=lambda c: c.name)
+def test_a_bad_json_line_is_one_sentence_naming_the_file_and_line(command, line, tmp_path):
+    path = tmp_path / "poems.jsonl"
+    path.write_text(json.dumps({"text": DENGGUAN}) + "\n" + line + "\n", encoding="utf-8")
+    result = invoke(command, "--file", path)
+    assert_user_error(result, 1, f"poem file {path} line 2 is not generate's JSON output")
+
+
 def test_standard_input_at_fault_is_named_as_such():
     for stdin, words in [(b"\x80\x81", "is not UTF-8 text"), (b"\n", "holds no poems")]:
         result = CliRunner().invoke(check_command, ["--file", "-"], input=stdin)
