@@ -6,7 +6,7 @@ import json
 
 import click
 
-from poetry_lm.cli.poems import file_option
+from poetry_lm.cli.poems import file_option, untitled
 from poetry_lm.errors import run_or_exit
 from poetry_lm.options import TEXT
 from poetry_lm.streams import emit, setup_streams
@@ -31,7 +31,7 @@ def check_command(poem, poem_file, fmt):
     # the one text rule of every command decides what is poem text; the poem itself is checked
     # as given, since its line breaks and spaces may be what separates verses
     if poem_file:  # poems are separated by blank lines, spaces or a Windows line end included
-        lines = run_or_exit(read_text_lines, poem_file)
+        lines = untitled(run_or_exit(read_text_lines, poem_file))
         poems = [given for given, _ in run_or_exit(poem_entries, lines, poem_file, blocks=True)]
     else:
         poems = [poem]

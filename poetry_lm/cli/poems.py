@@ -5,6 +5,7 @@ file of poems in any of the three layouts the commands write or read.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Container
 
 import click
@@ -36,6 +37,13 @@ def file_option(help: str):
     )
 
 
+def untitled(lines: list[str]) -> list[str]:
+    """The lines of a poem file with generate's title lines (《春望》, with --title) made blank:
+    a title is not part of its poem, and the line numbers of messages stay those of the file."""
+    return ["\n" if TITLE_LINE.fullmatch(line.strip()) else line for line in lines]
+
+
+TITLE_LINE = re.compile("《[^《》]*》")
 JSON_LINES = "generate's JSON lines"
 VERSE_LINES = "generate's text: one verse a line, a blank line between poems"
 POEM_LINES = "one poem a line"
@@ -50,7 +58,7 @@ def read_poems(path: str, known: Container[str] | None = None) -> tuple[list[str
     from poetry_lm.prosody.forms import VERSE_ENDS
     from poetry_lm.text.normalise import normalise, poem_entries, read_text_lines
 
-    lines = read_text_lines(path)
+    lines = untitled(read_text_lines(path))
     if lines and lines[0].startswith("{"):
         return [
             json_text(line, path, n) for n, line in enumerate(lines, 1) if line.strip()
