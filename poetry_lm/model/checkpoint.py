@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.model.lm import ModelConfig, PoetryLM, uninitialised
 from poetry_lm.paths import missing_hint
 from poetry_lm.text.vocab import REQUIRED, CharTable
 
@@ -154,7 +154,7 @@ def load_model(path: Path | str) -> tuple[PoetryLM, CharTable, dict[str, Any]]:
         config = ModelConfig.from_saved(payload["config"])
         # the shapes are checked on the meta device first: a forged config must not make this
         # process allocate a model of any size it names
-        with torch.device("meta"):
+        with torch.device("meta"), uninitialised():
             shapes = {name: t.shape for name, t in PoetryLM(config).state_dict().items()}
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).splitlines()[0]
@@ -178,7 +178,8 @@ def load_model(path: Path | str) -> tuple[PoetryLM, CharTable, dict[str, Any]]:
     problem = check_vocabulary(payload.get("vocab"), config.vocab_size)
     if problem:
         raise fault(problem)
-    model = PoetryLM(config)
+    with uninitialised():  # every weight is the checkpoint's: none is drawn first
+        model = PoetryLM(config)
     model.load_state_dict(weights)
     return model.eval(), CharTable(payload["vocab"]), payload
 
