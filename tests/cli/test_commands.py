@@ -67,3 +67,21 @@ def test_the_groups_help_imports_no_command_and_no_torch():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "[]", out.stdout
+
+
+def test_loading_the_model_draws_no_weights_and_imports_no_compiler():
+    # a draw on the meta device imported torch's compiler (torch._dynamo, about 3 s)
+    script = (
+        "import sys, torch\n"
+        "from poetry_lm.model.checkpoint import load_model, read_checkpoint\n"
+        "from poetry_lm.paths import SHIPPED_MODEL\n"
+        "model, _, _ = load_model(SHIPPED_MODEL)\n"
+        "saved = read_checkpoint(SHIPPED_MODEL)['model']\n"
+        "same = all(torch.equal(t, saved[n]) for n, t in model.state_dict().items())\n"
+        "print(same, 'torch._dynamo' in sys.modules, torch.nn.init.uniform_.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "torch.nn.init"], out.stdout
