@@ -30,9 +30,38 @@ COMMANDS = {
     "decoding-stats": "poetry_lm.tools.decoding_stats:main",
 }
 
+# What ``poetry-lm --help`` lists, so that listing imports no command (nor torch, 2 s): each is
+# the first sentence of its command's help, which tests/cli/test_commands.py holds them to.
+SHORT_HELP = {
+    "train": "Train a poem model; the defaults are the recipe of the shipped model.",
+    "generate": "Write poems that begin with each of CHARS (e.g. 日红山夜湖海月), or with each "
+    "--start text.",
+    "evaluate": "Print the perplexity of a checkpoint (--model, or the argument CHECKPOINT) on a "
+    "corpus split or on a file of poems.",
+    "score": "How Tang-like is POEM (either script): per-character surprisal and perplexity.",
+    "check": "The 格律 of POEM (either script; verses split at marks, spaces or line breaks): "
+    "each character's 平仄 and reading, each rhyme's group, the form, and the faults",
+    "duizhang": "对仗 of the middle couplets of the 律诗 in a split or a file, against train "
+    "couplets.",
+    "serve": "Serve the page at / and the API under /api (docs at /docs).",
+    "loadtest": "Throughput and latency of the web service under concurrent clients (loopback "
+    "only).",
+    "bench": "Measure training-step speed of the LSTM layer and the output layer; print markdown.",
+    "gradcheck": "Compare the numpy reference cells' BPTT with torch and with finite differences.",
+    "gradflow": "Plot the gradient norm of the last step's loss w.r.t. each earlier hidden state.",
+    "ngram": "Train a Kneser-Ney n-gram model on the train split, with the vocabulary of "
+    "--model, and print its perplexity.",
+    "compare": "Print a markdown table of the runs in FOLDERS.",
+    "numpy-lm": "Train a numpy RNN language model by SGD with truncated BPTT and print its "
+    "perplexity.",
+    "exercise": "Write the cells' backward passes yourself (init), then check them (grade).",
+    "decoding-stats": "Repetition, 重韵, rhyme, closing and train-verse copies: corpus and "
+    "generated (percent).",
+}
+
 
 class LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use; its help lists them from SHORT_HELP."""
 
     def list_commands(self, ctx):
         return list(COMMANDS)
@@ -42,6 +71,20 @@ class LazyGroup(click.Group):
             return None
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        """The commands and their short help, as click writes them, without importing one."""
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [(name, shortened(SHORT_HELP[name], limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word, with "...", as click cuts short help."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3].rsplit(" ", 1)[0] + "..."
 
 
 @click.group(cls=LazyGroup)

@@ -7,6 +7,7 @@ import click
 from poetry_lm.cli.poems import file_option, read_poems
 from poetry_lm.errors import run_or_exit
 from poetry_lm.options import corpus_option, split_option
+from poetry_lm.streams import emit, setup_streams
 
 
 @click.command("duizhang")
@@ -18,6 +19,7 @@ from poetry_lm.options import corpus_option, split_option
 @corpus_option
 def duizhang_command(split, poem_file, corpus):
     """对仗 of the middle couplets of the 律诗 in a split or a file, against train couplets."""
+    setup_streams()
     from poetry_lm.evaluation.duizhang import PairTable, measure
     from poetry_lm.text.corpus import load_corpus
     from poetry_lm.text.normalise import source_name
@@ -39,7 +41,7 @@ def duizhang_command(split, poem_file, corpus):
     if not report.couplets:
         read_as = f" (read as {how})" if how else ""
         raise click.ClickException(f"{source} holds no poem with the 律诗 shape{read_as}")
-    click.echo(
+    emit(
         f"{source}: {_count(report.poems, 'poem')} with the 律诗 shape, "
         f"{_count(report.couplets, 'middle couplet')}"
     )
@@ -49,14 +51,14 @@ def duizhang_command(split, poem_file, corpus):
         part = measure(table, chosen) if length else report
         if part.couplets:
             undefined |= part.margin is None or part.control is None
-            click.echo(
+            emit(
                 f"  {name}: {_count(part.poems, 'poem')}, pair share {100 * part.pair_share:.1f}%"
                 f" ± {_percent(part.margin, '{:.1f}')}"
                 f" (mismatched couplets {_percent(part.control, '{:.1f}%')}),"
                 f" tone share {100 * part.tone_share:.1f}%"
             )
     if undefined:
-        click.echo(
+        emit(
             "  n/a: one poem has no spread for a margin, and the control needs two poems of "
             "one length"
         )

@@ -93,12 +93,14 @@ def generate_command(chars, checkpoint, script, fmt, verbose, threads, **options
     script_of = to_traditional if script == "traditional" else str
     poems = (poem for batch in writer.batches(request) for poem in batch)
     for written, poem in enumerate(poems, 1):  # each batch is written as soon as it is done
+        if fmt == "text" and written > 1:
+            emit("")  # the blank line between poems, before the next poem's -v header
         if verbose:
             click.echo(f"poem {written}: {poem_notes(poem, request, script_of)}", err=True)
         if fmt == "json":
             emit(json.dumps(poem_record(poem, request, script_of), ensure_ascii=False))
         else:
-            emit(("\n" if written > 1 else "") + "\n".join(verses(script_of(poem.text))))
+            emit("\n".join(poem_lines(poem, request, script_of)))
 
 
 def form_name(ctx, param, value: str | None) -> str | None:
@@ -179,6 +181,12 @@ def poem_notes(poem, request: PoemRequest, script_of) -> str:
             else ""
         )
     )
+
+
+def poem_lines(poem, request: PoemRequest, script_of) -> list[str]:
+    """A poem as text output shows it: its title as 《春望》 (with --title), then a verse a line."""
+    title = [f"《{script_of(request.title)}》"] if request.title else []
+    return title + verses(script_of(poem.text))
 
 
 def poem_record(poem, request: PoemRequest, script_of) -> dict:

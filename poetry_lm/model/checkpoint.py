@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from poetry_lm.model.lm import ModelConfig, PoetryLM
+from poetry_lm.model.lm import ModelConfig, PoetryLM, uninitialised
 from poetry_lm.paths import missing_hint
 from poetry_lm.text.vocab import REQUIRED, CharTable
 
@@ -179,7 +179,7 @@ def checked_config(payload: dict[str, Any], path: Path | str) -> ModelConfig:
 
 def meta_model(config: ModelConfig) -> PoetryLM:
     """The model ``config`` describes, on the meta device: its names and shapes, no memory."""
-    with torch.device("meta"):
+    with torch.device("meta"), uninitialised():  # no init: on meta it imports torch's compiler
         return PoetryLM(config)
 
 

@@ -9,6 +9,7 @@ the equivalence tests can use torch's modules as independent oracles.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,26 @@ CELLS = ("lstm", "gru", "rnn")
 SOFTMAXES = ("full", "adaptive")
 DIRECTIONS = ("forward", "backward")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
+
+
+# torch's initialisers that the model's modules call (nn.Embedding, nn.Linear and our own)
+INITIALISERS = ("uniform_", "normal_", "kaiming_uniform_")
+
+
+@contextmanager
+def uninitialised():
+    """Build models without drawing their initial weights, for a checkpoint to overwrite: the
+    weights are left as allocated (``torch.empty``). It skips a needless draw on the CPU and,
+    on the meta device, the import of torch's compiler that a draw there costs (about 3 s).
+    The training builds outside it, so its draws, and every trained model, are unchanged."""
+    saved = {name: getattr(nn.init, name) for name in INITIALISERS}
+    try:
+        for name in INITIALISERS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
 
 
 @dataclass
@@ -380,7 +401,7 @@ class PoetryLM(nn.Module):
             if not (config.verse_marks and config.verse_resets):
                 raise SettingError("{couplet_input} needs {verse_marks} and {verse_resets}")
             # what the second input reads where the previous verse has no counterpart
-            self.no_counterpart = nn.Parameter(torch.empty(E).uniform_(-0.1, 0.1))
+            self.no_counterpart = nn.Parameter(nn.init.uniform_(torch.empty(E), -0.1, 0.1))
             self.register_buffer(
                 "token_kinds", CoupletTracker.token_kinds(config), persistent=False
             )

@@ -22,6 +22,8 @@ Errors are :class:`PoemTextError`, one sentence naming the text and the offendin
 from __future__ import annotations
 
 import io
+import os
+import stat
 import sys
 import unicodedata
 from collections.abc import Container
@@ -131,18 +133,35 @@ def file_name(path: Path | str) -> str:
     return source_name(path) if str(path) == STDIN else f"poem file {path}"
 
 
+# The whole corpus is 10 MB of text: a poem file larger than this is a mistake (``/dev/zero``, a
+# disk image), and reading it would only exhaust the memory.
+MAX_FILE_BYTES = 64 * 2**20
+
+
 def read_text_lines(path: Path | str) -> list[str]:
     """The lines of a UTF-8 text file, or of standard input where ``path`` is ``-``, each with
     its line end (``\r\n`` and ``\r`` read as ``\n``). Raises :class:`PoemTextError` naming
-    the file: missing, unreadable, or not UTF-8 (a checkpoint given by mistake)."""
+    the file: missing, unreadable, not a regular file (a device, a pipe, a folder), over
+    :data:`MAX_FILE_BYTES`, or not UTF-8 (a checkpoint given by mistake)."""
     try:
         if str(path) == STDIN:
             if sys.stdin is None:  # ``<&-``: Python found no file descriptor 0
                 raise PoemTextError("standard input is closed; there are no poems to read")
-            raw = sys.stdin.buffer.read()  # bytes: the locale's encoding must not decide
-            return list(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
-        with Path(path).open(encoding="utf-8") as f:
-            return list(f)
+            raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)  # bytes: not the locale's decoding
+        else:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # /dev/zero would be read for ever
+                raise PoemTextError(
+                    f"{file_name(path)} is not a regular file (a stream can be given on "
+                    "standard input: --file -)"
+                )
+            with Path(path).open("rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise PoemTextError(
+                f"{file_name(path)} is larger than {MAX_FILE_BYTES // 2**20} MiB, the most a "
+                "poem file may hold"
+            )
+        return list(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
     except FileNotFoundError:
         raise PoemTextError(f"{file_name(path)} does not exist") from None
     except UnicodeDecodeError:

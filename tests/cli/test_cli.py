@@ -212,3 +212,33 @@ def test_stream_batching_trains_and_resumes(tmp_path):
     assert ckpt["train"]["batching"] == "streams" and ckpt["progress"]["epoch"] == 2
     first_epoch, second_epoch = ckpt["history"]
     assert second_epoch["val_ppl"] < first_epoch["val_ppl"]
+
+
+def test_verbose_output_puts_each_header_above_its_own_poem_and_shows_the_title():
+    result = invoke(generate_command, "月山", "--seed", 1, "-v", "--title", "春望")
+    assert result.exit_code == 0, result.output
+    first, second = result.output.rstrip("\n").split("\n\n")  # a blank line between poems only
+    for number, poem in enumerate([first, second], 1):
+        header, title, *verses = poem.split("\n")
+        assert header.startswith(f"poem {number}: mean log-probability"), result.output
+        assert title == "《春望》" and verses[0][0] == "月山"[number - 1], result.output
+    # the JSON already names it; the text is read back by the commands without its title line
+    record = json.loads(
+        invoke(generate_command, "月", "--seed", 1, "--title", "春望", "--format", "json").output
+    )
+    assert record["title"] == "春望"
+
+
+def test_titled_text_output_reads_back_as_the_poems_alone(tmp_path):
+    from poetry_lm.cli.check import check_command
+    from poetry_lm.cli.score import score_command
+
+    path = tmp_path / "poems.txt"
+    titled = invoke(generate_command, "月山", "--seed", 1, "--title", "春望").output
+    path.write_text(titled, encoding="utf-8")
+    plain = invoke(generate_command, "月山", "--seed", 1, "--title", "春望", "--format", "json")
+    texts = [json.loads(line)["text"] for line in plain.output.splitlines()]
+    scored = invoke(score_command, "--file", path, "--format", "json")
+    assert [json.loads(line)["text"] for line in scored.output.splitlines()] == texts
+    checked = invoke(check_command, "--file", path, "--format", "json")
+    assert checked.exit_code == 0 and len(checked.output.splitlines()) == 2, checked.output

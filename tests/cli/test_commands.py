@@ -1,6 +1,8 @@
 """One entry point: every command is in the group, and the README's layout shows every module."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -41,3 +43,45 @@ def test_the_readme_layout_names_every_module():
     missing = [m for m in modules if m not in named and f"poetry_lm/{m}" not in named]
     missing = [m for m in missing if Path(m).name not in named]
     assert not missing, f"README layout leaves out {missing}"
+
+
+def test_the_listing_gives_each_commands_own_first_sentence():
+    from poetry_lm.cli import SHORT_HELP
+
+    assert list(SHORT_HELP) == list(COMMANDS)
+    for name in COMMANDS:
+        command = main.get_command(None, name)
+        assert " ".join(command.help.split()).startswith(SHORT_HELP[name]), name
+
+
+def test_the_groups_help_imports_no_command_and_no_torch():
+    # the listing is read from SHORT_HELP: importing the commands cost 2 s of torch's import
+    script = (
+        "import sys\n"
+        "from poetry_lm.cli import main\n"
+        "main(['--help'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('poetry_lm.cli.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]", out.stdout
+
+
+def test_loading_the_model_draws_no_weights_and_imports_no_compiler():
+    # a draw on the meta device imported torch's compiler (torch._dynamo, about 3 s)
+    script = (
+        "import sys, torch\n"
+        "from poetry_lm.model.checkpoint import load_model, read_checkpoint\n"
+        "from poetry_lm.paths import SHIPPED_MODEL\n"
+        "model, _, _ = load_model(SHIPPED_MODEL)\n"
+        "saved = read_checkpoint(SHIPPED_MODEL)['model']\n"
+        "same = all(torch.equal(t, saved[n]) for n, t in model.state_dict().items())\n"
+        "print(same, 'torch._dynamo' in sys.modules, torch.nn.init.uniform_.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "torch.nn.init"], out.stdout

@@ -185,6 +185,63 @@ def test_a_closed_output_is_an_error_not_silence():
     assert status == 1 and "standard output is closed" in err and "Traceback" not in err
 
 
+@pytest.fixture(scope="module")
+def lushi_files(tmp_path_factory):
+    """A tiny corpus and a file of 律诗 for ``duizhang``, which otherwise reads the whole corpus."""
+    import lzma
+
+    folder = tmp_path_factory.mktemp("lushi")
+    record = {"id": "1", "author": "杜甫", "title": "春望", "text": CHUNWANG}
+    with lzma.open(folder / "corpus.jsonl.xz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (folder / "poems.txt").write_text(CHUNWANG + "\n", encoding="utf-8")
+    return folder
+
+
+def module_shell(command: str, folder=None) -> str:
+    """``check`` or ``duizhang`` as a shell command line (``duizhang`` on the tiny files)."""
+    if command == "duizhang":
+        return f"{sys.executable} -m poetry_lm duizhang --corpus {folder}/corpus.jsonl.xz" + (
+            f" --file {folder}/poems.txt"
+        )
+    return f"{sys.executable} -m poetry_lm check {DENGGUAN}"
+
+
+@pytest.mark.parametrize("command", ["check", "duizhang"])
+def test_every_command_reports_a_full_output_as_generate_does(command, lushi_files):
+    status, _, err = run_script(shell=module_shell(command, lushi_files) + " > /dev/full")
+    assert (
+        status == 1
+        and err.strip() == "Error: cannot write to standard output (No space left on device)"
+    ), err
+
+
+@pytest.mark.parametrize("command", ["check", "duizhang"])
+def test_every_command_reports_a_closed_output_as_generate_does(command, lushi_files):
+    status, _, err = run_script(shell=module_shell(command, lushi_files) + " >&-")
+    assert status == 1 and "standard output is closed" in err and "Traceback" not in err, err
+
+
+def test_check_reports_a_reader_gone_in_one_sentence(tmp_path):
+    # far more than a pipe holds, so the reader is gone while check still writes
+    path = tmp_path / "many.txt"
+    path.write_text((DENGGUAN + "\n\n") * 2000, encoding="utf-8")
+    command = [sys.executable, "-m", "poetry_lm", "check", "--file", str(path)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(1)  # ``| head -c 1``
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8")
+    assert proc.wait(timeout=120) == 1
+    assert err.strip() == "Error: standard output was closed by its reader", err
+
+
+def test_check_reads_its_utf8_poem_under_the_c_locale():
+    env = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+    status, out, err = run_script(shell=f"{sys.executable} -m poetry_lm check {DENGGUAN}", env=env)
+    assert status == 0, err
+    assert out.decode("utf-8").startswith("五绝, rhyme 下平声十一尤\n白日依山尽")
+
+
 def test_a_character_the_output_encoding_lacks_stops_after_the_poems_before_it():
     # 𬬻 (U+2CB3B) is in the vocabulary but not in GBK: the poem before it is already written
     status, out, err = run_script("月𬬻", "--seed", "1", env={"PYTHONIOENCODING": "gbk"})
@@ -371,6 +428,48 @@ def test_unpunctuated_poems_one_a_line_are_not_read_as_one_poem(tmp_path):
     path.write_text("白日依山尽黄河入海流\n床前明月光疑是地上霜\n", encoding="utf-8")
     result = invoke(evaluate_command, "--file", path)
     assert result.exit_code == 0 and "over 22 tokens in 2 poems" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS, ids=lambda c: c.name)
+def test_a_poem_file_that_is_not_a_regular_file_is_refused_unread(command):
+    # /dev/zero never ends: reading it would take all the memory there is
+    result = invoke(command, "--file", "/dev/zero")
+    assert_user_error(result, 1, "poem file /dev/zero is not a regular file")
+
+
+def test_a_poem_file_is_read_up_to_a_bound(monkeypatch, tmp_path):
+    from poetry_lm.text import normalise
+
+    path = tmp_path / "poems.txt"
+    path.write_text(DENGGUAN + "\n", encoding="utf-8")
+    size = path.stat().st_size
+    monkeypatch.setattr(normalise, "MAX_FILE_BYTES", size)
+    assert invoke(check_command, "--file", path).exit_code == 0
+    monkeypatch.setattr(normalise, "MAX_FILE_BYTES", size - 1)
+    for args, given, name in [
+        (["--file", path], None, f"poem file {path}"),
+        (["--file", "-"], path.read_bytes(), "standard input"),
+    ]:
+        result = CliRunner().invoke(check_command, [str(a) for a in args], input=given)
+        assert_user_error(result, 1, f"{name} is larger than", "MiB, the most a poem file may hold")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"text": 5}',
+        '{"text": "春", ',
+        '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}",  # Python's parser recurses
+        '{"text": "春", "score": ' + "9" * 5000 + "}",  # past Python's integer digit limit
+    ],
+    ids=["not-a-string", "cut", "deep", "long-integer"],
+)
+@pytest.mark.parametrize("command", [score_command, evaluate_command], ids=lambda c: c.name)
+def test_a_bad_json_line_is_one_sentence_naming_the_file_and_line(command, line, tmp_path):
+    path = tmp_path / "poems.jsonl"
+    path.write_text(json.dumps({"text": DENGGUAN}) + "\n" + line + "\n", encoding="utf-8")
+    result = invoke(command, "--file", path)
+    assert_user_error(result, 1, f"poem file {path} line 2 is not generate's JSON output")
 
 
 def test_standard_input_at_fault_is_named_as_such():
