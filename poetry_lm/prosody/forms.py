@@ -168,6 +168,7 @@ class Rules:
         self.longest_start = max(map(len, starts), default=0)
         self.forced = False  # this step allows every poem one token (structure)
         masks = token_masks(table, cons.heard, standard=cons.heard)  # no variant: heard rules
+        self.any_ideograph = token_masks(table, cons.heard).ideographs  # variants included
         self.eos, self.ideographs = masks.end, masks.ideographs
         self.heads = F.one_hot(
             torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V
@@ -263,7 +264,9 @@ class Rules:
             mask = mask.clone()  # never into the shared rows it may view
             for b in writing:
                 token = self.starts[b][t]
-                if not mask[b, token]:
+                # a variant (劒) the model never writes is still written where a user gave it
+                given = self.any_ideograph[token] and bool((mask[b] & self.ideographs).any())
+                if not (mask[b, token] or given):
                     shape = form.name if form else "the shape of a free poem"
                     raise ValueError(
                         f"the start text {self.table.decode(self.starts[b])!r} does not fit {shape}"
