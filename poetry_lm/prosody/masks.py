@@ -126,6 +126,18 @@ class TokenMasks:
     any_group_sizes: torch.Tensor  # (all 106 groups,)
 
 
+def group_table(tokens: list[str], never: set[str], groups, groups_at) -> torch.Tensor:
+    """(len(groups), V) 0/1: token v is in group k by ``groups_at`` (one pass over the tokens,
+    each asked once, rather than one per group)."""
+    row = {g.name: k for k, g in enumerate(groups)}
+    fits = torch.zeros(len(groups), len(tokens))
+    for v, tok in enumerate(tokens):
+        for g in () if tok in never else groups_at(tok):
+            if g.name in row:
+                fits[row[g.name], v] = 1.0
+    return fits
+
+
 @lru_cache(maxsize=4)
 def token_masks(table: CharTable, heard: bool = True, standard: bool = False) -> TokenMasks:
     """Classify a vocabulary once (a Python pass over V tokens), not at every generate call.
@@ -146,19 +158,13 @@ def token_masks(table: CharTable, heard: bool = True, standard: bool = False) ->
         return torch.stack(rows).float()
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
-    named = {
-        tok: {g.name for g in (heard_groups if heard else groups_of)(tok)} for tok in table.tokens
-    }
-    group_fits = torch.stack([having(lambda tok, g=g: g.name in named[tok]) for g in groups])
-    group_fits = group_fits.float()
+    group_fits = group_table(table.tokens, never, groups, heard_groups if heard else groups_of)
     tone_fits = tone_having(tones_of)
     end_fits = (
         tone_having(lambda tok: heard_tones(tok, END, WRITE_END_SHARE)) if heard else tone_fits
     )
     inner_fits = tone_having(lambda tok: heard_tones(tok, INNER)) if heard else tone_fits
-    any_group_fits = torch.stack(
-        [having(lambda tok, g=g: tok in g.chars) for g in rhyme_groups()]
-    ).float()
+    any_group_fits = group_table(table.tokens, never, rhyme_groups(), groups_of)
     tone_allowed, tone_keys = tone_tables(end_fits, inner_fits)
     return TokenMasks(
         end=F.one_hot(torch.tensor(table.eos), len(table)).bool(),
