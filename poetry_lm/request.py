@@ -250,6 +250,12 @@ class PoemRequest:
         if len(self.prime) > MAX_TEXT_CHARS:  # the one text rule's cap, named first
             message = f"the prime text has {len(self.prime)} characters; at most {MAX_TEXT_CHARS}"
             raise SettingError(literal(message + " are accepted"), "prime")
+        if self.prime and self.prime[-1] in "，；":  # the poem's verses would count out of step
+            raise SettingError(
+                f"the prime text ends inside a couplet (on {self.prime[-1]}): end it on a whole "
+                "couplet (。？！ or no mark), since the poem begins a new one",
+                "prime",
+            )
         if len(self.prime) > max_len:
             raise SettingError(
                 f"the prime text ({len(self.prime)} characters) is longer than {{max_len}} "

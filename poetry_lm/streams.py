@@ -28,7 +28,7 @@ def setup_streams() -> None:
                 stream.reconfigure(encoding="utf-8")
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """Point fd 1 at /dev/null so the interpreter's final flush cannot fail a second time."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -53,10 +53,10 @@ def emit(text: str) -> None:
             f"{err.object[err.start : err.end]!r}; set PYTHONIOENCODING=utf-8"
         ) from None
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         raise click.ClickException("standard output was closed by its reader") from None
     except OSError as err:
-        _silence_stdout()
+        silence_stdout()
         raise click.ClickException(
             f"cannot write to standard output ({err.strerror or err})"
         ) from None

@@ -7,8 +7,11 @@ pays for what ``train`` or the tools import (fastNLP, matplotlib): click's lazy-
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
+
+from poetry_lm.streams import silence_stdout
 
 # name -> "module:attribute"; product commands first, then the tools' and the learners' ones
 COMMANDS = {
@@ -71,6 +74,16 @@ class LazyGroup(click.Group):
             return None
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def main(self, *args, **kwargs):
+        """click's main; help or a usage message that cannot be written (``--help > /dev/full``)
+        is one sentence and exit status 1, as a poem that cannot be is (streams.emit)."""
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as err:
+            silence_stdout()
+            click.echo(f"Error: cannot write to standard output ({err.strerror or err})", err=True)
+            sys.exit(1)
 
     def format_commands(self, ctx, formatter):
         """The commands and their short help, as click writes them, without importing one."""

@@ -643,3 +643,18 @@ def test_a_corpus_with_a_number_for_an_id_is_one_clear_error(tmp_path):
     )
     result = invoke(evaluate_command, "--corpus", corpus)
     assert_user_error(result, 1, "line 1", "must be strings")
+
+
+@pytest.mark.parametrize("args", ["--help", "generate --help", "check --help"])
+def test_help_to_a_full_output_is_one_sentence(args):
+    status, _, err = run_script(shell=f"{sys.executable} -m poetry_lm {args} > /dev/full")
+    assert status == 1 and "Traceback" not in err, err
+    assert err.strip() == "Error: cannot write to standard output (No space left on device)"
+
+
+def test_a_prime_that_ends_inside_a_couplet_is_refused():
+    """The poem's verses are counted from its own start: after a prime ending on ，, every mark
+    and rhyme would fall a verse out of step with what the model read."""
+    result = invoke(generate_command, "月", "--prime", "白日依山尽，")
+    assert_user_error(result, 2, "--prime", "inside a couplet")
+    assert invoke(generate_command, "月", "--prime", "白日依山尽，黄河入海流。").exit_code == 0
