@@ -78,8 +78,10 @@ SAME_POEMS = [
         ],
     ),
     (
-        dict(starts=["云"], prime="白日依山尽，", seed=13, form="五绝", rhyme=False),
-        ["云开一室中，短衣生长澹。高盖近嘉鲜，岸流寻旧种。"],
+        # a whole couplet: a prime that ends inside one is refused now (its verses were
+        # counted out of step); this one was written by the code of cefc29c, a990c23's decoding
+        dict(starts=["云"], prime="白日依山尽，黄河入海流。", seed=13, form="五绝", rhyme=False),
+        ["云开山势远，鹤宿水声深。远寺当沧海，孤城满白云。"],
     ),
     (
         dict(starts=["雪"], top_k=20, seed=14, form="五绝", tones=False),
