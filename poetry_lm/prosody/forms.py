@@ -34,8 +34,8 @@ from poetry_lm.prosody.masks import (  # noqa: F401 — CLOSING, VERSE_ENDS: rea
 from poetry_lm.prosody.rhyme import rhyme_groups
 from poetry_lm.prosody.state import PoemShape, PoemState
 from poetry_lm.settings import SettingError
-from poetry_lm.text.corpus import to_simplified
-from poetry_lm.text.vocab import CharTable
+from poetry_lm.text.corpus import is_ideograph, to_simplified
+from poetry_lm.text.vocab import LOST_CHAR, CharTable
 
 FREE_VERSE_MIN, FREE_VERSE_MAX = 3, 12  # characters in the first verse of a free poem
 MAX_LEN_ADVISED = 256  # the longest free poem whose max_len a keyword error works out
@@ -168,7 +168,6 @@ class Rules:
         self.longest_start = max(map(len, starts), default=0)
         self.forced = False  # this step allows every poem one token (structure)
         masks = token_masks(table, cons.heard, standard=cons.heard)  # no variant: heard rules
-        self.any_ideograph = token_masks(table, cons.heard).ideographs  # variants included
         self.eos, self.ideographs = masks.end, masks.ideographs
         self.heads = F.one_hot(
             torch.tensor([table.index[ch] for ch in cons.acrostic], dtype=torch.long), V
@@ -265,7 +264,9 @@ class Rules:
             for b in writing:
                 token = self.starts[b][t]
                 # a variant (劒) the model never writes is still written where a user gave it
-                given = self.any_ideograph[token] and bool((mask[b] & self.ideographs).any())
+                char = self.table.tokens[token]
+                written = char != LOST_CHAR and is_ideograph(char)  # a variant included
+                given = written and bool((mask[b] & self.ideographs).any())
                 if not (mask[b, token] or given):
                     shape = form.name if form else "the shape of a free poem"
                     raise ValueError(
