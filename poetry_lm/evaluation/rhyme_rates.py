@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from poetry_lm.prosody.check import EITHER, check_poem, tone_class
+from poetry_lm.prosody.check import EITHER, PoemCheck, check_poem, tone_class
 from poetry_lm.prosody.heard import heard_groups
 
 
@@ -29,9 +29,8 @@ class RhymeRates:
     rhymes: int = 0
     unheard_rhymes: int = 0
 
-    def add(self, text: str) -> bool:
-        """Count one poem; False (and nothing counted) if it is not regulated."""
-        check = check_poem(text)
+    def add(self, check: PoemCheck) -> bool:
+        """Count one checked poem; False (and nothing counted) if it is not regulated."""
         if not check.regulated:
             return False
         self.poems += 1
@@ -60,7 +59,7 @@ def rhyme_rates(texts) -> dict[str, RhymeRates]:
     """{form: its counts} over the regulated poems among ``texts``."""
     by_form: dict[str, RhymeRates] = defaultdict(RhymeRates)
     for text in texts:
-        form = check_poem(text).form
-        by_form[form].add(text)
+        check = check_poem(text)
+        by_form[check.form].add(check)
     by_form.pop("古体", None)
     return dict(by_form)
