@@ -28,7 +28,7 @@ import torch
 
 from poetry_lm.decoding.strategy import Strategy, strategy_for
 from poetry_lm.model.stepper import Stepper, StepState
-from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Rules, rows_with_any, token_masks
+from poetry_lm.prosody.forms import CLOSING, VERSE_ENDS, Rules, rows_with_any
 from poetry_lm.prosody.heard import first_line_rhyme_rate
 from poetry_lm.request import PoemRequest, context_text
 from poetry_lm.text.vocab import CharTable
@@ -165,7 +165,7 @@ def write(
     """Write every row, token by token, from the model's ``first`` output and state, until all
     have ended: ``penalties`` (repetition, same place) in nats."""
     (logp, state), (repetition, same_place) = first, penalties
-    ideographs = token_masks(rules.table).ideographs.numpy()
+    ideographs = rules.ideographs.numpy()
     mask = rules.allowed()
     for t in range(rules.max_steps):
         lp = logp.numpy()

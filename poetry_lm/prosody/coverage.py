@@ -13,7 +13,7 @@ import torch
 
 from poetry_lm.prosody.keyword_plan import Layout, Planner, Step, layout_of
 from poetry_lm.prosody.keywords import KeywordError
-from poetry_lm.prosody.masks import token_masks
+from poetry_lm.prosody.masks import TokenMasks
 from poetry_lm.prosody.state import PoemShape, PoemState
 from poetry_lm.text.vocab import CharTable
 
@@ -31,6 +31,7 @@ class Coverage:
     def __init__(
         self,
         table: CharTable,
+        masks: TokenMasks,
         keywords: tuple[str, ...],
         shape: PoemShape,
         starts: list[list[int]],
@@ -44,8 +45,7 @@ class Coverage:
         self.groups_of = {
             t: set(shape.group_fits[:, t].nonzero().flatten().tolist()) for t in tokens
         }
-        masks = token_masks(table)
-        self.ideographs = masks.ideographs
+        self.ideographs = masks.ideographs  # the Rules' own: built once per vocabulary
         if shape.tones:
             self.tone_of = {t: masks.tone_fits[:, t].tolist() for t in tokens}
         layouts: dict[tuple[int, ...], Layout] = {}

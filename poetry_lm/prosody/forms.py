@@ -199,7 +199,7 @@ class Rules:
         # the keywords: KeywordError here where they cannot fit
         self.coverage = None
         if cons.keywords:
-            self.coverage = Coverage(table, cons.keywords, self.shape, starts, self.state)
+            self.coverage = Coverage(table, masks, cons.keywords, self.shape, starts, self.state)
 
     def shape_of(self, max_len: int) -> PoemShape:
         """What these rules fix of every poem, for its state and the keyword planner."""
