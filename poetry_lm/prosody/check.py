@@ -25,7 +25,8 @@ Rules (those of any textbook of 近体诗, e.g. 王力《诗词格律》):
   inner character 平 like the one before.
 - **孤平.** In a line that ends 平 with its 4th-from-last character 仄 (the 平平仄仄平 pattern,
   counted over the last five characters), at most one other character may be read 平.
-- **三平尾 / 三仄尾.** The last three characters of a line all 平, or all 仄.
+- **三平尾 / 三仄尾.** The last three characters of a line all 平, or all 仄, each by the reading
+  real poems give it there (空 inside a line is heard 平, 不 仄: 黄鹤楼's 空悠悠 and 不复返).
 - **僻读** (a rare reading). A regulated poem's rhyme or tone that rests on a reading real
   poems (almost) never give the character at such a place (``prosody/heard.py``, under 5% of
   its uses there): 居 rhyming in 四支; 行 ending a line that does not rhyme, which every reader
@@ -256,6 +257,11 @@ def inner_tones(ch: str, heard: bool) -> frozenset[str]:
     return (heard_tones(ch, INNER) if heard else tones_of(ch)) or BOTH
 
 
+def end_tones(ch: str) -> frozenset[str]:
+    """The tones a reader hears in ``ch`` ending a line (both for a character the table lacks)."""
+    return heard_tones(ch, END) or BOTH
+
+
 def alternation_break(verse: str, rhymes_here: bool, heard: bool) -> tuple[int, int] | None:
     """The first two 0-based inner places of ``verse`` whose tones cannot alternate (二四不同,
     二六同: one tone each, alike where they must differ or unlike where they must agree), or
@@ -346,10 +352,11 @@ def check_tones(lines: list[str], keys: list, rhymes: dict, faults: list[Fault])
                 faults.append(
                     Fault("孤平", i + 1, pos, f"{v}: one 平 besides the rhyme in {tail[:4]}")
                 )
-        last3 = v[-3:]
-        if ends_ping and all(is_only(ch, PING) for ch in last3[:2]) and can_be(v[-1], PING):
+        # the tails by the readings heard there: 不 inside a line is 仄, 空 平 (黄鹤楼)
+        last3, heard = v[-3:], [inner_tones(ch, heard=True) for ch in v[-3:-1]]
+        if ends_ping and heard == [{PING}] * 2 and can_be(v[-1], PING):
             faults.append(Fault("三平尾", i + 1, n - 2, f"{last3}: the last three all 平"))
-        if not ends_ping and all(is_only(ch, ZE) for ch in last3):
+        if not ends_ping and heard == [{ZE}] * 2 and end_tones(v[-1]) == {ZE}:
             faults.append(Fault("三仄尾", i + 1, n - 2, f"{last3}: the last three all 仄"))
 
 

@@ -38,11 +38,17 @@ def test_famous_regular_poems_alternate(poem):
     assert check.regulated and check.faults == []
 
 
-def test_huang_he_lou_breaks_the_alternation_twice():
+def test_huang_he_lou_breaks_the_alternation_twice_and_its_tails():
     # line 1 昔人已乘黄鹤去: 人 平 at the 2nd, 鹤 仄 at the 6th (乘 at the 4th reads either way);
-    # line 3 黄鹤一去不复返: 鹤 and 去 仄 at the 2nd and 4th (复 仄 at the 6th)
-    assert faults(HUANG_HE_LOU) == [("失替", 1, 6), ("失替", 3, 4)]
-    (first, third) = check_poem(HUANG_HE_LOU).faults
+    # line 3 黄鹤一去不复返: 鹤 and 去 仄 at the 2nd and 4th (复 仄 at the 6th); its tail 不复返
+    # and line 4's 空悠悠 by the readings heard there (不 仄, 空 平 inside a line), not any reading
+    assert faults(HUANG_HE_LOU) == [
+        ("失替", 1, 6),
+        ("失替", 3, 4),
+        ("三仄尾", 3, 5),
+        ("三平尾", 4, 5),
+    ]
+    (first, third, *_) = check_poem(HUANG_HE_LOU).faults
     assert "人 平 and 鹤 仄" in first.message and "二六同" in first.message
     assert "鹤 仄 and 去 仄" in third.message and "二四不同" in third.message
     assert "失替" in FAULT_TERMS
