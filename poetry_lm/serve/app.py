@@ -16,6 +16,9 @@ a body that is not declared JSON, 422 for a body that is not UTF-8 or nests too 
 field that is missing, of the wrong type or out of its limits, 429 when too many rows are
 already waiting. Only the project's own errors are the client's; anything else is a 500,
 logged (``serve/errors.py``).
+
+The docs at ``/docs`` (Swagger UI) and ``/redoc`` load their scripts from the package
+(fastapi-offline), never from the internet.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from poetry_lm import __version__
 from poetry_lm.paths import SHIPPED_MODEL
@@ -78,7 +82,7 @@ def create_app(
     poet = Writer(checkpoint)
     _ = poet.step  # packed once, before the first request (a backward model fails here)
     batcher = Batcher(settings.window, settings.batch_rows)
-    app = FastAPI(
+    app = FastAPIOffline(
         title="poetry_lm", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     app.add_middleware(BodyGuard)
@@ -117,7 +121,7 @@ def serve(app: FastAPI, host: str, port: int, settings: ServeSettings = DEFAULTS
 
 
 @contextmanager
-def running(app: FastAPI, settings: ServeSettings = DEFAULTS):
+def running(app: FastAPI):
     """Serve ``app`` with uvicorn on a free loopback port in a thread, for tests and the README
     screenshot → its base URL. Its lifespan is off: the app (and its decoding thread) outlives
     the server."""
@@ -125,7 +129,7 @@ def running(app: FastAPI, settings: ServeSettings = DEFAULTS):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **server_options(settings)))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **server_options(DEFAULTS)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
