@@ -17,9 +17,10 @@ NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 def depth(body: bytes) -> int:
     """How deep the arrays and objects of a JSON text nest (a bracket inside a string does not
-    count). Linear in the body's length: no pattern here can backtrack."""
+    count), or 0 for a text with too few brackets to nest deeper than ``MAX_DEPTH``. Linear in
+    the body's length: no pattern here can backtrack."""
     if body.count(b"[") + body.count(b"{") <= s.MAX_DEPTH:
-        return 0  # too few to nest too deep
+        return 0
     brackets = NOT_BRACKET.sub(b"", STRING.sub(b"", ESCAPE.sub(b"", body)))
     return max(accumulate(1 if b in b"[{" else -1 for b in brackets), default=0)
 
