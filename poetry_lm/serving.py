@@ -20,6 +20,16 @@ class ServeSettings:
         0.015, "Seconds to wait for another request to decode in the same batch."
     )
     timeout: float = setting(20.0, "Seconds a request may take before it is cut off (408).")
+    read_timeout: float = setting(
+        10.0,
+        "Seconds a client may take to send a request's body before it is refused (408) and "
+        "its connection closed.",
+    )
+    shutdown_timeout: float = setting(
+        5.0,
+        "Seconds a shutdown (Ctrl-C, SIGTERM) waits for the requests in flight before it "
+        "cuts them off.",
+    )
     batch_rows: int = setting(
         256, "Decoding rows that close a batch without waiting (1: no batching)."
     )
@@ -27,7 +37,8 @@ class ServeSettings:
     def __post_init__(self):
         if not 0 <= self.window <= MAX_WAIT:
             raise SettingError(f"{{window}} must be in [0, {MAX_WAIT}] seconds")
-        if not self.timeout > 0:
-            raise SettingError("{timeout} must be more than 0 seconds")
+        for name in ("timeout", "read_timeout", "shutdown_timeout"):
+            if not getattr(self, name) > 0:
+                raise SettingError(f"{{{name}}} must be more than 0 seconds")
         if not 1 <= self.batch_rows <= MAX_BATCH_ROWS:
             raise SettingError(f"{{batch_rows}} must be in [1, {MAX_BATCH_ROWS}]")

@@ -10,20 +10,28 @@ Errors a client can cause get a 4xx status and ``{"detail": "one sentence"}``, n
 traceback; the sentence begins with the request field at fault (``"starts: …"``): 400 for
 input the model cannot use (an unknown character, a start that does not fit the form), 408
 when a request outlasts the time limit (its answer is cut off and the server carries on; a
-batch already decoding finishes, as every request's size is bounded), 413 for a body over 64
-KiB, 415 for a body that is not declared JSON, 422 for a field that is missing, of the wrong
-type or out of its limits, 429 when too many rows are already waiting. Only the project's own
-errors are the client's; anything else is a 500, logged (``serve/errors.py``).
+batch already decoding finishes, as every request's size is bounded) or its body is not sent
+within the read time limit (and the connection is closed), 413 for a body over 64 KiB, 415 for
+a body that is not declared JSON, 422 for a body that is not UTF-8 or nests too deep and for a
+field that is missing, of the wrong type or out of its limits, 429 when too many rows are
+already waiting. Only the project's own errors are the client's; anything else is a 500,
+logged (``serve/errors.py``).
+
+The docs at ``/docs`` (Swagger UI) and ``/redoc`` load their scripts from the package
+(fastapi-offline), never from the internet.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from poetry_lm import __version__
 from poetry_lm.paths import SHIPPED_MODEL
@@ -44,11 +52,13 @@ best_of or beam), max_len {s.MAX_LEN} (only without a form), a title {s.MAX_TITL
 characters ({s.MAX_TITLE_TEXT} as sent, marks and spaces included), prime
 {s.MAX_PRIME_CHARS}, acrostic {s.MAX_ACROSTIC_CHARS}, a poem to score, check or rewrite
 {s.MAX_POEM_CHARS} characters, {s.MAX_CANDIDATES} rewrite candidates, a body
-{s.MAX_BODY_BYTES // 1024} KiB, and a time limit per request (408 past it). Keywords: at
-most {s.MAX_KEYWORDS}, of {s.MAX_KEYWORD_CHARS} characters.
+{s.MAX_BODY_BYTES // 1024} KiB of UTF-8 nesting at most {s.MAX_DEPTH} arrays and objects deep,
+and a time limit per request (408 past it) and on sending its body (408, and the connection
+closed). Keywords: at most {s.MAX_KEYWORDS}, of {s.MAX_KEYWORD_CHARS} characters.
 
 Errors: 400 input the model cannot use, 408 too slow, 413 body too large, 415 not JSON,
-422 a field missing, mistyped or out of limits, 429 too many requests waiting; each with
+422 a body not UTF-8 or nested too deep, a field missing, mistyped or out of limits (a lone
+surrogate is not a character), 429 too many requests waiting; each with
 `{{"detail": "one sentence"}}`, which begins with the field at fault (`"keywords: …"`)."""
 
 
@@ -67,19 +77,47 @@ def create_app(
 ) -> FastAPI:
     """The app, with the model loaded from ``checkpoint`` (raises CheckpointError if it cannot
     be) and the batcher's window, rows and the time limit from ``settings``. The routes read
-    the model, the batcher and the timeout from ``app.state`` (serve/deps.py)."""
+    the model, the batcher and the timeout from ``app.state`` (serve/deps.py), the body guard
+    its read time limit (serve/guard.py)."""
     poet = Writer(checkpoint)
     _ = poet.step  # packed once, before the first request (a backward model fails here)
     batcher = Batcher(settings.window, settings.batch_rows)
-    app = FastAPI(
+    app = FastAPIOffline(
         title="poetry_lm", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     app.add_middleware(BodyGuard)
     app.state.poet, app.state.batcher, app.state.timeout = poet, batcher, settings.timeout
+    app.state.read_timeout = settings.read_timeout
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def server_options(settings: ServeSettings) -> dict:
+    """uvicorn's options for ``settings``: a shutdown waits ``shutdown_timeout`` at most for
+    the requests in flight (uvicorn's own default waits forever, on a client gone quiet too)."""
+    # keep-alive past uvicorn's 5 s: a busy server must not close a connection whose next
+    # request is already waiting to be read
+    return dict(
+        log_level="warning",
+        timeout_keep_alive=60,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )
+
+
+def cut_off_quietly(record: logging.LogRecord) -> bool:
+    """uvicorn's log, without the traceback of each request a shutdown cuts off: its line
+    "Cancel 1 running task(s), timeout graceful shutdown exceeded" says so already."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def serve(app: FastAPI, host: str, port: int, settings: ServeSettings = DEFAULTS) -> None:
+    """Serve ``app`` on ``host``:``port`` until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    logging.getLogger("uvicorn.error").addFilter(cut_off_quietly)
+    uvicorn.run(app, host=host, port=port, **server_options(settings))
 
 
 @contextmanager
@@ -91,7 +129,7 @@ def running(app: FastAPI):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **server_options(DEFAULTS)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():

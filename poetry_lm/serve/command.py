@@ -19,7 +19,10 @@ from poetry_lm.options import (
 from poetry_lm.serving import ServeSettings
 from poetry_lm.usage import settings_or_usage_error
 
-timeout_option = option_from(ServeSettings, "timeout", type=click.FloatRange(0, min_open=True))
+SECONDS = click.FloatRange(0, min_open=True)
+timeout_option = option_from(ServeSettings, "timeout", type=SECONDS)
+read_timeout_option = option_from(ServeSettings, "read_timeout", type=SECONDS)
+shutdown_timeout_option = option_from(ServeSettings, "shutdown_timeout", type=SECONDS)
 
 
 @click.command("serve")
@@ -28,16 +31,14 @@ timeout_option = option_from(ServeSettings, "timeout", type=click.FloatRange(0, 
 @model_option
 @window_option
 @timeout_option
+@read_timeout_option
+@shutdown_timeout_option
 @batch_rows_option
 @threads_option
-def serve_command(host, port, checkpoint, window, timeout, batch_rows, threads):
+def serve_command(host, port, checkpoint, threads, **values):
     """Serve the page at / and the API under /api (docs at /docs). The model is loaded once."""
-    settings = settings_or_usage_error(
-        ServeSettings, window=window, timeout=timeout, batch_rows=batch_rows
-    )
+    settings = settings_or_usage_error(ServeSettings, **values)
     set_threads(threads)
-    import uvicorn
-
     try:  # fail fast, in one sentence, before the model loads
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         socket.create_server((host, port), family=family).close()
@@ -46,10 +47,8 @@ def serve_command(host, port, checkpoint, window, timeout, batch_rows, threads):
 
     # the app is built first, so that a bad checkpoint is one sentence; imported here, so
     # that --help does not load FastAPI
-    from poetry_lm.serve.app import create_app
+    from poetry_lm.serve.app import create_app, serve
 
     app = run_or_exit(create_app, checkpoint, settings)
     click.echo(f"poetry_lm: the page at http://{host}:{port}/, the API docs at /docs", err=True)
-    # keep-alive past uvicorn's 5 s: a busy server must not close a connection whose next
-    # request is already waiting to be read
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=60)
+    serve(app, host, port, settings)

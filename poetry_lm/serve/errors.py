@@ -26,8 +26,8 @@ USER_ERRORS = (SettingError, CorpusError, CheckpointError)
 log = logging.getLogger("poetry_lm.serve")
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -40,6 +40,8 @@ def validation_message(exc: RequestValidationError) -> str:
         return f"{where} is required"
     if first["type"] == "extra_forbidden":
         return f"unknown field {where!r}"
+    if first["type"] == "string_unicode":  # "\udfff" in JSON: half of a UTF-16 pair, alone
+        return f"{where}: a lone surrogate (\\ud800 to \\udfff) is not a character"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "value_error" and where == "the body":
         return message  # a limit across fields, blamed on one by its own words (schemas.fault)

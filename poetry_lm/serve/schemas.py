@@ -34,6 +34,8 @@ MAX_ACROSTIC_CHARS = 16
 MAX_POEM_CHARS = 400  # a poem sent to score, check or rewrite
 MAX_CANDIDATES = 8  # rewrite candidates
 MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
+MAX_DEPTH = 32  # arrays and objects nested in a body (a request needs 2), checked before it too
+MAX_FORM_CHARS = 8  # a form's name: 五绝 … 七律, wujue … qilv
 
 Script = Literal["simplified", "traditional"]
 # the API's own limits on sampling fields, beyond the ranges Sampling gives them
@@ -99,7 +101,9 @@ class GenerateFields(Seeded):
     )
     n: int = Field(1, ge=1, le=MAX_POEMS, description="Poems per start.")
     form: str | None = Field(
-        None, description="五绝, 七绝, 五律 or 七律 (wujue … qilv); none: free."
+        None,
+        max_length=MAX_FORM_CHARS,
+        description="五绝, 七绝, 五律 or 七律 (wujue … qilv); none: free.",
     )
     acrostic: str = Field(
         "", max_length=MAX_ACROSTIC_CHARS, description="Line i begins with character i (藏头诗)."

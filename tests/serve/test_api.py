@@ -2,6 +2,7 @@
 returns, every kind of bad request, and a fuzz of malformed ones."""
 
 import json
+import re
 import socket
 import threading
 
@@ -669,6 +670,20 @@ def test_limits_are_in_the_docs(client):
         assert str(limit) in docs["info"]["description"]
     assert "/api/generate" in docs["paths"] and "/api/check" in docs["paths"]
     assert '"maximum": 32' in text  # n's limit on its field
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_docs_pages_ask_only_this_server_for_their_scripts(client, path):
+    """Swagger UI and ReDoc without the internet: every script, style, icon and the OpenAPI
+    document they name is a path on this server, and each is served."""
+    html = client.get(path).text
+    urls = re.findall(r"""(?:src|href|spec-url)="([^"]+)"|url: '([^']+)'""", html)
+    urls = [a or b for a, b in urls]
+    assert len(urls) >= 3 and "/openapi.json" in urls, html
+    assert "http" not in html.replace("window.location.origin", "")
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        assert client.get(url).status_code == 200, url
 
 
 def test_serve_with_a_missing_model_is_one_sentence():

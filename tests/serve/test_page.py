@@ -203,6 +203,33 @@ def test_the_title_goes_with_the_request_where_the_model_reads_titles(
     old.state.batcher.close()
 
 
+# ReDoc's one request beyond the server: the sidebar's "API docs by Redocly" logo, an image
+# ReDoc hides when it does not load
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@pytest.mark.parametrize("path, shown", [("/docs", ".opblock"), ("/redoc", "[data-section-id]")])
+def test_the_api_docs_render_with_the_internet_blocked(browser, base_url, path, shown):
+    """/docs (Swagger UI) and /redoc with every request beyond this server refused: each
+    draws the API's operations from what the package serves."""
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    refused = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(base_url):
+            return route.continue_()
+        refused.append(route.request.url)
+        return route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(base_url + path)
+    page.wait_for_selector(shown)
+    page.get_by_text("/api/generate").first.wait_for(state="visible")
+    assert set(refused) <= {REDOC_LOGO}, refused
+    page.close()
+
+
 def screenshot(path):
     """The README's picture: a 七绝, a rewritten verse offered, and 《登高》 checked."""
     from poetry_lm.serve.app import create_app
