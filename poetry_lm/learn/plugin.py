@@ -53,7 +53,7 @@ from poetry_lm.learn.gradcheck import (
     reference_results,
     rel_error,
 )
-from poetry_lm.learn.reference.cells import _Cell
+from poetry_lm.learn.reference.cells import _Cell, forward_sequence, zero_grads
 
 
 class CellError(ValueError):
@@ -260,11 +260,11 @@ def first_failure(case, tol=TOL_FD):
     the cell's own names. The upstream delta at each step is the one the cell's own BPTT passes
     in, so every step is judged on the input it actually received."""
     cell = case.cell
-    *_, caches = cell.forward_sequence(case.xs, *case.state0)
+    *_, caches = forward_sequence(cell, case.xs, *case.state0)
     states = _states_along(case)
     dout, *dstate = case.proj
     dstate = [d.copy() for d in dstate]
-    cell.zero_grad()
+    zero_grads(cell)
     state_names = ("dh", "dc")[: len(dstate)]
     for t in reversed(range(len(caches))):
         dstate[0] = dstate[0] + dout[t]
