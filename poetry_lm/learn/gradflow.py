@@ -8,8 +8,10 @@ docs/ copies are regenerated only by asking for ``--out docs``).
 
 The batch is the first ``--poems`` valid-split poems of at least T + 1 tokens (T = ``--steps``),
 each cut to its first T + 1 tokens x_0 … x_T (as ``CharTable.encode_poem``: begin, characters,
-end). The model reads x_0 … x_{T−1} from a zero state; the top recurrent layer's hidden states
-are h_0 … h_{T−1}, and t = T − 1 is the last step. The loss is the NLL of the last target only,
+end; right to left for a backward model). The model reads x_0 … x_{T−1} from a zero state, as
+training feeds them (``PoetryLM.embed``: with the couplet input where the model has one); the
+top recurrent layer's hidden states are h_0 … h_{T−1}, and t = T − 1 is the last step. The
+loss is the NLL of the last target only,
 
     L = (1/B) Σ_b −log p(x_T⁽ᵇ⁾ | x_0⁽ᵇ⁾ … x_{T−1}⁽ᵇ⁾),
 
@@ -45,7 +47,7 @@ from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.options import seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
-from poetry_lm.text.corpus import CorpusError, load_corpus
+from poetry_lm.text.corpus import CorpusError, load_corpus, orient
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 # untrained model name → (cell, the plain RNN's activation)
@@ -104,7 +106,7 @@ def state_grad_norms(model: PoetryLM, tokens: torch.Tensor) -> dict[str, torch.T
     """
     model = copy.deepcopy(model).double().eval()
     inputs, target = tokens[:-1], tokens[-1]
-    x = model.embedding(inputs)
+    x = model.embed(inputs)  # (T, B, E), or (T, B, 2E) with the couplet input, as in training
     *lower, top = model.rnn.layers
     state = model.rnn.initial_state(inputs.shape[1], x)
     for layer, layer_state in zip(lower, state):
@@ -267,7 +269,8 @@ def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_
 
     results = []
     for name, trained, model, model_table in models:
-        norms = state_grad_norms(model, poem_batch(texts, model_table, steps, poems))
+        oriented = [orient(text, model.config.direction) for text in texts]  # as training
+        norms = state_grad_norms(model, poem_batch(oriented, model_table, steps, poems))
         results += [(name if s == "h" else f"{name} {s}", trained, g) for s, g in norms.items()]
     plot(results, Path(out_png))
     write_csv(results, Path(out_csv))
