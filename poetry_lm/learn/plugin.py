@@ -167,14 +167,15 @@ class HomeworkCell(_Cell):
         return tuple(np.asarray(a, dtype=float).reshape(s) for a, s in zip((dx, *dprev), shapes))
 
 
-def make_user_case(cls, reduction="auto", T=4, B=3, input_size=3, hidden_size=5, seed=0):
+def make_user_case(cls, reduction="auto", T=4, B=3, input_size=3, hidden_size=5, seed=0, **options):
     """(Case, reduction used) for the user's class; Case is gradcheck's, so its checks apply.
 
-    ``reduction`` "sum", "mean" or "auto" (module docstring)."""
+    ``reduction`` "sum", "mean" or "auto" (module docstring); ``options`` go to the constructor
+    (nonlinearity="relu", say)."""
     np.random.seed(seed)  # homework classes draw their weights from the global generator
     seeded = {"rng": seed} if "rng" in inspect.signature(cls).parameters else {}  # reference cells
     try:
-        user = cls(input_size, hidden_size, **seeded)
+        user = cls(input_size, hidden_size, **seeded, **options)
     except Exception as err:  # a user's constructor can fail in any way
         raise CellError(f"{cls.__name__}({input_size}, {hidden_size}) failed: {err}") from None
     if is_native(user):
