@@ -81,6 +81,12 @@ def untrained_model(
     return PoetryLM(config).eval()
 
 
+def untrained_table(texts: list[str]) -> CharTable:
+    """The untrained models' vocabulary: the characters of ``texts`` (the valid split), never a
+    checkpoint's, so that their numbers are the same with or without checkpoints."""
+    return CharTable([*SPECIALS, *sorted({ch for text in texts for ch in text})])
+
+
 def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> torch.Tensor:
     """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1
     → (steps + 1, B)."""
@@ -258,9 +264,7 @@ def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_
     """Measure every model, write the PNG and CSV, print the ratio table."""
     loaded = [(name, *load_model(path)[:2]) for name, path in checkpoints]
     texts = [poem.text for poem in load_corpus(corpus)["valid"]]
-    # the untrained models' vocabulary comes from the corpus alone, never from a checkpoint,
-    # so that their numbers are the same with or without checkpoints
-    table = CharTable([*SPECIALS, *sorted({ch for text in texts for ch in text})])
+    table = untrained_table(texts)
     models = [
         (name, False, untrained_model(name, len(table), embed_dim, hidden_dim, seed), table)
         for name in UNTRAINED

@@ -271,3 +271,30 @@ def test_the_shipped_model_is_fed_its_couplet_input(tmp_path, texts):
     )
     assert result.exit_code == 0, result.output
     assert any(line.split()[:2] == ["shipped", "yes"] for line in result.output.splitlines())
+
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def doc_row(name: str, label: str) -> list[str]:
+    """The cells of the markdown table row that starts with ``label`` in docs/``name``."""
+    text = (DOCS / name).read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_the_documented_untrained_rows_are_what_the_command_prints():
+    """docs/bptt.md's table, first row, rerun as `python -m poetry_lm gradflow` runs it: its
+    defaults (seed 0, E = 128, H = 256, T = 50, 64 valid poems), the whole valid split's
+    vocabulary. The Chinese copy holds the same figures."""
+    defaults = {param.name: param.default for param in gradflow.main.params}
+    texts = [poem.text for poem in load_corpus()["valid"]]
+    table = gradflow.untrained_table(texts)
+    model = untrained_model(
+        "rnn-tanh", len(table), defaults["embed_dim"], defaults["hidden_dim"], defaults["seed"]
+    )
+    norms = hidden_grad_norms(model, poem_batch(texts, table, defaults["steps"], defaults["poems"]))
+    printed = [f"{norms[d] / norms[0]:.1e}" for d in gradflow.RATIO_DISTANCES]
+    assert doc_row("bptt.md", "model") == ["model", *(f"d = {d}" for d in gradflow.RATIO_DISTANCES)]
+    assert doc_row("bptt.md", "RNN tanh, untrained")[1:] == printed
+    assert doc_row("bptt.zh.md", "RNN tanh，未训练")[1:] == printed
