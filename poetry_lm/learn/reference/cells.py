@@ -20,6 +20,9 @@ elementwise product.
 object with ``parameters()``, a ``grads`` dict, ``forward`` and ``backward`` as above (a class of
 your own need not subclass ``_Cell``); the cells' methods of the same names call them.
 
+The backward passes below are the exercises' answers: ``python -m poetry_lm exercise init DIR``
+writes a copy of this file with their bodies left to write.
+
 Why torch's GRU and not the course's
 ------------------------------------
 One course text uses a GRU without biases:
