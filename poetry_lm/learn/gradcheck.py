@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from poetry_lm.learn.reference import CourseGRUCell, GRUCell, LSTMCell, RNNCell
+from poetry_lm.learn.reference.cells import bptt, forward_sequence
 from poetry_lm.options import seed_option
 
 TOL_TORCH = 1e-6
@@ -92,8 +93,8 @@ def rel_error(a, b):
 
 def reference_results(case):
     """The reference's forward values and BPTT gradients, keyed like torch_results."""
-    out, *final, caches = case.cell.forward_sequence(case.xs, *case.state0)
-    grads, dxs, *dstate0 = case.cell.bptt(*case.proj, caches)
+    out, *final, caches = forward_sequence(case.cell, case.xs, *case.state0)
+    grads, dxs, *dstate0 = bptt(case.cell, *case.proj, caches)
     values = {"output": out, **{f"{s}_T": v for s, v in zip(case.state_names, final)}}
     grads = {
         **{name: g.copy() for name, g in grads.items()},
@@ -131,7 +132,7 @@ def finite_difference_grads(case, eps=1e-6):
     initial state, perturbing the arrays in place and restoring them."""
 
     def loss():
-        out, *final, _ = case.cell.forward_sequence(case.xs, *case.state0)
+        out, *final, _ = forward_sequence(case.cell, case.xs, *case.state0)
         return projected_loss(case.proj, (out, *final))
 
     arrays = {

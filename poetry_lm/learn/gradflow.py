@@ -8,8 +8,10 @@ docs/ copies are regenerated only by asking for ``--out docs``).
 
 The batch is the first ``--poems`` valid-split poems of at least T + 1 tokens (T = ``--steps``),
 each cut to its first T + 1 tokens x_0 … x_T (as ``CharTable.encode_poem``: begin, characters,
-end). The model reads x_0 … x_{T−1} from a zero state; the top recurrent layer's hidden states
-are h_0 … h_{T−1}, and t = T − 1 is the last step. The loss is the NLL of the last target only,
+end; right to left for a backward model). The model reads x_0 … x_{T−1} from a zero state, as
+training feeds them (``PoetryLM.embed``: with the couplet input where the model has one); the
+top recurrent layer's hidden states are h_0 … h_{T−1}, and t = T − 1 is the last step. The
+loss is the NLL of the last target only,
 
     L = (1/B) Σ_b −log p(x_T⁽ᵇ⁾ | x_0⁽ᵇ⁾ … x_{T−1}⁽ᵇ⁾),
 
@@ -45,7 +47,7 @@ from poetry_lm.model.checkpoint import load_model
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.options import seed_option
 from poetry_lm.paths import DEFAULT_CORPUS
-from poetry_lm.text.corpus import CorpusError, load_corpus
+from poetry_lm.text.corpus import CorpusError, load_corpus, orient
 from poetry_lm.text.vocab import SPECIALS, CharTable
 
 # untrained model name → (cell, the plain RNN's activation)
@@ -79,6 +81,12 @@ def untrained_model(
     return PoetryLM(config).eval()
 
 
+def untrained_table(texts: list[str]) -> CharTable:
+    """The untrained models' vocabulary: the characters of ``texts`` (the valid split), never a
+    checkpoint's, so that their numbers are the same with or without checkpoints."""
+    return CharTable([*SPECIALS, *sorted({ch for text in texts for ch in text})])
+
+
 def poem_batch(texts: list[str], table: CharTable, steps: int, count: int) -> torch.Tensor:
     """The first ``count`` poems with at least steps + 1 tokens, cut to steps + 1
     → (steps + 1, B)."""
@@ -104,7 +112,7 @@ def state_grad_norms(model: PoetryLM, tokens: torch.Tensor) -> dict[str, torch.T
     """
     model = copy.deepcopy(model).double().eval()
     inputs, target = tokens[:-1], tokens[-1]
-    x = model.embedding(inputs)
+    x = model.embed(inputs)  # (T, B, E), or (T, B, 2E) with the couplet input, as in training
     *lower, top = model.rnn.layers
     state = model.rnn.initial_state(inputs.shape[1], x)
     for layer, layer_state in zip(lower, state):
@@ -256,9 +264,7 @@ def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_
     """Measure every model, write the PNG and CSV, print the ratio table."""
     loaded = [(name, *load_model(path)[:2]) for name, path in checkpoints]
     texts = [poem.text for poem in load_corpus(corpus)["valid"]]
-    # the untrained models' vocabulary comes from the corpus alone, never from a checkpoint,
-    # so that their numbers are the same with or without checkpoints
-    table = CharTable([*SPECIALS, *sorted({ch for text in texts for ch in text})])
+    table = untrained_table(texts)
     models = [
         (name, False, untrained_model(name, len(table), embed_dim, hidden_dim, seed), table)
         for name in UNTRAINED
@@ -267,7 +273,8 @@ def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_
 
     results = []
     for name, trained, model, model_table in models:
-        norms = state_grad_norms(model, poem_batch(texts, model_table, steps, poems))
+        oriented = [orient(text, model.config.direction) for text in texts]  # as training
+        norms = state_grad_norms(model, poem_batch(oriented, model_table, steps, poems))
         results += [(name if s == "h" else f"{name} {s}", trained, g) for s, g in norms.items()]
     plot(results, Path(out_png))
     write_csv(results, Path(out_csv))

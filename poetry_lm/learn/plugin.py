@@ -53,7 +53,7 @@ from poetry_lm.learn.gradcheck import (
     reference_results,
     rel_error,
 )
-from poetry_lm.learn.reference.cells import _Cell
+from poetry_lm.learn.reference.cells import _Cell, forward_sequence, zero_grads
 
 
 class CellError(ValueError):
@@ -167,14 +167,15 @@ class HomeworkCell(_Cell):
         return tuple(np.asarray(a, dtype=float).reshape(s) for a, s in zip((dx, *dprev), shapes))
 
 
-def make_user_case(cls, reduction="auto", T=4, B=3, input_size=3, hidden_size=5, seed=0):
+def make_user_case(cls, reduction="auto", T=4, B=3, input_size=3, hidden_size=5, seed=0, **options):
     """(Case, reduction used) for the user's class; Case is gradcheck's, so its checks apply.
 
-    ``reduction`` "sum", "mean" or "auto" (module docstring)."""
+    ``reduction`` "sum", "mean" or "auto" (module docstring); ``options`` go to the constructor
+    (nonlinearity="relu", say)."""
     np.random.seed(seed)  # homework classes draw their weights from the global generator
     seeded = {"rng": seed} if "rng" in inspect.signature(cls).parameters else {}  # reference cells
     try:
-        user = cls(input_size, hidden_size, **seeded)
+        user = cls(input_size, hidden_size, **seeded, **options)
     except Exception as err:  # a user's constructor can fail in any way
         raise CellError(f"{cls.__name__}({input_size}, {hidden_size}) failed: {err}") from None
     if is_native(user):
@@ -260,11 +261,11 @@ def first_failure(case, tol=TOL_FD):
     the cell's own names. The upstream delta at each step is the one the cell's own BPTT passes
     in, so every step is judged on the input it actually received."""
     cell = case.cell
-    *_, caches = cell.forward_sequence(case.xs, *case.state0)
+    *_, caches = forward_sequence(cell, case.xs, *case.state0)
     states = _states_along(case)
     dout, *dstate = case.proj
     dstate = [d.copy() for d in dstate]
-    cell.zero_grad()
+    zero_grads(cell)
     state_names = ("dh", "dc")[: len(dstate)]
     for t in reversed(range(len(caches))):
         dstate[0] = dstate[0] + dout[t]

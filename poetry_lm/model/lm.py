@@ -433,12 +433,17 @@ class PoetryLM(nn.Module):
         A context token (index + V, a title's) reads as its character (see ``text/vocab.py``).
         With couplet input, the counterparts come from a fresh ``CoupletTracker`` over ``tokens``.
         """
+        hidden, state = self.rnn(self.drop(self.embed(tokens)), state, keep)
+        return self.drop(hidden), state
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (T, B) → the first layer's input (T, B, E), or (T, B, 2E) with couplet input:
+        each token's embedding, and beside it its counterpart's in the previous verse."""
         x = self.embedding(tokens % self.config.vocab_size)  # (T, B, E)
         if self.config.couplet_input:
             counterparts = self.tracker(tokens.shape[1]).sequence(tokens)  # (T, B)
             x = torch.cat([x, self.counterpart_embedding(counterparts)], dim=-1)  # (T, B, 2E)
-        hidden, state = self.rnn(self.drop(x), state, keep)
-        return self.drop(hidden), state
+        return x
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout of x (T, B, F): per element, or with ``locked_dropout`` one mask per sequence

@@ -8,8 +8,10 @@ The recurrences that the weight settings below make exact (d = distance back fro
       →  g(d) = (w/4) (f + w/4)^{d−1} g(0) for d ≥ 1, f = σ(b_f): flat if f ≈ 1, gone if f ≈ 0
 """
 
+import copy
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 
 from poetry_lm.learn import gradflow
 from poetry_lm.learn.gradflow import hidden_grad_norms, poem_batch, untrained_model
-from poetry_lm.model.checkpoint import save_checkpoint
+from poetry_lm.model.checkpoint import load_model, save_checkpoint
 from poetry_lm.model.lm import ModelConfig, PoetryLM
 from poetry_lm.text.corpus import CorpusError, load_corpus
 from poetry_lm.text.vocab import SPECIALS, CharTable
@@ -246,3 +248,53 @@ def test_command_rejects_bad_checkpoint_options(tmp_path):
         ],
     )
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+SHIPPED = Path(__file__).parents[2] / "models" / "poetry_lm.pt"
+
+
+def test_the_shipped_model_is_fed_its_couplet_input(tmp_path, texts):
+    """The shipped model reads each character beside its counterpart in the previous verse
+    (2E wide). d = 0 is checked against the model's own forward on the same tokens, so the
+    measurement must feed what training feeds; the command then measures it end to end."""
+    model, shipped_table = load_model(SHIPPED)[:2]
+    assert model.config.couplet_input
+    tokens = poem_batch(texts, shipped_table, 12, 2)  # a verse and the start of the next
+    norms = hidden_grad_norms(model, tokens)
+    reference = copy.deepcopy(model).double().eval()
+    hidden, _ = reference(tokens[:-1])
+    hidden.retain_grad()
+    reference.target_nll(hidden[-1], tokens[-1]).sum().backward()
+    assert torch.allclose(norms[0], hidden.grad[-1].norm(dim=1).mean(), rtol=1e-6)
+    result = run_command(
+        "--steps", "4", "--poems", "2", "--checkpoint", f"shipped={SHIPPED}", "--out", str(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    assert any(line.split()[:2] == ["shipped", "yes"] for line in result.output.splitlines())
+
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def doc_row(name: str, label: str) -> list[str]:
+    """The cells of the markdown table row that starts with ``label`` in docs/``name``."""
+    text = (DOCS / name).read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_the_documented_untrained_rows_are_what_the_command_prints():
+    """docs/bptt.md's table, first row, rerun as `python -m poetry_lm gradflow` runs it: its
+    defaults (seed 0, E = 128, H = 256, T = 50, 64 valid poems), the whole valid split's
+    vocabulary. The Chinese copy holds the same figures."""
+    defaults = {param.name: param.default for param in gradflow.main.params}
+    texts = [poem.text for poem in load_corpus()["valid"]]
+    table = gradflow.untrained_table(texts)
+    model = untrained_model(
+        "rnn-tanh", len(table), defaults["embed_dim"], defaults["hidden_dim"], defaults["seed"]
+    )
+    norms = hidden_grad_norms(model, poem_batch(texts, table, defaults["steps"], defaults["poems"]))
+    printed = [f"{norms[d] / norms[0]:.1e}" for d in gradflow.RATIO_DISTANCES]
+    assert doc_row("bptt.md", "model") == ["model", *(f"d = {d}" for d in gradflow.RATIO_DISTANCES)]
+    assert doc_row("bptt.md", "RNN tanh, untrained")[1:] == printed
+    assert doc_row("bptt.zh.md", "RNN tanh，未训练")[1:] == printed

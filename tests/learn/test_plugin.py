@@ -1,6 +1,7 @@
 """gradcheck --cell: a user's class in the homework's conventions (tests/learn/homework_cells.py),
 batch means and batch sums, and the time step and gradient named where a bug first shows."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,49 @@ def test_a_spec_that_is_not_module_colon_class_is_a_usage_error(spec):
     assert message == f"Error: Invalid value for '--cell': '{spec}' is not MODULE:CLASS (for " + (
         "example my_cells:MyRNNCell)"
     )
+
+
+SCRATCH_CELL = '''
+import numpy as np
+
+
+class ScratchRNN:
+    """An RNN cell in this project's convention, written from scratch: no _Cell, no
+    forward_sequence or bptt of its own, no zero_grad."""
+
+    def __init__(self, input_size, hidden_size):
+        self.W = np.random.randn(hidden_size, input_size) * 0.5
+        self.U = np.random.randn(hidden_size, hidden_size) * 0.5
+        self.b = np.random.randn(hidden_size) * 0.5
+        self.grads = {name: np.zeros_like(p) for name, p in self.parameters().items()}
+
+    def parameters(self):
+        return {"W": self.W, "U": self.U, "b": self.b}
+
+    def forward(self, x, h):
+        h_new = np.tanh(x @ self.W.T + h @ self.U.T + self.b)
+        return h_new, (x, h, h_new)
+
+    def backward(self, dh, cache):
+        x, h, h_new = cache
+        da = dh * (1 - h_new**2)
+        self.grads["W"] += da.T @ x
+        self.grads["U"] += da.T @ h
+        self.grads["b"] += da.sum(axis=0)
+        return da @ self.W, da @ self.U
+'''
+
+
+def test_a_cell_in_the_project_convention_without_cell_base_is_checked(tmp_path, monkeypatch):
+    """forward_sequence and bptt are the module's, so a class need not subclass _Cell."""
+    (tmp_path / "scratch_cells.py").write_text(SCRATCH_CELL, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run("--cell", "scratch_cells:ScratchRNN")
+    assert result.exit_code == 0, result.output
+    assert "this project's convention" in result.output and "PASS" in result.output
+    for name in ("W", "U", "b", "input", "h0"):
+        assert re.search(rf"^  {name} +\d\.\d\de-\d\d$", result.output, re.M), name
+    buggy = SCRATCH_CELL.replace('self.grads["U"] += da.T @ h', 'self.grads["U"] += 0.5 * da.T @ h')
+    (tmp_path / "scratch_buggy.py").write_text(buggy, encoding="utf-8")
+    result = run("--cell", "scratch_buggy:ScratchRNN")
+    assert result.exit_code == 1 and "FAIL: U first goes wrong at time step t = 3" in result.output

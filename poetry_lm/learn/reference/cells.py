@@ -16,6 +16,13 @@ with respect to the new state(s), adds the parameter gradients into ``self.grads
 the gradients with respect to the input and the previous state(s). ``dX`` means dL/dX and ⊙ the
 elementwise product.
 
+``forward_sequence(cell, xs, ...)`` and ``bptt(cell, dout, ...)`` run the time loop for any
+object with ``parameters()``, a ``grads`` dict, ``forward`` and ``backward`` as above (a class of
+your own need not subclass ``_Cell``); the cells' methods of the same names call them.
+
+The backward passes below are the exercises' answers: ``python -m poetry_lm exercise init DIR``
+writes a copy of this file with their bodies left to write.
+
 Why torch's GRU and not the course's
 ------------------------------------
 One course text uses a GRU without biases:
@@ -104,39 +111,60 @@ class _Cell:
         return dgi @ self.weight_ih, dgh @ self.weight_hh
 
     def forward_sequence(self, xs, *state):
-        """forward_sequence(xs, h0[, c0]): run the cell over xs (T, B, I).
-
-        Returns (out, h_T, caches), or (out, h_T, c_T, caches) for the LSTM, where out (T, B, H)
-        holds the hidden state after each step (out[-1] is h_T) and caches[t] is step t's cache.
-        """
-        out, caches = [], []
-        for x in xs:
-            *state, cache = self.forward(x, *state)
-            out.append(state[0])
-            caches.append(cache)
-        return (np.stack(out), *state, caches)
+        """The module's forward_sequence(self, xs, *state)."""
+        return forward_sequence(self, xs, *state)
 
     def bptt(self, dout, *args):
-        """bptt(dout, dh_T[, dc_T], caches): backpropagation through time.
+        """The module's bptt(self, dout, *args)."""
+        return bptt(self, dout, *args)
 
-        dout (T, B, H) is the gradient of the loss with respect to out[t] at every step; dh_T
-        (and dc_T) the gradient arriving at the final state from outside. Going back in time,
-        the gradient reaching the hidden state of step t is the local term plus the term that
-        step t+1 passes back through the recurrence:
 
-            dh_t = dout[t] + dh_{t+1} ∂h_{t+1}/∂h_t     (and dc_t likewise, for the LSTM)
+def forward_sequence(cell, xs, *state):
+    """forward_sequence(cell, xs, h0[, c0]): run any cell of this convention over xs (T, B, I).
 
-        The weights are shared across time, so their gradients are summed over all steps.
-        Resets ``self.grads``, then returns (grads, dxs (T, B, I), dh0[, dc0]).
-        """
-        *dstate, caches = args
-        self.zero_grad()
-        dxs = []
-        for t in reversed(range(len(caches))):
-            dstate[0] = dstate[0] + dout[t]
-            dx, *dstate = self.backward(*dstate, caches[t])
-            dxs.append(dx)
-        return (self.grads, np.stack(dxs[::-1]), *dstate)
+    Returns (out, h_T, caches), or (out, h_T, c_T, caches) for the LSTM, where out (T, B, H)
+    holds the hidden state after each step (out[-1] is h_T) and caches[t] is step t's cache.
+    """
+    out, caches = [], []
+    for x in xs:
+        *state, cache = cell.forward(x, *state)  # (h_t[, c_t]) = cell(x_t, h_{t-1}[, c_{t-1}])
+        out.append(state[0])  # out[t] = h_t
+        caches.append(cache)
+    return (np.stack(out), *state, caches)
+
+
+def bptt(cell, dout, *args):
+    """bptt(cell, dout, dh_T[, dc_T], caches): backpropagation through time, for any cell of
+    this convention.
+
+    dout (T, B, H) is the gradient of the loss with respect to out[t] at every step; dh_T
+    (and dc_T) the gradient arriving at the final state from outside. Going back in time,
+    the gradient reaching the hidden state of step t is the local term plus the term that
+    step t+1 passes back through the recurrence:
+
+        dh_t = dout[t] + dh_{t+1} ∂h_{t+1}/∂h_t     (and dc_t likewise, for the LSTM)
+
+    The weights are shared across time, so their gradients are summed over all steps.
+    Resets ``cell.grads``, then returns (grads, dxs (T, B, I), dh0[, dc0]).
+    """
+    *dstate, caches = args
+    zero_grads(cell)
+    dxs = []
+    for t in reversed(range(len(caches))):
+        dstate[0] = dstate[0] + dout[t]  # dh_t = dout[t] + (what step t+1 passed back)
+        dx, *dstate = cell.backward(*dstate, caches[t])  # dx_t, dh_{t-1}[, dc_{t-1}]
+        dxs.append(dx)
+    return (cell.grads, np.stack(dxs[::-1]), *dstate)
+
+
+def zero_grads(cell):
+    """Set the gradient sums to 0: the cell's own zero_grad() if it has one, else every array
+    of ``cell.grads`` in place (so a backward that adds into them keeps working)."""
+    if hasattr(cell, "zero_grad"):
+        cell.zero_grad()
+        return
+    for g in cell.grads.values():
+        g[...] = 0.0  # dθ = 0
 
 
 class RNNCell(_Cell):
