@@ -37,7 +37,8 @@ class FiniteFloatRange(click.FloatRange):
         try:
             return super().convert(number, param, ctx)
         except click.BadParameter:  # click's own words: "200.0 is not in the range x<=100.0"
-            self.fail(f"{number:g} is out of range: it must be{self.interval()}", param, ctx)
+            # the value as typed: 1e-400 reads as 0.0, which the user never wrote
+            self.fail(f"{value} is out of range: it must be{self.interval()}", param, ctx)
 
     def interval(self) -> str:
         """The range as the settings' messages write it: " in [0, 1)", " ≥ 0", "" if none."""

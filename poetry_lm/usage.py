@@ -25,11 +25,13 @@ def settings_or_usage_error(cls, **values):
         raise usage_error(err) from None
 
 
-def shown_name(param: click.Parameter) -> str:
-    """How a message names a parameter: an option by its longest flag (``--top-k``), an
-    argument as the usage line shows it (``CHARS``)."""
+def shown_name(param: click.Parameter, value=None) -> str:
+    """How a message names a parameter: an option by its longest flag (``--top-k``), an off
+    switch given as one (``--no-rhyme-first`` for ``value`` False), an argument as the usage
+    line shows it (``CHARS``)."""
     if isinstance(param, click.Option):
-        return max(param.opts, key=len)
+        off = param.is_flag and param.secondary_opts and value is False
+        return max(param.secondary_opts if off else param.opts, key=len)
     return param.human_readable_name
 
 
@@ -40,4 +42,9 @@ def usage_error(err: SettingError) -> click.BadParameter:
     params = {p.name: p for p in ctx.command.params if p.opts}
     flags = {name: shown_name(p) for name, p in params.items()}
     culprit = params.get(err.fields[0]) if err.fields else None
-    return click.BadParameter(err.worded(flags), ctx, param=culprit)
+    if culprit:  # the option at fault as it was given: --no-rhyme-first
+        flags[culprit.name] = shown_name(culprit, ctx.params.get(culprit.name))
+    message = err.worded(flags)
+    if culprit and message.startswith(f"{flags[culprit.name]} "):  # named once, not twice
+        return click.UsageError(message, ctx)
+    return click.BadParameter(message, ctx, param=culprit)

@@ -110,7 +110,9 @@ class Constraints:
                 f"{self.form.name} ({self.form.chars})"
             )
         # SettingErrors name the options as {field}s: the CLI and the API each word them
-        for asked, field in ((self.tones, "tones"), (self.rhyme_first, "rhyme_first")):
+        # rhyme_first either way (None: drawn at the corpus rate) is a form's first line
+        asked_first = self.rhyme_first is not None
+        for asked, field in ((self.tones, "tones"), (asked_first, "rhyme_first")):
             if asked and self.form is None:
                 raise SettingError(f"{{{field}}} needs a form ({{form}})")
         if self.rhyme_first and not self.rhyme:  # its 平 ending alone would rhyme with nothing

@@ -59,7 +59,7 @@ def at_fault(field: str):
     except SettingError as err:
         raise HTTPException(400, str(s.setting_fault(err, field))) from None
     except ValueError as err:
-        raise HTTPException(400, f"{field}: {err}") from None
+        raise HTTPException(400, str(s.fault(field, str(err)))) from None
 
 
 async def invalid(request: Request, exc: RequestValidationError):

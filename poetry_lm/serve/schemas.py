@@ -49,8 +49,9 @@ SAMPLING_LIMITS = {
 
 def fault(field: str, message: str) -> ValueError:
     """An error of the request as a whole, blamed on ``field``: its sentence begins with the
-    field's name, as the error of a single field does (``errors.validation_message``)."""
-    return ValueError(f"{field}: {message}")
+    field's name, as the error of a single field does (``errors.validation_message``), once:
+    "tones needs a form", not "tones: tones needs a form"."""
+    return ValueError(message if message.startswith(f"{field} ") else f"{field}: {message}")
 
 
 def setting_fault(err: SettingError, blamed: str = "the body") -> ValueError:

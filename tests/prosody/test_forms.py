@@ -334,7 +334,9 @@ def test_cli_errors(tiny_run):
         (["--tones"], "--tones needs a form", 2),
         (["--rhyme-first"], "--rhyme-first needs a form", 2),
         (["--form", "五绝", "--start", "春，"], "'--start': the start text '春，' does not fit", 2),
-        (["春", "--acrostic", "春夏"], "'--acrostic': --acrostic sets the first character", 2),
+        # a sentence that begins with its option names it once, the switch as it was given
+        (["春", "--acrostic", "春夏"], "Error: --acrostic sets the first character", 2),
+        (["--no-rhyme-first"], "Error: --no-rhyme-first needs a form (--form)", 2),
         (["--form", "五绝", "--no-rhyme", "--rhyme-first"], "--rhyme-first needs --rhyme", 2),
     ]:
         result = invoke(generate_command, "--model", model, *args)
