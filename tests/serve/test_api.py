@@ -178,6 +178,15 @@ def test_a_seeded_poem_is_the_same_in_a_batch_with_others(app, client):
     assert app.state.batcher.batches - batches < 8  # some requests shared a batch
 
 
+def test_the_seed_used_comes_back_and_writes_the_same_poems(client):
+    body = {"starts": ["月"], "form": "五绝", "n": 2}
+    first = post(client, "/api/generate", body).json()
+    seed = first["seed"]  # drawn by the server, within the seed rule
+    assert isinstance(seed, int) and 0 <= seed <= schemas.MAX_SEED
+    assert post(client, "/api/generate", {**body, "seed": seed}).json() == first
+    assert post(client, "/api/generate", {**body, "seed": 7}).json()["seed"] == 7
+
+
 @pytest.fixture(scope="module")
 def theme_app(tiny_theme_run):
     """The service with a tiny model trained with titles and the couplet input."""
@@ -364,11 +373,21 @@ def test_check_names_faults(client):
     assert len(clean["chars"]) == 56
     broken = post(client, "/api/check", {"text": DENGGAO.replace("鸟飞回", "鸟飞去")}).json()
     assert [(f["term"], f["line"]) for f in broken["faults"]] == [("出韵", 2)]
+    (fault,) = broken["faults"]  # its place names the character at fault, as chars count
+    assert broken["lines"][fault["line"] - 1][fault["position"] - 1] == "去"
+    (char,) = [c for c in broken["chars"] if (c["line"], c["position"]) == (2, fault["position"])]
+    assert char["char"] == "去"
 
 
 def test_convert(client):
     r = post(client, "/api/convert", {"text": "风急天高", "script": "traditional"})
     assert r.json() == {"text": "風急天高"}
+    # the standard forms (OpenCC s2tw), not s2t's variants 牀, 羣, 峯
+    jingyesi = "床前明月光，疑是地上霜。举头望明月，低头思故乡。群峰"
+    r = post(client, "/api/convert", {"text": jingyesi, "script": "traditional"})
+    assert r.json() == {"text": "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。群峰"}
+    r = post(client, "/api/convert", {"text": r.json()["text"], "script": "simplified"})
+    assert r.json() == {"text": jingyesi}
     assert post(client, "/api/convert", {"text": "風急", "script": "simplified"}).json() == {
         "text": "风急"
     }
@@ -709,7 +728,8 @@ def test_a_tiny_temperature_is_greedy_as_on_the_command_line(client, path):
                 "temperature": 1e-40}  # fmt: skip
     replies = [post(client, path, {**body, "seed": seed}) for seed in (1, 2)]
     assert [r.status_code for r in replies] == [200, 200], replies[0].text
-    assert replies[0].json() == replies[1].json()  # greedy: the seed changes nothing
+    answers = [{k: v for k, v in r.json().items() if k != "seed"} for r in replies]
+    assert answers[0] == answers[1]  # greedy: the seed changes nothing (but the seed sent back)
     if path == "/api/generate":
         args = ["月", "--form", "五绝", "--temperature", "1e-40", "--format", "json"]
         cli = CliRunner().invoke(generate_command, args)
