@@ -1,7 +1,8 @@
 """The page in a real browser: Playwright driving the system's Chromium (Debian's ``chromium``
 package, never a downloaded one) against a live server on loopback.
 
-The same code makes the README's screenshot: ``python tests/serve/test_page.py docs/web.png``.
+The same code makes the README's screenshot and the pictures of docs/page/:
+``python tests/serve/test_page.py docs/web.png``.
 """
 
 import json
@@ -329,7 +330,10 @@ def test_a_vertical_view_reads_right_to_left(browser, base_url):
     assert page.evaluate(mode) == "vertical-rl"
     boxes = [v.bounding_box() for v in page.query_selector_all(".poem .verse")]
     assert all(a["x"] > b["x"] for a, b in zip(boxes, boxes[1:]))  # the first on the right
-    assert all(b["height"] > b["width"] for b in boxes)  # each verse a column
+    for verse in page.query_selector_all(".poem .verse"):  # each verse one column, downwards
+        chars = [c.bounding_box() for c in verse.query_selector_all(".ch")]
+        assert len({round(c["x"]) for c in chars}) == 1
+        assert all(a["y"] < b["y"] for a, b in zip(chars, chars[1:]))
     assert verses_of(page) == verses
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.uncheck("#vertical")
@@ -400,18 +404,50 @@ def test_the_title_goes_with_the_request_where_the_model_reads_titles(
     old.state.batcher.close()
 
 
+def page_pictures(page, folder):
+    """docs/page/: each feature of the page, from a page showing a seeded 七绝 and its
+    candidates (write.png), then an error beside it (error.png), a fault marked (fault.png),
+    the card saved as an image (card.png), and a phone's screen in 繁體 and 竖排 (phone.png)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    page.locator("#write").screenshot(path=folder / "write.png")
+    page.fill("#start", "龘")
+    page.click("#write-button")
+    page.wait_for_function("document.getElementById('error').innerText.length > 0")
+    page.locator("#write").screenshot(path=folder / "error.png")
+    check_text(page, DENGGAO.replace("鸟飞回", "鸟飞去"))
+    page.locator("#check").screenshot(path=folder / "fault.png")
+    with page.expect_download() as download:
+        page.click(".poem .save-image")
+    svg = Path(download.value.path()).read_text(encoding="utf-8").split("\n", 1)[1]
+    page.set_content(f"<body style='margin:0'>{svg}</body>")
+    page.locator("svg").screenshot(path=folder / "card.png")
+
+
 def screenshot(path):
-    """The README's picture: a 七绝, a rewritten verse offered, and 《登高》 checked."""
+    """The README's picture (a 七绝, a rewritten verse offered, 《登高》 checked) and the
+    pictures of docs/page/ beside it (page_pictures)."""
     from poetry_lm.serve.app import create_app
 
     app = create_app()
     with running(app) as url, chromium() as browser:
         page = open_page(browser, url, width=760, height=900)
+        page.fill("#title", "秋月")
+        page.fill("#seed", "3")
         write_poem(page, "月", "七绝")
         page.click(".poem .verse[data-line='2']")
         page.wait_for_selector(".candidate")
         check_text(page, DENGGAO)
         page.screenshot(path=path, full_page=True)
+        folder = Path(path).parent / "page"
+        page_pictures(page, folder)
+        phone = open_page(browser, url, width=375, height=640)
+        phone.fill("#seed", "3")
+        write_poem(phone, "风", "五律")
+        phone.check("#vertical")
+        phone.click("input[value=traditional]")
+        phone.wait_for_function("document.querySelector('#write h2').innerText === 'Write 作詩'")
+        settled(phone, "input[value=traditional]")
+        phone.locator("#write").screenshot(path=folder / "phone.png")
     app.state.batcher.close()
 
 
