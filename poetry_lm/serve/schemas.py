@@ -36,6 +36,7 @@ MAX_CANDIDATES = 8  # rewrite candidates
 MAX_BODY_BYTES = 64 * 1024  # a request body, checked before it is parsed
 MAX_DEPTH = 32  # arrays and objects nested in a body (a request needs 2), checked before it too
 MAX_FORM_CHARS = 8  # a form's name: 五绝 … 七律, wujue … qilv
+MAX_SEED = 2**32 - 1  # the CLI's one seed rule
 
 Script = Literal["simplified", "traditional"]
 # the API's own limits on sampling fields, beyond the ranges Sampling gives them
@@ -84,8 +85,8 @@ class Seeded(Request):
     seed: int | None = Field(
         None,
         ge=0,
-        le=2**32 - 1,  # the CLI's one seed rule
-        description="The same seed and options write the same poems.",
+        le=MAX_SEED,
+        description="The same seed and options write the same poems; none: a random one.",
     )
     script: Script = Field("simplified", description="Script of the poems returned.")
 
@@ -232,6 +233,10 @@ class Poem(BaseModel):
 
 
 class GenerateResponse(BaseModel):
+    seed: int = Field(
+        description="The seed used (drawn when none was sent): sent back with the "
+        "same options, it writes the same poems."
+    )
     poems: list[Poem]
 
 
@@ -273,8 +278,11 @@ class CharCheck(BaseModel):
 
 class Fault(BaseModel):
     term: str = Field(description="失粘, 失对, 出韵, 重韵, 孤平, 三平尾 or 三仄尾.")
-    line: int
-    position: int
+    line: int = Field(description="1-based: the line of the character at fault.")
+    position: int = Field(
+        description="1-based, within the line: the character at fault (as in chars; the "
+        "first of the three for 三平尾 and 三仄尾)."
+    )
     message: str
 
 

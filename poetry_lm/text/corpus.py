@@ -70,7 +70,10 @@ def to_simplified(text: str) -> str:
 
 
 def to_traditional(text: str) -> str:
-    return _opencc("s2t").convert(text)
+    """Simplified → traditional in the standard forms (OpenCC ``s2tw``: 床, 群, 峰, where
+    ``s2t`` writes the variants 牀, 羣, 峯), character for character: no regional vocabulary
+    (``s2twp`` would rewrite words), so the length stays that of the text."""
+    return _opencc("s2tw").convert(text)
 
 
 def strip_annotations(text: str) -> str | None:

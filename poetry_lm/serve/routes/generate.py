@@ -4,6 +4,7 @@ PoemRequest → the Writer, inside the batcher."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from functools import partial
 
 from fastapi import APIRouter
@@ -38,15 +39,18 @@ def decode(
 
 @router.post("/api/generate", response_model=s.GenerateResponse)
 async def generate(req: s.GenerateRequest, poet: PoetDep, run: RunDep):
-    """Write poems; the options mirror ``poetry-lm generate``."""
+    """Write poems; the options mirror ``poetry-lm generate``. Without a seed one is drawn, and
+    returned, so that the same request with it writes the same poems."""
     with at_fault("starts"):  # checked before any decoding: never fails a shared batch
         request = poet.check(req.poem_request())
+    seed = request.seed if request.seed is not None else secrets.randbelow(s.MAX_SEED + 1)
     rows = [start for start in request.starts or ("",) for _ in range(request.n)]
-    seeds = poem_seeds(request.seed, len(rows))
+    seeds = poem_seeds(seed, len(rows))
     key = dataclasses.replace(request, starts=(), n=1, seed=None)  # what a batch shares
     job = Job(key, (rows, seeds), partial(decode, poet, key), len(rows) * request.width)
     poems = await run(job)
     return s.GenerateResponse(
+        seed=seed,
         poems=[
             poem_out(
                 p.text,
@@ -60,5 +64,5 @@ async def generate(req: s.GenerateRequest, poet: PoetDep, run: RunDep):
                 request.title,
             )
             for p in poems
-        ]
+        ],
     )
