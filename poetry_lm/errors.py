@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from poetry_lm.model.checkpoint import CheckpointError
+from poetry_lm.model.errors import CheckpointError
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import CorpusError
 

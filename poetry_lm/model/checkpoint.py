@@ -16,15 +16,12 @@ from typing import Any
 
 import torch
 
+from poetry_lm.model.errors import CheckpointError
 from poetry_lm.model.lm import ModelConfig, PoetryLM, uninitialised
 from poetry_lm.paths import missing_hint
 from poetry_lm.text.vocab import REQUIRED, CharTable
 
 FORMAT = "poetry_lm/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, with a one-sentence reason."""
 
 
 def remove_stale_temporaries(path: Path | str) -> list[Path]:

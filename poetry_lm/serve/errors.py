@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from poetry_lm.model.checkpoint import CheckpointError
+from poetry_lm.model.errors import CheckpointError
 from poetry_lm.serve import schemas as s
 from poetry_lm.settings import SettingError
 from poetry_lm.text.corpus import CorpusError

@@ -69,6 +69,21 @@ def test_the_groups_help_imports_no_command_and_no_torch():
     assert out.stdout.splitlines()[-1] == "[]", out.stdout
 
 
+def test_check_reads_no_model_and_imports_no_torch():
+    # poetry_lm.errors imported torch for CheckpointError's sake: check took 3 s, now 0.2 s
+    script = (
+        "import sys\n"
+        "from poetry_lm.cli import main\n"
+        "main(['check', '白日依山尽，黄河入海流。欲穷千里目，更上一层楼。'], standalone_mode=False)\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no faults" in out.stdout and out.stdout.splitlines()[-1] == "False", out.stdout
+
+
 def test_loading_the_model_draws_no_weights_and_imports_no_compiler():
     # a draw on the meta device imported torch's compiler (torch._dynamo, about 3 s)
     script = (
