@@ -23,11 +23,7 @@ The docs at ``/docs`` (Swagger UI) and ``/redoc`` load their scripts from the pa
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import socket
-import threading
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -92,51 +88,3 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     return app
-
-
-def server_options(settings: ServeSettings) -> dict:
-    """uvicorn's options for ``settings``: a shutdown waits ``shutdown_timeout`` at most for
-    the requests in flight (uvicorn's own default waits forever, on a client gone quiet too)."""
-    # keep-alive past uvicorn's 5 s: a busy server must not close a connection whose next
-    # request is already waiting to be read
-    return dict(
-        log_level="warning",
-        timeout_keep_alive=60,
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-    )
-
-
-def cut_off_quietly(record: logging.LogRecord) -> bool:
-    """uvicorn's log, without the traceback of each request a shutdown cuts off: its line
-    "Cancel 1 running task(s), timeout graceful shutdown exceeded" says so already."""
-    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
-
-
-def serve(app: FastAPI, host: str, port: int, settings: ServeSettings = DEFAULTS) -> None:
-    """Serve ``app`` on ``host``:``port`` until Ctrl-C or SIGTERM."""
-    import uvicorn
-
-    logging.getLogger("uvicorn.error").addFilter(cut_off_quietly)
-    uvicorn.run(app, host=host, port=port, **server_options(settings))
-
-
-@contextmanager
-def running(app: FastAPI):
-    """Serve ``app`` with uvicorn on a free loopback port in a thread, for tests and the README
-    screenshot → its base URL. Its lifespan is off: the app (and its decoding thread) outlives
-    the server."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **server_options(DEFAULTS)))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        thread.join(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()

@@ -47,7 +47,8 @@ def serve_command(host, port, checkpoint, threads, **values):
 
     # the app is built first, so that a bad checkpoint is one sentence; imported here, so
     # that --help does not load FastAPI
-    from poetry_lm.serve.app import create_app, serve
+    from poetry_lm.serve.app import create_app
+    from poetry_lm.serve.server import serve
 
     app = run_or_exit(create_app, checkpoint, settings)
     click.echo(f"poetry_lm: the page at http://{host}:{port}/, the API docs at /docs", err=True)

@@ -74,7 +74,8 @@ def test_check_reads_no_model_and_imports_no_torch():
     script = (
         "import sys\n"
         "from poetry_lm.cli import main\n"
-        "main(['check', '白日依山尽，黄河入海流。欲穷千里目，更上一层楼。'], standalone_mode=False)\n"
+        "poem = '白日依山尽，黄河入海流。欲穷千里目，更上一层楼。'\n"
+        "main(['check', poem], standalone_mode=False)\n"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run(

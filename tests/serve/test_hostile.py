@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from serve_app import shared_app
 
-from poetry_lm.serve.app import running
+from poetry_lm.serve.server import running
+from poetry_lm.serving import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DENGGAO = "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
@@ -97,6 +98,32 @@ def test_a_client_gone_quiet_mid_body_is_answered_408_and_its_connection_closed(
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"the body was not sent within 0.5 s" in answer and b"connection: close" in answer
     assert 0.4 < took < 3
+
+
+@pytest.mark.parametrize(
+    "sent, answered",
+    [
+        (b"", 0),  # connected, then silent
+        (b"POST /api/check HTTP/1.1\r\nHost: a\r\nContent-Le", 0),  # a head sent in part
+        # a whole request answered, then the next one's head begun and left
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHo", 1),
+    ],
+    ids=["silent", "part-of-a-head", "after-a-request"],
+)
+def test_a_client_that_never_finishes_its_head_is_closed_after_the_read_timeout(
+    app, sent, answered
+):
+    """uvicorn closes only idle keep-alive connections: a head begun and never finished held
+    the connection for ever. HeadDeadline closes it after read_timeout seconds."""
+    with running(app, ServeSettings(read_timeout=0.5)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(sent)
+            start = time.monotonic()
+            answer = read_until_closed(sock)
+            took = time.monotonic() - start
+    assert answer.count(b"HTTP/1.1 200") == answered, answer
+    assert 0.4 < took < 3, took
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from serve_app import shared_app
 
-from poetry_lm.serve.app import running
+from poetry_lm.serve.server import running
 from poetry_lm.tools.loadtest import loadtest_command, percentile, report, run_load
 
 

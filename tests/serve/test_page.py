@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from serve_app import shared_app
 
-from poetry_lm.serve.app import running
+from poetry_lm.serve.server import running
 
 
 @pytest.fixture(scope="module")
