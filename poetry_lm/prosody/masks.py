@@ -154,8 +154,8 @@ def token_masks(table: CharTable, heard: bool = True, standard: bool = False) ->
         return torch.tensor([tok not in never and test(tok) for tok in table.tokens])
 
     def tone_having(tones_at) -> torch.Tensor:  # (2, V): 平 fits, 仄 fits
-        rows = [having(lambda tok, t=t: t in tones_at(tok)) for t in (PING, ZE)]
-        return torch.stack(rows).float()
+        tones = [() if tok in never else tones_at(tok) for tok in table.tokens]  # asked once
+        return torch.tensor([[t in heard for heard in tones] for t in (PING, ZE)]).float()
 
     groups = [g for g in rhyme_groups() if g.tone == PING]
     group_fits = group_table(table.tokens, never, groups, heard_groups if heard else groups_of)
