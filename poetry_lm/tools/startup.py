@@ -1,8 +1,9 @@
 """Start-up time of the commands: ``python -m poetry_lm.tools.startup [TREE ...]``.
 
-Each command (``generate.py 月``, ``poetry-lm --help``, and ``import torch`` as the floor) is
-run as a fresh process from each source tree given (a checkout or a ``git archive`` of another
-commit: "before" and "after"), the trees taken in turn within each round so that a machine
+Each command (``generate.py 月``, ``poetry-lm --help``, ``check`` of a poem, and ``import torch``
+as the floor) is run as a fresh process from each source tree given (a checkout or a ``git
+archive`` of another commit: "before" and "after"), the trees taken in turn within each round so
+that a machine
 whose load changes slows them alike. It prints the CPU model beside a markdown table of the
 median and fastest wall times and each tree's ratio to the first; on a shared, loaded machine
 read the ratios, not the seconds (docs/performance.md).
@@ -26,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = [
     ("import torch", ["-c", "import torch"]),
     ("poetry-lm --help", ["-m", "poetry_lm", "--help"]),
+    (
+        "poetry-lm check 登鹳雀楼",
+        ["-m", "poetry_lm", "check", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"],
+    ),
     ("generate.py 月 --seed 1", ["generate.py", "月", "--seed", "1"]),
 ]
 
