@@ -3,10 +3,9 @@
 Each command (``generate.py 月``, ``poetry-lm --help``, ``check`` of a poem, and ``import torch``
 as the floor) is run as a fresh process from each source tree given (a checkout or a ``git
 archive`` of another commit: "before" and "after"), the trees taken in turn within each round so
-that a machine
-whose load changes slows them alike. It prints the CPU model beside a markdown table of the
-median and fastest wall times and each tree's ratio to the first; on a shared, loaded machine
-read the ratios, not the seconds (docs/performance.md).
+that a machine whose load changes slows them alike. It prints the CPU model beside a markdown
+table of the median and fastest wall times and each tree's ratio to the first; on a shared,
+loaded machine read the ratios, not the seconds (docs/performance.md).
 """
 
 from __future__ import annotations
