@@ -1,10 +1,22 @@
+import os
+import shutil
+
 import pytest
 import torch
 from click.testing import CliRunner
+from filelock import FileLock  # torch's own dependency
 
 from poetry_lm.cli.train import train_command
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (setup.cfg): a worker per CPU this process may run on (taskset, a container's
+    share), not per CPU of the machine."""
+    return len(os.sched_getaffinity(0))
+
 
 TINY_TRAIN = [
     "--limit-poems",
@@ -43,35 +55,44 @@ def tiny_config(out, model: dict | None = None, **overrides):
     return TrainConfig(**{**settings, **overrides}, model={**plain, **(model or {})})
 
 
+def shared_run(tmp_path_factory, name: str, args: list[str]):
+    """The folder of a tiny training run through the CLI (``train.py`` with ``args``), trained once
+    per test session: under pytest-xdist the first worker to ask trains it in the folder all the
+    workers share, and the others wait for it and read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's base folder is in the session's
+    out, done = root / name, root / f"{name}.trained"
+    with FileLock(root / f"{name}.lock"):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)  # what a failed attempt left
+            result = CliRunner().invoke(train_command, ["--out", str(out), *args])
+            assert result.exit_code == 0, result.output
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A real (tiny) training run through the CLI; its folder holds best.pt and last.pt."""
-    out = tmp_path_factory.mktemp("run")
-    result = CliRunner().invoke(train_command, ["--out", str(out), *TINY_TRAIN])
-    assert result.exit_code == 0, result.output
-    return out
+    return shared_run(tmp_path_factory, "tiny_run", TINY_TRAIN)
 
 
 @pytest.fixture(scope="session")
 def tiny_backward_run(tmp_path_factory):
     """As ``tiny_run``, reading poems right to left (``--direction backward``): a reader for the
     rerank, on the same vocabulary as ``tiny_run``'s model."""
-    out = tmp_path_factory.mktemp("backward_run")
-    args = ["--out", str(out), *TINY_TRAIN, "--direction", "backward"]
-    result = CliRunner().invoke(train_command, args)
-    assert result.exit_code == 0, result.output
-    return out
+    return shared_run(
+        tmp_path_factory, "tiny_backward_run", [*TINY_TRAIN, "--direction", "backward"]
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_theme_run(tmp_path_factory):
     """As ``tiny_run``, with titles read before half of the poems and the couplet input: a
     model that writes for a title (its folder holds best.pt and last.pt)."""
-    out = tmp_path_factory.mktemp("theme_run")
-    args = ["--out", str(out), *TINY_TRAIN, "--couplet-input", "--title-share", "0.5"]
-    result = CliRunner().invoke(train_command, args)
-    assert result.exit_code == 0, result.output
-    return out
+    args = [*TINY_TRAIN, "--couplet-input", "--title-share", "0.5"]
+    return shared_run(tmp_path_factory, "tiny_theme_run", args)
 
 
 @pytest.fixture(scope="session")

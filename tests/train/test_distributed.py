@@ -1,4 +1,8 @@
-"""Two CPU processes under torchrun train exactly like one process with the same global batch."""
+"""Two CPU processes under torchrun train exactly like one process with the same global batch.
+
+The two processes are the real thing (torchrun starting train.py); the one process they are
+compared with, and the resume of their checkpoint, are train.py's command run in this process
+(the same code, without two more interpreters that import torch and read the corpus)."""
 
 import json
 import shutil
@@ -7,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import TINY_TRAIN
+
+from poetry_lm.cli.train import train_command
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -32,14 +39,8 @@ def test_two_processes_match_one_process(tmp_path, batching):
         "--batching",
         batching,
     ]
-    single = subprocess.run(
-        [sys.executable, "train.py", "--out", str(tmp_path / "one"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr
+    single = CliRunner().invoke(train_command, ["--out", str(tmp_path / "one"), *args])
+    assert single.exit_code == 0, single.output
     double = subprocess.run(
         [
             TORCHRUN,
@@ -65,12 +66,8 @@ def test_two_processes_match_one_process(tmp_path, batching):
     # only rank 0 writes, and its result line is the only one
     assert double.stdout.count("best_val_ppl") == 1
     # a checkpoint written by two processes resumes in one
-    resumed = subprocess.run(
-        [sys.executable, "train.py", "--out", str(tmp_path / "two"), "--resume", "--epochs", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    resumed = CliRunner().invoke(
+        train_command, ["--out", str(tmp_path / "two"), "--resume", "--epochs", "3"]
     )
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.exit_code == 0, resumed.output
     assert [h["epoch"] for h in history(tmp_path / "two")] == [1, 2, 3]
