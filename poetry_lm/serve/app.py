@@ -65,7 +65,7 @@ ROUTERS = (page.router, generate.router, score.router, rewrite.router, check.rou
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     yield
-    app.state.batcher.close()
+    app.state.batcher.close(wait=0)  # uvicorn waited --shutdown-timeout for the requests
 
 
 def create_app(

@@ -66,9 +66,12 @@ class Batcher:
         self.queue.put(job)
         return job.future
 
-    def close(self) -> None:
+    def close(self, wait: float | None = None) -> None:
+        """Stop after the batch being decoded, waiting for it at most ``wait`` seconds (None:
+        until it ends). A shutdown waits none: its requests were cut off already, and the
+        decoding thread, a daemon, ends with the process."""
         self.queue.put(None)
-        self.thread.join()
+        self.thread.join(wait)
 
     def _collect(self, first: Job) -> list[Job]:
         """The first job and those that follow it with gaps under ``window`` seconds, for at

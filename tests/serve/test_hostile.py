@@ -143,17 +143,28 @@ def connect_when_up(proc, port: int, seconds: float = 120) -> socket.socket:
     raise AssertionError(f"the server did not listen on port {port} within {seconds} s")
 
 
-def test_sigterm_with_a_client_gone_quiet_exits_within_the_shutdown_timeout():
-    """A client stalled mid-body (the read limit far off) does not hold a shutdown: SIGTERM
-    cuts its request off after --shutdown-timeout and the process exits."""
+# a batch that decodes for seconds: 32 七律 of 4 candidates each (128 rows)
+LONG_BATCH = json.dumps({"starts": ["月"] * 16, "n": 2, "form": "七律", "best_of": 4}).encode()
+DECODING = (
+    b"POST /api/generate HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+    + f"Content-Length: {len(LONG_BATCH)}\r\n\r\n".encode()
+    + LONG_BATCH
+)
+
+
+@pytest.mark.parametrize("sent", [STALLED, DECODING], ids=["stalled-mid-body", "decoding"])
+def test_sigterm_with_a_request_in_flight_exits_within_the_shutdown_timeout(sent):
+    """A client stalled mid-body (the read limit far off), or a batch of seconds decoding, does
+    not hold a shutdown: SIGTERM cuts the request off after --shutdown-timeout and the process
+    exits (the decoding thread, a daemon, is not waited for)."""
     port = free_port()
     command = [sys.executable, "-m", "poetry_lm", "serve", "--port", str(port)]
     options = ["--read-timeout", "60", "--shutdown-timeout", "1"]
     proc = subprocess.Popen([*command, *options], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         with connect_when_up(proc, port) as sock:
-            sock.sendall(STALLED)
-            time.sleep(0.5)  # the request is in the app, waiting for the rest of its body
+            sock.sendall(sent)
+            time.sleep(0.5)  # the request is in the app: waiting for its body, or decoding
             proc.send_signal(signal.SIGTERM)
             start = time.monotonic()
             proc.wait(timeout=15)
