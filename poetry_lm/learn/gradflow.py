@@ -279,7 +279,7 @@ def measure(checkpoints, corpus, embed_dim, hidden_dim, steps, poems, seed, out_
     plot(results, Path(out_png))
     write_csv(results, Path(out_csv))
 
-    ds = [d for d in RATIO_DISTANCES if d < steps]
+    ds = [d for d in RATIO_DISTANCES if d < steps] or [steps - 1]  # a short run: its farthest
     click.echo("ratio g(d)/g(0) = ‖∂L/∂h_{t−d}‖ / ‖∂L/∂h_t‖ (batch means; 'c' rows: c_{t−d})")
     click.echo(f"{'model':<16}{'trained':<9}" + "".join(f"{f'd={d}':>11}" for d in ds))
     for name, trained, norms in results:

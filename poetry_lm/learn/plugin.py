@@ -37,10 +37,12 @@ What is checked (finite differences are the oracle: your forward defines the fun
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import numpy as np
@@ -64,23 +66,38 @@ def split_spec(spec: str) -> tuple[str, str]:
     """'module:Class' → ('module', 'Class'); CellError for anything else."""
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise CellError(f"{spec!r} is not MODULE:CLASS (for example my_cells:MyRNNCell)")
+        raise CellError(
+            f"{spec!r} is not MODULE:CLASS or FILE.py:CLASS (for example my_cells:MyRNNCell)"
+        )
     return module_name, class_name
 
 
 def load_class(spec: str):
-    """'module:Class' → the class; the current directory is importable. CellError otherwise."""
+    """'module:Class' or 'path/to/file.py:Class' → the class; the current directory is
+    importable. CellError otherwise."""
     module_name, class_name = split_spec(spec)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = import_file(module_name) if module_name.endswith(".py") else None
+        module = module or importlib.import_module(module_name)
     except ImportError as err:
         raise CellError(f"cannot import {module_name!r}: {err}") from None
     try:
         return getattr(module, class_name)
     except AttributeError:
         raise CellError(f"module {module_name!r} has no class {class_name!r}") from None
+
+
+def import_file(path: str):
+    """The module in the file at ``path`` (a student's cells.py anywhere), run once."""
+    if not os.path.isfile(path):
+        raise ImportError(f"no file {path}")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look a class's module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def is_native(obj) -> bool:

@@ -271,6 +271,10 @@ def test_the_shipped_model_is_fed_its_couplet_input(tmp_path, texts):
     )
     assert result.exit_code == 0, result.output
     assert any(line.split()[:2] == ["shipped", "yes"] for line in result.output.splitlines())
+    # 4 steps: no distance of the table's (10, 30, 49) fits, so the farthest, d=3, is shown
+    assert "d=3" in result.output
+    row = next(line.split() for line in result.output.splitlines() if line.startswith("shipped "))
+    assert row[:2] == ["shipped", "yes"] and len(row) == 3 and float(row[2]) > 0, row
 
 
 DOCS = Path(__file__).parents[2] / "docs"

@@ -141,3 +141,16 @@ def test_a_cell_in_the_project_convention_without_cell_base_is_checked(tmp_path,
     (tmp_path / "scratch_buggy.py").write_text(buggy, encoding="utf-8")
     result = run("--cell", "scratch_buggy:ScratchRNN")
     assert result.exit_code == 1 and "FAIL: U first goes wrong at time step t = 3" in result.output
+
+
+def test_a_cell_is_loaded_from_a_file_path(tmp_path):
+    """FILE.py:Class, the natural thing to type, works from any directory."""
+    path = tmp_path / "cells" / "scratch_file_cell.py"
+    path.parent.mkdir()
+    path.write_text(SCRATCH_CELL, encoding="utf-8")
+    result = run("--cell", f"{path}:ScratchRNN")
+    assert result.exit_code == 0 and "PASS" in result.output, result.output
+    missing = run("--cell", f"{tmp_path}/none.py:ScratchRNN")
+    assert (
+        missing.exit_code != 0 and "no file" in missing.output and "Traceback" not in missing.output
+    )
