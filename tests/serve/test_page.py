@@ -376,6 +376,28 @@ def test_a_link_writes_the_same_poems(page, browser):
     other.close()
 
 
+@pytest.mark.parametrize(
+    "query, named",
+    [
+        ("n=0", 'n "0"'),
+        ("n=50", 'n "50"'),
+        ("form=八绝", 'form "八绝"'),
+        ("seed=abc", 'seed "abc"'),
+    ],
+)
+def test_a_link_with_a_value_the_form_cannot_take_says_so_and_writes_nothing(
+    browser, base_url, query, named
+):
+    page = open_page(browser, base_url)
+    seed = "" if query.startswith("seed=") else "seed=1&"
+    page.goto(f"{base_url}/?start=月&{seed}{query}")
+    page.wait_for_function("document.getElementById('error').innerText.length > 0")
+    assert f"this link's {named} cannot be used" in page.inner_text("#error")
+    assert page.locator(".poem .verse").count() == 0
+    assert not any("/api/generate" in url for url in page.requests)
+    page.close()
+
+
 def test_the_title_goes_with_the_request_where_the_model_reads_titles(
     page, browser, tiny_theme_run, no_title_model
 ):
