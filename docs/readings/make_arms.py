@@ -2,6 +2,7 @@
 ../shared/blind/ asks (JSON lists of {form, text} and {arm, form, text}).
 
 python docs/readings/make_arms.py OUT_DIR --seed S --arm NAME=OPTIONS ... [--per-form 5]
+    [--exclude docs/readings/c-heard/real.json ...]
 
 Every generated poem has its own start (a first character of a random Tang train poem) and its
 own seed; real poems are drawn from the test split, none of them shorter forms' fragments."""
@@ -20,11 +21,12 @@ from poetry_lm.writing.writer import Writer
 FORMS = ("五绝", "七绝", "五律", "七律")
 
 
-def real_poems(rng: random.Random, per_form: int) -> list[dict]:
+def real_poems(rng: random.Random, per_form: int, used: set[str]) -> list[dict]:
+    """``per_form`` test poems of each form, none of those ``used`` by earlier readings."""
     by_form: dict[str, list[str]] = {f: [] for f in FORMS}
     for poem in load_corpus()["test"]:
         check = check_poem(poem.text)
-        if check.form in by_form:
+        if check.form in by_form and check.text not in used:
             by_form[check.form].append(check.text)
     return [{"form": f, "text": t} for f in FORMS for t in rng.sample(by_form[f], per_form)]
 
@@ -50,11 +52,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--per-form", type=int, default=5)
     parser.add_argument("--arm", action="append", default=[], help="NAME=OPTIONS")
+    parser.add_argument(
+        "--exclude", action="append", default=[], type=Path,
+        help="an earlier reading's real.json: its poems are not drawn again",
+    )  # fmt: skip
     args = parser.parse_args()
+    used = {p["text"] for path in args.exclude for p in json.loads(path.read_text())}
     rng = random.Random(args.seed)
     writer = Writer()
     args.out.mkdir(parents=True, exist_ok=True)
-    real = real_poems(rng, args.per_form)
+    real = real_poems(rng, args.per_form, used)
     generated = []
     for arm in args.arm:
         name, _, options = arm.partition("=")
