@@ -36,7 +36,10 @@ def arm_poems(writer, rng, name: str, options: str, per_form: int) -> list[dict]
     fields = {}
     for word in shlex.split(options):
         key, value = word.split("=")
-        fields[key] = json.loads(value) if value not in FORMS else value
+        try:  # a number, true/false, or a word as it is (worst-verse, 五绝)
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
     starts = [p.text[0] for p in rng.sample(load_corpus()["train"], 4 * per_form)]
     poems = []
     for i, start in enumerate(starts):
