@@ -180,8 +180,8 @@ class PoemRequest:
         "score",
         "How the kept candidate is chosen: score (the best mean penalised log-probability), "
         "worst-verse (the best worst verse, by mean log-probability per character) or "
-        "coherence (the coherence scorer's: do the verses belong together); needs --best-of "
-        "or --beam of 2 or more but for score.",
+        "coherence (the coherence scorer's: do the verses belong together); but for score, "
+        "needs 2 or more candidates per poem (best of, or beam).",
     )
     coherence_model: str | None = setting(
         None, "The coherence scorer that --select coherence reads [default: models/coherence.pt]."

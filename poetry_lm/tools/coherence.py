@@ -6,8 +6,11 @@
 Training reads the regulated poems (五绝 七绝 五律 七律) of the Tang train split only. Each
 step takes ``--batch`` real poems and, for each, a negative made from it
 (:mod:`poetry_lm.evaluation.swaps`: one verse swapped for another train poem's at its place,
-half of them asked to clash in season or time), and lowers the binary cross-entropy of
-real (1) against swapped (0). Adam, one thread; the same seed and step count train the same
+half of them asked to clash in season or time), and lowers softplus(s(swapped) − s(real)),
+each poem against its own swapped version (what selection asks: which of these is whole),
+plus the binary cross-entropy of real (1) against swapped (0), which keeps logit 0 a threshold.
+The character embedding starts from the language model's (``--model``), cut to E dimensions
+by its principal components. Adam, one thread; the same seed and step count train the same
 weights (``--minutes`` only caps the time: ``--steps`` fixes the count).
 
 The held-out figures are measured on the valid split: each regulated valid poem against one
@@ -116,7 +119,9 @@ def train_steps(model, table, texts: list[str], options: dict) -> tuple[int, flo
         model.train()
         logits = model(*encode(table, real + swapped))
         target = torch.cat([torch.ones(len(real)), torch.zeros(len(swapped))])
-        loss = loss_of(logits, target)
+        pos, neg = logits[: len(real)], logits[len(real) :]
+        # each poem against its own swapped version, and each alone against 0
+        loss = torch.nn.functional.softplus(neg - pos).mean() + loss_of(logits, target)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -126,6 +131,16 @@ def train_steps(model, table, texts: list[str], options: dict) -> tuple[int, flo
             elapsed = time.perf_counter() - start
             click.echo(f"step {step}: loss {loss.item():.4f}, {elapsed:.0f} s", err=True)
     return step, time.perf_counter() - start
+
+
+def principal_embedding(weight: torch.Tensor, model: CoherenceModel) -> torch.Tensor:
+    """The language model's character embedding (V, E_lm) cut to the scorer's E dimensions by
+    its principal components (centred, projected on the top E), scaled to unit variance
+    overall: what the characters mean, as the model learnt it, to start from."""
+    centred = weight - weight.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    projected = centred @ v[: model.config.embed].T  # (V, E)
+    return projected / projected.std()
 
 
 @click.group()
@@ -151,9 +166,12 @@ def train_command(out, checkpoint, corpus, **options):
 
     torch.set_num_threads(1)
     torch.manual_seed(options["seed"])
-    table = CharTable(read_checkpoint(checkpoint)["vocab"])
+    lm = read_checkpoint(checkpoint)
+    table = CharTable(lm["vocab"])
     splits = load_corpus(corpus)
     model = CoherenceModel(CoherenceConfig(vocab_size=len(table)))
+    with torch.no_grad():
+        model.embed.weight.copy_(principal_embedding(lm["model"]["embedding.weight"], model))
     steps, seconds = train_steps(model, table, regulated(splits["train"]), options)
     # measured as saved: each weight rounded to float16 (save_scorer)
     model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
