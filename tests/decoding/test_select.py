@@ -13,6 +13,8 @@ from poetry_lm.decoding.select import select, worst_verse
 from poetry_lm.request import PoemRequest
 
 ROOT = Path(__file__).resolve().parents[2]
+# starlette's test client asks for httpx2; httpx, which the project installs, still works
+pytestmark = pytest.mark.filterwarnings("ignore:.*httpx2")
 MODEL = ROOT / "models" / "poetry_lm.pt"
 
 
