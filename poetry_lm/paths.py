@@ -18,6 +18,7 @@ from pathlib import Path
 ENV_VAR = "POETRY_LM_DATA"
 MODEL_FILE = "models/poetry_lm.pt"
 CORPUS_FILE = "corpus/tang.jsonl.xz"
+COHERENCE_FILE = "models/coherence.pt"  # the coherence scorer (evaluation/coherence.py)
 SONG_FILE = "corpus/song.jsonl.xz"  # pretraining poems (corpus/README.md)
 RULE = f"${ENV_VAR}, then the source checkout, then {Path(sys.prefix) / 'share' / 'poetry_lm'}"
 
@@ -42,10 +43,11 @@ def data_path(relative: str) -> Path:
 SHIPPED_MODEL = data_path(MODEL_FILE)
 DEFAULT_CORPUS = data_path(CORPUS_FILE)
 SONG_CORPUS = data_path(SONG_FILE)
+COHERENCE_MODEL = data_path(COHERENCE_FILE)
 
 
 def missing_hint(path: Path) -> str:
     """A sentence to add when a default data file is missing: where it was looked for."""
-    if path in (SHIPPED_MODEL, DEFAULT_CORPUS, SONG_CORPUS):
+    if path in (SHIPPED_MODEL, DEFAULT_CORPUS, SONG_CORPUS, COHERENCE_MODEL):
         return f" (the default is looked up in {RULE})"
     return ""

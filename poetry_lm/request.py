@@ -38,6 +38,8 @@ MAX_TEMPERATURE = 100.0  # above it the distribution is uniform to float32 preci
 GREEDY_TEMPERATURE = 1e-6
 DEFAULT_MAX_LEN = 128
 MAX_WIDTH = 64  # best-of candidates or beam hypotheses per poem
+# how a poem's candidates are ranked (poetry_lm/decoding/select.py), the default first
+SELECTIONS = ("score", "worst-verse", "coherence")
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,16 @@ class PoemRequest:
     rerank_weight: float = setting(
         1.0, "λ: the weight of the backward log-probability in the rerank.", 0
     )
+    select: str = setting(
+        "score",
+        "How the kept candidate is chosen: score (the best mean penalised log-probability), "
+        "worst-verse (the best worst verse, by mean log-probability per character) or "
+        "coherence (the coherence scorer's: do the verses belong together); but for score, "
+        "needs 2 or more candidates per poem (best of, or beam).",
+    )
+    coherence_model: str | None = setting(
+        None, "The coherence scorer that --select coherence reads [default: models/coherence.pt]."
+    )
     seed: int | None = setting(
         None, "Random seed: the same seed writes the same poems.", 0, 2**32 - 1
     )
@@ -239,6 +251,7 @@ class PoemRequest:
                 "{rerank_with} ranks several candidates per poem: give {best_of} or {beam} of "
                 "2 or more"
             )
+        self.check_select()
         self.constraints()  # options at odds (tones without a form …), a keyword too long
         try:
             read_title(self.title)  # marks dropped, at most MAX_TITLE_CHARS characters
@@ -263,6 +276,22 @@ class PoemRequest:
                 "prime",
             )
         return dataclasses.replace(self, form=form and form.name, max_len=max_len)
+
+    def check_select(self) -> None:
+        """``select`` names a selection; one other than score has candidates to choose among,
+        and is not asked beside the rerank; ``coherence_model`` only with coherence."""
+        if self.select not in SELECTIONS:
+            choices = ", ".join(SELECTIONS[:-1]) + f" or {SELECTIONS[-1]}"
+            raise SettingError(f"{{select}} must be {choices}, not {literal(repr(self.select))}")
+        if self.select != "score" and self.width < 2:
+            raise SettingError(
+                f"{{select}} {self.select} chooses among several candidates per poem: give "
+                "{best_of} or {beam} of 2 or more"
+            )
+        if self.select != "score" and self.rerank_with:
+            raise SettingError("choose {select} or {rerank_with}, not both", "select")
+        if self.coherence_model is not None and self.select != "coherence":
+            raise SettingError("{coherence_model} is read only with {select} coherence")
 
     def read_texts(self, table: CharTable) -> PoemRequest:
         """Each text by the one rule (text/normalise.py), every character known to the model."""

@@ -43,6 +43,8 @@ REQUEST_OPTIONS = [
     ("best_of", (), {}),
     ("rerank_with", (), dict(type=click.Path(dir_okay=False))),
     ("rerank_weight", (), {}),
+    ("select", (), dict(type=TEXT)),
+    ("coherence_model", (), dict(type=click.Path(dir_okay=False))),
     ("seed", (), dict(type=SEED)),
 ]
 
@@ -180,6 +182,7 @@ def poem_notes(poem, request: PoemRequest, script_of) -> str:
             if poem.backward is not None
             else ""
         )
+        + (f"; --select {request.select} {poem.selected:.3f}" if poem.selected is not None else "")
     )
 
 

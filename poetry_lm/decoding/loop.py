@@ -54,6 +54,7 @@ class GeneratedPoem:
     backoffs: list[str]  # where a constraint was dropped for want of candidates
     truncated: bool = False  # max_len, not the model, ended it (at its last complete verse)
     backward: float | None = None  # mean log-probability per token read right to left (rerank)
+    selected: float | None = None  # the figure --select ranked it by (worst verse, coherence)
 
     @property
     def lines(self) -> list[str]:

@@ -136,6 +136,8 @@ class GenerateFields(Seeded):
         f"{MAX_KEYWORD_CHARS} characters (an element holding none is refused, as by the CLI).",
     )
     best_of: int = from_field(PoemRequest, "best_of", le=MAX_WIDTH)[1]
+    # the server reads the coherence scorer at its default path (models/coherence.pt)
+    select: str = from_field(PoemRequest, "select", max_length=16)[1]
     # null is no title, as a poem's "title" is null without one
     title: str | None = Field(
         None, max_length=MAX_TITLE_TEXT, description=from_field(PoemRequest, "title")[1].description

@@ -18,11 +18,14 @@ import torch
 from poetry_lm.decoding.loop import GeneratedPoem, candidates
 from poetry_lm.decoding.rerank import check_reader, rerank
 from poetry_lm.decoding.rewrite import Rewritten, rewrite, verse_parts
+from poetry_lm.decoding.select import select
+from poetry_lm.evaluation.coherence import Scorer
 from poetry_lm.evaluation.score import score_poem
 from poetry_lm.model.checkpoint import load_model
+from poetry_lm.model.errors import CheckpointError
 from poetry_lm.model.lm import PoetryLM
 from poetry_lm.model.stepper import Stepper
-from poetry_lm.paths import SHIPPED_MODEL
+from poetry_lm.paths import COHERENCE_MODEL, SHIPPED_MODEL
 from poetry_lm.request import PoemRequest, Sampling, check_known
 from poetry_lm.settings import SettingError, literal
 from poetry_lm.text.normalise import read_poem
@@ -47,6 +50,7 @@ class Writer:
         self.checkpoint = Path(checkpoint)
         self.model, self.table, self.saved = load_model(checkpoint)
         self.readers: dict[str, PoetryLM] = {}  # rerank readers, by path, loaded once
+        self.scorers: dict[str, Scorer] = {}  # coherence scorers, by path, loaded once
 
     @cached_property
     def step(self) -> Stepper:
@@ -60,7 +64,28 @@ class Writer:
         request = request.check(self.table)
         if request.rerank_with:
             self.reader(request.rerank_with)
+        if request.select == "coherence":
+            self.scorer(request.coherence_model)
         return request
+
+    def scorer(self, path: str | None) -> Scorer:
+        """The coherence scorer at ``path`` (None: models/coherence.pt), loaded once. Raises
+        SettingError (naming ``coherence_model``) where it cannot be read or was trained on
+        another vocabulary than this model's."""
+        path = str(path or COHERENCE_MODEL)
+        if path not in self.scorers:
+            try:
+                scorer = Scorer(path)
+            except CheckpointError as err:
+                message = "{select} coherence needs a coherence scorer, but " + literal(str(err))
+                raise SettingError(message, "coherence_model") from None
+            if scorer.table.tokens != self.table.tokens:
+                raise SettingError(
+                    f"the coherence scorer {literal(path)} was trained on another vocabulary "
+                    "than the model: give {coherence_model} one trained for it",
+                )
+            self.scorers[path] = scorer
+        return self.scorers[path]
 
     def reader(self, path: str) -> PoetryLM:
         """The backward model at ``path``, loaded once. Raises CheckpointError where it cannot
@@ -99,6 +124,9 @@ class Writer:
         """One poem per start, poem i drawn from ``seeds[i]``, for a request already checked
         (:meth:`check`), all in one batch: the best of each poem's candidates."""
         found = candidates(self.step, self.table, request, starts, seeds)
+        if request.select != "score":
+            scorer = self.scorer(request.coherence_model) if request.select == "coherence" else None
+            return select(found, request.select, scorer)
         reader = self.reader(request.rerank_with) if request.rerank_with else None
         return rerank(found, reader, self.table, request.rerank_weight)
 
