@@ -59,6 +59,14 @@ def test_non_finite_or_huge_generation_numbers_are_usage_errors(option, value):
     assert_user_error(invoke(generate_command, "月", option, value), 2, option)
 
 
+@pytest.mark.parametrize("option", ["--temperature", "--top-p"])
+def test_a_number_out_of_range_is_quoted_as_typed(option):
+    # 1e-400 reads as 0.0: the message quotes what the user wrote, not 0
+    result = invoke(generate_command, "月", option, "1e-400")
+    assert_user_error(result, 2, option)
+    assert "1e-400 is out of range" in result.output and "'0 is" not in result.output
+
+
 def test_a_vanishing_temperature_is_greedy():
     greedy = invoke(generate_command, "月", "--greedy", "--seed", 1)
     for tiny in ("1e-45", "1e-7"):

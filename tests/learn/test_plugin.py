@@ -92,8 +92,8 @@ def test_a_spec_that_is_not_module_colon_class_is_a_usage_error(spec):
     result = run("--cell", spec)
     assert result.exit_code == 2, result.output
     message = result.output.strip().splitlines()[-1]
-    assert message == f"Error: Invalid value for '--cell': '{spec}' is not MODULE:CLASS (for " + (
-        "example my_cells:MyRNNCell)"
+    assert message == f"Error: Invalid value for '--cell': '{spec}' is not MODULE:CLASS or " + (
+        "FILE.py:CLASS (for example my_cells:MyRNNCell)"
     )
 
 
