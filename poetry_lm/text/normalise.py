@@ -78,9 +78,12 @@ def shown(text: str) -> str:
     return "'" + "".join(f"<U+{ord(ch):04X}>" if invisible(ch) else ch for ch in text) + "'"
 
 
-def check_poem_text(text: str, what: str = "poem") -> str:
+def check_poem_text(text: str, what: str = "poem", typed: str | None = None) -> str:
     """Step 4: raise :class:`PoemTextError` unless ``text`` is poem text that begins with a
-    character; returns ``text``. An empty text passes (callers decide whether one is allowed)."""
+    character; returns ``text``. An empty text passes (callers decide whether one is allowed).
+    A message quotes ``typed``, the text as the user gave it, where given: "，。" read as "。"
+    is still quoted as typed, and "<img src=x" with its spaces."""
+    quoted = shown((text if typed is None else typed.strip())[:20])
     if len(text) > MAX_TEXT_CHARS:
         raise PoemTextError(
             f"the {what} has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted"
@@ -88,19 +91,18 @@ def check_poem_text(text: str, what: str = "poem") -> str:
     bad = next((ch for ch in text if not is_poem_char(ch)), None)
     if bad is not None:
         raise PoemTextError(
-            f"the {what} {shown(text[:20])} holds {shown(bad)}, which is not a Chinese character "
+            f"the {what} {quoted} holds {shown(bad)}, which is not a Chinese character "
             "or poem punctuation"
         )
     if text and not is_ideograph(text[0]):
-        raise PoemTextError(
-            f"the {what} {shown(text[:20])} begins with {shown(text[0])}, not a character"
-        )
+        first = text[0] if typed is None else typed.strip()[0]
+        raise PoemTextError(f"the {what} {quoted} begins with {shown(first)}, not a character")
     return text
 
 
 def read_poem(text: str, known: Container[str] | None = None, what: str = "poem") -> str:
     """A user's text → normalised poem text (the whole rule), or :class:`PoemTextError`."""
-    return check_poem_text(normalise(text, known), what)
+    return check_poem_text(normalise(text, known), what, typed=text)
 
 
 def read_title(text: str, known: Container[str] | None = None) -> str:

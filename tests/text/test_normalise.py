@@ -33,6 +33,14 @@ def test_what_is_not_poem_text_is_refused(text, words):
         read_poem(text)
 
 
+def test_a_message_quotes_the_text_as_it_was_typed():
+    # "，。" is read as "。", and a message quoting that named a mark the user never typed first
+    with pytest.raises(PoemTextError, match="the poem '，。' begins with '，'"):
+        read_poem("，。")
+    with pytest.raises(PoemTextError, match="the poem '<img src=x onerror=a' holds '<'"):
+        read_poem("<img src=x onerror=alert(1)>")
+
+
 def test_an_empty_text_passes_the_check():
     assert check_poem_text("") == ""
 
