@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from poetry_lm.prosody.check import FAULT_TERMS
 from poetry_lm.prosody.keywords import MAX_KEYWORD_CHARS, MAX_KEYWORDS
 from poetry_lm.request import PoemRequest, Sampling
 from poetry_lm.settings import SettingError
@@ -279,7 +280,7 @@ class CharCheck(BaseModel):
 
 
 class Fault(BaseModel):
-    term: str = Field(description="失粘, 失对, 出韵, 重韵, 孤平, 三平尾 or 三仄尾.")
+    term: str = Field(description=f"One of {', '.join(FAULT_TERMS)}.")
     line: int = Field(description="1-based: the line of the character at fault.")
     position: int = Field(
         description="1-based, within the line: the character at fault (as in chars; the "

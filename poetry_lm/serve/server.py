@@ -62,18 +62,20 @@ class HeadDeadline(H11Protocol):
             self.head_timer = None
 
 
-def server_options(settings: ServeSettings) -> dict:
-    """uvicorn's options for ``settings``: the head deadline, and a shutdown that waits
-    ``shutdown_timeout`` at most for the requests in flight (uvicorn's own default waits
-    forever, on a client gone quiet too)."""
-    protocol = type("HeadDeadline", (HeadDeadline,), {"deadline": settings.read_timeout})
+def server_options(app: FastAPI, shutdown_timeout: float) -> dict:
+    """uvicorn's options for ``app``: the head deadline, the app's own read time limit (the
+    body guard's, ``app.state.read_timeout``), and a shutdown that waits ``shutdown_timeout``
+    at most for the requests in flight (uvicorn's own default waits forever, on a client gone
+    quiet too)."""
+    deadline = {"deadline": app.state.read_timeout}
+    protocol = type("HeadDeadline", (HeadDeadline,), deadline)
     # keep-alive past uvicorn's 5 s: a busy server must not close a connection whose next
     # request is already waiting to be read
     return dict(
         http=protocol,
         log_level="warning",
         timeout_keep_alive=60,
-        timeout_graceful_shutdown=settings.shutdown_timeout,
+        timeout_graceful_shutdown=shutdown_timeout,
     )
 
 
@@ -88,11 +90,11 @@ def serve(app: FastAPI, host: str, port: int, settings: ServeSettings = DEFAULTS
     import uvicorn
 
     logging.getLogger("uvicorn.error").addFilter(cut_off_quietly)
-    uvicorn.run(app, host=host, port=port, **server_options(settings))
+    uvicorn.run(app, host=host, port=port, **server_options(app, settings.shutdown_timeout))
 
 
 @contextmanager
-def running(app: FastAPI, settings: ServeSettings = DEFAULTS):
+def running(app: FastAPI):
     """Serve ``app`` with uvicorn on a free loopback port in a thread, for tests and the README
     screenshot → its base URL. Its lifespan is off: the app (and its decoding thread) outlives
     the server."""
@@ -100,7 +102,8 @@ def running(app: FastAPI, settings: ServeSettings = DEFAULTS):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **server_options(settings)))
+    options = server_options(app, DEFAULTS.shutdown_timeout)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():

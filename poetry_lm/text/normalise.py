@@ -83,7 +83,7 @@ def check_poem_text(text: str, what: str = "poem", typed: str | None = None) -> 
     character; returns ``text``. An empty text passes (callers decide whether one is allowed).
     A message quotes ``typed``, the text as the user gave it, where given: "，。" read as "。"
     is still quoted as typed, and "<img src=x" with its spaces."""
-    quoted = shown((text if typed is None else typed.strip())[:20])
+    typed = text if typed is None else typed.strip()
     if len(text) > MAX_TEXT_CHARS:
         raise PoemTextError(
             f"the {what} has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted"
@@ -91,12 +91,13 @@ def check_poem_text(text: str, what: str = "poem", typed: str | None = None) -> 
     bad = next((ch for ch in text if not is_poem_char(ch)), None)
     if bad is not None:
         raise PoemTextError(
-            f"the {what} {quoted} holds {shown(bad)}, which is not a Chinese character "
+            f"the {what} {shown(typed[:20])} holds {shown(bad)}, which is not a Chinese character "
             "or poem punctuation"
         )
     if text and not is_ideograph(text[0]):
-        first = text[0] if typed is None else typed.strip()[0]
-        raise PoemTextError(f"the {what} {quoted} begins with {shown(first)}, not a character")
+        raise PoemTextError(
+            f"the {what} {shown(typed[:20])} begins with {shown(typed[0])}, not a character"
+        )
     return text
 
 

@@ -54,6 +54,15 @@ def test_the_listing_gives_each_commands_own_first_sentence():
         assert " ".join(command.help.split()).startswith(SHORT_HELP[name]), name
 
 
+def run_python(script: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``script`` in a fresh interpreter (what it imports is its own), which must succeed."""
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_the_groups_help_imports_no_command_and_no_torch():
     # the listing is read from SHORT_HELP: importing the commands cost 2 s of torch's import
     script = (
@@ -62,10 +71,7 @@ def test_the_groups_help_imports_no_command_and_no_torch():
         "main(['--help'], standalone_mode=False)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('poetry_lm.cli.')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_python(script)
     assert out.stdout.splitlines()[-1] == "[]", out.stdout
 
 
@@ -78,10 +84,7 @@ def test_check_reads_no_model_and_imports_no_torch():
         "main(['check', poem], standalone_mode=False)\n"
         "print('torch' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_python(script)
     assert "no faults" in out.stdout and out.stdout.splitlines()[-1] == "False", out.stdout
 
 
@@ -96,8 +99,5 @@ def test_loading_the_model_draws_no_weights_and_imports_no_compiler():
         "same = all(torch.equal(t, saved[n]) for n, t in model.state_dict().items())\n"
         "print(same, 'torch._dynamo' in sys.modules, torch.nn.init.uniform_.__module__)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_python(script, timeout=300)
     assert out.stdout.split() == ["True", "False", "torch.nn.init"], out.stdout

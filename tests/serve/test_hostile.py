@@ -14,7 +14,6 @@ import pytest
 from serve_app import shared_app
 
 from poetry_lm.serve.server import running
-from poetry_lm.serving import ServeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DENGGAO = "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
@@ -81,20 +80,26 @@ def read_until_closed(sock) -> bytes:
     return answer
 
 
-def test_a_client_gone_quiet_mid_body_is_answered_408_and_its_connection_closed(app):
-    """Headers and 10 of 200 promised bytes, then nothing: a real uvicorn server answers 408
-    once the read time limit has passed, and closes the connection."""
-    default, app.state.read_timeout = app.state.read_timeout, 0.5
+def exchange(app, sent: bytes, read_timeout: float) -> tuple[bytes, float]:
+    """``sent`` to a real uvicorn server serving ``app`` with ``read_timeout``, then silence →
+    everything it answers before it closes the connection, and the seconds that took."""
+    default, app.state.read_timeout = app.state.read_timeout, read_timeout
     try:
         with running(app) as url:
             port = int(url.rsplit(":", 1)[1])
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                sock.sendall(STALLED)
+                sock.sendall(sent)
                 start = time.monotonic()
                 answer = read_until_closed(sock)
-                took = time.monotonic() - start
+                return answer, time.monotonic() - start
     finally:
         app.state.read_timeout = default
+
+
+def test_a_client_gone_quiet_mid_body_is_answered_408_and_its_connection_closed(app):
+    """Headers and 10 of 200 promised bytes, then nothing: a real uvicorn server answers 408
+    once the read time limit has passed, and closes the connection."""
+    answer, took = exchange(app, STALLED, 0.5)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"the body was not sent within 0.5 s" in answer and b"connection: close" in answer
     assert 0.4 < took < 3
@@ -115,13 +120,7 @@ def test_a_client_that_never_finishes_its_head_is_closed_after_the_read_timeout(
 ):
     """uvicorn closes only idle keep-alive connections: a head begun and never finished held
     the connection for ever. HeadDeadline closes it after read_timeout seconds."""
-    with running(app, ServeSettings(read_timeout=0.5)) as url:
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(sent)
-            start = time.monotonic()
-            answer = read_until_closed(sock)
-            took = time.monotonic() - start
+    answer, took = exchange(app, sent, 0.5)
     assert answer.count(b"HTTP/1.1 200") == answered, answer
     assert 0.4 < took < 3, took
 
